@@ -1,0 +1,112 @@
+// Argument validation shared by every binding: turn Python objects into checked, C-contiguous
+// image views, or raise ValueError naming the argument. Native code past this point may assume
+// its inputs are well formed.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <sstream>
+#include <string>
+
+namespace rerender::bindings {
+namespace py = pybind11;
+
+template <typename... Parts>
+[[noreturn]] inline void fail(const Parts&... parts) {
+  std::ostringstream s;
+  (s << ... << parts);
+  throw py::value_error(s.str());
+}
+
+enum class DType { U8, F32 };
+inline const char* dtype_name(DType d) { return d == DType::U8 ? "uint8" : "float32"; }
+
+// A validated H x W x C image (H x W arrays are read as C = 1). Keeps its array alive.
+struct Image {
+  py::array arr;
+  int h = 0, w = 0, c = 0;
+  DType dtype = DType::U8;
+  const void* data() const { return arr.data(); }
+  template <typename T> const T* as() const { return static_cast<const T*>(arr.data()); }
+  std::string shape() const {
+    std::ostringstream s;
+    s << "(" << h << ", " << w << ", " << c << ")";
+    return s.str();
+  }
+};
+
+struct ImageRules {
+  bool allow_u8 = true;
+  bool allow_f32 = true;
+  int channels = -1;       // required channel count, -1 = any
+  int max_channels = 256;  // sanity bound
+};
+
+inline std::string describe_shape(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+  s << (a.ndim() == 1 ? ",)" : ")");
+  return s.str();
+}
+
+inline Image as_image(const py::handle& obj, const std::string& name, ImageRules rules = {}) {
+  if (obj.is_none()) fail(name, ": expected a numpy array, got None");
+  if (!py::isinstance<py::array>(obj))
+    fail(name, ": expected a numpy array, got ", std::string(py::str(obj.get_type().attr("__name__"))));
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  Image im;
+  if (a.dtype().is(py::dtype::of<uint8_t>())) {
+    if (!rules.allow_u8) fail(name, ": dtype uint8 is not accepted here (expected float32)");
+    im.dtype = DType::U8;
+  } else if (a.dtype().is(py::dtype::of<float>())) {
+    if (!rules.allow_f32) fail(name, ": dtype float32 is not accepted here (expected uint8)");
+    im.dtype = DType::F32;
+  } else {
+    fail(name, ": unsupported dtype ", std::string(py::str(a.dtype())),
+         rules.allow_u8 && rules.allow_f32 ? " (expected uint8 or float32)"
+         : rules.allow_u8                 ? " (expected uint8)"
+                                          : " (expected float32)");
+  }
+  if (a.ndim() != 2 && a.ndim() != 3)
+    fail(name, ": expected an H x W or H x W x C array, got shape ", describe_shape(a));
+  im.h = static_cast<int>(a.shape(0));
+  im.w = static_cast<int>(a.shape(1));
+  im.c = a.ndim() == 3 ? static_cast<int>(a.shape(2)) : 1;
+  if (im.h <= 0 || im.w <= 0 || im.c <= 0) fail(name, ": empty array of shape ", describe_shape(a));
+  if (a.shape(0) > (1 << 16) || a.shape(1) > (1 << 16))
+    fail(name, ": image of shape ", describe_shape(a), " is too large (at most 65536 per side)");
+  if (im.c > rules.max_channels)
+    fail(name, ": ", im.c, " channels is too many (at most ", rules.max_channels, ")");
+  if (rules.channels > 0 && im.c != rules.channels)
+    fail(name, ": expected ", rules.channels, " channel(s), got shape ", describe_shape(a));
+  // Non-contiguous views (slices, transposes) are copied once; dtype never changes silently.
+  if (im.dtype == DType::U8)
+    im.arr = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  else
+    im.arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+  return im;
+}
+
+inline void require_same_size(const Image& a, const std::string& an, const Image& b, const std::string& bn) {
+  if (a.h != b.h || a.w != b.w)
+    fail(bn, ": size ", b.h, "x", b.w, " does not match ", an, " (", a.h, "x", a.w, ")");
+}
+
+inline void require_finite(double v, const std::string& name) {
+  if (!std::isfinite(v)) fail(name, ": must be finite, got ", v);
+}
+
+inline void require_range(double v, double lo, double hi, const std::string& name) {
+  require_finite(v, name);
+  if (v < lo || v > hi) fail(name, ": must be in [", lo, ", ", hi, "], got ", v);
+}
+
+// threads = 0 means "OpenMP default"; anything else must be a sane positive count.
+inline int checked_threads(int threads) {
+  if (threads < 0 || threads > 1024) fail("threads: must be in [0, 1024], got ", threads);
+  return threads;
+}
+
+}  // namespace rerender::bindings

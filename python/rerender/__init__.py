@@ -1,0 +1,36 @@
+"""rerender: zero-shot text-guided video-to-video translation.
+
+Key frames are rendered by Stable Diffusion + ControlNet with cross-frame constraints
+(``rerender.keyframes``); every other frame is propagated from them by guided PatchMatch and
+temporal-aware, histogram-preserving blending (the native core, ``rerender._native``).
+
+The native building blocks are importable from the top level; heavy modules (torch, diffusers)
+load only when used.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_EXPORTS = {
+    "synthesize": "synthesis",
+    "Synthesis": "synthesis",
+    "warp": "warp",
+    "occlusion": "warp",
+    "histogram_blend": "histblend",
+    "min_error_combine": "histblend",
+    "backends": "backend",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rerender' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

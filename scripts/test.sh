@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install rerender (native core built from source, CUDA backend compiled when nvcc is present)
+# with its test dependencies into .venv, then run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q torch==2.13.0 -e ".[test]"
+.venv/bin/python -m pytest -q "$@"
