@@ -1,0 +1,306 @@
+"""Optical flow between frames: pluggable backends and an on-disk cache.
+
+Convention (team brief): a flow ``flow_ab`` is float32 H x W x 2 (dx, dy) in pixels on a's grid
+with ``a(x) ~ b(x + flow_ab(x))``; OpenCV's flow functions use the same convention with
+a = previous, b = next.
+
+Backends (``get_flow_backend(name)``):
+
+* ``"dis"`` (default) -- OpenCV's Dense Inverse Search on grey images, preset MEDIUM refined
+  down to full resolution: about 0.15 s per 512 x 512 pair on one core, no weights.
+* ``"deepflow"`` -- OpenCV contrib's DeepFlow: several times slower, more accurate on large
+  and non-rigid motion.
+
+A learned model (RAFT, GMFlow, ...) joins by registering a factory that returns an object with a
+``name`` and ``__call__(a, b) -> flow`` -- typically loading user-supplied weights::
+
+    from rerender.flow import register_flow_backend
+
+    class RaftFlow:
+        name = "raft"
+        def __init__(self, weights): ...            # load the model once
+        def __call__(self, a, b): ...               # uint8 RGB H x W x 3 -> float32 H x W x 2
+
+    register_flow_backend("raft", lambda: RaftFlow(weights="raft-things.pth"))
+
+After that ``--flow raft`` / ``get_flow_backend("raft")`` use it, and :class:`FlowCache` keeps its
+flows apart from other backends' (files live under the backend's name).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "FlowBackend",
+    "DISFlow",
+    "DeepFlow",
+    "FlowCache",
+    "register_flow_backend",
+    "get_flow_backend",
+    "available_flow_backends",
+    "check_flow_pair",
+]
+
+
+@runtime_checkable
+class FlowBackend(Protocol):
+    """Dense optical flow: ``backend(a, b)`` -> flow_{a->b}, float32 H x W x 2 on a's grid."""
+
+    name: str
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray: ...
+
+
+def check_flow_pair(a: np.ndarray, b: np.ndarray) -> None:
+    """Validate two frames for a flow backend: uint8 RGB (H x W x 3) or grey, same size."""
+    for name, img in (("a", a), ("b", b)):
+        if not isinstance(img, np.ndarray):
+            raise ValueError(f"flow input {name}: expected a numpy array, got {type(img).__name__}")
+        if img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3))):
+            raise ValueError(f"flow input {name}: expected uint8 H x W x 3 RGB or H x W grey, "
+                             f"got {img.dtype} {img.shape}")
+        if min(img.shape[:2]) < 8:
+            raise ValueError(f"flow input {name}: image {img.shape[1]}x{img.shape[0]} is too small (min 8x8)")
+    if a.shape[:2] != b.shape[:2]:
+        raise ValueError(f"flow inputs differ in size: a is {a.shape[1]}x{a.shape[0]}, "
+                         f"b is {b.shape[1]}x{b.shape[0]}")
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2:
+        return img
+    if img.shape[2] == 1:
+        return img[:, :, 0]
+    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+
+
+class _PerThread:
+    """One OpenCV flow object per thread: their ``calc`` keeps internal buffers and is not
+    safe to call concurrently (the propagation job computes flows from several threads)."""
+
+    def __init__(self, make: Callable[[], object]):
+        self._make = make
+        self._local = threading.local()
+
+    def get(self):
+        obj = getattr(self._local, "obj", None)
+        if obj is None:
+            obj = self._local.obj = self._make()
+        return obj
+
+
+_DIS_PRESETS = {
+    # name: (OpenCV preset, finest pyramid level or None = the preset's own)
+    "fine": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, 0),
+    "medium": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, None),
+    "fast": (cv2.DISOPTICAL_FLOW_PRESET_FAST, None),
+    "ultrafast": (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, None),
+}
+DEFAULT_DIS_PRESET = "fine"
+
+
+def _make_dis(preset: str):
+    base, finest = _DIS_PRESETS[preset]
+    dis = cv2.DISOpticalFlow_create(base)
+    if finest is not None:
+        dis.setFinestScale(finest)
+    return dis
+
+
+class DISFlow:
+    """OpenCV DIS optical flow on grey images.
+
+    Preset ``"fine"`` (default) is OpenCV's MEDIUM run down to full resolution (finest scale 0
+    instead of 1): on the Middlebury Motorcycle pair it halves the median error (0.22 vs 0.41 px)
+    for about 4x the time (0.2 s vs 0.05 s per 741 x 500 pair on one core). ``"medium"``,
+    ``"fast"`` and ``"ultrafast"`` are OpenCV's presets. Non-default presets get their own
+    ``name`` (``dis_medium``...) so cached flows are never mixed up.
+    """
+
+    def __init__(self, preset: str = DEFAULT_DIS_PRESET):
+        if preset not in _DIS_PRESETS:
+            raise ValueError(f"DIS preset: {preset!r} is not one of {', '.join(_DIS_PRESETS)}")
+        self.preset = preset
+        self.name = "dis" if preset == DEFAULT_DIS_PRESET else f"dis_{preset}"
+        self._dis = _PerThread(lambda: _make_dis(preset))
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        check_flow_pair(a, b)
+        flow = self._dis.get().calc(_grey(a), _grey(b), None)
+        return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+class DeepFlow:
+    """OpenCV contrib DeepFlow (Weinzaepfel et al. 2013) on grey images."""
+
+    name = "deepflow"
+
+    def __init__(self):
+        if not hasattr(cv2, "optflow"):
+            raise ValueError("flow backend 'deepflow' needs opencv-contrib (cv2.optflow is missing)")
+        self._df = _PerThread(cv2.optflow.createOptFlow_DeepFlow)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        check_flow_pair(a, b)
+        flow = self._df.get().calc(_grey(a), _grey(b), None)
+        return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+_REGISTRY: dict[str, Callable[[], FlowBackend]] = {"dis": DISFlow, "deepflow": DeepFlow}
+# the other DIS presets under the names their backends carry ("dis_medium", ...)
+_REGISTRY.update({f"dis_{p}": (lambda p=p: DISFlow(p)) for p in _DIS_PRESETS if p != DEFAULT_DIS_PRESET})
+
+
+def register_flow_backend(name: str, factory: Callable[[], FlowBackend], *, replace: bool = False) -> None:
+    """Make ``get_flow_backend(name)`` return ``factory()``. ``name`` must be a plain identifier
+    (it names the cache folder); an existing name needs ``replace=True``."""
+    if not (isinstance(name, str) and name.replace("-", "_").isidentifier()):
+        raise ValueError(f"flow backend name: {name!r} must be a plain identifier like 'raft'")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"flow backend {name!r} is already registered (pass replace=True)")
+    _REGISTRY[name] = factory
+
+
+def available_flow_backends() -> list[str]:
+    """Names accepted by :func:`get_flow_backend`."""
+    return sorted(_REGISTRY)
+
+
+def get_flow_backend(name: str | FlowBackend = "dis") -> FlowBackend:
+    """The flow backend called ``name`` ("dis", "deepflow", or a registered one); a backend
+    object passes through unchanged."""
+    if not isinstance(name, str):
+        if isinstance(name, FlowBackend):
+            return name
+        raise ValueError(f"flow backend: expected a name or a FlowBackend, got {type(name).__name__}")
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise ValueError(f"flow backend {name!r} is unknown; available: {', '.join(available_flow_backends())}")
+    return factory()
+
+
+class FlowCache:
+    """Flows between frame pairs, computed once and kept as float16 ``.npy`` files.
+
+    Layout: ``directory/<backend name>/<i>_<j>.npy`` holds flow_{i->j} (absolute frame indices),
+    so switching backend never reuses another backend's flows. Files are written atomically
+    (temporary file + ``os.replace``): a killed job leaves either a complete file or none.
+
+    Storage is float16 (half the size; 1/32 px resolution up to 64 px motion, 1/8 px up to 256 px).
+    Every flow is returned *after* the float16 round trip, also when freshly computed, so a
+    resumed job sees bit-identical flows. A cached file whose size differs from the frames given
+    (working size changed) or that cannot be read is recomputed.
+
+    ``frames``: optional callback ``index -> uint8 RGB frame`` used when a flow must be computed
+    and the frames were not passed to :meth:`get`.
+    """
+
+    def __init__(self, directory: str | os.PathLike, backend: str | FlowBackend = "dis",
+                 frames: Callable[[int], np.ndarray] | None = None):
+        self.backend = get_flow_backend(backend)
+        self.directory = Path(directory) / self.backend.name
+        self.frames = frames
+
+    def path(self, i: int, j: int) -> Path:
+        """File that holds flow_{i->j}."""
+        return self.directory / f"{int(i):06d}_{int(j):06d}.npy"
+
+    def has(self, i: int, j: int) -> bool:
+        """Whether flow_{i->j} is cached (the file exists)."""
+        return self.path(i, j).exists()
+
+    def _load(self, i: int, j: int, shape: tuple[int, int] | None) -> np.ndarray | None:
+        p = self.path(i, j)
+        try:
+            data = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        if data.dtype != np.float16 or data.ndim != 3 or data.shape[2] != 2:
+            return None
+        if shape is not None and data.shape[:2] != tuple(shape):
+            return None
+        return data.astype(np.float32)
+
+    def _save(self, i: int, j: int, flow16: np.ndarray) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{i}_{j}.", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, flow16, allow_pickle=False)
+            os.replace(tmp, self.path(i, j))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def get(self, i: int, j: int, frame_i: np.ndarray | None = None,
+            frame_j: np.ndarray | None = None) -> np.ndarray:
+        """flow_{i->j} (float32 H x W x 2), from the cache or computed (and stored)."""
+        shape = frame_i.shape[:2] if frame_i is not None else None
+        cached = self._load(i, j, shape)
+        if cached is not None:
+            return cached
+        if frame_i is None or frame_j is None:
+            if self.frames is None:
+                raise ValueError(f"flow {i}->{j} is not cached in {self.directory} and no frames "
+                                 "were given to compute it")
+            frame_i = self.frames(i) if frame_i is None else frame_i
+            frame_j = self.frames(j) if frame_j is None else frame_j
+        return self._compute(i, j, frame_i, frame_j)
+
+    def _compute(self, i: int, j: int, frame_i: np.ndarray, frame_j: np.ndarray) -> np.ndarray:
+        flow = self.backend(frame_i, frame_j)
+        if flow.shape != (*frame_i.shape[:2], 2):
+            raise ValueError(f"flow backend {self.backend.name!r} returned shape {flow.shape}, "
+                             f"expected {(*frame_i.shape[:2], 2)}")
+        flow16 = flow.astype(np.float16)
+        self._save(i, j, flow16)
+        return flow16.astype(np.float32)
+
+    def pair(self, i: int, frame_i: np.ndarray | None = None,
+             frame_next: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(forward, backward) flows of frame i: flow_{i->i+1} and flow_{i+1->i}."""
+        return self.get(i, i + 1, frame_i, frame_next), self.get(i + 1, i, frame_next, frame_i)
+
+    def occlusion(self, i: int, frame_i: np.ndarray | None = None,
+                  frame_next: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Occlusion masks of the pair (i, i+1) from the forward-backward check
+        (:func:`rerender.occlusion`, UnFlow constants): (mask on i's grid, mask on (i+1)'s
+        grid), uint8, 1 = occluded."""
+        from .warp import occlusion
+
+        fwd, bwd = self.pair(i, frame_i, frame_next)
+        return occlusion(fwd, bwd), occlusion(bwd, fwd)
+
+    def precompute(self, frames: Iterable[tuple[int, np.ndarray]],
+                   progress: Callable[[int], None] | None = None) -> int:
+        """Fill the cache with forward and backward flows of consecutive frames.
+
+        ``frames`` yields ``(index, frame)`` in increasing index order (e.g. streamed from
+        :func:`rerender.io.read_frames`); only two frames are held at a time. Pairs already
+        cached are skipped. ``progress(k)`` is called after each pair. Returns the number of
+        flows computed.
+        """
+        computed = 0
+        prev: tuple[int, np.ndarray] | None = None
+        for idx, frame in frames:
+            if prev is not None:
+                if idx != prev[0] + 1:
+                    raise ValueError(f"precompute: frame indices must be consecutive, got {prev[0]} then {idx}")
+                shape = frame.shape[:2]
+                for a, b, fa, fb in ((prev[0], idx, prev[1], frame), (idx, prev[0], frame, prev[1])):
+                    if self._load(a, b, shape) is None:
+                        self._compute(a, b, fa, fb)
+                        computed += 1
+                if progress is not None:
+                    progress(idx)
+            prev = (idx, frame)
+        return computed
