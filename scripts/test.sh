@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0 -e ".[test]"
+# The Blender add-on tests drive bpy from its own environment (bpy pins numpy < 2).
+bash scripts/blender_env.sh
 .venv/bin/python -m pytest -q "$@"
