@@ -54,7 +54,7 @@ inline std::string describe_shape(const py::array& a) {
 inline Image as_image(const py::handle& obj, const std::string& name, ImageRules rules = {}) {
   if (obj.is_none()) fail(name, ": expected a numpy array, got None");
   if (!py::isinstance<py::array>(obj))
-    fail(name, ": expected a numpy array, got ", std::string(py::str(obj.get_type().attr("__name__"))));
+    fail(name, ": expected a numpy array, got ", std::string(py::str(py::type::of(obj).attr("__name__"))));
   auto a = py::reinterpret_borrow<py::array>(obj);
   Image im;
   if (a.dtype().is(py::dtype::of<uint8_t>())) {

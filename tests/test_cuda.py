@@ -1,0 +1,345 @@
+"""CUDA backend: parity with the CPU core on the same inputs (needs a device; skipped without),
+and, wherever the backend is compiled in, the device probe and argument validation (which run
+before any device work, so they are tested here even without a GPU)."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rerender
+from rerender import _native
+from rerender.backend import backends, resolve_backend
+
+COMPILED = "cuda" in _native.compiled_backends()
+USABLE = backends()["cuda_usable"]
+needs_compiled = pytest.mark.skipif(not COMPILED, reason="built without the CUDA backend")
+needs_device = pytest.mark.skipif(not USABLE, reason="no usable CUDA device")
+
+
+class FakeDeviceArray:
+    """Exposes __cuda_array_interface__ over host memory: enough to test interface parsing."""
+
+    def __init__(self, array, typestr=None, strides=None):
+        self._array = array  # keep the memory alive
+        self.__cuda_array_interface__ = {
+            "shape": array.shape,
+            "typestr": typestr or array.dtype.str,
+            "data": (array.ctypes.data, False),
+            "strides": strides,
+            "version": 3,
+        }
+
+
+def _rng_image(rng, shape, dtype):
+    return (rng.random(shape) * 255).astype(dtype)
+
+
+# ---- without a device ----------------------------------------------------------------------
+
+
+def test_backends_report_is_consistent():
+    info = backends()
+    assert info["compiled"] == list(_native.compiled_backends())
+    assert info["cuda_usable"] == (info["cuda_devices"] > 0)
+    if not info["cuda_usable"]:
+        assert isinstance(info["cuda_reason"], str) and info["cuda_reason"]
+        assert resolve_backend("auto") == "cpu"
+        with pytest.raises(ValueError, match="backend: 'cuda' was requested but CUDA is not usable"):
+            resolve_backend("cuda")
+    else:
+        assert resolve_backend("auto") == "cuda"
+    assert resolve_backend("cpu") == "cpu"
+
+
+def test_environment_overrides_auto(monkeypatch):
+    monkeypatch.setenv("RERENDER_BACKEND", "cpu")
+    assert resolve_backend("auto", image=np.zeros((2, 2))) == "cpu"
+    monkeypatch.setenv("RERENDER_BACKEND", "gpu")
+    with pytest.raises(ValueError, match="RERENDER_BACKEND: expected"):
+        resolve_backend("auto")
+    assert resolve_backend("cpu") == "cpu"  # an explicit choice does not read it
+    if not USABLE:
+        monkeypatch.setenv("RERENDER_BACKEND", "cuda")
+        with pytest.raises(ValueError, match="CUDA is not usable"):
+            resolve_backend("auto")
+
+
+def test_gpu_input_with_cpu_backend_is_rejected():
+    fake = FakeDeviceArray(np.zeros((4, 4, 2), np.float32))
+    with pytest.raises(ValueError, match="flow: is a GPU array but backend='cpu'"):
+        resolve_backend("cpu", image=np.zeros((4, 4)), flow=fake)
+    if not USABLE:
+        with pytest.raises(ValueError, match="flow: is a GPU array but CUDA is not usable"):
+            rerender.warp(np.zeros((4, 4), np.uint8), fake)
+
+
+def _messages(cpu_call, cuda_call):
+    with pytest.raises(ValueError) as cpu_error:
+        cpu_call()
+    with pytest.raises(ValueError) as cuda_error:
+        cuda_call()
+    return str(cpu_error.value), str(cuda_error.value)
+
+
+_IMG = np.zeros((4, 5, 3), np.uint8)
+_FLOW = np.zeros((4, 5, 2), np.float32)
+_BAD_CASES = [
+    ("warp", dict(image=np.zeros((4, 5), np.float64), flow=_FLOW)),
+    ("warp", dict(image=_IMG, flow=np.zeros((4, 6, 2), np.float32))),
+    ("warp", dict(image=_IMG, flow=np.full((4, 5, 2), np.nan, np.float32))),
+    ("warp", dict(image=_IMG, flow=_FLOW, mode="cubic")),
+    ("warp", dict(image=_IMG, flow=_FLOW, threads=-1)),
+    ("occlusion", dict(flow_ab=_FLOW, flow_ba=np.zeros((4, 5, 3), np.float32))),
+    ("occlusion", dict(flow_ab=_FLOW, flow_ba=_FLOW, alpha1=2.0)),
+    ("occlusion", dict(flow_ab=_FLOW, flow_ba=_FLOW, alpha2=float("nan"))),
+    ("histogram_blend", dict(a=_IMG, b=np.zeros((4, 5, 3), np.float32), weight_a=0.5)),
+    ("histogram_blend", dict(a=_IMG, b=_IMG, weight_a=1.5)),
+    ("histogram_blend", dict(a=_IMG, b=_IMG, weight_a=np.full((4, 5), -1, np.float32))),
+    ("histogram_blend", dict(a=_IMG, b=_IMG, weight_a=0.5, reference=np.zeros((4, 5), np.uint8))),
+    ("min_error_combine", dict(a=_IMG, b=_IMG, error_a=np.zeros((4, 5), np.float32),
+                               error_b=np.full((4, 5), np.nan, np.float32))),
+    ("min_error_combine", dict(a=_IMG, b=_IMG, error_a=np.zeros((4, 4), np.float32),
+                               error_b=np.zeros((4, 5), np.float32))),
+]
+
+
+@needs_compiled
+@pytest.mark.parametrize("op, kwargs", _BAD_CASES)
+def test_cuda_bindings_validate_like_the_cpu(op, kwargs):
+    cpu, cuda = _messages(lambda: getattr(_native, op)(**kwargs), lambda: getattr(_native, f"cuda_{op}")(**kwargs))
+    assert cpu == cuda
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    "flow, cpu_equivalent",
+    [
+        (FakeDeviceArray(np.zeros((4, 5, 2), np.float64)), np.zeros((4, 5, 2), np.float64)),
+        (FakeDeviceArray(np.zeros((4, 5, 3), np.float32)), np.zeros((4, 5, 3), np.float32)),
+        (FakeDeviceArray(np.zeros((4, 5, 2, 1), np.float32)), np.zeros((4, 5, 2, 1), np.float32)),
+        (FakeDeviceArray(np.zeros((0, 5, 2), np.float32)), np.zeros((0, 5, 2), np.float32)),
+        (FakeDeviceArray(np.zeros((4, 5, 2), np.uint8)), np.zeros((4, 5, 2), np.uint8)),
+    ],
+)
+def test_device_array_metadata_is_validated_like_numpy(flow, cpu_equivalent):
+    cpu, cuda = _messages(lambda: _native.warp(_IMG, cpu_equivalent), lambda: _native.cuda_warp(_IMG, flow))
+    assert cpu == cuda
+
+
+@needs_compiled
+def test_device_array_layout_and_memory_are_checked():
+    base = np.zeros((4, 10, 2), np.float32)
+    strided = FakeDeviceArray(base[:, ::2], strides=base[:, ::2].strides)
+    with pytest.raises(ValueError, match="flow: GPU arrays must be C-contiguous"):
+        _native.cuda_warp(_IMG, strided)
+    # C-contiguous strides spelled out are fine; host memory behind the interface is not
+    host = FakeDeviceArray(np.zeros((4, 5, 2), np.float32), strides=(40, 8, 4))
+    with pytest.raises(ValueError, match="flow: __cuda_array_interface__ does not point to CUDA device memory"):
+        _native.cuda_warp(_IMG, host)
+
+
+def test_cuda_kernels_in_host_emulation(tmp_path):
+    """The CUDA kernels (csrc/cuda/*.cu: warp, occlusion, blending, synthesis), compiled as plain
+    C++ against a serial emulation of the CUDA runtime and CUB (tests/cuda_emulation/), match the
+    CPU core: this checks their indexing and logic on every machine, GPU or not (not races,
+    device limits or the runtime glue in csrc/cuda/runtime.cu)."""
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    root = Path(__file__).resolve().parents[1]
+    here = root / "tests" / "cuda_emulation"
+    csrc = root / "csrc"
+    core = sorted((csrc / "core").glob("synthesis*.cpp")) + [csrc / "core" / f"{m}.cpp" for m in ("warp", "occlusion", "histblend")]
+    exe = tmp_path / "check_kernels"
+    cmd = [cxx, "-std=gnu++17", "-O1", "-fopenmp", f"-I{here}", f"-I{csrc}", "-o", str(exe),
+           str(here / "check_kernels.cpp"), str(here / "runtime_host.cpp"),
+           "-x", "c++", *[str(csrc / "cuda" / f"{m}.cu") for m in ("synthesis", "warp", "histblend")], "-x", "none",
+           *map(str, core)]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(exe), "96"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "FAIL" not in run.stdout, run.stdout + run.stderr
+
+
+# ---- on a device: parity with the CPU core ----------------------------------------------------
+
+
+def _smooth_flow(rng, h, w, scale):
+    """A smooth random field (bilinear upsampling of a coarse grid) plus sub-pixel noise."""
+    import cv2
+
+    coarse = rng.normal(scale=scale, size=(h // 8 + 2, w // 8 + 2, 2)).astype(np.float32)
+    return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR) + rng.normal(
+        scale=0.3, size=(h, w, 2)).astype(np.float32)
+
+
+def _assert_u8_close(a, b, max_fraction=1e-3):
+    """uint8 results: rounding of x.5 may differ in the last ulp (FMA contraction on the GPU)."""
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= 1 and np.mean(diff > 0) <= max_fraction
+
+
+@needs_device
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_warp_matches_cpu(dtype, mode):
+    rng = np.random.default_rng(0)
+    img = _rng_image(rng, (120, 160, 5), dtype)
+    flow = _smooth_flow(rng, 120, 160, 6)
+    cpu, cpu_valid = rerender.warp(img, flow, mode, return_valid=True, backend="cpu")
+    gpu, gpu_valid = rerender.warp(img, flow, mode, return_valid=True, backend="cuda")
+    assert isinstance(gpu, np.ndarray) and gpu.dtype == dtype and gpu.shape == img.shape
+    np.testing.assert_array_equal(gpu_valid, cpu_valid)
+    if mode == "nearest":
+        np.testing.assert_array_equal(gpu, cpu)
+    elif dtype == np.uint8:
+        _assert_u8_close(gpu, cpu)
+    else:
+        np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+
+
+@needs_device
+def test_occlusion_matches_cpu():
+    rng = np.random.default_rng(1)
+    fwd = _smooth_flow(rng, 120, 160, 1.5)
+    bwd = -fwd + rng.normal(scale=0.3, size=fwd.shape).astype(np.float32)  # roughly half consistent
+    cpu = rerender.occlusion(fwd, bwd, backend="cpu")
+    gpu = rerender.occlusion(fwd, bwd, backend="cuda")
+    assert 0.01 < cpu.mean() < 0.99  # both outcomes occur
+    assert np.mean(gpu != cpu) <= 1e-3  # only exact threshold ties may differ
+    # consistent translation: identical masks
+    t = np.zeros((50, 60, 2), np.float32)
+    t[..., 0] = 3
+    np.testing.assert_array_equal(rerender.occlusion(t, -t, backend="cuda"), rerender.occlusion(t, -t, backend="cpu"))
+
+
+@needs_device
+@pytest.mark.parametrize("with_reference", [False, True])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_histogram_blend_matches_cpu(dtype, with_reference):
+    rng = np.random.default_rng(2)
+    a, b = _rng_image(rng, (96, 128, 3), dtype), _rng_image(rng, (96, 128, 3), dtype)
+    ref = _rng_image(rng, (80, 90, 3), dtype) if with_reference else None
+    weight = rng.random((96, 128)).astype(np.float32)
+    weight[:10] = 1.0
+    weight[10:20] = 0.0
+    cpu = rerender.histogram_blend(a, b, weight, ref, backend="cpu")
+    gpu = rerender.histogram_blend(a, b, weight, ref, backend="cuda")
+    if dtype == np.uint8:
+        _assert_u8_close(gpu, cpu)
+    else:
+        np.testing.assert_allclose(gpu, cpu, atol=1e-3)
+    if not with_reference:  # endpoint identities hold on the GPU too
+        np.testing.assert_array_equal(gpu[:10], a[:10])
+        np.testing.assert_array_equal(gpu[10:20], b[10:20])
+
+
+@needs_device
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_min_error_combine_matches_cpu(dtype):
+    rng = np.random.default_rng(3)
+    a, b = _rng_image(rng, (50, 70, 4), dtype), _rng_image(rng, (50, 70, 4), dtype)
+    ea, eb = rng.random((50, 70)).astype(np.float32), rng.random((50, 70)).astype(np.float32)
+    cpu = rerender.min_error_combine(a, b, ea, eb, backend="cpu")
+    gpu = rerender.min_error_combine(a, b, ea, eb, backend="cuda")
+    np.testing.assert_array_equal(gpu[0], cpu[0])
+    np.testing.assert_array_equal(gpu[1], cpu[1])
+
+
+@needs_device
+def test_torch_tensors_stay_on_the_device():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA")
+    rng = np.random.default_rng(4)
+    img = _rng_image(rng, (64, 80, 3), np.float32)
+    flow = _smooth_flow(rng, 64, 80, 3)
+    out = rerender.warp(torch.from_numpy(img).cuda(), torch.from_numpy(flow).cuda())
+    assert isinstance(out, torch.Tensor) and out.is_cuda and out.shape == img.shape
+    np.testing.assert_allclose(out.cpu().numpy(), rerender.warp(img, flow, backend="cpu"), atol=1e-4)
+    # mixed inputs: the numpy one is copied up, the result stays on the device
+    mask = rerender.occlusion(torch.from_numpy(flow).cuda(), -flow)
+    assert isinstance(mask, torch.Tensor) and mask.is_cuda
+    # device-side value checks give the CPU's messages
+    bad = torch.from_numpy(flow).cuda()
+    bad[3, 4, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"flow: contains NaN values \(first at flat index 489\)"):
+        rerender.warp(torch.from_numpy(img).cuda(), bad)
+
+
+# ---- synthesis on the device (needs the cuda_synthesize binding) -------------------------------
+
+needs_synthesis = pytest.mark.skipif(not (USABLE and hasattr(_native, "cuda_synthesize")),
+                                     reason="no usable CUDA device or no cuda_synthesize binding")
+_SYN_ORDER = ("style_weight", "patch_size", "pyramid_levels", "search_vote_iters", "patchmatch_iters",
+              "uniformity", "stop_threshold", "init_nnf", "target_mask", "seed", "threads")
+
+
+def _synthesize(backend, style, guides, **kw):
+    args = dict(style_weight=1.0, patch_size=5, pyramid_levels=None, search_vote_iters=6, patchmatch_iters=4,
+                uniformity=3500.0, stop_threshold=5.0, init_nnf=None, target_mask=None, seed=0, threads=0)
+    args.update(kw)
+    fn = _native.cuda_synthesize if backend == "cuda" else _native.synthesize
+    return fn(style, guides, *[args[k] for k in _SYN_ORDER])
+
+
+def _psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+
+
+def _textured(n, seed):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.random((n // 4, n // 4, 3)).astype(np.float32) * 255
+    return cv2.resize(noise, (n, n), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
+
+
+@needs_synthesis
+def test_synthesis_identical_guides_give_the_identity():
+    style = _textured(96, 0)
+    guide = _textured(96, 1)
+    img, nnf, err = _synthesize("cuda", style, [(guide, guide, 6.0)])
+    ys, xs = np.mgrid[0:96, 0:96]
+    interior = np.s_[4:-4, 4:-4]
+    exact = (nnf[..., 0] == xs) & (nnf[..., 1] == ys)
+    assert exact[interior].mean() >= 0.95
+    assert _psnr(img, style) > 35
+    assert err.dtype == np.float32 and err.shape == (96, 96) and np.all(err >= 0)
+
+
+@needs_synthesis
+def test_synthesis_recovers_a_smooth_displacement_like_the_cpu():
+    import cv2
+
+    n = 128
+    style, guide = _textured(n, 2), _textured(n, 3)
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    ux = 3 * np.sin(2 * np.pi * yy / n)
+    uy = 2 * np.cos(2 * np.pi * xx / n)
+    moved = cv2.remap(guide, xx + ux, yy + uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    exact = cv2.remap(style, xx + ux, yy + uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    gpu = _synthesize("cuda", style, [(guide, moved, 6.0)])
+    cpu = _synthesize("cpu", style, [(guide, moved, 6.0)])
+    interior = np.s_[8:-8, 8:-8]
+    ok = (np.abs(gpu[1][..., 0] - (xx + ux)) <= 1) & (np.abs(gpu[1][..., 1] - (yy + uy)) <= 1)
+    assert ok[interior].mean() >= 0.95
+    assert _psnr(gpu[0], exact) >= _psnr(cpu[0], exact) - 1.0  # the CPU backend's quality
+    assert np.median(gpu[2][interior]) <= 1.5 * np.median(cpu[2][interior]) + 1e-3
+
+
+@needs_synthesis
+def test_synthesis_mask_and_warm_start():
+    n = 64
+    style, guide = _textured(n, 4), _textured(n, 5)
+    mask = np.zeros((n, n), np.uint8)
+    mask[:, : n // 2] = 1
+    img, nnf, err = _synthesize("cuda", style, [(guide, guide, 6.0)], target_mask=mask)
+    assert np.all(nnf[:, n // 2:] == -1) and np.all(img[:, n // 2:] == 0) and np.all(err[:, n // 2:] == 0)
+    ys, xs = np.mgrid[0:n, 0:n]
+    identity = np.dstack([xs, ys]).astype(np.int32)
+    img, nnf, _ = _synthesize("cuda", style, [(guide, guide, 6.0)], init_nnf=identity)
+    assert (nnf == identity)[4:-4, 4:-4].all(axis=-1).mean() >= 0.95
