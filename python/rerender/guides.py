@@ -1,0 +1,94 @@
+"""Guide images for video propagation (METHOD.md section 3).
+
+Each guide is a pair (source guide on the key frame, target guide on frame i) that tells the
+synthesis which key-frame patch belongs where:
+- colour: the input frames themselves;
+- edge: a signed Laplacian of the input (structure, independent of shading offsets);
+- positional: the key frame's coordinate map advected along the consecutive flows to frame i
+  (keeps patches near where they came from; occluded pixels take the nearest valid value);
+- temporal: the previously synthesised frame warped to frame i (source: the key's style itself).
+All guides are uint8 so that their squared differences live on the same scale as the style's and the
+reference weights carry over.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Laplacian of a sigma-1 Gaussian responds with a few tens of grey levels on typical texture; doubling
+# it and centring on 128 uses most of the uint8 range while keeping both edge polarities apart.
+_EDGE_SIGMA = 1.0
+_EDGE_GAIN = 2.0
+
+
+def _check_frame(frame: np.ndarray, name: str) -> None:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        shape = getattr(frame, "shape", None)
+        dtype = getattr(frame, "dtype", type(frame).__name__)
+        raise ValueError(f"{name}: expected a uint8 H x W x 3 RGB frame, got shape {shape} dtype {dtype}")
+
+
+def edge_guide(frame: np.ndarray) -> np.ndarray:
+    """Signed Laplacian-of-Gaussian of the grey frame, uint8 H x W x 1 centred on 128."""
+    _check_frame(frame, "frame")
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey = cv2.GaussianBlur(grey, (0, 0), _EDGE_SIGMA)
+    lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
+    out = np.clip(128.0 - _EDGE_GAIN * lap, 0, 255) + 0.5
+    return out.astype(np.uint8)[:, :, None]
+
+
+def coordinate_map(height: int, width: int) -> np.ndarray:
+    """float32 H x W x 2 map holding each pixel's own (x, y): the key frame's positional map."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    return np.ascontiguousarray(np.stack([xs, ys], axis=-1))
+
+
+def fill_occluded(image: np.ndarray, occluded: np.ndarray) -> np.ndarray:
+    """Replace occluded pixels (mask != 0) by the value of the nearest non-occluded pixel.
+
+    Uses one exact distance transform with labels (linear time), so it costs milliseconds even for
+    large disocclusions. An all-occluded mask leaves the image unchanged.
+    """
+    occ = np.asarray(occluded) != 0
+    if occ.shape != image.shape[:2]:
+        raise ValueError(f"occluded: mask shape {occ.shape} does not match image shape {image.shape[:2]}")
+    if not occ.any() or occ.all():
+        return image.copy()
+    # distanceTransformWithLabels measures from every non-zero pixel to the nearest zero pixel and
+    # labels it with that zero pixel's own label (DIST_LABEL_PIXEL: one label per zero pixel).
+    _, labels = cv2.distanceTransformWithLabels(occ.astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    valid_flat = np.flatnonzero(~occ)
+    lookup = np.zeros(valid_flat.size + 1, dtype=np.int64)
+    lookup[labels.ravel()[valid_flat]] = valid_flat
+    source = lookup[labels.ravel()]
+    flat = image.reshape(-1, *image.shape[2:])
+    return np.ascontiguousarray(flat[source].reshape(image.shape))
+
+
+def advect_positions(prev_positions: np.ndarray, flow_to_prev: np.ndarray,
+                     occluded: np.ndarray) -> np.ndarray:
+    """Carry the positional map of the previous frame to this one.
+
+    ``flow_to_prev`` is the flow from this frame to the previous one (on this frame's grid), so
+    ``out(x) = prev(x + flow(x))``; pixels occluded in the previous frame get the nearest valid value.
+    """
+    from .warp import warp
+
+    moved = warp(np.ascontiguousarray(prev_positions, dtype=np.float32), flow_to_prev, mode="bilinear")
+    return fill_occluded(moved, occluded)
+
+
+def positional_guide(positions: np.ndarray) -> np.ndarray:
+    """uint8 H x W x 2 image of a positional map: x and y scaled so the frame spans 0..255."""
+    h, w = positions.shape[:2]
+    scale = np.array([255.0 / max(w - 1, 1), 255.0 / max(h - 1, 1)], dtype=np.float32)
+    return (np.clip(positions * scale, 0, 255) + 0.5).astype(np.uint8)
+
+
+def temporal_guide(prev_output: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
+    """The previously synthesised frame warped onto this frame (uint8 RGB)."""
+    from .warp import warp
+
+    return warp(prev_output, flow_to_prev, mode="bilinear")

@@ -1,0 +1,105 @@
+"""One progress reporter for every long stage: tqdm bars on stderr, or JSON lines on stdout.
+
+The JSON protocol (one object per line, flushed at once) is what the Blender add-on and scripts read:
+  {"event": "stage", "stage": NAME, "total": N}
+  {"event": "progress", "stage": NAME, "done": K, "total": N}
+  {"event": "log", "message": TEXT}
+  {"event": "done", "output": PATH}
+  {"event": "error", "message": TEXT}
+Reporters are thread-safe: segments are propagated in parallel threads that share one.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import IO, Literal
+
+Mode = Literal["human", "json", "quiet"]
+
+
+class Stage:
+    """A counter for one stage; ``update(k)`` adds ``k`` finished items."""
+
+    def __init__(self, reporter: "Progress", name: str, total: int):
+        self._reporter = reporter
+        self.name = name
+        self.total = int(total)
+        self.done = 0
+        self._bar = None
+        if reporter.mode == "human":
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, desc=name, unit="frame", file=reporter.stream_err,
+                             leave=True, dynamic_ncols=True)
+        elif reporter.mode == "json":
+            reporter._emit({"event": "stage", "stage": name, "total": self.total})
+
+    def update(self, k: int = 1) -> None:
+        with self._reporter._lock:
+            self.done += k
+            if self._bar is not None:
+                self._bar.update(k)
+            elif self._reporter.mode == "json":
+                self._reporter._emit_locked({"event": "progress", "stage": self.name,
+                                             "done": self.done, "total": self.total})
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> "Stage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Progress:
+    """Progress reporter. ``mode``: "human" (tqdm on stderr), "json" (JSON lines on stdout), "quiet"."""
+
+    def __init__(self, mode: Mode = "human", stream_out: IO[str] | None = None,
+                 stream_err: IO[str] | None = None):
+        if mode not in ("human", "json", "quiet"):
+            raise ValueError(f"progress mode: {mode!r} is not one of 'human', 'json', 'quiet'")
+        self.mode = mode
+        self.stream_out = stream_out or sys.stdout
+        self.stream_err = stream_err or sys.stderr
+        self._lock = threading.RLock()
+
+    def _emit_locked(self, obj: dict) -> None:
+        self.stream_out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.stream_out.flush()
+
+    def _emit(self, obj: dict) -> None:
+        with self._lock:
+            self._emit_locked(obj)
+
+    def stage(self, name: str, total: int) -> Stage:
+        """Start a stage of ``total`` items (use as a context manager)."""
+        return Stage(self, name, total)
+
+    def log(self, message: str) -> None:
+        if self.mode == "json":
+            self._emit({"event": "log", "message": message})
+        elif self.mode == "human":
+            with self._lock:
+                print(message, file=self.stream_err, flush=True)
+
+    def done(self, output: str) -> None:
+        if self.mode == "json":
+            self._emit({"event": "done", "output": str(output)})
+        elif self.mode == "human":
+            with self._lock:
+                print(f"wrote {output}", file=self.stream_err, flush=True)
+
+    def error(self, message: str) -> None:
+        if self.mode == "json":
+            self._emit({"event": "error", "message": message})
+        else:
+            with self._lock:
+                print(f"rerender: error: {message}", file=self.stream_err, flush=True)
+
+
+QUIET = Progress("quiet")

@@ -1,0 +1,231 @@
+"""Propagate a stylised key frame along the video by guided patch-based synthesis (EbSynth-style).
+
+A *pass* walks away from one key frame, one frame at a time. Each step builds the four guides of
+METHOD.md section 3 (colour, edge, positional, temporal) and calls the native
+:func:`rerender.synthesize` with the key's style as exemplar, warm-starting the nearest-neighbour field
+from the previous frame's (advected along the flow: the key frame itself starts from the identity).
+The job (:mod:`rerender.job`) runs one pass forward from the earlier key and one backward from the
+later key of every segment and blends them (:mod:`rerender.temporal_blend`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterator, Literal, Protocol
+
+import numpy as np
+
+from . import guides as G
+
+
+@dataclass
+class PropagationConfig:
+    """Every option of the propagation job, with the reference defaults of METHOD.md."""
+
+    # guide weights (each split over its channels by the synthesis)
+    colour_weight: float = 6.0
+    edge_weight: float = 0.5
+    positional_weight: float = 2.0
+    temporal_weight: float = 0.5
+    style_weight: float = 1.0
+    # guided PatchMatch
+    patch_size: int = 5
+    uniformity: float = 3500.0
+    search_vote_iters: int = 12
+    patchmatch_iters: int = 6
+    stop_threshold: float = 5.0
+    pyramid_levels: int | None = None
+    # how each frame's nearest-neighbour field starts: advected from the previous frame along the
+    # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
+    warm_start: Literal["advect", "reuse", "none"] = "advect"
+    seed: int = 0
+    # optical flow backend
+    flow: Literal["dis", "deepflow"] = "dis"
+    # blending
+    poisson: bool = False
+    poisson_lambda: float = 0.1
+    # working resolution: short side in pixels (rounded to a multiple of 8); None = as the input
+    size: int | None = None
+    # parallelism: passes propagated at once (0 = one per core) and native threads per synthesis
+    # (0 = 1: more than one makes results depend on thread timing, see parallelism())
+    workers: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "uniformity",
+                     "stop_threshold"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.style_weight <= 0:
+            raise ValueError(f"style_weight: must be > 0, got {self.style_weight}")
+        if self.patch_size < 3 or self.patch_size % 2 == 0:
+            raise ValueError(f"patch_size: must be an odd number >= 3, got {self.patch_size}")
+        for name in ("search_vote_iters", "patchmatch_iters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.pyramid_levels is not None and self.pyramid_levels < 1:
+            raise ValueError(f"pyramid_levels: must be >= 1 or null, got {self.pyramid_levels}")
+        if self.poisson_lambda <= 0:
+            raise ValueError(f"poisson_lambda: must be > 0, got {self.poisson_lambda}")
+        if self.size is not None and self.size < 16:
+            raise ValueError(f"size: the working short side must be >= 16 pixels, got {self.size}")
+        if self.workers < 0 or self.threads < 0:
+            raise ValueError("workers/threads: must be >= 0 (0 = automatic)")
+
+    def synthesis_fingerprint(self) -> dict:
+        """The options that change synthesised candidates (blending options excluded)."""
+        keys = ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "style_weight",
+                "patch_size", "uniformity", "search_vote_iters", "patchmatch_iters", "stop_threshold",
+                "pyramid_levels", "warm_start", "seed")
+        return {k: getattr(self, k) for k in keys}
+
+    def blend_fingerprint(self) -> dict:
+        return {"poisson": self.poisson, "poisson_lambda": self.poisson_lambda}
+
+    def parallelism(self, passes: int) -> tuple[int, int]:
+        """(workers, native threads per synthesis) for ``passes`` passes to run.
+
+        Automatic: one pass per core with single-threaded syntheses. The native synthesis is
+        deterministic only with one thread, and the thread count must not depend on how much work is
+        left, or a resumed job would not reproduce an uninterrupted one byte for byte.
+        """
+        cores = max(1, os.cpu_count() or 1)
+        workers = self.workers or cores
+        workers = max(1, min(workers, max(1, passes)))
+        threads = self.threads or 1
+        return workers, threads
+
+
+class FrameSource(Protocol):
+    """What a pass reads: input frames and consecutive flows (flow(a, b) = flow_{a->b}, |a - b| = 1)."""
+
+    def frame(self, index: int) -> np.ndarray: ...
+
+    def flow(self, a: int, b: int) -> np.ndarray: ...
+
+
+@dataclass
+class KeyFrame:
+    """A key frame: its index, stylised image and input frame (uint8 RGB, same size)."""
+
+    index: int
+    style: np.ndarray
+    frame: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.style.shape != self.frame.shape:
+            raise ValueError(f"key {self.index}: style {self.style.shape} and input frame {self.frame.shape} "
+                             "differ in size")
+
+
+@dataclass
+class PassState:
+    """What step i of a pass needs from step i-1: the frame's synthesis, NNF and positional map.
+
+    Positions are kept at float16 precision (what the job stores), so a pass resumed from disk
+    computes exactly what an uninterrupted one does.
+    """
+
+    index: int
+    output: np.ndarray
+    nnf: np.ndarray
+    positions: np.ndarray
+
+    @classmethod
+    def at_key(cls, key: KeyFrame) -> "PassState":
+        h, w = key.style.shape[:2]
+        coords = G.coordinate_map(h, w)
+        return cls(key.index, key.style, coords.astype(np.int32), coords.astype(np.float16).astype(np.float32))
+
+
+@dataclass
+class Step:
+    """One propagated frame: the candidate image, its per-pixel patch error and the new pass state."""
+
+    index: int
+    image: np.ndarray
+    error: np.ndarray
+    state: PassState
+    timings: dict = dataclasses.field(default_factory=dict)  # CPU seconds: "guides", "synthesis"
+
+
+def _advect_nnf(nnf: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
+    from .warp import warp
+
+    moved = warp(np.ascontiguousarray(nnf, dtype=np.float32), flow_to_prev, mode="nearest")
+    return np.ascontiguousarray(np.rint(moved).astype(np.int32))
+
+
+def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, temporal: np.ndarray | None,
+                 cfg: PropagationConfig, key_positions: np.ndarray | None = None) -> list:
+    """The (source, target, weight) guide list for synthesising ``frame`` from ``key``.
+
+    Guides whose weight is 0 are left out; ``temporal`` None leaves out the temporal guide.
+    """
+    h, w = key.frame.shape[:2]
+    if key_positions is None:
+        key_positions = G.coordinate_map(h, w)
+    out = []
+    if cfg.colour_weight > 0:
+        out.append((key.frame, frame, cfg.colour_weight))
+    if cfg.edge_weight > 0:
+        out.append((G.edge_guide(key.frame), G.edge_guide(frame), cfg.edge_weight))
+    if cfg.positional_weight > 0:
+        out.append((G.positional_guide(key_positions), G.positional_guide(positions), cfg.positional_weight))
+    if cfg.temporal_weight > 0 and temporal is not None:
+        out.append((key.style, temporal, cfg.temporal_weight))
+    return out
+
+
+def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: PropagationConfig,
+         threads: int = 0) -> Step:
+    """Synthesise frame ``index`` (next to ``state.index``) from ``key``."""
+    from .synthesis import synthesize
+    from .warp import occlusion
+
+    t0 = time.thread_time()  # CPU seconds of this thread: meaningful while other jobs share the cores
+    prev = state.index
+    if abs(index - prev) != 1:
+        raise ValueError(f"index: frame {index} is not next to the previous frame {prev}")
+    frame = source.frame(index)
+    to_prev = source.flow(index, prev)
+    from_prev = source.flow(prev, index)
+    occluded = occlusion(to_prev, from_prev)
+    positions = G.advect_positions(state.positions, to_prev, occluded).astype(np.float16).astype(np.float32)
+    temporal = G.temporal_guide(state.output, to_prev)
+    guides = build_guides(key, frame, positions, temporal, cfg)
+    if cfg.warm_start == "advect":
+        init = _advect_nnf(state.nnf, to_prev)
+    elif cfg.warm_start == "reuse":
+        init = state.nnf
+    else:
+        init = None
+    t1 = time.thread_time()
+    res = synthesize(key.style, guides, style_weight=cfg.style_weight, patch_size=cfg.patch_size,
+                     pyramid_levels=cfg.pyramid_levels, search_vote_iters=cfg.search_vote_iters,
+                     patchmatch_iters=cfg.patchmatch_iters, uniformity=cfg.uniformity,
+                     stop_threshold=cfg.stop_threshold, init_nnf=init,
+                     seed=cfg.seed * 1_000_003 + index, threads=threads)
+    new_state = PassState(index, res.image, np.ascontiguousarray(res.nnf, dtype=np.int32), positions)
+    t2 = time.thread_time()
+    return Step(index, res.image, res.error, new_state, {"guides": t1 - t0, "synthesis": t2 - t1})
+
+
+def propagate_pass(key: KeyFrame, indices: list[int], source: FrameSource, cfg: PropagationConfig,
+                   state: PassState | None = None, threads: int = 0) -> Iterator[Step]:
+    """Propagate ``key`` to ``indices`` (consecutive frames walking away from the key), one step each.
+
+    ``state``: resume after an earlier step (default: start at the key frame).
+    """
+    state = state or PassState.at_key(key)
+    for index in indices:
+        s = step(key, state, index, source, cfg, threads)
+        state = s.state
+        yield s
+
+
+def with_overrides(cfg: PropagationConfig, **changes) -> PropagationConfig:
+    """A copy of ``cfg`` with some options changed (validated again)."""
+    return dataclasses.replace(cfg, **changes)
