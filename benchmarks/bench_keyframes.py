@@ -1,0 +1,115 @@
+"""Key-frame stage benchmark: seconds per key frame and peak memory.
+
+Default: a Stable Diffusion 1.5-sized UNet + ControlNet + VAE + CLIP text model (random weights:
+the timing does not depend on them) at 512x512, 20 DDIM steps, strength 1, CFG 7.5, every
+constraint on (cross-frame attention, shape-aware fusion, both passes of pixel-aware fusion, AdaIN).
+On CUDA it runs in fp16 and reports torch's peak allocated memory; on CPU (fp32) pick a reduced
+setting, e.g. ``--model tiny --size 64`` or ``--size 256 --steps 4``, and it reports peak RSS.
+
+    python benchmarks/bench_keyframes.py                       # GPU, the issue's setting
+    python benchmarks/bench_keyframes.py --model tiny --size 64 --steps 20 --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=("sd15", "tiny"), default="sd15", help="model shapes (random weights)")
+    ap.add_argument("--size", type=int, default=512, help="frame side in pixels (multiple of 8)")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--strength", type=float, default=1.0)
+    ap.add_argument("--keys", type=int, default=3, help="key frames timed after the anchor")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--dtype", choices=("auto", "fp16", "fp32"), default="auto")
+    ap.add_argument("--layers", choices=("decoder", "decoder-light", "all"), default="decoder")
+    ap.add_argument("--no-pixel-fusion", action="store_true", help="one pass only (no rough render)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from transformers import CLIPTokenizer
+
+    from rerender.keyframes.config import KeyframeConfig
+    from rerender.keyframes.controls import canny
+    from rerender.keyframes.models import Components, prepare, resolve_device
+    from rerender.keyframes.random_models import build_components, write_tiny_tokenizer
+    from rerender.keyframes.sampler import Geometry, KeyframeSampler
+
+    dev, dt = resolve_device(args.device, args.dtype)
+    parts = build_components(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tiny_tokenizer(Path(tmp))  # token ids only feed the (random) text model: any vocabulary works
+        tokenizer = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
+    mods = [parts["unet"], parts["vae"], parts["text_encoder"], parts["controlnet"]]
+    for m in mods:
+        prepare(m, dev, dt)
+    comps = Components(unet=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=tokenizer,
+                       scheduler=parts["scheduler"], controlnets=[parts["controlnet"]], device=dev, dtype=dt)
+    cfg = KeyframeConfig(model="random", controlnet=["random"], control=["canny"], prompt="a painting",
+                         steps=args.steps, strength=args.strength, cross_frame_layers=args.layers,
+                         pixel_fusion=not args.no_pixel_fusion)
+    sampler = KeyframeSampler(comps, cfg)
+
+    s = args.size
+    rng = np.random.default_rng(0)
+    base = (rng.random((s + 64, s + 64, 3)) * 255).astype(np.uint8)
+    frames = [np.ascontiguousarray(base[2 * i:2 * i + s, 3 * i:3 * i + s]) for i in range(args.keys + 1)]
+    flow = np.zeros((s, s, 2), np.float32)
+    flow[..., 0], flow[..., 1] = -3.0, -2.0
+    occ = np.zeros((s, s), np.uint8)
+    occ[:, : s // 8] = 1  # a strip entering the view
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    anchor = sampler.render(frames[0], [canny(frames[0])])
+    sync()
+    t_anchor = time.perf_counter() - t0
+    prev = anchor.memory
+    times, cpu = [], []
+    for f in frames[1:]:
+        t1, c1 = time.perf_counter(), time.process_time()
+        geo = Geometry(flow, occ, flow, occ)
+        res = sampler.render(f, [canny(f)], anchor.memory, prev, geo)
+        sync()
+        times.append(time.perf_counter() - t1)
+        cpu.append(time.process_time() - c1)
+        prev = res.memory
+    figures = {
+        "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+        "dtype": str(dt).replace("torch.", ""), "model": args.model, "size": s, "steps": args.steps,
+        "steps_run": sampler.n_steps, "passes": 1 if args.no_pixel_fusion else 2, "cfg": cfg.guidance_scale,
+        "layers": args.layers, "torch_threads": torch.get_num_threads(),
+        "anchor_s": round(t_anchor, 3),
+        "seconds_per_key": round(float(np.median(times)), 3) if times else None,
+        "cpu_seconds_per_key": round(float(np.median(cpu)), 3) if cpu else None,
+    }
+    if dev.type == "cuda":
+        figures["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    figures["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""The key-frame sampler: DDIM + ControlNet + CFG with the hierarchical cross-frame constraints.
+
+One key frame i (METHOD.md section 1):
+  x_T = sqrt(a_T) E(I_i) + sqrt(1 - a_T) z             SDEdit, the same z for every frame
+  for each step k actually run:
+      eps = CFG(UNet(x_t, ControlNet(edges of I_i)))   cross-frame attention on [anchor; previous]
+      x0  = predicted clean latent
+      x0 <- shape-aware fusion with the warped anchor x0    (k in shape_window)
+      x0 <- AdaIN to the anchor's x0 statistics             (k in adain_window)
+      x_{t-1} = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps      (DDIM, eta = 0)
+      x_{t-1} <- pixel-aware fusion with E*(warped pixels)  (k in pixel_window, second pass only)
+With pixel-aware fusion on, a rough pass (no pixel fusion) renders the frame first; its pixels
+fill the reference where both the anchor and the previous key are occluded. The second pass is
+identical to the rough one until the pixel window opens, so it resumes from the rough pass's latent
+at that step instead of repeating those steps (same result, about a quarter fewer UNet calls).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import attention, constraints, encoder
+from .config import KeyframeConfig
+from .models import Components
+
+
+@dataclasses.dataclass
+class FrameMemory:
+    """What later key frames need from a rendered one.
+
+    ``attn``: self-attention inputs per (layer, step) of its final pass; ``x0``/``stats``: its
+    predicted clean latent (shape-fusion steps) and channel statistics (AdaIN steps), kept for the anchor.
+    """
+
+    image: np.ndarray
+    attn: dict = dataclasses.field(default_factory=dict)
+    x0: dict = dataclasses.field(default_factory=dict)
+    stats: dict = dataclasses.field(default_factory=dict)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """Flat tensor dict (for safetensors)."""
+        out = {f"attn|{layer}|{step}": t.contiguous().cpu() for (layer, step), t in self.attn.items()}
+        out.update({f"x0|{k}": t.contiguous().cpu() for k, t in self.x0.items()})
+        for k, (m, s) in self.stats.items():
+            out[f"mean|{k}"] = m.contiguous().cpu()
+            out[f"std|{k}"] = s.contiguous().cpu()
+        return out
+
+    @classmethod
+    def from_tensors(cls, image: np.ndarray, tensors: dict[str, torch.Tensor], device=None) -> "FrameMemory":
+        mem = cls(image=image)
+        stats: dict[int, list] = {}
+        for key, t in tensors.items():
+            parts = key.split("|")
+            t = t.to(device)
+            if parts[0] == "attn":
+                mem.attn[(parts[1], int(parts[2]))] = t
+            elif parts[0] == "x0":
+                mem.x0[int(parts[1])] = t
+            else:
+                stats.setdefault(int(parts[1]), [None, None])[0 if parts[0] == "mean" else 1] = t
+        mem.stats = {k: (v[0], v[1]) for k, v in stats.items()}
+        return mem
+
+
+@dataclasses.dataclass
+class Geometry:
+    """Flows from the current frame to the anchor / previous key (pixels, H x W x 2, on the current
+    frame's grid) and their occlusion masks (H x W, 1 = occluded), as ``rerender.occlusion`` gives."""
+
+    flow_anchor: np.ndarray
+    occ_anchor: np.ndarray
+    flow_prev: np.ndarray
+    occ_prev: np.ndarray
+
+    @classmethod
+    def identity(cls, height: int, width: int) -> "Geometry":
+        """Zero flow, nothing occluded (identical frames)."""
+        z = np.zeros((height, width, 2), np.float32)
+        m = np.zeros((height, width), np.uint8)
+        return cls(z, m, z, m)
+
+
+@dataclasses.dataclass
+class KeyResult:
+    image: np.ndarray
+    memory: FrameMemory
+    trace: dict  # constraint name -> step indices where it ran in the final pass
+    rough: np.ndarray | None = None
+
+
+class KeyframeSampler:
+    """Renders key frames in order: ``render(frame, conditions, anchor, prev, geometry)``."""
+
+    def __init__(self, comps: Components, cfg: KeyframeConfig):
+        self.c = comps
+        self.cfg = cfg
+        self.state = attention.CrossFrameState()
+        self.attn_layers: list[str] = []
+        if cfg.cross_frame_attention:
+            self.attn_layers = attention.install(comps.unet, cfg.cross_frame_layers, self.state)
+        else:
+            attention.uninstall(comps.unet)  # components may be shared with an earlier sampler
+        self.cfg_batch = cfg.guidance_scale > 1.0
+        self._embeddings = self._encode_prompts()
+        self.timesteps = self.schedule(cfg.strength)
+        self.n_steps = len(self.timesteps)
+        self.windows = {
+            "shape": constraints.window_steps(self.n_steps, cfg.shape_window) if cfg.shape_fusion else range(0),
+            "pixel": constraints.window_steps(self.n_steps, cfg.pixel_window) if cfg.pixel_fusion else range(0),
+            "adain": constraints.window_steps(self.n_steps, cfg.adain_window) if cfg.adain else range(0),
+        }
+        self._noise: dict[tuple, torch.Tensor] = {}
+
+    # --- set-up -------------------------------------------------------------------------------
+    def schedule(self, strength: float) -> list[int]:
+        """Timesteps actually run for an SDEdit ``strength`` (the first ones are skipped)."""
+        sch = self.c.scheduler
+        sch.set_timesteps(self.cfg.steps)
+        n_run = min(int(self.cfg.steps * strength + 1e-9), self.cfg.steps)  # 0.7 x 20 must give 14
+        if n_run < 1:
+            raise ValueError(f"strength: {strength} x {self.cfg.steps} steps runs no step; raise strength or steps")
+        return [int(t) for t in sch.timesteps[self.cfg.steps - n_run:]]
+
+    @torch.no_grad()
+    def _encode_prompts(self) -> torch.Tensor:
+        cfg = self.cfg
+        positive = ", ".join(p for p in (cfg.prompt.strip(), cfg.added_prompt.strip()) if p)
+        texts = [cfg.negative_prompt, positive] if self.cfg_batch else [positive]
+        tok = self.c.tokenizer(texts, padding="max_length", max_length=self.c.tokenizer.model_max_length,
+                               truncation=True, return_tensors="pt")
+        emb = self.c.text_encoder(tok.input_ids.to(self.c.device))[0]
+        return emb.to(self.c.dtype)
+
+    def noise(self, shape: tuple) -> torch.Tensor:
+        """The SDEdit noise z: one draw per seed and latent shape, shared by every frame."""
+        if shape not in self._noise:
+            g = torch.Generator("cpu").manual_seed(self.cfg.seed)
+            self._noise[shape] = torch.randn(shape, generator=g).to(self.c.device, self.c.dtype)
+        return self._noise[shape]
+
+    def _alphas(self, t: int) -> tuple[float, float]:
+        sch = self.c.scheduler
+        a_t = float(sch.alphas_cumprod[t])
+        prev = t - sch.config.num_train_timesteps // self.cfg.steps
+        a_prev = float(sch.alphas_cumprod[prev]) if prev >= 0 else float(sch.final_alpha_cumprod)
+        return a_t, a_prev
+
+    def _split(self, out: torch.Tensor, x: torch.Tensor, a_t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model output -> (eps, x0) for the scheduler's prediction type."""
+        kind = self.c.scheduler.config.prediction_type
+        sa, sb = a_t ** 0.5, (1.0 - a_t) ** 0.5
+        if kind == "epsilon":
+            return out, (x - sb * out) / sa
+        if kind == "v_prediction":
+            return sa * out + sb * x, sa * x - sb * out
+        if kind == "sample":
+            return (x - sa * out) / sb, out
+        raise ValueError(f"scheduler prediction_type {kind!r} is not supported")
+
+    # --- one UNet evaluation --------------------------------------------------------------------
+    def _eps(self, x: torch.Tensor, t: int, conds: list[torch.Tensor]) -> torch.Tensor:
+        c = self.c
+        n = 2 if self.cfg_batch else 1
+        x_in = x.expand(n, -1, -1, -1)
+        t_in = torch.full((n,), t, device=c.device, dtype=torch.long)
+        down = mid = None
+        for net, cond, scale in zip(c.controlnets, conds, self.cfg.strengths()):
+            d, m = net(x_in, t_in, encoder_hidden_states=self._embeddings, controlnet_cond=cond.expand(n, -1, -1, -1),
+                       conditioning_scale=scale, return_dict=False)
+            down = list(d) if down is None else [a + b for a, b in zip(down, d)]
+            mid = m if mid is None else mid + m
+        out = c.unet(x_in, t_in, encoder_hidden_states=self._embeddings, down_block_additional_residuals=down,
+                     mid_block_additional_residual=mid, return_dict=False)[0]
+        if self.cfg_batch:
+            u, p = out.chunk(2)
+            return u + self.cfg.guidance_scale * (p - u)
+        return out
+
+    # --- the loop -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _loop(self, x: torch.Tensor, timesteps: list[int], conds: list[torch.Tensor], *,
+              refs: list[dict], record: FrameMemory | None = None, keep_anchor: bool = False,
+              shape: tuple | None = None, adain_ref: FrameMemory | None = None,
+              pixel: tuple | None = None, hook: Callable | None = None, start: int = 0,
+              snapshot: int | None = None) -> tuple[torch.Tensor, dict]:
+        """DDIM from ``x`` (the input of step ``start``) over ``timesteps[start:]``. ``shape`` = (anchor
+        memory, latent flow, latent occlusion); ``pixel`` = (E* latent, weight, generator); ``snapshot``:
+        keep the input of that step in ``trace["snapshot"]``. Returns the final latent and the trace."""
+        trace: dict = {"shape": [], "adain": [], "pixel": []}
+        self.state.refs = refs
+        self.state.recording = record.attn if record is not None else None
+        try:
+            for k in range(start, len(timesteps)):
+                t = timesteps[k]
+                if k == snapshot:
+                    trace["snapshot"] = x
+                self.state.step = k
+                a_t, a_prev = self._alphas(t)
+                out = self._eps(x, t, conds)
+                eps, x0 = self._split(out, x, a_t)
+                if shape is not None and k in self.windows["shape"]:
+                    anchor, flow, occ = shape
+                    x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k], flow), occ)
+                    trace["shape"].append(k)
+                if adain_ref is not None and k in self.windows["adain"]:
+                    x0 = constraints.adain(x0, *adain_ref.stats[k])
+                    trace["adain"].append(k)
+                if keep_anchor:
+                    if k in self.windows["shape"]:
+                        record.x0[k] = x0.detach().clone()
+                    if k in self.windows["adain"]:
+                        record.stats[k] = constraints.channel_stats(x0)
+                direction = (1.0 - a_prev) ** 0.5 * eps
+                x = a_prev ** 0.5 * x0 + direction
+                if pixel is not None and k in self.windows["pixel"]:
+                    target, weight, gen = pixel
+                    z = torch.randn(target.shape, generator=gen).to(x.device, x.dtype)
+                    ref = a_prev ** 0.5 * target + (1.0 - a_prev) ** 0.5 * z
+                    x = constraints.pixel_fusion(x, direction, ref, weight, self.cfg.fusion_detail)
+                    trace["pixel"].append(k)
+                if hook is not None:
+                    hook(k, t, x)
+        finally:
+            self.state.refs = []
+            self.state.recording = None
+        return x, trace
+
+    def _conditions(self, conditions: list[np.ndarray]) -> list[torch.Tensor]:
+        if len(conditions) != len(self.c.controlnets):
+            raise ValueError(f"conditions: {len(conditions)} images for {len(self.c.controlnets)} ControlNets")
+        return [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].to(self.c.device, self.c.dtype) / 255.0
+                for im in conditions]
+
+    def _check_frame(self, frame: np.ndarray) -> None:
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frame: expected uint8 H x W x 3, got {frame.dtype} {frame.shape}")
+        f = encoder.vae_factor(self.c.vae)
+        if frame.shape[0] % f or frame.shape[1] % f:
+            raise ValueError(f"frame: {frame.shape[1]}x{frame.shape[0]} is not a multiple of {f} (the VAE factor); "
+                             "pick a working size with --size")
+
+    @torch.no_grad()
+    def generate(self, frame: np.ndarray, conditions: list[np.ndarray]) -> np.ndarray:
+        """A frame generated from pure noise (strength 1), no constraints: the colour-correction target."""
+        self._check_frame(frame)
+        conds = self._conditions(conditions)
+        ts = self.schedule(1.0)
+        latent = encoder.encode(self.c.vae, encoder.to_tensor(frame, self.c.device, self.c.dtype))
+        z = self.noise(tuple(latent.shape))
+        x = self.c.scheduler.add_noise(latent, z, torch.tensor([ts[0]]))
+        saved = self.state.refs
+        x, _ = self._loop(x, ts, conds, refs=[])
+        self.state.refs = saved
+        return encoder.to_image(encoder.decode(self.c.vae, x))
+
+    @torch.no_grad()
+    def render(self, frame: np.ndarray, conditions: list[np.ndarray], anchor: FrameMemory | None = None,
+               prev: FrameMemory | None = None, geometry: Geometry | None = None,
+               keep_memory: bool = True) -> KeyResult:
+        """Render one key frame. The anchor itself: ``anchor=None``. Later keys: the anchor's and the
+        previous key's memories and the ``geometry`` (flows / occlusions) to them."""
+        self._check_frame(frame)
+        if self.attn_layers:
+            attention.verify_installed(self.c.unet, self.attn_layers)
+        c, cfg = self.c, self.cfg
+        dev, dt = c.device, c.dtype
+        conds = self._conditions(conditions)
+        image = encoder.to_tensor(frame, dev, dt)
+        latent = encoder.encode(c.vae, image)
+        z = self.noise(tuple(latent.shape))
+        x_T = c.scheduler.add_noise(latent, z, torch.tensor([self.timesteps[0]]))
+        is_anchor = anchor is None
+        memory = FrameMemory(image=np.zeros(0, np.uint8)) if keep_memory else None
+        if is_anchor:
+            x, trace = self._loop(x_T, self.timesteps, conds, refs=[], record=memory, keep_anchor=keep_memory)
+            out = encoder.to_image(encoder.decode(c.vae, x))
+            if memory is not None:
+                memory.image = out
+            return KeyResult(out, memory, trace)
+
+        if geometry is None:
+            raise ValueError("geometry: flows to the anchor and previous key are needed for a non-anchor key frame")
+        prev = prev if prev is not None else anchor
+        h, w = frame.shape[:2]
+        factor = encoder.vae_factor(c.vae)
+        for name, arr, shp in (("flow_anchor", geometry.flow_anchor, (h, w, 2)), ("occ_anchor", geometry.occ_anchor, (h, w)),
+                               ("flow_prev", geometry.flow_prev, (h, w, 2)), ("occ_prev", geometry.occ_prev, (h, w))):
+            if tuple(arr.shape) != shp:
+                raise ValueError(f"geometry.{name}: expected shape {shp}, got {tuple(arr.shape)}")
+        refs = [anchor.attn, prev.attn] if self.attn_layers else []
+        shape = None
+        if self.windows["shape"]:
+            shape = (anchor, constraints.flow_to_latent(geometry.flow_anchor, factor, dev, dt),
+                     constraints.occlusion_to_latent(geometry.occ_anchor, cfg.mask_dilate, True, factor, dev, dt))
+        adain_ref = anchor if self.windows["adain"] else None
+
+        rough_img = None
+        pixel = None
+        x_start, start = x_T, 0
+        if self.windows["pixel"]:
+            # The fused pass equals the rough one until pixel fusion starts: run that prefix once (its
+            # attention inputs are recorded here, later steps are overwritten by the fused pass).
+            start = self.windows["pixel"].start
+            x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, refs=refs, record=memory, shape=shape,
+                                              adain_ref=adain_ref, snapshot=start)
+            x_start = rough_trace["snapshot"]
+            rough = encoder.decode(c.vae, x_rough).clamp(-1, 1)
+            rough_img = encoder.to_image(rough)
+            target_img = self.pixel_reference(rough, anchor.image, prev.image, geometry)
+            target, _ = encoder.fidelity_encode(c.vae, target_img, cfg.fidelity_lambda, cfg.fidelity_threshold)
+            both = np.logical_and(geometry.occ_anchor > 0, geometry.occ_prev > 0)
+            occ_both = constraints.occlusion_to_latent(both, cfg.mask_dilate, cfg.smooth_boundary, factor, dev, dt)
+            weight = constraints.fusion_weight(occ_both, cfg.fusion_strength, cfg.smooth_boundary)
+            pixel = (target, weight, torch.Generator("cpu").manual_seed(cfg.seed + 1))
+        x, trace = self._loop(x_start, self.timesteps, conds, refs=refs, record=memory, shape=shape,
+                              adain_ref=adain_ref, pixel=pixel, start=start)
+        if start:
+            trace["shape"] = [k for k in rough_trace["shape"] if k < start] + trace["shape"]
+            trace["adain"] = [k for k in rough_trace["adain"] if k < start] + trace["adain"]
+        out = encoder.to_image(encoder.decode(c.vae, x))
+        if memory is not None:
+            memory.image = out
+        return KeyResult(out, memory, trace, rough_img)
+
+    def pixel_reference(self, rough: torch.Tensor, anchor_img: np.ndarray, prev_img: np.ndarray,
+                        geometry: Geometry) -> torch.Tensor:
+        """Ĩ = M0 (Mp rough + (1 - Mp) w(I'_prev)) + (1 - M0) w(I'_anchor), soft masks, in [-1, 1]."""
+        dev, dt = rough.device, rough.dtype
+
+        def warped(img: np.ndarray, flow: np.ndarray) -> torch.Tensor:
+            f = torch.as_tensor(flow, dtype=torch.float32, device=dev).permute(2, 0, 1)[None]
+            return constraints.warp_latent(encoder.to_tensor(img, dev, torch.float32), f, mode="bilinear").to(dt)
+
+        def soft(occ: np.ndarray) -> torch.Tensor:
+            m = torch.as_tensor(np.asarray(occ) > 0, dtype=torch.float32, device=dev)[None, None]
+            return constraints.soften_mask(m, self.cfg.mask_dilate).to(dt)
+
+        m0, mp = soft(geometry.occ_anchor), soft(geometry.occ_prev)
+        inner = mp * rough + (1.0 - mp) * warped(prev_img, geometry.flow_prev)
+        return m0 * inner + (1.0 - m0) * warped(anchor_img, geometry.flow_anchor)
+
+    def release(self) -> None:
+        """Drop prompt embeddings' references to cached state (memories are owned by the caller)."""
+        self.state.reset()
