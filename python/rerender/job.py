@@ -284,9 +284,9 @@ class _Timer:
             self.totals[stage] = self.totals.get(stage, 0.0) + seconds
 
 
-def _stage_decode(wd: WorkDir, input_path: Path, info: rio.MediaInfo, sel: range, cfg: PropagationConfig,
+def _stage_decode(wd: WorkDir, input_path: Path, info: rio.MediaInfo, sel: range, size: int | None,
                   progress: Progress, on_step: StepHook | None) -> None:
-    hw = rio.working_size(info.width, info.height, cfg.size)
+    hw = rio.working_size(info.width, info.height, size)
     digest = _file_digest(list(info.files) if info.is_sequence else [input_path])
     stamp = {"input": digest, "start": sel.start, "stop": sel.stop, "size": list(hw)}
     fp = _sha(stamp)
@@ -300,7 +300,7 @@ def _stage_decode(wd: WorkDir, input_path: Path, info: rio.MediaInfo, sel: range
         return
     wd.frames.mkdir(parents=True, exist_ok=True)
     with progress.stage("decode", len(sel)) as bar:
-        for i, rgb in zip(sel, rio.read_frames(input_path, frames=slice(sel.start, sel.stop), size=cfg.size)):
+        for i, rgb in zip(sel, rio.read_frames(input_path, frames=slice(sel.start, sel.stop), size=size)):
             if not wd.frame_path(i).exists():
                 rio.write_image(wd.frame_path(i), rgb)
             bar.update()
@@ -571,6 +571,28 @@ def _write_output(wd: WorkDir, output: Path, sel: range, info: rio.MediaInfo, pr
                 bar.update()
 
 
+def prepare_frames(input: str | os.PathLike, work_dir: str | os.PathLike, *, size: int | None = None,
+                   frames: slice | str | None = None, progress: Progress | None = None,
+                   on_step: StepHook | None = None) -> tuple[WorkDir, range]:
+    """Decode the selected frames of ``input`` at the working size into ``WORK/frames`` (resumable).
+
+    The key-frame stage calls this before :func:`run_propagation` with the same work directory,
+    size and range, so a clip is decoded once and both stages share one flow cache
+    (``WorkDir.flow_cache``). Returns the work directory and the absolute frame indices selected.
+    """
+    input_path = Path(input)
+    if isinstance(frames, str) or frames is None:
+        frames = parse_frame_range(frames)
+    info = rio.probe(input_path)
+    sel = rio.resolve_frames(frames, info.frame_count, str(input_path))
+    if sel.step != 1:
+        raise JobError("--frames: only contiguous frame ranges are supported")
+    wd = WorkDir(work_dir)
+    wd.root.mkdir(parents=True, exist_ok=True)
+    _stage_decode(wd, input_path, info, sel, size, progress or QUIET, on_step)
+    return wd, sel
+
+
 def run_propagation(input: str | os.PathLike, keys: str | os.PathLike, output: str | os.PathLike, *,
                     work_dir: str | os.PathLike | None = None, config: PropagationConfig | None = None,
                     frames: slice | str | None = None, progress: Progress | None = None,
@@ -615,7 +637,7 @@ def run_propagation(input: str | os.PathLike, keys: str | os.PathLike, output: s
     # keys first: a bad key frame fails before any decoding
     hw = rio.working_size(info.width, info.height, cfg.size)
     key_digests = _stage_keys(wd, keys_dir, info, sel, hw, progress)
-    _stage_decode(wd, input_path, info, sel, cfg, progress, on_step)
+    _stage_decode(wd, input_path, info, sel, cfg.size, progress, on_step)
     flow_fp = _stage_flow(wd, sel, cfg, progress, on_step, timer)
 
     key_list = sorted(key_digests)

@@ -149,9 +149,7 @@ def render_clip_keys(input_path: str, work_dir: Path, cfg, *, size: int | None =
                      progress=None, first_only: bool = False):
     """Key frames of a clip into ``work_dir/keys``: frames read at the working size, flows from the
     shared flow cache ``work_dir/flow``. Returns the stage result."""
-    from rerender import io as rio
-    from rerender.flow import FlowCache
-    from rerender.job import parse_frame_range
+    from rerender.job import prepare_frames
 
     from .stage import key_indices, render_keys
 
@@ -161,25 +159,19 @@ def render_clip_keys(input_path: str, work_dir: Path, cfg, *, size: int | None =
         diffusers_logging.disable_progress_bar()
     except ImportError:
         pass
-    info = rio.probe(input_path)
-    sel = rio.resolve_frames(parse_frame_range(frames) if isinstance(frames, str) or frames is None else frames,
-                             info.frame_count, str(input_path))
+    # the propagation job's own decode stage and flow cache: decoded once, flows computed once
+    wd, sel = prepare_frames(input_path, work_dir, size=size, frames=frames, progress=progress)
     keys = key_indices(sel, cfg.interval)
-    wanted = set(keys)
-    images = {}
-    for i, rgb in zip(sel, rio.read_frames(input_path, frames=slice(sel.start, sel.stop), size=size)):
-        if i in wanted:
-            images[i] = rgb
-    short = min(next(iter(images.values())).shape[:2])
+    short = min(wd.frame(keys[0]).shape[:2])
     if short > 768 and progress is not None:
         progress.log(f"working size: the short side is {short} px; Stable Diffusion 1.5 works best near 512 "
                      "(--size 512) and needs far more time and memory above it")
-    cache = FlowCache(Path(work_dir) / "flow", cfg.flow)
+    cache = wd.flow_cache(cfg.flow)
 
     def flow(a: int, b: int):
-        return cache.get(a, b, images[a], images[b])
+        return cache.get(a, b)
 
-    return render_keys(images.__getitem__, keys, Path(work_dir) / "keys", cfg, flow=flow, progress=progress,
+    return render_keys(wd.frame, keys, Path(work_dir) / "keys", cfg, flow=flow, progress=progress,
                        first_only=first_only)
 
 
@@ -204,7 +196,8 @@ def cmd_run(args) -> int:
 
     cfg, prop = _load_configs(args, with_propagation=True)
     work = _work_dir(args)
-    res = render_clip_keys(args.input, work, cfg, size=args.size, frames=args.frames, progress=args.reporter,
+    # the propagation config's size (flag or --config section) so both stages share WORK/frames
+    res = render_clip_keys(args.input, work, cfg, size=prop.size, frames=args.frames, progress=args.reporter,
                            first_only=args.first_only)
     _log_keys(args.reporter, res)
     if args.first_only:
