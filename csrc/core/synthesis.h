@@ -1,0 +1,61 @@
+// Guided patch-based synthesis (Jamriska et al. 2019, "Stylizing Video by Example"; EbSynth):
+// for every target patch find the source patch minimising style + guide SSD (PatchMatch on an
+// image pyramid, alternating search and voting, with a uniformity term), and vote the target.
+//
+// Plain C++17 + OpenMP. Inputs are assumed validated (see csrc/bindings/synthesis.cpp).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace rerender::synthesis {
+
+// One image as handed over by the caller: interleaved H x W x C, uint8 or float32.
+struct Plane {
+  const void* data = nullptr;
+  int h = 0, w = 0, c = 0;
+  bool is_float = false;
+  float at(size_t i) const {
+    return is_float ? static_cast<const float*>(data)[i] : static_cast<const uint8_t*>(data)[i];
+  }
+};
+
+struct Guide {
+  Plane source;  // on the style's grid
+  Plane target;  // on the target grid, same channels as source
+  float weight = 1.0f;  // split evenly over the guide's channels
+};
+
+struct Params {
+  float style_weight = 1.0f;
+  int patch_size = 5;          // odd
+  int pyramid_levels = 0;      // 0 = automatic (see auto_pyramid_levels)
+  int search_vote_iters = 12;  // per level
+  int patchmatch_iters = 6;    // per search-vote iteration
+  float uniformity = 3500.0f;  // lambda of the occupancy term
+  float stop_threshold = 5.0f; // skip pixels whose vote changed less than this (data units)
+  uint64_t seed = 0;
+  int threads = 0;  // 0 = OpenMP default
+};
+
+struct Result {
+  std::vector<float> image;   // H_t x W_t x C_style
+  std::vector<int32_t> nnf;   // H_t x W_t x 2, (x, y) source patch centres; (-1, -1) off the mask
+  std::vector<float> error;   // H_t x W_t, plain patch error E (no uniformity term)
+};
+
+// Number of levels that keeps the smaller image's short side >= 2 * patch + 1 (at least 1).
+int auto_pyramid_levels(int hs, int ws, int ht, int wt, int patch_size);
+
+// Size of pyramid level `level` (0 = finest) of an image of size n: repeated halving.
+inline int level_size(int n, int level) {
+  for (int i = 0; i < level; ++i) n = n / 2 > 0 ? n / 2 : 1;
+  return n;
+}
+
+// init_nnf: optional H_t x W_t x 2 (x, y) warm start at full resolution; (-1, -1) entries mean
+// "no guess" (random). target_mask: optional H_t x W_t, nonzero = synthesise.
+Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,
+                  const int32_t* init_nnf, const uint8_t* target_mask, const Params& params);
+
+}  // namespace rerender::synthesis

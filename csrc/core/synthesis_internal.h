@@ -1,0 +1,143 @@
+// Internals of the guided synthesis shared by its translation units (pyramid, patchmatch, vote).
+//
+// Every pixel is stored as one feature vector: style channels then all guide channels, each
+// pre-scaled by sqrt(weight / channels) (times one global factor, see Layout), zero-padded to a
+// multiple of 16 values. A patch error is then a plain SSD over `patch` contiguous rows of
+// patch * D values (SIMD friendly). Source features are stored as IEEE half floats where the CPU
+// converts them in hardware (F16C): PatchMatch reads source patches at random places, so its
+// speed is bound by memory traffic, and halving the footprint keeps far more of it in cache.
+// Target features stay float32 but are rounded through half precision, so that equal inputs
+// still give exactly zero error.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "core/synthesis.h"
+
+namespace rerender::synthesis::detail {
+
+#if defined(__F16C__)
+using Feat = uint16_t;  // half-float bits
+inline Feat to_feat(float v) { return _cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT); }
+inline float from_feat(Feat h) { return _cvtsh_ss(h); }
+#else
+using Feat = float;
+inline Feat to_feat(float v) { return v; }
+inline float from_feat(Feat h) { return h; }
+#endif
+inline float round_feat(float v) { return from_feat(to_feat(v)); }
+
+// Feature layout shared by all levels.
+struct Layout {
+  int cs = 0;               // style channels (first cs feature slots)
+  int d = 0;                // padded feature count per pixel
+  int p = 5, r = 2;         // patch size and radius
+  float style_scale = 1.f;  // sqrt(style_weight / cs) * feature_scale
+  // All features are multiplied by this factor so that the largest is ~1000, well inside the
+  // half-float range whatever the weights; errors are divided by its square on the way out.
+  float feature_scale = 1.f;
+};
+
+// Inputs of one pyramid level (level 0 = finest).
+struct LevelData {
+  int hs = 0, ws = 0, ht = 0, wt = 0;
+  std::vector<Feat> src;         // hs x ws x d: scaled style + guides
+  std::vector<float> src_style;  // hs x ws x cs: raw style (what the vote averages)
+  std::vector<Feat> tgt;         // ht x wt x d: scaled guides, style slots zero
+  std::vector<uint8_t> mask;     // ht x wt: 1 = synthesise
+};
+
+// NNF entries pack a source centre (x, y) into one 32-bit word so that threads scanning
+// neighbouring bands can read each other's entries atomically without locks.
+inline uint32_t pack(int x, int y) { return (static_cast<uint32_t>(y) << 16) | static_cast<uint32_t>(x); }
+inline int unpack_x(uint32_t v) { return static_cast<int>(v & 0xffffu); }
+inline int unpack_y(uint32_t v) { return static_cast<int>(v >> 16); }
+inline uint32_t load_relaxed(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline void store_relaxed(uint32_t* p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+
+// Small fast generator (splitmix64 seeding + xorshift64*), one stream per row and pass so
+// results do not depend on how rows are split over threads.
+struct Rng {
+  uint64_t s;
+  static uint64_t mix(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  Rng(uint64_t a, uint64_t b, uint64_t c, uint64_t d) : s(mix(mix(mix(mix(a) ^ b) ^ c) ^ d) | 1u) {}
+  uint32_t next() {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return static_cast<uint32_t>((s * 0x2545f4914f6cdd1dull) >> 32);
+  }
+  // uniform integer in [lo, hi]
+  int range(int lo, int hi) {
+    return lo + static_cast<int>((static_cast<uint64_t>(next()) * static_cast<uint64_t>(hi - lo + 1)) >> 32);
+  }
+};
+
+// Working state of the level being solved.
+struct State {
+  const LevelData* lv = nullptr;
+  const Feat* src = nullptr;     // lv->src.data()
+  Layout lay;
+  int hs = 0, ws = 0, ht = 0, wt = 0;
+  int pw = 0;                    // padded target width (wt + 2r)
+  std::vector<float> tgt;        // (ht + 2r) x pw x d: guides + current synthesis (scaled), edge-replicated
+  std::vector<float> out;        // ht x wt x cs: current synthesis (raw)
+  std::vector<uint32_t> nnf;     // ht x wt packed source centres
+  std::vector<float> err;        // ht x wt plain patch error
+  std::vector<int32_t> omega;    // hs x ws: how many target patches cover each source pixel
+  bool omega_valid = false;      // omega matches the NNF (kept up to date by PatchMatch)
+  std::vector<uint8_t> active;   // ht x wt: searched in the next PatchMatch
+  std::vector<uint8_t> moved;    // ht x wt: NNF entry changed since the last vote
+  double omega_best = 1.0;       // (|target| / |source|) * patch^2
+
+  const Feat* src_patch(uint32_t q) const {  // top-left of the source patch centred at q
+    return src + (static_cast<size_t>(unpack_y(q) - lay.r) * ws + (unpack_x(q) - lay.r)) * lay.d;
+  }
+  const float* tgt_patch(int x, int y) const {  // top-left of the target patch centred at (x, y)
+    return tgt.data() + (static_cast<size_t>(y) * pw + x) * lay.d;
+  }
+  size_t src_stride() const { return static_cast<size_t>(ws) * lay.d; }
+  size_t tgt_stride() const { return static_cast<size_t>(pw) * lay.d; }
+  // valid source centres: the whole patch lies inside the source
+  int qx_lo() const { return lay.r; }
+  int qx_hi() const { return ws - 1 - lay.r; }
+  int qy_lo() const { return lay.r; }
+  int qy_hi() const { return hs - 1 - lay.r; }
+};
+
+// pyramid.cpp
+// Level 0 packs the inputs; coarser levels are 2x2 box averages (the mask: any pixel set).
+std::vector<LevelData> build_pyramid(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,
+                                     const uint8_t* target_mask, const Layout& lay, int levels);
+void init_state(State& st, const LevelData& lv, const Layout& lay);
+// Random NNF, or the full-resolution warm start init_nnf (init_w x init_h) read at every
+// `scale`-th pixel and divided by it; its (-1, -1) entries stay random.
+void random_nnf(State& st, uint64_t seed, const int32_t* init_nnf, int init_w, int init_h, int scale);
+// Each coarse entry to its 2x2 block, doubled, plus the offset in the block.
+void upsample_nnf(State& fine, const State& coarse);
+
+// patchmatch.cpp
+float patch_error(const State& st, int x, int y, uint32_t q, float bound);
+void compute_errors(State& st, int threads);  // plain E of every synthesised pixel
+void compute_omega(State& st);
+void patchmatch(State& st, const Params& prm, uint64_t seed, int threads);
+
+// vote.cpp
+// Re-synthesise `out` (and the target's style slots) from the NNF where it moved; when
+// track_changes, mark as active the pixels whose value changed by >= stop_threshold (max over
+// channels).
+void vote(State& st, float stop_threshold, bool track_changes, int threads);
+// Zero the style slots of the target features (for a guide-only search).
+void clear_target_style(State& st);
+
+}  // namespace rerender::synthesis::detail
