@@ -275,7 +275,7 @@ class FlowCache:
         """Occlusion masks of the pair (i, i+1) from the forward-backward check
         (:func:`rerender.occlusion`, UnFlow constants): (mask on i's grid, mask on (i+1)'s
         grid), uint8, 1 = occluded."""
-        from .warp import occlusion
+        from .warping import occlusion
 
         fwd, bwd = self.pair(i, frame_i, frame_next)
         return occlusion(fwd, bwd), occlusion(bwd, fwd)

@@ -74,7 +74,7 @@ def advect_positions(prev_positions: np.ndarray, flow_to_prev: np.ndarray,
     ``flow_to_prev`` is the flow from this frame to the previous one (on this frame's grid), so
     ``out(x) = prev(x + flow(x))``; pixels occluded in the previous frame get the nearest valid value.
     """
-    from .warp import warp
+    from .warping import warp
 
     moved = warp(np.ascontiguousarray(prev_positions, dtype=np.float32), flow_to_prev, mode="bilinear")
     return fill_occluded(moved, occluded)
@@ -89,6 +89,6 @@ def positional_guide(positions: np.ndarray) -> np.ndarray:
 
 def temporal_guide(prev_output: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
     """The previously synthesised frame warped onto this frame (uint8 RGB)."""
-    from .warp import warp
+    from .warping import warp
 
     return warp(prev_output, flow_to_prev, mode="bilinear")

@@ -79,7 +79,7 @@ def warping_error(out_i: np.ndarray, out_next: np.ndarray, flow_fwd: np.ndarray,
     ``flow_fwd`` = flow_{i->i+1} and ``flow_bwd`` = flow_{i+1->i} of the input (at the output's
     size). Returns ``(E_i, occluded fraction)``; E_i is 0.0 when every pixel is occluded.
     """
-    from .warp import occlusion, warp
+    from .warping import occlusion, warp
 
     if out_i.shape != out_next.shape or out_i.shape[:2] != flow_fwd.shape[:2]:
         raise ValueError(f"warping_error: shapes differ: frames {out_i.shape}, {out_next.shape}, "

@@ -152,7 +152,7 @@ class Step:
 
 
 def _advect_nnf(nnf: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
-    from .warp import warp
+    from .warping import warp
 
     moved = warp(np.ascontiguousarray(nnf, dtype=np.float32), flow_to_prev, mode="nearest")
     return np.ascontiguousarray(np.rint(moved).astype(np.int32))
@@ -183,7 +183,7 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
          threads: int = 0) -> Step:
     """Synthesise frame ``index`` (next to ``state.index``) from ``key``."""
     from .synthesis import synthesize
-    from .warp import occlusion
+    from .warping import occlusion
 
     t0 = time.thread_time()  # CPU seconds of this thread: meaningful while other jobs share the cores
     prev = state.index

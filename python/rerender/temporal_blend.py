@@ -42,7 +42,7 @@ def next_selection_mask(prev_mask: np.ndarray | None, flow_to_prev: np.ndarray |
     choice = prefer_a(error_a, error_b, dist_a, dist_b)
     if prev_mask is None:
         return choice
-    from .warp import warp
+    from .warping import warp
 
     carried = warp(np.ascontiguousarray(prev_mask, dtype=np.uint8), flow_to_prev, mode="nearest")
     carried = carried.reshape(choice.shape)
