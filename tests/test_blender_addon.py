@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from _clips import moving_pattern, write_sequence, write_test_video
+from _procs import process_gone
 
 ROOT = Path(__file__).resolve().parents[1]
 ADDON = ROOT / "blender_addon"
@@ -74,17 +75,6 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="process checks read /proc; signals and process groups are POSIX")
 
 
-def process_gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def fake_python(tmp: Path, behaviour: str) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from _procs import process_gone
+
 ROOT = Path(__file__).resolve().parents[1]
 ADDON = ROOT / "blender_addon"
 FAKE = Path(__file__).resolve().parent / "blender" / "fake_worker.py"
@@ -35,18 +37,6 @@ def fake(behaviour: str, *rest: str) -> list[str]:
     return [sys.executable, str(FAKE), behaviour, "-m", "rerender", *rest]
 
 
-def process_gone(pid: int, timeout: float = 5.0) -> bool:
-    """True once ``pid`` has exited (a zombie whose parent has not reaped it counts as gone)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # ---------------------------------------------------------------------------------- commands
