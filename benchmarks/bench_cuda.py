@@ -52,13 +52,11 @@ def main() -> int:
 
     params = dict(style_weight=1.0, patch_size=5, search_vote_iters=12, patchmatch_iters=6, uniformity=3500.0,
                   stop_threshold=5.0)
-    order = ("style_weight", "patch_size", "pyramid_levels", "search_vote_iters", "patchmatch_iters",
-             "uniformity", "stop_threshold", "init_nnf", "target_mask", "seed", "threads")
 
-    def run(fn_name: str, style, guides, **kw):
-        merged = dict(params, pyramid_levels=None, init_nnf=None, target_mask=None, seed=0, threads=0)
-        merged.update(kw)
-        return getattr(_native, fn_name)(style, guides, *[merged[k] for k in order])
+    def run(backend: str, style, guides, **kw):
+        """The public API on one backend; (image, nnf, error)."""
+        res = rerender.synthesize(style, guides, backend=backend, **{**params, **kw})
+        return res.image, res.nnf, res.error
 
     print(f"{'size':>5} {'cold ms':>8} {'cold dB':>8} {'warm ms':>8} {'warm dB':>8} {'cpu s':>7} {'cpu dB':>7}"
           f" {'hblend ms':>9} {'occl ms':>8} {'warp ms':>8}")
@@ -67,15 +65,15 @@ def main() -> int:
         style2, guides2, exact2, _ = make_case(n, 1.3)
         row = [f"{n:>5}"]
         if has_synthesis:
-            (img, nnf, _err), cold = best_time(lambda: run("cuda_synthesize", style, guides), args.repeat)
+            (img, nnf, _err), cold = best_time(lambda: run("cuda", style, guides), args.repeat)
             init = advect_nnf(nnf, *displacement(n, 1.0), *displacement(n, 1.3))
-            (img2, _, _), warm = best_time(lambda: run("cuda_synthesize", style2, guides2, init_nnf=init), args.repeat)
+            (img2, _, _), warm = best_time(lambda: run("cuda", style2, guides2, init_nnf=init), args.repeat)
             row += [f"{cold * 1e3:>8.1f}", f"{psnr(img, exact):>8.2f}", f"{warm * 1e3:>8.1f}", f"{psnr(img2, exact2):>8.2f}"]
         else:
             row += [f"{'-':>8}"] * 4
         if args.cpu:
             t0 = time.perf_counter()
-            cpu_img = run("synthesize", style, guides)[0]
+            cpu_img = run("cpu", style, guides)[0]
             row += [f"{time.perf_counter() - t0:>7.2f}", f"{psnr(cpu_img, exact):>7.2f}"]
         else:
             row += [f"{'-':>7}"] * 2

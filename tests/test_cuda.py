@@ -269,20 +269,9 @@ def test_torch_tensors_stay_on_the_device():
         rerender.warp(torch.from_numpy(img).cuda(), bad)
 
 
-# ---- synthesis on the device (needs the cuda_synthesize binding) -------------------------------
+# ---- synthesis: rerender.synthesize(..., backend=) -----------------------------------------------
 
-needs_synthesis = pytest.mark.skipif(not (USABLE and hasattr(_native, "cuda_synthesize")),
-                                     reason="no usable CUDA device or no cuda_synthesize binding")
-_SYN_ORDER = ("style_weight", "patch_size", "pyramid_levels", "search_vote_iters", "patchmatch_iters",
-              "uniformity", "stop_threshold", "init_nnf", "target_mask", "seed", "threads")
-
-
-def _synthesize(backend, style, guides, **kw):
-    args = dict(style_weight=1.0, patch_size=5, pyramid_levels=None, search_vote_iters=6, patchmatch_iters=4,
-                uniformity=3500.0, stop_threshold=5.0, init_nnf=None, target_mask=None, seed=0, threads=0)
-    args.update(kw)
-    fn = _native.cuda_synthesize if backend == "cuda" else _native.synthesize
-    return fn(style, guides, *[args[k] for k in _SYN_ORDER])
+_SYN_FAST = dict(search_vote_iters=6, patchmatch_iters=4)  # small and quick; the same on both backends
 
 
 def _psnr(a, b):
@@ -290,56 +279,210 @@ def _psnr(a, b):
     return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
 
 
-def _textured(n, seed):
+def _textured(n, seed, channels=3):
     import cv2
 
     rng = np.random.default_rng(seed)
-    noise = rng.random((n // 4, n // 4, 3)).astype(np.float32) * 255
-    return cv2.resize(noise, (n, n), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
+    noise = rng.random((n // 4, n // 4, channels)).astype(np.float32) * 255
+    return cv2.resize(noise, (n, n), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8).reshape(n, n, channels)
+
+
+def _displaced_case(n, amp=1.0):
+    """Style, guide and the guide moved by a smooth field; the style moved by the same field (the
+    exact answer) and the field's sampling maps."""
+    import cv2
+
+    style, guide = _textured(n, 2), _textured(n, 3)
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    mx = xx + amp * 3 * np.sin(2 * np.pi * yy / n)
+    my = yy + amp * 2 * np.cos(2 * np.pi * xx / n)
+    moved = cv2.remap(guide, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    exact = cv2.remap(style, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return style, [(guide, moved, 6.0)], exact, (mx, my)
+
+
+def _nnf_agreement(a, b, where=None):
+    """Fraction of pixels whose two NNF entries are within 1 px of each other (in x and y)."""
+    close = np.abs(a.astype(int) - b.astype(int)).max(axis=-1) <= 1
+    return close[where].mean() if where is not None else close.mean()
+
+
+_INTERIOR = np.s_[8:-8, 8:-8]
+
+
+def _gpu(style, guides, **kw):
+    return rerender.synthesize(style, guides, backend="cuda", **{**_SYN_FAST, **kw})
+
+
+def _cpu(style, guides, **kw):
+    return rerender.synthesize(style, guides, backend="cpu", **{**_SYN_FAST, **kw})
+
+
+# without a device (also on GPU machines where the checks do not need one)
+
+def test_synthesis_backend_cuda_without_a_device_is_a_clear_error():
+    if USABLE:
+        pytest.skip("a CUDA device is usable here")
+    style = _textured(32, 0)
+    with pytest.raises(ValueError, match=r"backend: 'cuda' was requested but CUDA is not usable \(.+\)"):
+        rerender.synthesize(style, [(style, style, 1.0)], backend="cuda")
+    with pytest.raises(ValueError, match="backend: expected one of 'auto', 'cpu', 'cuda', got 'gpu'"):
+        rerender.synthesize(style, [(style, style, 1.0)], backend="gpu")
+    # a GPU input cannot silently fall back to the CPU
+    fake = FakeDeviceArray(style)
+    with pytest.raises(ValueError, match=r"guides\[0\]\.target: is a GPU array but CUDA is not usable"):
+        rerender.synthesize(style, [(style, fake, 1.0)])
+    with pytest.raises(ValueError, match=r"guides\[0\]\.target: is a GPU array but backend='cpu'"):
+        rerender.synthesize(style, [(style, fake, 1.0)], backend="cpu")
+
+
+def test_synthesis_auto_runs_the_cpu_core_without_a_device(monkeypatch):
+    if USABLE:
+        pytest.skip("a CUDA device is usable here")
+    style, guides, _, _ = _displaced_case(48)
+    monkeypatch.delenv("RERENDER_BACKEND", raising=False)
+    auto = rerender.synthesize(style, guides, threads=1, seed=5, **_SYN_FAST)
+    cpu = rerender.synthesize(style, guides, threads=1, seed=5, backend="cpu", **_SYN_FAST)
+    for a, c in zip((auto.image, auto.nnf, auto.error), (cpu.image, cpu.nnf, cpu.error)):
+        np.testing.assert_array_equal(a, c)  # deterministic with one thread: the very same computation
+
+
+_S = _textured(32, 0)
+_SG = [(_S, _S, 1.0)]
+_S_INF = _S.astype(np.float32)
+_S_INF[3, 4, 1] = np.inf
+_SYN_BAD_CASES = [
+    dict(style=_S.astype(np.float64), guides=_SG),
+    dict(style=_S, guides=[]),
+    dict(style=_S, guides=[(_S, _S)]),
+    dict(style=_S, guides=[(_S, _S[:20], 1.0), (_S, _S, 1.0)]),
+    dict(style=_S, guides=[(_S[:31], _S, 1.0)]),
+    dict(style=_S, guides=[(_S.astype(np.float32), _S, 1.0)]),
+    dict(style=_S, guides=[(_S, np.full(_S.shape, np.nan, np.float32), 1.0)]),
+    dict(style=_S_INF, guides=[(np.zeros_like(_S_INF), np.zeros_like(_S_INF), 1.0)]),
+    dict(style=_S, guides=[(_S, _S, -1.0)]),
+    dict(style=_S, guides=_SG, patch_size=4),
+    dict(style=_S, guides=_SG, pyramid_levels=9),
+    dict(style=_S, guides=_SG, search_vote_iters=0),
+    dict(style=_S, guides=_SG, uniformity=float("nan")),
+    dict(style=_S, guides=_SG, init_nnf=np.zeros((32, 32, 2), np.int64)),
+    dict(style=_S, guides=_SG, init_nnf=np.full((32, 32, 2), 40, np.int32)),
+    dict(style=_S, guides=_SG, target_mask=np.zeros((32, 31), np.uint8)),
+    dict(style=_S, guides=_SG, target_mask=np.zeros((32, 32), np.float32)),
+    dict(style=_S, guides=_SG, seed=-1),
+    dict(style=_S, guides=_SG, threads=-1),
+]
+
+
+@needs_compiled
+@pytest.mark.parametrize("kwargs", _SYN_BAD_CASES)
+def test_cuda_synthesize_validates_like_the_cpu(kwargs):
+    cpu, cuda = _messages(lambda: _native.synthesize(**kwargs), lambda: _native.cuda_synthesize(**kwargs))
+    assert cpu == cuda
+
+
+@needs_compiled
+def test_cuda_synthesize_checks_device_array_metadata_and_memory():
+    cpu, cuda = _messages(lambda: _native.synthesize(_S.astype(np.float64), _SG),
+                          lambda: _native.cuda_synthesize(FakeDeviceArray(_S.astype(np.float64)), _SG))
+    assert cpu == cuda == "style: unsupported dtype float64 (expected uint8 or float32)"
+    with pytest.raises(ValueError, match=r"guides\[0\]\.source: __cuda_array_interface__ does not point to CUDA"):
+        _native.cuda_synthesize(_S, [(FakeDeviceArray(_S), _S, 1.0)])
+    with pytest.raises(ValueError, match="init_nnf: __cuda_array_interface__ does not point to CUDA device memory"):
+        _native.cuda_synthesize(_S, _SG, init_nnf=FakeDeviceArray(np.zeros((32, 32, 2), np.int32)))
+
+
+# on a device: parity with the CPU core on the same inputs
+
+needs_synthesis = pytest.mark.skipif(not (USABLE and hasattr(_native, "cuda_synthesize")),
+                                     reason="no usable CUDA device or no cuda_synthesize binding")
 
 
 @needs_synthesis
 def test_synthesis_identical_guides_give_the_identity():
     style = _textured(96, 0)
     guide = _textured(96, 1)
-    img, nnf, err = _synthesize("cuda", style, [(guide, guide, 6.0)])
+    res = _gpu(style, [(guide, guide, 6.0)])
     ys, xs = np.mgrid[0:96, 0:96]
-    interior = np.s_[4:-4, 4:-4]
-    exact = (nnf[..., 0] == xs) & (nnf[..., 1] == ys)
-    assert exact[interior].mean() >= 0.95
-    assert _psnr(img, style) > 35
-    assert err.dtype == np.float32 and err.shape == (96, 96) and np.all(err >= 0)
+    exact = (res.nnf[..., 0] == xs) & (res.nnf[..., 1] == ys)
+    assert exact[4:-4, 4:-4].mean() >= 0.95
+    assert _psnr(res.image[4:-4, 4:-4], style[4:-4, 4:-4]) > 40  # the border's patches are clamped inwards
+    assert res.error.dtype == np.float32 and res.error.shape == (96, 96) and np.all(res.error >= 0)
 
 
 @needs_synthesis
-def test_synthesis_recovers_a_smooth_displacement_like_the_cpu():
-    import cv2
-
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_synthesis_matches_the_cpu_on_a_smooth_displacement(dtype):
     n = 128
-    style, guide = _textured(n, 2), _textured(n, 3)
-    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
-    ux = 3 * np.sin(2 * np.pi * yy / n)
-    uy = 2 * np.cos(2 * np.pi * xx / n)
-    moved = cv2.remap(guide, xx + ux, yy + uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    exact = cv2.remap(style, xx + ux, yy + uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    gpu = _synthesize("cuda", style, [(guide, moved, 6.0)])
-    cpu = _synthesize("cpu", style, [(guide, moved, 6.0)])
-    interior = np.s_[8:-8, 8:-8]
-    ok = (np.abs(gpu[1][..., 0] - (xx + ux)) <= 1) & (np.abs(gpu[1][..., 1] - (yy + uy)) <= 1)
-    assert ok[interior].mean() >= 0.95
-    assert _psnr(gpu[0], exact) >= _psnr(cpu[0], exact) - 1.0  # the CPU backend's quality
-    assert np.median(gpu[2][interior]) <= 1.5 * np.median(cpu[2][interior]) + 1e-3
+    style, guides, exact, (mx, my) = _displaced_case(n)
+    style = style.astype(dtype)
+    guides = [(g[0].astype(dtype), g[1].astype(dtype), g[2]) for g in guides]
+    gpu, cpu = _gpu(style, guides), _cpu(style, guides)
+    assert isinstance(gpu.image, np.ndarray) and gpu.image.dtype == dtype and gpu.image.shape == style.shape
+    assert gpu.nnf.dtype == np.int32 and gpu.nnf.shape == (n, n, 2) and gpu.error.shape == (n, n)
+    # the outputs of the two backends agree (PSNR between backends)
+    assert _psnr(gpu.image[_INTERIOR], cpu.image[_INTERIOR]) >= 30
+    # both find the field, and mostly the same source pixels
+    on_field = (np.abs(gpu.nnf[..., 0] - mx) <= 1) & (np.abs(gpu.nnf[..., 1] - my) <= 1)
+    assert on_field[_INTERIOR].mean() >= 0.95
+    assert _nnf_agreement(gpu.nnf[_INTERIOR], cpu.nnf[_INTERIOR]) >= 0.9
+    # at the CPU backend's quality: against the exact answer, and by the patch error statistics
+    assert _psnr(gpu.image, exact) >= _psnr(cpu.image, exact) - 1.0
+    assert np.median(gpu.error[_INTERIOR]) <= 1.5 * np.median(cpu.error[_INTERIOR]) + 1e-3
+    assert gpu.error[_INTERIOR].mean() <= 1.5 * cpu.error[_INTERIOR].mean() + 1e-3
 
 
 @needs_synthesis
-def test_synthesis_mask_and_warm_start():
-    n = 64
-    style, guide = _textured(n, 4), _textured(n, 5)
-    mask = np.zeros((n, n), np.uint8)
-    mask[:, : n // 2] = 1
-    img, nnf, err = _synthesize("cuda", style, [(guide, guide, 6.0)], target_mask=mask)
-    assert np.all(nnf[:, n // 2:] == -1) and np.all(img[:, n // 2:] == 0) and np.all(err[:, n // 2:] == 0)
+def test_synthesis_warm_start_matches_the_cpu():
+    """The next frame warm-started from this frame's NNF (one level, as in the propagation)."""
+    n = 96
+    style, guides, _, _ = _displaced_case(n, 1.0)
+    style2, guides2, exact2, _ = _displaced_case(n, 1.2)
+    init = _cpu(style, guides).nnf  # one warm start for both backends
+    gpu = _gpu(style2, guides2, init_nnf=init)
+    cpu = _cpu(style2, guides2, init_nnf=init)
+    assert _psnr(gpu.image[_INTERIOR], cpu.image[_INTERIOR]) >= 30
+    assert _nnf_agreement(gpu.nnf[_INTERIOR], cpu.nnf[_INTERIOR]) >= 0.9
+    assert _psnr(gpu.image, exact2) >= _psnr(cpu.image, exact2) - 1.0
+    # a warm start from the identity with identical guides keeps it
     ys, xs = np.mgrid[0:n, 0:n]
     identity = np.dstack([xs, ys]).astype(np.int32)
-    img, nnf, _ = _synthesize("cuda", style, [(guide, guide, 6.0)], init_nnf=identity)
-    assert (nnf == identity)[4:-4, 4:-4].all(axis=-1).mean() >= 0.95
+    same = _gpu(style, [(guides[0][0], guides[0][0], 6.0)], init_nnf=identity)
+    assert (same.nnf == identity)[4:-4, 4:-4].all(axis=-1).mean() >= 0.95
+
+
+@needs_synthesis
+def test_synthesis_mask_matches_the_cpu():
+    n = 96
+    style, guides, _, _ = _displaced_case(n)
+    mask = np.zeros((n, n), np.uint8)
+    mask[:, : n // 2] = 3  # any nonzero value selects
+    gpu, cpu = _gpu(style, guides, target_mask=mask), _cpu(style, guides, target_mask=mask)
+    outside = np.s_[:, n // 2:]
+    for res in (gpu, cpu):
+        assert np.all(res.nnf[outside] == -1) and np.all(res.image[outside] == 0) and np.all(res.error[outside] == 0)
+    inside = np.s_[8:-8, 8: n // 2 - 8]
+    assert _psnr(gpu.image[inside], cpu.image[inside]) >= 30
+    assert _nnf_agreement(gpu.nnf[inside], cpu.nnf[inside]) >= 0.9
+
+
+@needs_synthesis
+def test_synthesis_reads_torch_tensors_in_place():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA")
+    n = 64
+    style, guides, _, _ = _displaced_case(n)
+    (src, tgt, w) = guides[0]
+    mask = np.ones((n, n), np.uint8)
+    init = _cpu(style, guides).nnf
+    host = _gpu(style, guides, target_mask=mask, init_nnf=init)
+    cu = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
+    # "auto" sees the device inputs; mixed host/device inputs are fine; results come back as numpy
+    dev = rerender.synthesize(cu(style), [(cu(src), tgt, w)], target_mask=cu(mask), init_nnf=cu(init), **_SYN_FAST)
+    assert isinstance(dev.image, np.ndarray) and dev.image.shape == style.shape
+    assert _psnr(dev.image, host.image) >= 40 and _nnf_agreement(dev.nnf, host.nnf) >= 0.95
+    bad = cu(style.astype(np.float32))
+    bad[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"style: contains NaN values \(first at flat index 198\)"):
+        rerender.synthesize(bad, [(cu(src).float(), cu(tgt).float(), w)])

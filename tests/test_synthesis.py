@@ -1,11 +1,16 @@
-"""Guided patch-based synthesis (rerender.synthesize): known answers and argument checks."""
+"""Guided patch-based synthesis (rerender.synthesize): known answers and argument checks of the
+CPU core (backend="cpu" throughout; the CUDA backend's parity tests are in test_cuda.py)."""
 from __future__ import annotations
+
+import functools
 
 import cv2
 import numpy as np
 import pytest
 
 import rerender
+
+synthesize = functools.partial(rerender.synthesize, backend="cpu")  # the CPU core, also on GPU machines
 
 N = 96  # small images keep the whole file to a few seconds on 2 cores
 R = 2   # patch radius at the default patch size 5
@@ -55,7 +60,7 @@ def displaced():
     pos_tgt = np.dstack([mx, my]) * (255.0 / N)
     guides = [(src, tgt, 6.0), (pos_src, pos_tgt.astype(np.float32), 2.0)]
     exact_nnf = np.dstack([np.clip(np.rint(mx), R, N - 1 - R), np.clip(np.rint(my), R, N - 1 - R)]).astype(np.int32)
-    result = rerender.synthesize(style, guides, threads=1)
+    result = synthesize(style, guides, threads=1)
     return dict(style=style, guides=guides, mx=mx, my=my, exact=remap(style, mx, my),
                 exact_nnf=exact_nnf, result=result)
 
@@ -76,7 +81,7 @@ def test_displacement_recovered(displaced):
     # patches on this high-contrast colour map cost a few dB (measured ~33 dB). One in a hundred
     # pixels matched to an unrelated patch (a colour error of ~100 levels) would already pull
     # the PSNR under ~27 dB, so 28 dB tells a recovered field from a partly wrong one.
-    ceiling = rerender.synthesize(displaced["style"], displaced["guides"], init_nnf=displaced["exact_nnf"],
+    ceiling = synthesize(displaced["style"], displaced["guides"], init_nnf=displaced["exact_nnf"],
                                   search_vote_iters=1, patchmatch_iters=0)
     assert psnr(interior(ceiling.image), interior(displaced["exact"])) > 33
     assert psnr(interior(res.image), interior(displaced["exact"])) >= 28.0
@@ -102,7 +107,7 @@ def test_error_is_the_plain_patch_error(displaced):
 def test_identical_guides_give_identity():
     src = texture(N, N, seed=1)
     style = stylise(src)
-    res = rerender.synthesize(style, [(src, src, 1.0)], threads=1)
+    res = synthesize(style, [(src, src, 1.0)], threads=1)
     xx, yy = coords(N, N)[..., 0], coords(N, N)[..., 1]
     ident = (res.nnf[..., 0] == xx) & (res.nnf[..., 1] == yy)
     assert ident[R:-R, R:-R].mean() >= 0.99
@@ -115,10 +120,10 @@ def test_float32_and_any_channel_count():
     src = texture(64, 64, seed=2)
     style = np.dstack([src, src[..., :2]]).astype(np.float32) / 2  # 5 channels, float
     guide = src[..., 0].astype(np.float32)  # 1-channel H x W guide
-    res = rerender.synthesize(style, [(guide, guide, 1.0), (src, src, 1.0)], threads=1)
+    res = synthesize(style, [(guide, guide, 1.0), (src, src, 1.0)], threads=1)
     assert res.image.dtype == np.float32 and res.image.shape == (64, 64, 5)
     assert np.abs(res.image[2 * R:-2 * R, 2 * R:-2 * R] - style[2 * R:-2 * R, 2 * R:-2 * R]).max() < 1e-3
-    grey = rerender.synthesize(src[..., 1], [(src, src, 1.0)], threads=1).image
+    grey = synthesize(src[..., 1], [(src, src, 1.0)], threads=1).image
     assert grey.shape == (64, 64) and grey.dtype == np.uint8
 
 
@@ -137,7 +142,7 @@ def test_uniformity_spreads_source_usage():
     tgt = np.clip(128 + rng.normal(0, 2, (64, 64, 3)), 0, 255).astype(np.uint8)
     stats = {}
     for lam in (0.0, 3500.0 * 20):
-        res = rerender.synthesize(style, [(src, tgt, 6.0)], uniformity=lam, threads=1)
+        res = synthesize(style, [(src, tgt, 6.0)], uniformity=lam, threads=1)
         count = source_usage(res.nnf, 64, 64)
         p = count[count > 0] / count.sum()
         stats[lam] = dict(distinct=int((count > 0).sum()), max=int(count.max()), entropy=float(-(p * np.log(p)).sum()))
@@ -151,17 +156,17 @@ def test_default_uniformity_keeps_exemplar_in_use():
     # The same wash-out case at the default weight: more of the exemplar in use than without.
     src = texture(64, 64, seed=3)
     tgt = np.full((64, 64, 3), 128, np.uint8)
-    used = [int((source_usage(rerender.synthesize(stylise(src), [(src, tgt, 6.0)], uniformity=u, threads=1).nnf,
+    used = [int((source_usage(synthesize(stylise(src), [(src, tgt, 6.0)], uniformity=u, threads=1).nnf,
                               64, 64) > 0).sum()) for u in (0.0, 3500.0)]
     assert used[1] > used[0]
 
 
 def test_warm_start_from_exact_nnf_keeps_it(displaced):
     exact = displaced["exact_nnf"]
-    voted = rerender.synthesize(displaced["style"], displaced["guides"], init_nnf=exact,
+    voted = synthesize(displaced["style"], displaced["guides"], init_nnf=exact,
                                 search_vote_iters=1, patchmatch_iters=0, threads=1)
     assert np.array_equal(voted.nnf, exact)  # no search: the warm start is taken as is
-    warm = rerender.synthesize(displaced["style"], displaced["guides"], init_nnf=exact, threads=1)
+    warm = synthesize(displaced["style"], displaced["guides"], init_nnf=exact, threads=1)
     near = (np.abs(warm.nnf - exact) <= 1).all(-1)
     assert interior(near).mean() >= 0.98
     assert warm.error.mean() <= voted.error.mean() * 1.001
@@ -171,16 +176,16 @@ def test_warm_start_from_exact_nnf_keeps_it(displaced):
 def test_warm_start_with_unknown_entries(displaced):
     init = displaced["exact_nnf"].copy()
     init[: N // 2] = -1  # top half: no guess, searched from random
-    res = rerender.synthesize(displaced["style"], displaced["guides"], init_nnf=init, threads=1)
+    res = synthesize(displaced["style"], displaced["guides"], init_nnf=init, threads=1)
     within = (np.abs(res.nnf[..., 0] - displaced["mx"]) <= 1) & (np.abs(res.nnf[..., 1] - displaced["my"]) <= 1)
     assert interior(within).mean() >= 0.95
 
 
 def test_cold_result_is_deterministic_per_seed(displaced):
-    a = rerender.synthesize(displaced["style"], displaced["guides"], threads=1, seed=7)
-    b = rerender.synthesize(displaced["style"], displaced["guides"], threads=1, seed=7)
+    a = synthesize(displaced["style"], displaced["guides"], threads=1, seed=7)
+    b = synthesize(displaced["style"], displaced["guides"], threads=1, seed=7)
     assert np.array_equal(a.nnf, b.nnf) and np.array_equal(a.image, b.image)
-    two = rerender.synthesize(displaced["style"], displaced["guides"], threads=2, seed=7)
+    two = synthesize(displaced["style"], displaced["guides"], threads=2, seed=7)
     within = (np.abs(two.nnf[..., 0] - displaced["mx"]) <= 1) & (np.abs(two.nnf[..., 1] - displaced["my"]) <= 1)
     assert interior(within).mean() >= 0.95
 
@@ -190,7 +195,7 @@ def test_concurrent_calls_are_independent(displaced):
     from concurrent.futures import ThreadPoolExecutor
 
     def run(_):
-        return rerender.synthesize(displaced["style"], displaced["guides"], threads=1, seed=3).nnf
+        return synthesize(displaced["style"], displaced["guides"], threads=1, seed=3).nnf
 
     ref = run(0)
     with ThreadPoolExecutor(2) as pool:
@@ -200,7 +205,7 @@ def test_concurrent_calls_are_independent(displaced):
 def test_target_mask(displaced):
     mask = np.zeros((N, N), np.uint8)
     mask[20:70, 10:60] = 255
-    res = rerender.synthesize(displaced["style"], displaced["guides"], target_mask=mask, threads=1)
+    res = synthesize(displaced["style"], displaced["guides"], target_mask=mask, threads=1)
     out = mask == 0
     assert (res.nnf[out] == -1).all() and (res.error[out] == 0).all() and (res.image[out] == 0).all()
     inside = mask > 0
@@ -208,10 +213,10 @@ def test_target_mask(displaced):
     assert within[inside].mean() >= 0.95
     assert (res.error[inside] > 0).all()
     # the NNF of a masked run is a valid warm start for the next one (its -1 entries are "no guess")
-    again = rerender.synthesize(displaced["style"], displaced["guides"], target_mask=mask, init_nnf=res.nnf,
+    again = synthesize(displaced["style"], displaced["guides"], target_mask=mask, init_nnf=res.nnf,
                                 threads=1)
     assert (again.nnf[out] == -1).all()
-    empty = rerender.synthesize(displaced["style"], displaced["guides"], target_mask=np.zeros((N, N), np.uint8))
+    empty = synthesize(displaced["style"], displaced["guides"], target_mask=np.zeros((N, N), np.uint8))
     assert (empty.nnf == -1).all() and (empty.image == 0).all()
 
 
@@ -220,14 +225,14 @@ def test_source_and_target_sizes_differ():
     style = stylise(src)
     oy, ox, ht, wt = 13, 31, 64, 72
     tgt = src[oy:oy + ht, ox:ox + wt]
-    res = rerender.synthesize(style, [(src, tgt, 6.0)], threads=1)
+    res = synthesize(style, [(src, tgt, 6.0)], threads=1)
     assert res.image.shape == (ht, wt, 3) and res.nnf.shape == (ht, wt, 2)
     xy = coords(ht, wt)
     hit = (res.nnf[..., 0] == xy[..., 0] + ox) & (res.nnf[..., 1] == xy[..., 1] + oy)
     assert hit[R:-R, R:-R].mean() >= 0.95
     assert psnr(res.image[R:-R, R:-R], style[oy + R:oy + ht - R, ox + R:ox + wt - R]) > 35
     # and a target larger than the source
-    big = rerender.synthesize(style[:40, :50], [(src[:40, :50], src[:64, :80], 1.0)], threads=1)
+    big = synthesize(style[:40, :50], [(src[:40, :50], src[:64, :80], 1.0)], threads=1)
     assert big.image.shape == (64, 80, 3)
     assert (big.nnf[..., 0] <= 49).all() and (big.nnf[..., 1] <= 39).all() and (big.nnf >= 0).all()
 
@@ -236,7 +241,7 @@ def test_explicit_levels_and_iterations():
     src = texture(64, 64, seed=5)
     style = stylise(src)
     for levels in (1, 2, 3):
-        res = rerender.synthesize(style, [(src, src, 1.0)], pyramid_levels=levels, search_vote_iters=3,
+        res = synthesize(style, [(src, src, 1.0)], pyramid_levels=levels, search_vote_iters=3,
                                   patchmatch_iters=2, patch_size=3, threads=1)
         assert psnr(res.image[1:-1, 1:-1], style[1:-1, 1:-1]) > 40
 
@@ -301,10 +306,10 @@ def test_bad_arguments(change, match):
     kwargs = dict(style=style, guides=guides)
     kwargs.update(change)
     with pytest.raises(ValueError, match=match):
-        rerender.synthesize(kwargs.pop("style"), kwargs.pop("guides"), **kwargs)
+        synthesize(kwargs.pop("style"), kwargs.pop("guides"), **kwargs)
 
 
 def test_patch_larger_than_style_is_refused():
     g = np.zeros((4, 40), np.uint8)
     with pytest.raises(ValueError, match="patch_size"):
-        rerender.synthesize(g, [(g, np.zeros((40, 40), np.uint8), 1.0)])
+        synthesize(g, [(g, np.zeros((40, 40), np.uint8), 1.0)])

@@ -334,9 +334,19 @@ struct Level {
   Buffer src, src_style, tgt, mask;
 };
 
+// Copies caller data (host or device memory, see cuda/synthesis.h) to the device.
+void copy_in(void* dst, const void* src, size_t bytes) {
+  if (pointer_device(src) >= 0) copy_device_to_device(dst, src, bytes);
+  else copy_to_device(dst, src, bytes);
+}
+
 template <typename T>
 void pack_plane(const syn::Plane& pl, float scale, float* feat, int d, int offset) {
   const size_t n = static_cast<size_t>(pl.h) * pl.w;
+  if (pointer_device(pl.data) >= 0) {  // a caller's device array: read in place
+    RR_LAUNCH(pack_kernel<T>, n, static_cast<const T*>(pl.data), n, pl.c, scale, feat, d, offset);
+    return;
+  }
   const size_t bytes = n * pl.c * sizeof(T);
   Buffer raw(bytes);
   copy_to_device(raw.get(), pl.data, bytes);
@@ -372,7 +382,7 @@ std::vector<Level> build_pyramid(const syn::Plane& style, const std::vector<syn:
     offset += g.source.c;
   }
   if (target_mask) {
-    copy_to_device(f.mask.get(), target_mask, nt);
+    copy_in(f.mask.get(), target_mask, nt);
     RR_LAUNCH(binarise_kernel, nt, f.mask.as<uint8_t>(), nt);
   } else {
     check(cudaMemset(f.mask.get(), 1, nt), "cudaMemset");
@@ -480,7 +490,7 @@ syn::Result synthesize(const syn::Plane& style, const std::vector<syn::Guide>& g
   Buffer init;
   if (init_nnf) {
     init = Buffer(static_cast<size_t>(ht) * wt * 2 * sizeof(int32_t));
-    copy_to_device(init.get(), init_nnf, init.bytes());
+    copy_in(init.get(), init_nnf, init.bytes());
   }
 
   State prev, st;

@@ -1,4 +1,5 @@
-"""Guided patch-based synthesis (EbSynth's algorithm: Jamriska et al. 2019), native CPU core.
+"""Guided patch-based synthesis (EbSynth's algorithm: Jamriska et al. 2019), native CPU core and
+CUDA backend (``backend=`` of :func:`synthesize`).
 
 For every pixel of the target, find the source patch that best matches both the style being
 synthesised and the guides (PatchMatch over an image pyramid, alternating search and voting,
@@ -27,11 +28,12 @@ from the previous frame's NNF; with 2 threads ~0.5 s and ~0.35 s wall (public Eb
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 import numpy as np
 
 from . import _native
+from .backend import _as_cuda_interface, resolve_backend
 
 GuidePair = Tuple[np.ndarray, np.ndarray, float]
 
@@ -67,6 +69,7 @@ def synthesize(
     target_mask: np.ndarray | None = None,
     seed: int = 0,
     threads: int = 0,
+    backend: str = "auto",
 ) -> Synthesis:
     """Synthesise the target from the ``style`` exemplar, guided by ``guides``.
 
@@ -93,12 +96,28 @@ def synthesize(
         seed: seed of the random initialisation and search (results are deterministic for a
             given seed with threads=1; with more threads, rows scanned concurrently see each
             other's matches at varying times).
-        threads: OpenMP threads, 0 = default. The GIL is released while it runs.
+        threads: OpenMP threads, 0 = default (checked but unused on CUDA). The GIL is released
+            while it runs.
+        backend: ``"auto"`` (CUDA when a device is usable or an input is a GPU array, else the
+            CPU), ``"cpu"`` or ``"cuda"``; see :mod:`rerender.backend`. On CUDA, style, guide
+            images and ``target_mask`` may be GPU arrays (torch CUDA tensors, CuPy: read in
+            place); the results are numpy arrays on either backend. The CUDA search is parallel
+            (jump-flood propagation), so its NNF differs from the CPU's for the same seed, at
+            the same quality.
 
     Returns:
-        :class:`Synthesis` (image, nnf, error). Raises ValueError naming a bad argument.
+        :class:`Synthesis` (image, nnf, error). Raises ValueError naming a bad argument, or for
+        ``backend="cuda"`` without a usable CUDA device.
     """
-    image, nnf, error = _native.synthesize(
+    which = resolve_backend(backend, style=style, init_nnf=init_nnf, target_mask=target_mask,
+                            **_guide_arrays(guides))
+    if which == "cuda":
+        native = _native.cuda_synthesize
+        style, init_nnf, target_mask = map(_as_cuda_interface, (style, init_nnf, target_mask))
+        guides = _guides_as_cuda_interface(guides)
+    else:
+        native = _native.synthesize
+    image, nnf, error = native(
         style,
         guides,
         style_weight,
@@ -114,3 +133,22 @@ def synthesize(
         threads,
     )
     return Synthesis(image=image, nnf=nnf, error=error)
+
+
+def _guide_arrays(guides: Any) -> dict[str, Any]:
+    """The guides' images by argument name, for backend selection. Malformed guides yield
+    nothing here: the native binding reports them with their names."""
+    found: dict[str, Any] = {}
+    if isinstance(guides, (list, tuple)):
+        for i, g in enumerate(guides):
+            if isinstance(g, (list, tuple)) and len(g) == 3:
+                found[f"guides[{i}].source"], found[f"guides[{i}].target"] = g[0], g[1]
+    return found
+
+
+def _guides_as_cuda_interface(guides: Any) -> Any:
+    """DLPack-only GPU guide images as zero-copy views the CUDA binding reads."""
+    if not isinstance(guides, (list, tuple)):
+        return guides
+    return [(_as_cuda_interface(g[0]), _as_cuda_interface(g[1]), g[2])
+            if isinstance(g, (list, tuple)) and len(g) == 3 else g for g in guides]

@@ -1,0 +1,95 @@
+// Python binding of the guided patch-based synthesis on the GPU (cuda_synthesize): the arguments,
+// validation (bindings/synthesis_args.h, shared with the CPU entry) and result of synthesize.
+// Style, guides and target_mask may be numpy arrays (copied up) or device arrays
+// (__cuda_array_interface__: read in place); a device init_nnf is brought to the host for its
+// bounds check. The results are numpy arrays: the NNF and error feed host-side steps
+// (NNF advection, min-error combination) of the propagation.
+#include "bindings/cuda/device_args.h"
+#include "bindings/registry.h"
+#include "bindings/synthesis_args.h"
+#include "cuda/runtime.h"
+#include "cuda/synthesis.h"
+
+namespace rerender::bindings {
+
+// The two Loader hooks of parse_synthesis_args for DeviceLoader (found by argument-dependent
+// lookup, hence outside the anonymous namespace).
+inline size_t rank_of(const DeviceArg& a) { return a.shape.size(); }
+
+inline py::object host_nnf(DeviceLoader&, const py::object& obj, const std::string& name) {
+  if (!py::hasattr(obj, "__cuda_array_interface__")) return obj;  // numpy (or wrong): checked as on the CPU
+  const py::dict cai = obj.attr("__cuda_array_interface__");
+  const py::dtype dtype = py::module_::import("numpy").attr("dtype")(cai["typestr"]);
+  std::vector<py::ssize_t> shape;
+  for (auto s : py::tuple(cai["shape"])) shape.push_back(py::cast<py::ssize_t>(s));
+  py::array host(dtype, shape);
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    const py::tuple strides = cai["strides"];
+    py::ssize_t expected = dtype.itemsize();
+    for (size_t i = shape.size(); i-- > 0;) {
+      if (shape[i] > 1 && py::cast<py::ssize_t>(strides[i]) != expected)
+        fail(name, ": GPU arrays must be C-contiguous (e.g. call .contiguous() first)");
+      expected *= shape[i];
+    }
+  }
+  const void* ptr = reinterpret_cast<const void*>(py::cast<uintptr_t>(py::tuple(cai["data"])[0]));
+  const int device = cuda::pointer_device(ptr);
+  if (device < 0) fail(name, ": __cuda_array_interface__ does not point to CUDA device memory");
+  void* dst = host.mutable_data();
+  const size_t bytes = host.nbytes();
+  {
+    py::gil_scoped_release nogil;
+    cuda::DeviceGuard guard(device);
+    cuda::synchronize();  // the producer may still be writing on its stream
+    cuda::copy_to_host(dst, ptr, bytes);
+  }
+  return host;
+}
+
+namespace {
+
+// Where the core reads an argument: the device array itself, or the validated numpy array.
+const void* data_of(const DeviceArg& a) { return a.on_device ? a.ptr : a.meta.data(); }
+
+py::object cuda_synthesize(const py::object& style_obj, const py::object& guides_obj, const py::object& style_weight,
+                           const py::object& patch_size, const py::object& pyramid_levels,
+                           const py::object& search_vote_iters, const py::object& patchmatch_iters,
+                           const py::object& uniformity, const py::object& stop_threshold, const py::object& init_nnf,
+                           const py::object& target_mask, const py::object& seed, const py::object& threads) {
+  DeviceLoader loader;
+  const auto args = parse_synthesis_args(loader, style_obj, guides_obj, style_weight, patch_size, pyramid_levels,
+                                         search_vote_iters, patchmatch_iters, uniformity, stop_threshold, init_nnf,
+                                         target_mask, seed, threads);
+  const Image& style = args.style.meta;
+  std::vector<syn::Guide> guides;
+  for (size_t i = 0; i < args.sources.size(); ++i)
+    guides.push_back({plane_of(args.sources[i].meta, data_of(args.sources[i])),
+                      plane_of(args.targets[i].meta, data_of(args.targets[i])), args.weights[i]});
+  const auto* mask = args.has_mask ? static_cast<const uint8_t*>(data_of(args.mask)) : nullptr;
+  // The CUDA core takes resolved levels; this is the CPU core's rule (core/synthesis.cpp): a warm
+  // start solves the finest level only unless levels were asked for.
+  syn::Params prm = args.params;
+  if (prm.pyramid_levels <= 0)
+    prm.pyramid_levels = args.has_init_nnf ? 1 : syn::auto_pyramid_levels(style.h, style.w, args.ht, args.wt,
+                                                                         prm.patch_size);
+  cuda::DeviceGuard guard(loader.device());
+  syn::Result res;
+  {
+    py::gil_scoped_release nogil;
+    res = cuda::synthesize(plane_of(style, data_of(args.style)), guides, args.ht, args.wt, args.nnf_ptr(), mask, prm);
+  }
+  return result_arrays(res, args.image_shape, style.dtype);
+}
+
+const RegisterBindings reg([](py::module_& m) {
+  m.def("cuda_synthesize", &cuda_synthesize, py::arg("style"), py::arg("guides"), py::arg("style_weight") = 1.0,
+        py::arg("patch_size") = 5, py::arg("pyramid_levels") = py::none(), py::arg("search_vote_iters") = 12,
+        py::arg("patchmatch_iters") = 6, py::arg("uniformity") = 3500.0, py::arg("stop_threshold") = 5.0,
+        py::arg("init_nnf") = py::none(), py::arg("target_mask") = py::none(), py::arg("seed") = 0,
+        py::arg("threads") = 0,
+        "Guided patch-based synthesis on the GPU (see synthesize; threads is checked and otherwise unused). "
+        "Inputs: numpy or __cuda_array_interface__ arrays; returns numpy (image, nnf, error).");
+});
+
+}  // namespace
+}  // namespace rerender::bindings
