@@ -466,23 +466,98 @@ def test_synthesis_mask_matches_the_cpu():
     assert _nnf_agreement(gpu.nnf[inside], cpu.nnf[inside]) >= 0.9
 
 
-@needs_synthesis
-def test_synthesis_reads_torch_tensors_in_place():
+def _torch_cuda():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("torch has no CUDA")
+    return torch
+
+
+# uniformity 0 makes the parallel search deterministic (no concurrent occupancy updates), so the
+# device and host paths of one backend can be compared exactly
+_EXACT = dict(uniformity=0.0, seed=3)
+
+
+@needs_synthesis
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_synthesis_torch_in_gives_torch_out_on_the_same_device(dtype):
+    torch = _torch_cuda()
     n = 64
-    style, guides, _, _ = _displaced_case(n)
-    (src, tgt, w) = guides[0]
+    style, ((src, tgt, w),), _, _ = _displaced_case(n)
+    style, src, tgt = (a.astype(dtype) for a in (style, src, tgt))
     mask = np.ones((n, n), np.uint8)
-    init = _cpu(style, guides).nnf
-    host = _gpu(style, guides, target_mask=mask, init_nnf=init)
+    mask[:, -8:] = 0
+    host = _gpu(style, [(src, tgt, w)], target_mask=mask, **_EXACT)
+    assert all(isinstance(a, np.ndarray) for a in (host.image, host.nnf, host.error))  # numpy in, numpy out
+
+    def check(device):
+        cu = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+        dev = _gpu(cu(style), [(cu(src), cu(tgt), w)], target_mask=cu(mask), **_EXACT)
+        expected = zip((dev.image, dev.nnf, dev.error), (host.image, host.nnf, host.error),
+                       (torch.uint8 if dtype == np.uint8 else torch.float32, torch.int32, torch.float32))
+        for got, ref, torch_dtype in expected:
+            assert isinstance(got, torch.Tensor) and got.device == torch.device(device)
+            assert got.dtype == torch_dtype and tuple(got.shape) == ref.shape and got.is_contiguous()
+            np.testing.assert_array_equal(got.cpu().numpy(), ref)
+        assert bool((dev.nnf[:, -8:] == -1).all()) and bool((dev.error[:, -8:] == 0).all())
+
+    check("cuda:0")
+    if torch.cuda.device_count() > 1:  # results are made on the inputs' device, not the current one
+        check("cuda:1")
+
+
+@needs_synthesis
+def test_synthesis_device_results_for_mixed_inputs_and_device_warm_starts():
+    torch = _torch_cuda()
+    n = 64
+    style, ((src, tgt, w),), _, _ = _displaced_case(n)
     cu = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
-    # "auto" sees the device inputs; mixed host/device inputs are fine; results come back as numpy
-    dev = rerender.synthesize(cu(style), [(cu(src), tgt, w)], target_mask=cu(mask), init_nnf=cu(init), **_SYN_FAST)
-    assert isinstance(dev.image, np.ndarray) and dev.image.shape == style.shape
-    assert _psnr(dev.image, host.image) >= 40 and _nnf_agreement(dev.nnf, host.nnf) >= 0.95
+    # one device input (auto picks CUDA) puts every result on the device
+    first = rerender.synthesize(style, [(cu(src), tgt, w)], **_SYN_FAST, **_EXACT)
+    assert isinstance(first.nnf, torch.Tensor) and first.nnf.is_cuda and first.nnf.dtype == torch.int32
+    reference = _gpu(style, [(src, tgt, w)], **_EXACT)
+    np.testing.assert_array_equal(first.nnf.cpu().numpy(), reference.nnf)
+    np.testing.assert_array_equal(first.image.cpu().numpy(), reference.image)
+    # the device NNF warm-starts the next frame; a device init_nnf alone also keeps results there
+    warm = rerender.synthesize(style, [(src, tgt, w)], init_nnf=first.nnf, **_SYN_FAST, **_EXACT)
+    host_warm = _gpu(style, [(src, tgt, w)], init_nnf=reference.nnf, **_EXACT)
+    assert isinstance(warm.image, torch.Tensor) and warm.image.is_cuda and warm.image.dtype == torch.uint8
+    np.testing.assert_array_equal(warm.image.cpu().numpy(), host_warm.image)
+    np.testing.assert_array_equal(warm.nnf.cpu().numpy(), host_warm.nnf)
+    # with the default uniformity term (concurrent occupancy updates): the same quality
+    dev = _gpu(cu(style), [(cu(src), cu(tgt), w)])
+    host = _gpu(style, [(src, tgt, w)])
+    assert _psnr(dev.image.cpu().numpy(), host.image) >= 40
+    assert _nnf_agreement(dev.nnf.cpu().numpy(), host.nnf) >= 0.95
+    # a single-channel H x W style gives an H x W image
+    gray = _gpu(cu(style[..., 0].astype(np.float32)), [(cu(src), cu(tgt), w)], **_EXACT)
+    assert gray.image.shape == (n, n) and gray.image.dtype == torch.float32
+    # device-side value checks give the CPU's messages
     bad = cu(style.astype(np.float32))
     bad[1, 2, 0] = float("nan")
     with pytest.raises(ValueError, match=r"style: contains NaN values \(first at flat index 198\)"):
         rerender.synthesize(bad, [(cu(src).float(), cu(tgt).float(), w)])
+
+
+@needs_synthesis
+def test_cuda_synthesize_returns_cuda_arrays_for_device_inputs():
+    """The binding itself: CudaArray results (uint8 image, int32 NNF, float32 error) exposing
+    __cuda_array_interface__, copied to numpy by get()."""
+    torch = _torch_cuda()
+    n = 48
+    style, ((src, tgt, w),), _, _ = _displaced_case(n)
+    cu = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
+    image, nnf, error = _native.cuda_synthesize(cu(style), [(cu(src), cu(tgt), w)], search_vote_iters=2,
+                                                patchmatch_iters=2)
+    for arr, dtype, typestr, shape in ((image, np.uint8, "|u1", (n, n, 3)), (nnf, np.int32, "<i4", (n, n, 2)),
+                                       (error, np.float32, "<f4", (n, n))):
+        assert type(arr).__name__ == "CudaArray" and arr.dtype == dtype and arr.shape == shape
+        assert arr.device == torch.cuda.current_device()
+        cai = arr.__cuda_array_interface__
+        assert cai["typestr"] == typestr and cai["shape"] == shape
+        host = arr.get()
+        assert isinstance(host, np.ndarray) and host.dtype == dtype and host.shape == shape
+        np.testing.assert_array_equal(torch.as_tensor(arr, device="cuda").cpu().numpy(), host)
+    assert "int32" in repr(nnf)
+    nnf_host = nnf.get()
+    assert nnf_host[..., 0].min() >= 2 and nnf_host[..., 0].max() <= n - 3  # valid patch centres

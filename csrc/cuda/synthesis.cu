@@ -5,7 +5,7 @@
 #include <cmath>
 #include <utility>
 
-#include "core/sampling.h"  // clampi
+#include "core/sampling.h"  // clampi, clampf
 #include "cuda/check.cuh"
 
 namespace rerender::cuda {
@@ -327,6 +327,24 @@ __global__ void active_kernel(Dev s) {
   }
 }
 
+// The results in the caller's buffers; nothing is synthesised off the mask (as the CPU).
+__device__ inline void store_value(float* dst, float v) { *dst = v; }
+__device__ inline void store_value(uint8_t* dst, float v) {
+  *dst = static_cast<uint8_t>(lroundf(clampf(v, 0.f, 255.f)));  // the CPU binding's conversion
+}
+
+template <typename T>
+__global__ void export_kernel(Dev s, const int2* nnf, T* image, int32_t* nnf_out, float* err_out) {
+  const size_t n = static_cast<size_t>(s.ht) * s.wt;
+  for (size_t i = global_index(); i < n; i += grid_stride()) {
+    const bool on = s.mask[i] != 0;
+    nnf_out[2 * i] = on ? nnf[i].x : -1;
+    nnf_out[2 * i + 1] = on ? nnf[i].y : -1;
+    err_out[i] = on ? s.err[i] : 0.f;
+    for (int k = 0; k < s.cs; ++k) store_value(image + i * s.cs + k, on ? s.out[i * s.cs + k] : 0.f);
+  }
+}
+
 // ---- host side ---------------------------------------------------------------------------------
 
 struct Level {
@@ -478,8 +496,8 @@ void vote(State& st, float stop_threshold, bool track_changes) {
 
 }  // namespace
 
-syn::Result synthesize(const syn::Plane& style, const std::vector<syn::Guide>& guides, int ht, int wt,
-                       const int32_t* init_nnf, const uint8_t* target_mask, const syn::Params& prm) {
+void synthesize(const syn::Plane& style, const std::vector<syn::Guide>& guides, int ht, int wt, const int32_t* init_nnf,
+                const uint8_t* target_mask, const syn::Params& prm, const Outputs& out) {
   if (prm.pyramid_levels < 1) throw Error("cuda::synthesize: pyramid_levels must be resolved by the caller (>= 1)");
   const int cs = style.c, p = prm.patch_size, levels = prm.pyramid_levels;
   int d = cs;
@@ -527,30 +545,11 @@ syn::Result synthesize(const syn::Plane& style, const std::vector<syn::Guide>& g
 
   State& fin = prev;
   RR_LAUNCH(errors_kernel, fin.n, fin.dev, fin.nnf_ptr(), false, 0);
-  synchronize();
-
-  const size_t n = static_cast<size_t>(ht) * wt;
-  syn::Result res;
-  res.image.resize(n * cs);
-  res.error.resize(n);
-  std::vector<int2> nnf(n);
-  std::vector<uint8_t> mask(n);
-  copy_to_host(res.image.data(), fin.out.get(), n * cs * sizeof(float));
-  copy_to_host(res.error.data(), fin.err.get(), n * sizeof(float));
-  copy_to_host(nnf.data(), fin.nnf.get(), n * sizeof(int2));
-  copy_to_host(mask.data(), pyr[0].mask.get(), n);
-  res.nnf.resize(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    if (mask[i]) {
-      res.nnf[2 * i] = nnf[i].x;
-      res.nnf[2 * i + 1] = nnf[i].y;
-    } else {  // outside the target mask, as the CPU: nothing synthesised
-      res.nnf[2 * i] = res.nnf[2 * i + 1] = -1;
-      res.error[i] = 0.f;
-      for (int k = 0; k < cs; ++k) res.image[i * cs + k] = 0.f;
-    }
-  }
-  return res;
+  if (out.image_u8)
+    RR_LAUNCH(export_kernel<uint8_t>, fin.n, fin.dev, fin.nnf_ptr(), static_cast<uint8_t*>(out.image), out.nnf, out.error);
+  else
+    RR_LAUNCH(export_kernel<float>, fin.n, fin.dev, fin.nnf_ptr(), static_cast<float*>(out.image), out.nnf, out.error);
+  synchronize();  // the results are complete on return
 }
 
 }  // namespace rerender::cuda

@@ -10,14 +10,24 @@
 
 namespace rerender::cuda {
 
-// Same contract as synthesis::synthesize (result on the host), except that the inputs may lie in
-// host memory or in device memory of the current device (read in place, e.g. a torch CUDA
-// tensor; told apart by cuda::pointer_device), that params.pyramid_levels must already be
-// resolved (>= 1, e.g. by synthesis::auto_pyramid_levels, or 1 for a warm start) and that
-// params.threads is ignored.
+// Where cuda::synthesize writes its results: device buffers of the current device (the
+// caller's, e.g. a CudaArray handed to Python, so results need no host round trip).
+struct Outputs {
+  void* image;      // H_t x W_t x C_style: float, or uint8 (rounded half away from zero, clamped
+                    // to 0..255: what the CPU binding returns) when image_u8
+  bool image_u8;
+  int32_t* nnf;     // H_t x W_t x 2, (x, y) source patch centres; (-1, -1) off the mask
+  float* error;     // H_t x W_t, plain patch error E (no uniformity term); 0 off the mask
+};
+
+// The contract of synthesis::synthesize, with the results written to `out` (off the target mask:
+// image 0, nnf (-1, -1), error 0). The inputs may lie in host memory or in device memory of the
+// current device (read in place, e.g. a torch CUDA tensor; told apart by cuda::pointer_device);
+// params.pyramid_levels must already be resolved (>= 1, e.g. by synthesis::auto_pyramid_levels,
+// or 1 for a warm start); params.threads is ignored. Returns once the results are written.
 // Throws cuda::Error on CUDA failures.
-synthesis::Result synthesize(const synthesis::Plane& style, const std::vector<synthesis::Guide>& guides, int ht,
-                             int wt, const int32_t* init_nnf, const uint8_t* target_mask,
-                             const synthesis::Params& params);
+void synthesize(const synthesis::Plane& style, const std::vector<synthesis::Guide>& guides, int ht, int wt,
+                const int32_t* init_nnf, const uint8_t* target_mask, const synthesis::Params& params,
+                const Outputs& out);
 
 }  // namespace rerender::cuda

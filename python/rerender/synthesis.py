@@ -33,7 +33,7 @@ from typing import Any, Sequence, Tuple
 import numpy as np
 
 from . import _native
-from .backend import _as_cuda_interface, resolve_backend
+from .backend import _as_cuda_interface, _to_torch_if_needed, resolve_backend
 
 GuidePair = Tuple[np.ndarray, np.ndarray, float]
 
@@ -41,6 +41,9 @@ GuidePair = Tuple[np.ndarray, np.ndarray, float]
 @dataclass(frozen=True)
 class Synthesis:
     """Result of :func:`synthesize`.
+
+    On the CUDA backend with GPU inputs the three stay on that GPU: torch CUDA tensors when an
+    input was a torch tensor, else ``_native.CudaArray`` (``__cuda_array_interface__``).
 
     image: target H x W (x C), the style's dtype and channels.
     nnf: int32 H x W x 2, the (x, y) centre of the source patch used at every target pixel
@@ -101,7 +104,9 @@ def synthesize(
         backend: ``"auto"`` (CUDA when a device is usable or an input is a GPU array, else the
             CPU), ``"cpu"`` or ``"cuda"``; see :mod:`rerender.backend`. On CUDA, style, guide
             images and ``target_mask`` may be GPU arrays (torch CUDA tensors, CuPy: read in
-            place); the results are numpy arrays on either backend. The CUDA search is parallel
+            place; ``init_nnf`` too, copied to the host for its bounds check); when any input
+            is, the results are written on that GPU and returned there (torch tensors for torch
+            inputs), otherwise they are numpy arrays. The CUDA search is parallel
             (jump-flood propagation), so its NNF differs from the CPU's for the same seed, at
             the same quality.
 
@@ -109,8 +114,8 @@ def synthesize(
         :class:`Synthesis` (image, nnf, error). Raises ValueError naming a bad argument, or for
         ``backend="cuda"`` without a usable CUDA device.
     """
-    which = resolve_backend(backend, style=style, init_nnf=init_nnf, target_mask=target_mask,
-                            **_guide_arrays(guides))
+    arrays = dict(style=style, init_nnf=init_nnf, target_mask=target_mask, **_guide_arrays(guides))
+    which = resolve_backend(backend, **arrays)
     if which == "cuda":
         native = _native.cuda_synthesize
         style, init_nnf, target_mask = map(_as_cuda_interface, (style, init_nnf, target_mask))
@@ -132,6 +137,8 @@ def synthesize(
         seed,
         threads,
     )
+    if which == "cuda":  # device results of device inputs: as torch tensors for torch inputs
+        image, nnf, error = _to_torch_if_needed((image, nnf, error), arrays)
     return Synthesis(image=image, nnf=nnf, error=error)
 
 

@@ -55,6 +55,33 @@ double psnr(const std::vector<float>& a, const std::vector<uint8_t>& b) {
   return 10 * std::log10(255.0 * 255.0 / std::max(mse / a.size(), 1e-12));
 }
 
+// cuda::synthesize into "device" buffers (host memory here), as the binding calls it. With
+// u8_image, `image_u8` receives the uint8 output of the same call.
+struct CudaResult {
+  std::vector<float> image;
+  std::vector<uint8_t> image_u8;
+  std::vector<int32_t> nnf;
+  std::vector<float> error;
+};
+
+CudaResult cuda_synthesis(const synthesis::Plane& style, const std::vector<synthesis::Guide>& guides, int ht, int wt,
+                          const int32_t* init, const uint8_t* mask, const synthesis::Params& prm, bool u8_image = false) {
+  CudaResult r;
+  const size_t n = static_cast<size_t>(ht) * wt;
+  r.nnf.assign(2 * n, 7);  // junk: every entry must be written
+  r.error.assign(n, -1.f);
+  void* image = nullptr;
+  if (u8_image) {
+    r.image_u8.assign(n * style.c, 7);
+    image = r.image_u8.data();
+  } else {
+    r.image.assign(n * style.c, -1.f);
+    image = r.image.data();
+  }
+  cuda::synthesize(style, guides, ht, wt, init, mask, prm, cuda::Outputs{image, u8_image, r.nnf.data(), r.error.data()});
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -154,7 +181,7 @@ int main(int argc, char** argv) {
   prm.threads = 1;
   const auto cpu = synthesis::synthesize(st, guides, n, n, nullptr, nullptr, prm);
   prm.pyramid_levels = synthesis::auto_pyramid_levels(n, n, n, n, prm.patch_size);
-  const auto gpu = cuda::synthesize(st, guides, n, n, nullptr, nullptr, prm);
+  const auto gpu = cuda_synthesis(st, guides, n, n, nullptr, nullptr, prm);
   int ok = 0, total = 0;
   for (int y = 8; y < n - 8; ++y)
     for (int x = 8; x < n - 8; ++x) {
@@ -171,12 +198,21 @@ int main(int argc, char** argv) {
   expect(e_gpu[e_gpu.size() / 2] <= 1.5f * e_cpu[e_cpu.size() / 2], "synthesis median error vs the CPU's (ratio)",
          e_gpu[e_gpu.size() / 2] / std::max(e_cpu[e_cpu.size() / 2], 1e-6f));
 
+  // uint8 output (a uint8 style's result): the same run, rounded and clamped as the CPU binding does
+  // (serial emulation: the very same computation); its NNF and error equal the float run's
+  const auto gpu_u8 = cuda_synthesis(st, guides, n, n, nullptr, nullptr, prm, true);
+  size_t u8_bad = 0;
+  for (size_t i = 0; i < gpu.image.size(); ++i)
+    u8_bad += gpu_u8.image_u8[i] != static_cast<uint8_t>(std::lround(std::clamp(gpu.image[i], 0.f, 255.f)));
+  expect(u8_bad == 0 && gpu_u8.nnf == gpu.nnf && gpu_u8.error == gpu.error,
+         "uint8 synthesis output is the float output rounded; same nnf and error (bad count)", double(u8_bad));
+
   // identical guides with a target mask: identity inside, nothing outside
   std::vector<uint8_t> mask(static_cast<size_t>(n) * n, 0);
   for (int y = 0; y < n; ++y)
     for (int x = 0; x < n / 2; ++x) mask[static_cast<size_t>(y) * n + x] = 1;
   const std::vector<synthesis::Guide> same = {{{guide.data(), n, n, 3, false}, {guide.data(), n, n, 3, false}, 6.f}};
-  const auto masked = cuda::synthesize(st, same, n, n, nullptr, mask.data(), prm);
+  const auto masked = cuda_synthesis(st, same, n, n, nullptr, mask.data(), prm);
   int outside_bad = 0, identity = 0, inside = 0;
   for (int y = 0; y < n; ++y)
     for (int x = 0; x < n; ++x) {
@@ -188,7 +224,14 @@ int main(int argc, char** argv) {
         identity += masked.nnf[2 * i] == x && masked.nnf[2 * i + 1] == y;
       }
     }
-  expect(outside_bad == 0, "masked-out pixels: nnf -1, error 0, image 0 (bad count)", outside_bad);
+  const auto masked_u8 = cuda_synthesis(st, same, n, n, nullptr, mask.data(), prm, true);
+  for (int y = 0; y < n; ++y)
+    for (int x = n / 2; x < n; ++x) {
+      const size_t i = static_cast<size_t>(y) * n + x;
+      for (int k = 0; k < 3; ++k) outside_bad += masked_u8.image_u8[3 * i + k] != 0 || masked.image[3 * i + k] != 0.f;
+      outside_bad += masked.nnf[2 * i + 1] != -1;
+    }
+  expect(outside_bad == 0, "masked-out pixels: nnf -1, error 0, image 0 in float and uint8 (bad count)", outside_bad);
   expect(identity >= 0.95 * inside, "identical guides: identity NNF inside the mask (fraction)", double(identity) / inside);
 
   // warm start from the identity at one level stays there
@@ -196,7 +239,7 @@ int main(int argc, char** argv) {
   for (int y = 0; y < n; ++y)
     for (int x = 0; x < n; ++x) ident[2 * (static_cast<size_t>(y) * n + x)] = x, ident[2 * (static_cast<size_t>(y) * n + x) + 1] = y;
   prm.pyramid_levels = 1;
-  const auto warm = cuda::synthesize(st, same, n, n, ident.data(), nullptr, prm);
+  const auto warm = cuda_synthesis(st, same, n, n, ident.data(), nullptr, prm);
   identity = inside = 0;
   for (int y = 4; y < n - 4; ++y)
     for (int x = 4; x < n - 4; ++x) {

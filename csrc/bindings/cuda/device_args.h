@@ -30,15 +30,24 @@ struct DeviceArg {
 
 inline const Image& meta(const DeviceArg& a) { return a.meta; }
 
+// Element types of device results: the images' (DType) plus int32 for the synthesis NNF.
+enum class Elem { U8, I32, F32 };
+inline Elem elem_of(DType d) { return d == DType::U8 ? Elem::U8 : Elem::F32; }
+inline size_t itemsize_of(Elem e) { return e == Elem::U8 ? 1 : 4; }
+inline const char* elem_name(Elem e) { return e == Elem::U8 ? "uint8" : e == Elem::I32 ? "int32" : "float32"; }
+inline py::dtype numpy_dtype(Elem e) {
+  return e == Elem::U8 ? py::dtype::of<uint8_t>() : e == Elem::I32 ? py::dtype::of<int32_t>() : py::dtype::of<float>();
+}
+
 // A device-resident result: owns its buffer, exposes __cuda_array_interface__ (version 3).
 struct CudaArray {
   std::shared_ptr<cuda::Buffer> buffer;
   std::vector<py::ssize_t> shape;
-  DType dtype = DType::U8;
+  Elem dtype = Elem::U8;
   int device = 0;
 
-  std::string typestr() const { return dtype == DType::U8 ? "|u1" : "<f4"; }
-  size_t itemsize() const { return dtype == DType::U8 ? 1 : 4; }
+  std::string typestr() const { return dtype == Elem::U8 ? "|u1" : dtype == Elem::I32 ? "<i4" : "<f4"; }
+  size_t itemsize() const { return itemsize_of(dtype); }
   py::dict interface() const {
     py::dict d;
     py::tuple shp(shape.size());
@@ -51,7 +60,7 @@ struct CudaArray {
     return d;  // no "stream": the producing call synchronised before returning
   }
   py::array to_host() const {
-    py::array out(dtype == DType::U8 ? py::dtype::of<uint8_t>() : py::dtype::of<float>(), shape);
+    py::array out(numpy_dtype(dtype), shape);
     void* dst = out.mutable_data();
     {
       py::gil_scoped_release nogil;
@@ -90,18 +99,23 @@ class DeviceLoader {
     arg.ptr = reinterpret_cast<const void*>(py::cast<uintptr_t>(data[0]));
     arg.device = cuda::pointer_device(arg.ptr);
     if (arg.device < 0) fail(name, ": __cuda_array_interface__ does not point to CUDA device memory");
-    if (device_ >= 0 && arg.device != device_)
-      fail(name, ": is on CUDA device ", arg.device, " but ", first_name_, " is on device ", device_);
-    if (device_ < 0) {
-      device_ = arg.device;
-      first_name_ = name;
-      // Producers may still be writing on their own streams: wait for the device once.
-      py::gil_scoped_release nogil;
-      cuda::DeviceGuard guard(device_);
-      cuda::synchronize();
-    }
+    adopt(arg.device, name);
     arg.on_device = true;
     return arg;
+  }
+
+  // Records that input `name` lives on `device`: all device inputs must share one device, and
+  // the first one makes the call wait for the device (producers may still be writing on their
+  // own streams; one wait covers every input).
+  void adopt(int device, const std::string& name) {
+    if (device_ >= 0 && device != device_)
+      fail(name, ": is on CUDA device ", device, " but ", first_name_, " is on device ", device_);
+    if (device_ >= 0) return;
+    device_ = device;
+    first_name_ = name;
+    py::gil_scoped_release nogil;
+    cuda::DeviceGuard guard(device_);
+    cuda::synchronize();
   }
 
   void finite(const DeviceArg& a, const std::string& name, bool allow_inf = false) const {
@@ -184,8 +198,8 @@ inline void upload(DeviceArg& a) {
   a.ptr = a.owned->get();
 }
 
-// Output buffer of the given shape on the current device.
-inline CudaArray device_output(const std::vector<py::ssize_t>& shape, DType dtype, int device) {
+// Output buffer of the given shape on `device`.
+inline CudaArray device_output(const std::vector<py::ssize_t>& shape, Elem dtype, int device) {
   CudaArray out;
   out.shape = shape;
   out.dtype = dtype;
@@ -194,6 +208,9 @@ inline CudaArray device_output(const std::vector<py::ssize_t>& shape, DType dtyp
   for (auto s : shape) n *= static_cast<size_t>(s);
   out.buffer = std::make_shared<cuda::Buffer>(n * out.itemsize());
   return out;
+}
+inline CudaArray device_output(const std::vector<py::ssize_t>& shape, DType dtype, int device) {
+  return device_output(shape, elem_of(dtype), device);
 }
 
 // The result as the caller expects it: on the device if any input was, else a numpy array.

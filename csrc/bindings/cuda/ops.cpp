@@ -151,15 +151,13 @@ const RegisterBindings reg([](py::module_& m) {
         for (size_t i = 0; i < a.shape.size(); ++i) t[i] = a.shape[i];
         return t;
       })
-      .def_property_readonly("dtype", [](const CudaArray& a) {
-        return a.dtype == DType::U8 ? py::dtype::of<uint8_t>() : py::dtype::of<float>();
-      })
+      .def_property_readonly("dtype", [](const CudaArray& a) { return numpy_dtype(a.dtype); })
       .def_readonly("device", &CudaArray::device)
       .def("get", &CudaArray::to_host, "Copy to a new numpy array.")
       .def("__repr__", [](const CudaArray& a) {
         std::string s = "CudaArray(shape=(";
         for (size_t i = 0; i < a.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(a.shape[i]);
-        return s + "), dtype=" + dtype_name(a.dtype) + ", device=" + std::to_string(a.device) + ")";
+        return s + "), dtype=" + elem_name(a.dtype) + ", device=" + std::to_string(a.device) + ")";
       });
 
   m.def("cuda_warp", &cuda_warp, py::arg("image"), py::arg("flow"), py::arg("mode") = "bilinear",

@@ -1,9 +1,10 @@
 // Python binding of the guided patch-based synthesis on the GPU (cuda_synthesize): the arguments,
-// validation (bindings/synthesis_args.h, shared with the CPU entry) and result of synthesize.
+// validation (bindings/synthesis_args.h, shared with the CPU entry) and results of synthesize.
 // Style, guides and target_mask may be numpy arrays (copied up) or device arrays
 // (__cuda_array_interface__: read in place); a device init_nnf is brought to the host for its
-// bounds check. The results are numpy arrays: the NNF and error feed host-side steps
-// (NNF advection, min-error combination) of the propagation.
+// bounds check. The core writes the results (image in the style's dtype, int32 NNF, float32
+// error) into device buffers: they stay there as CudaArray when any input was a device array
+// (no host round trip), else they come back as numpy arrays, as from the CPU entry.
 #include "bindings/cuda/device_args.h"
 #include "bindings/registry.h"
 #include "bindings/synthesis_args.h"
@@ -16,7 +17,7 @@ namespace rerender::bindings {
 // lookup, hence outside the anonymous namespace).
 inline size_t rank_of(const DeviceArg& a) { return a.shape.size(); }
 
-inline py::object host_nnf(DeviceLoader&, const py::object& obj, const std::string& name) {
+inline py::object host_nnf(DeviceLoader& loader, const py::object& obj, const std::string& name) {
   if (!py::hasattr(obj, "__cuda_array_interface__")) return obj;  // numpy (or wrong): checked as on the CPU
   const py::dict cai = obj.attr("__cuda_array_interface__");
   const py::dtype dtype = py::module_::import("numpy").attr("dtype")(cai["typestr"]);
@@ -35,12 +36,12 @@ inline py::object host_nnf(DeviceLoader&, const py::object& obj, const std::stri
   const void* ptr = reinterpret_cast<const void*>(py::cast<uintptr_t>(py::tuple(cai["data"])[0]));
   const int device = cuda::pointer_device(ptr);
   if (device < 0) fail(name, ": __cuda_array_interface__ does not point to CUDA device memory");
+  loader.adopt(device, name);  // a device input like the others (same device; waits for producers)
   void* dst = host.mutable_data();
   const size_t bytes = host.nbytes();
   {
     py::gil_scoped_release nogil;
     cuda::DeviceGuard guard(device);
-    cuda::synchronize();  // the producer may still be writing on its stream
     cuda::copy_to_host(dst, ptr, bytes);
   }
   return host;
@@ -72,13 +73,18 @@ py::object cuda_synthesize(const py::object& style_obj, const py::object& guides
   if (prm.pyramid_levels <= 0)
     prm.pyramid_levels = args.has_init_nnf ? 1 : syn::auto_pyramid_levels(style.h, style.w, args.ht, args.wt,
                                                                          prm.patch_size);
-  cuda::DeviceGuard guard(loader.device());
-  syn::Result res;
+  const int device = loader.device();
+  cuda::DeviceGuard guard(device);
+  CudaArray image = device_output(args.image_shape, style.dtype, device);
+  CudaArray nnf = device_output({args.ht, args.wt, 2}, Elem::I32, device);
+  CudaArray error = device_output({args.ht, args.wt}, Elem::F32, device);
   {
     py::gil_scoped_release nogil;
-    res = cuda::synthesize(plane_of(style, data_of(args.style)), guides, args.ht, args.wt, args.nnf_ptr(), mask, prm);
+    const cuda::Outputs out{image.buffer->get(), style.dtype == DType::U8, nnf.buffer->as<int32_t>(),
+                            error.buffer->as<float>()};
+    cuda::synthesize(plane_of(style, data_of(args.style)), guides, args.ht, args.wt, args.nnf_ptr(), mask, prm, out);
   }
-  return result_arrays(res, args.image_shape, style.dtype);
+  return py::make_tuple(deliver(image, loader), deliver(nnf, loader), deliver(error, loader));
 }
 
 const RegisterBindings reg([](py::module_& m) {
@@ -88,7 +94,8 @@ const RegisterBindings reg([](py::module_& m) {
         py::arg("init_nnf") = py::none(), py::arg("target_mask") = py::none(), py::arg("seed") = 0,
         py::arg("threads") = 0,
         "Guided patch-based synthesis on the GPU (see synthesize; threads is checked and otherwise unused). "
-        "Inputs: numpy or __cuda_array_interface__ arrays; returns numpy (image, nnf, error).");
+        "Inputs: numpy or __cuda_array_interface__ arrays; returns (image, nnf, error): CudaArray when an input "
+        "was a device array, else numpy.");
 });
 
 }  // namespace
