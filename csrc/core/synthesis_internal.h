@@ -52,13 +52,10 @@ struct LevelData {
   std::vector<uint8_t> mask;     // ht x wt: 1 = synthesise
 };
 
-// NNF entries pack a source centre (x, y) into one 32-bit word so that threads scanning
-// neighbouring bands can read each other's entries atomically without locks.
+// NNF entries pack a source centre (x, y) into one 32-bit word (compact, compared in one go).
 inline uint32_t pack(int x, int y) { return (static_cast<uint32_t>(y) << 16) | static_cast<uint32_t>(x); }
 inline int unpack_x(uint32_t v) { return static_cast<int>(v & 0xffffu); }
 inline int unpack_y(uint32_t v) { return static_cast<int>(v >> 16); }
-inline uint32_t load_relaxed(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
-inline void store_relaxed(uint32_t* p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 
 // Small fast generator (splitmix64 seeding + xorshift64*), one stream per row and pass so
 // results do not depend on how rows are split over threads.

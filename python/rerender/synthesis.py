@@ -10,20 +10,24 @@ The energy of a match q for target pixel p (summed over the patch):
 and a candidate wins when E + uniformity * occupancy is lower (occupancy: how much the target
 already uses the candidate's source pixels, relative to a uniform use). The returned error map is
 the plain E. Where this differs from the public EbSynth, and why:
-  * each level's first search compares guides only: the style voted from a random or upsampled
-    NNF is self-reinforcing and would lock in its errors (measured: up to +6 dB against the exact
-    warp on a displaced texture, and a lower final energy);
+  * each level's first two searches compare guides only, also after a warm start: the style
+    voted from a random, upsampled or previous frame's NNF is self-reinforcing and would lock in
+    its errors (measured: up to +6 dB against the exact warp on a displaced texture, and a lower
+    final energy; warm starts +0.1 to +1.6 dB on the benchmark);
   * coarse levels are 2x2 box averages, not point samples;
   * within a PatchMatch call, pixels whose match and neighbours' matches did not change during the
-    last forward + backward scan are not scanned again (35% less time, same result).
+    last forward + backward scan are not scanned again (35% less time, same result);
+  * threads scan fixed bands of rows that see each other's matches and the occupancy as they were
+    after the previous scan: the result depends on the seed only, not on threads or scheduling.
 
 Units: errors, ``uniformity`` and ``stop_threshold`` are in the units of the data. uint8 images
 are 0-255; give float32 images on the same 0-255 scale for the defaults to mean what they mean
 in EbSynth (a float guide in 0-1 would weigh 255^2 times less).
 
 Performance (2-core AMD EPYC, Rerender's 4 guides = 12 guide channels, 12 x 6 iterations;
-benchmarks/bench_synthesis.py): 512^2 takes ~0.85 s of CPU from scratch and ~0.6 s warm-started
-from the previous frame's NNF; with 2 threads ~0.5 s and ~0.35 s wall (public EbSynth: 36 s).
+benchmarks/bench_synthesis.py): 512^2 takes ~0.8 s of CPU from scratch and ~0.6 s warm-started
+from the previous frame's NNF; with 2 threads ~0.5 s and ~0.35 s wall (public EbSynth: 36 s);
+1024^2 ~4 s / ~3 s of CPU, ~2.3 s / ~1.7 s wall with 2 threads.
 """
 from __future__ import annotations
 
@@ -96,9 +100,8 @@ def synthesize(
             the coarsest level instead. Entries (-1, -1) mean "no guess" (random there).
         target_mask: uint8 H_t x W_t; only pixels with mask > 0 are searched and synthesised.
             Outside it the image is 0, the NNF (-1, -1) and the error 0 (composite with the mask).
-        seed: seed of the random initialisation and search (results are deterministic for a
-            given seed with threads=1; with more threads, rows scanned concurrently see each
-            other's matches at varying times).
+        seed: seed of the random initialisation and search. On the CPU the result depends on
+            the seed only: the same bytes for any ``threads`` and scheduling.
         threads: OpenMP threads, 0 = default (checked but unused on CUDA). The GIL is released
             while it runs.
         backend: ``"auto"`` (CUDA when a device is usable or an input is a GPU array, else the
