@@ -9,9 +9,6 @@
 #include "core/synthesis_internal.h"
 
 namespace rerender::synthesis {
-namespace {
-constexpr int kGuideOnlySearches = 2;  // per level, see synthesize()
-}  // namespace
 
 int auto_pyramid_levels(int hs, int ws, int ht, int wt, int patch_size) {
   const int short_side = std::min(std::min(hs, ws), std::min(ht, wt));

@@ -10,6 +10,10 @@
 
 namespace rerender::synthesis {
 
+// Each pyramid level's first searches compare guides only; the style term joins afterwards (see
+// synthesize() in synthesis.cpp for why). Shared by the CPU and CUDA backends.
+constexpr int kGuideOnlySearches = 2;
+
 // One image as handed over by the caller: interleaved H x W x C, uint8 or float32.
 struct Plane {
   const void* data = nullptr;

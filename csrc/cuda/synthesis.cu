@@ -519,19 +519,16 @@ void synthesize(const syn::Plane& style, const std::vector<syn::Guide>& guides, 
                 prm.seed);
     else
       RR_LAUNCH(upsample_kernel, st.n, st.dev, st.nnf_ptr(), prev.nnf_ptr(), prev.dev.ht, prev.dev.wt);
-    // The level schedule of the CPU core (core/synthesis.cpp): the first search of a level
-    // compares guides only (the style voted from a random or upsampled NNF would hold matches in
-    // place), except after a warm start, whose vote is trusted. Unless the level starts from a
-    // random NNF, its NNF is voted first, so that the stop threshold after the first search
-    // compares against that vote.
-    const bool warm = l == levels - 1 && init_nnf;
+    // The level schedule of the CPU core (core/synthesis.cpp): the first kGuideOnlySearches
+    // searches of every level, warm-started ones included, compare guides only (the style voted
+    // from a random, upsampled or warm-start NNF would hold matches in place). Unless the level
+    // starts from a random NNF, its NNF is voted first, so that the stop threshold after the
+    // first search compares against that vote.
     const bool random_start = l == levels - 1 && !init_nnf;
     if (!random_start) vote(st, prm.stop_threshold, false);
-    bool use_style = warm;
     for (int s = 0; s < prm.search_vote_iters; ++s) {
       const uint64_t pass_seed = mix64(prm.seed ^ (static_cast<uint64_t>(l) << 40) ^ static_cast<uint64_t>(s));
-      patchmatch(st, prm, use_style, pass_seed);
-      use_style = true;
+      patchmatch(st, prm, /*use_style=*/s >= syn::kGuideOnlySearches, pass_seed);
       // after a random start every pixel is new: all stay active for the second search
       vote(st, prm.stop_threshold, !(s == 0 && random_start));
     }

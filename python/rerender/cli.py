@@ -86,8 +86,8 @@ def _add_propagate(sub, parent) -> None:
     p.add_argument("--workers", type=int, metavar="N", default=None,
                    help="propagation passes run in parallel (default: one per CPU core)")
     p.add_argument("--threads", type=int, metavar="N", default=None,
-                   help="native threads per synthesis (default 1: results are reproducible and a resumed "
-                        "job gives byte-identical output; more threads can make runs differ slightly)")
+                   help="native threads per synthesis (default: the cores not used by parallel passes; "
+                        "results do not depend on it)")
     p.set_defaults(func=_cmd_propagate)
 
 

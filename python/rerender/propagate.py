@@ -87,14 +87,14 @@ class PropagationConfig:
     def parallelism(self, passes: int) -> tuple[int, int]:
         """(workers, native threads per synthesis) for ``passes`` passes to run.
 
-        Automatic: one pass per core with single-threaded syntheses. The native synthesis is
-        deterministic only with one thread, and the thread count must not depend on how much work is
-        left, or a resumed job would not reproduce an uninterrupted one byte for byte.
+        Automatic: one pass per core, and the cores left over (fewer passes than cores) shared
+        among the passes' syntheses. The native synthesis gives the same bytes for any thread
+        count, so a resumed job (with fewer passes left) still reproduces an uninterrupted one.
         """
         cores = max(1, os.cpu_count() or 1)
         workers = self.workers or cores
         workers = max(1, min(workers, max(1, passes)))
-        threads = self.threads or 1
+        threads = self.threads or max(1, cores // workers)
         return workers, threads
 
 
