@@ -571,6 +571,20 @@ def _write_output(wd: WorkDir, output: Path, sel: range, info: rio.MediaInfo, pr
                 bar.update()
 
 
+def _select_frames(input_path: Path, frames: slice | str | None,
+                   keys_dir: Path | None = None) -> tuple[rio.MediaInfo, range]:
+    """Probe the input and resolve ``frames`` ("A:B", a slice or None) to absolute indices."""
+    if isinstance(frames, str) or frames is None:
+        frames = parse_frame_range(frames)
+    info = rio.probe(input_path)
+    if keys_dir is not None and not keys_dir.exists():
+        raise JobError(f"{keys_dir}: key-frame folder does not exist")
+    sel = rio.resolve_frames(frames, info.frame_count, str(input_path))
+    if sel.step != 1:
+        raise JobError("--frames: only contiguous frame ranges are supported")
+    return info, sel
+
+
 def prepare_frames(input: str | os.PathLike, work_dir: str | os.PathLike, *, size: int | None = None,
                    frames: slice | str | None = None, progress: Progress | None = None,
                    on_step: StepHook | None = None) -> tuple[WorkDir, range]:
@@ -581,12 +595,7 @@ def prepare_frames(input: str | os.PathLike, work_dir: str | os.PathLike, *, siz
     (``WorkDir.flow_cache``). Returns the work directory and the absolute frame indices selected.
     """
     input_path = Path(input)
-    if isinstance(frames, str) or frames is None:
-        frames = parse_frame_range(frames)
-    info = rio.probe(input_path)
-    sel = rio.resolve_frames(frames, info.frame_count, str(input_path))
-    if sel.step != 1:
-        raise JobError("--frames: only contiguous frame ranges are supported")
+    info, sel = _select_frames(input_path, frames)
     wd = WorkDir(work_dir)
     wd.root.mkdir(parents=True, exist_ok=True)
     _stage_decode(wd, input_path, info, sel, size, progress or QUIET, on_step)
@@ -616,18 +625,11 @@ def run_propagation(input: str | os.PathLike, keys: str | os.PathLike, output: s
     input_path = Path(input)
     keys_dir = Path(keys)
     output = Path(output)
-    if isinstance(frames, str) or frames is None:
-        frames = parse_frame_range(frames)
     wd = WorkDir(work_dir if work_dir is not None else default_work_dir(output))
     for other, what in ((wd.root, "the work directory"), (input_path, "the input"), (keys_dir, "the key-frame folder")):
         if output.resolve() == other.resolve():
             raise JobError(f"{output}: the output must not be {what} (it would overwrite it)")
-    info = rio.probe(input_path)
-    if not keys_dir.exists():
-        raise JobError(f"{keys_dir}: key-frame folder does not exist")
-    sel = rio.resolve_frames(frames, info.frame_count, str(input_path))
-    if sel.step != 1:
-        raise JobError("--frames: only contiguous frame ranges are supported")
+    info, sel = _select_frames(input_path, frames, keys_dir)
     timer = _Timer()
     wd.root.mkdir(parents=True, exist_ok=True)
     wd.update_manifest(input=str(input_path), config=_config.to_dict(cfg), fps=str(info.fps),
