@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import sys
 
 import bpy
 from bpy.props import StringProperty
@@ -18,7 +18,7 @@ class RerenderPreferences(bpy.types.AddonPreferences):
     work_dir: StringProperty(
         name="Work Folder", subtype="DIR_PATH",
         description="Default folder for job files (decoded frames, flow, key frames, results); "
-        "empty: the system temporary folder")
+        "empty: rerender in your user cache folder (~/.cache on Linux)")
 
     def draw(self, context) -> None:
         layout = self.layout
@@ -46,9 +46,18 @@ def work_root(context) -> str:
     path = prefs.work_dir if prefs is not None else ""
     if path:
         return os.path.abspath(bpy.path.abspath(path))
-    # Not bpy.app.tempdir: Blender deletes that on exit, and a job's work folder should survive
-    # so that a stopped job resumes.
-    return os.path.join(tempfile.gettempdir(), "rerender")
+    # Per user (a shared /tmp/rerender would mix users' jobs and files), and not bpy.app.tempdir:
+    # Blender deletes that on exit, and a job's work folder should survive so a stopped job resumes.
+    return os.path.join(user_cache_dir(), "rerender")
+
+
+def user_cache_dir() -> str:
+    """The operating system's per-user cache folder (Blender has no cache resource of its own)."""
+    if sys.platform == "win32":
+        return os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
+    if sys.platform == "darwin":
+        return os.path.join(os.path.expanduser("~"), "Library", "Caches")
+    return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
 
 
 CLASSES = (RerenderPreferences,)

@@ -50,7 +50,7 @@ def blender_ext(*args: str) -> subprocess.CompletedProcess:
 
 
 def scenario_env(tmp: Path) -> dict:
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "blender-user"))
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "blender-user"), XDG_CACHE_HOME=str(tmp / "cache"))
     env.pop("PYTHONPATH", None)
     return env
 
@@ -141,6 +141,8 @@ def test_manifest_validates_and_zip_installs(addon_zip, tmp_path):
     assert r["enabled"] and r["operators"] == [True, True] and r["panel"] and r["scene_settings"]
     # Installed from the zip into the private user folder, not imported from the source tree.
     assert r["addon_file"].startswith(str(tmp_path / "blender-user")), r["addon_file"]
+    # Job files go to the user's own cache folder, never a /tmp folder shared by every user.
+    assert r["default_work_root"] == str(tmp_path / "cache" / "rerender"), r["default_work_root"]
 
 
 def test_poll_refuses_non_movie_strips_with_a_reason(addon_zip, media, tmp_path):

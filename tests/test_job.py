@@ -11,6 +11,7 @@ import rerender.io as rio
 from _clips import audio_duration, decode_all, write_test_video
 from _stylised_clip import N, clip, fast_config, psnr, stylise, write_clip_and_keys
 from rerender.job import JobError, parse_frame_range, run_propagation
+from rerender.workdir import WorkDir
 
 KEYS = (0, 10, 20, 30)
 
@@ -240,6 +241,7 @@ def test_keys_written_into_the_work_directory_are_used_in_place(small_clip):
     """The diffusion stage writes WORK/keys/NNNN.png and passes that folder as the key folder."""
     tmp, inp, keys = small_clip
     work = tmp / "work"
+    WorkDir(work).claim()  # as the key-frame stage does before it writes WORK/keys
     shutil.copytree(keys, work / "keys")
     result = run_propagation(inp, work / "keys", tmp / "o", work_dir=work, config=fast_config())
     assert sorted(p.name for p in (work / "keys").iterdir()) == ["0000.png", "0011.png"]

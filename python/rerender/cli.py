@@ -83,6 +83,7 @@ def _add_propagate(sub, parent) -> None:
     p.add_argument("--config", metavar="FILE", default=None,
                    help="YAML/JSON file with propagation options (guide weights, PatchMatch settings, ...); "
                         "command-line flags override it")
+    p.add_argument("--no-audio", action="store_true", help="do not carry the input's sound into a video output")
     p.add_argument("--workers", type=int, metavar="N", default=None,
                    help="propagation passes run in parallel (default: one per CPU core)")
     p.add_argument("--threads", type=int, metavar="N", default=None,
@@ -176,17 +177,17 @@ def _cmd_propagate(args) -> int:
                  "threads": args.threads}
     cfg = config.load(PropagationConfig, args.config, overrides)
     run_propagation(args.input, args.keys, args.output, work_dir=args.work_dir, config=cfg,
-                    frames=args.frames, progress=args.reporter)
+                    frames=args.frames, progress=args.reporter, audio=not args.no_audio)
     return 0
 
 
 def _cmd_metrics(args) -> int:
-    from .job import _atomic_write_bytes
+    from .files import atomic_write_bytes
     from .metrics import temporal_consistency
 
     report = temporal_consistency(args.input, args.output, flow=args.flow)
     if args.json:
-        _atomic_write_bytes(Path(args.json), (report.to_json(indent=2) + "\n").encode())
+        atomic_write_bytes(Path(args.json), (report.to_json(indent=2) + "\n").encode())
     if args.reporter.mode == "json":
         args.reporter._emit({"event": "metrics", **report.to_dict()})
         args.reporter.done(args.json or args.output)

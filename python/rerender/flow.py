@@ -29,7 +29,6 @@ flows apart from other backends' (files live under the backend's name).
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,6 +36,8 @@ from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
+
+from .files import atomic_path
 
 __all__ = [
     "FlowBackend",
@@ -213,10 +214,6 @@ class FlowCache:
         """File that holds flow_{i->j}."""
         return self.directory / f"{int(i):06d}_{int(j):06d}.npy"
 
-    def has(self, i: int, j: int) -> bool:
-        """Whether flow_{i->j} is cached (the file exists)."""
-        return self.path(i, j).exists()
-
     def _load(self, i: int, j: int, shape: tuple[int, int] | None) -> np.ndarray | None:
         p = self.path(i, j)
         try:
@@ -230,16 +227,9 @@ class FlowCache:
         return data.astype(np.float32)
 
     def _save(self, i: int, j: int, flow16: np.ndarray) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{i}_{j}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with atomic_path(self.path(i, j)) as tmp:
+            with open(tmp, "wb") as f:
                 np.save(f, flow16, allow_pickle=False)
-            os.replace(tmp, self.path(i, j))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     def get(self, i: int, j: int, frame_i: np.ndarray | None = None,
             frame_j: np.ndarray | None = None) -> np.ndarray:

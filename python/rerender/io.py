@@ -21,13 +21,11 @@ number it actually decoded.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fractions
 import glob
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -37,6 +35,8 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from .files import atomic_path, atomic_write_bytes  # noqa: E402
 
 __all__ = [
     "MediaError",
@@ -65,10 +65,18 @@ VIDEO_EXTENSIONS = frozenset(
      ".wmv", ".flv", ".gif", ".3gp", ".ogv", ".mxf"}
 )
 DEFAULT_SEQUENCE_FPS = fractions.Fraction(24)
+# Bounds of the working size: 8K plates fit; beyond, one frame's synthesis would need tens of GB.
+MAX_WORKING_SIDE = 8192
+MAX_WORKING_LONG_SIDE = 16384
+MAX_WORKING_PIXELS = 8192 * 8192
 
 
 class MediaError(ValueError):
     """A media file or argument is unusable; the message names the file and the problem."""
+
+
+class AudioError(MediaError):
+    """The audio track of a source cannot be carried over (undecodable, unsupported)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,21 +294,6 @@ def _check_rgb(rgb: np.ndarray, name: str) -> np.ndarray:
     return rgb
 
 
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same extension); move it into place on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
 def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """Write a uint8 RGB image atomically; the format follows the extension (PNG: lossless,
     JPEG quality 95). Parent folders are created."""
@@ -313,8 +306,31 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]), params)
     if not ok:
         raise MediaError(f"{p}: image encoding failed")
-    with _atomic_path(p) as tmp:
+    with atomic_path(p) as tmp:
         buf.tofile(tmp)
+
+
+def encode_png(img: np.ndarray, compression: int = 1) -> bytes:
+    """PNG bytes of a uint8 RGB or grey image (fast compression: the work directory's files)."""
+    arr = img[:, :, ::-1] if img.ndim == 3 and img.shape[2] == 3 else img
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise MediaError(f"PNG encoding failed for an image of shape {img.shape}")
+    return buf.tobytes()
+
+
+def write_png_if_changed(path: str | os.PathLike, img: np.ndarray) -> bool:
+    """Write ``img`` as PNG unless ``path`` already holds exactly these bytes; True when written
+    (a resumed job leaves finished files, and their timestamps, alone)."""
+    data = encode_png(img)
+    p = Path(path)
+    try:
+        if p.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(p, data)
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,20 +340,29 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
 def working_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     """Processing size ``(h, w)`` for a ``width`` x ``height`` source.
 
-    ``size=None`` keeps the source size. Otherwise the short side becomes ``size`` rounded to the
-    nearest multiple of 8 (at least 8) and the long side the multiple of 8 nearest to the
-    aspect-preserving length.
+    ``size=None`` keeps the source size. Otherwise the short side becomes ``size`` (at most
+    ``MAX_WORKING_SIDE``) rounded to the nearest multiple of 8 (at least 8) and the long side the
+    multiple of 8 nearest to the aspect-preserving length. Working sizes above
+    ``MAX_WORKING_LONG_SIDE`` px or ``MAX_WORKING_PIXELS`` are refused (:class:`MediaError`).
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"working_size: invalid source size {width}x{height}")
     if size is None:
-        return int(height), int(width)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-        raise ValueError(f"size: expected a positive integer, got {size!r}")
-    short_new = max(8, int(size / 8 + 0.5) * 8)  # halves round up
-    short, long = min(width, height), max(width, height)
-    long_new = max(8, int(long * short_new / short / 8 + 0.5) * 8)
-    return (short_new, long_new) if height <= width else (long_new, short_new)
+        hw = int(height), int(width)
+    else:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+            raise ValueError(f"size: expected a positive integer, got {size!r}")
+        if size > MAX_WORKING_SIDE:
+            raise ValueError(f"size: {size} is above the largest working short side, {MAX_WORKING_SIDE} px")
+        short_new = max(8, int(size / 8 + 0.5) * 8)  # halves round up
+        short, long = min(width, height), max(width, height)
+        long_new = max(8, int(long * short_new / short / 8 + 0.5) * 8)
+        hw = (short_new, long_new) if height <= width else (long_new, short_new)
+    h, w = hw
+    if max(h, w) > MAX_WORKING_LONG_SIDE or h * w > MAX_WORKING_PIXELS:
+        raise MediaError(f"working size {w}x{h} is too large (at most {MAX_WORKING_LONG_SIDE} px on the long side "
+                         f"and {MAX_WORKING_PIXELS // 1_000_000} megapixels); choose a smaller --size")
+    return hw
 
 
 def resize_to(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -596,7 +621,7 @@ def _pick_audio_codec(container: av.container.OutputContainer, path: Path) -> st
     for name in prefs:
         if name in av.codecs_available and name in container.supported_codecs:
             return name
-    raise MediaError(f"{path}: no audio encoder for this container in this PyAV build")
+    raise AudioError(f"{path}: no audio encoder for this container in this PyAV build")
 
 
 class _AudioSource:
@@ -608,6 +633,13 @@ class _AudioSource:
 
     def __init__(self, src: Path, out: av.container.OutputContainer, out_path: Path,
                  start: float, duration: float | None):
+        try:
+            self._setup(src, out, out_path, start, duration)
+        except av.FFmpegError as e:
+            raise AudioError(f"{src}: cannot carry the audio track over ({e.strerror or e})") from None
+
+    def _setup(self, src: Path, out: av.container.OutputContainer, out_path: Path,
+               start: float, duration: float | None) -> None:
         self.input = _open_input_any(src)
         self.in_stream = ist = self.input.streams.audio[0]
         self.start = max(0.0, float(start))
@@ -647,7 +679,7 @@ class _AudioSource:
             else:
                 yield from self._encoded()
         except av.FFmpegError as e:
-            raise MediaError(f"{self.input.name}: reading the audio track failed ({e.strerror or e})") from None
+            raise AudioError(f"{self.input.name}: reading the audio track failed ({e.strerror or e})") from None
 
     def _copied(self):
         for packet in self.input.demux(self.in_stream):
@@ -707,6 +739,31 @@ def _open_input_any(path: Path) -> av.container.InputContainer:
         raise MediaError(f"{path}: cannot open audio source ({e.strerror or e})") from None
 
 
+def audio_problem(path: str | os.PathLike, packets: int = 8) -> str | None:
+    """Why the first audio track of ``path`` cannot be carried over (no decoder for its codec, or
+    its first packets do not decode), or None when it can. Checked before a job starts, so that a
+    bad track is known long before the output is written."""
+    try:
+        with _open_input_any(Path(path)) as c:
+            if not c.streams.audio:
+                return None
+            stream = c.streams.audio[0]
+            name = stream.codec_context.name
+            try:
+                av.codec.Codec(name, "r")
+            except (av.FFmpegError, ValueError):
+                return f"{path}: this FFmpeg build has no decoder for the audio codec {name!r}"
+            for n, packet in enumerate(c.demux(stream)):
+                if n >= packets:
+                    break
+                packet.decode()
+    except av.FFmpegError as e:
+        return f"{path}: the audio track does not decode ({e.strerror or e})"
+    except MediaError as e:
+        return str(e)
+    return None
+
+
 def _has_audio(path: Path) -> bool:
     """Whether ``path`` has an audio track; image sequences (folders, patterns) have none."""
     if not path.exists() and _is_pattern(os.fspath(path)):
@@ -721,7 +778,7 @@ def _has_audio(path: Path) -> bool:
 
 def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float | fractions.Fraction,
                 audio_from: str | os.PathLike | None = None, audio_start: float = 0.0,
-                audio_duration: float | None = None, *, crf: int = 18) -> int:
+                audio_duration: float | None = None, *, crf: int = 18, fsync: bool = False) -> int:
     """Encode uint8 RGB frames to a video file; returns the number of frames written.
 
     Codec: H.264 (libx264, ``crf`` quality, yuv420p) for mp4/mov/mkv/avi..., VP9 for WebM,
@@ -733,7 +790,9 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
     ``audio_start`` .. ``audio_start + audio_duration`` seconds; None = to its end). The whole track
     is stream-copied when the container accepts its codec; a sub-range or an incompatible codec
     is re-encoded (AAC; Opus for WebM) and trimmed to the sample. A source without audio (or an
-    image sequence) gives a silent video. The file is written atomically.
+    image sequence) gives a silent video. The file is written atomically (``fsync``: and flushed
+    to disk before it takes its name). An audio track that cannot be carried raises
+    :class:`AudioError`.
     """
     p = Path(path)
     rate = _as_fps(fps)
@@ -743,7 +802,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
     audio_path = Path(audio_from) if audio_from is not None else None
     use_audio = audio_path is not None and _has_audio(audio_path)
     count = 0
-    with _atomic_path(p) as tmp:
+    with atomic_path(p, fsync=fsync) as tmp:
         try:
             out = av.open(os.fspath(tmp), "w", format=_muxer_for(p))
         except av.FFmpegError as e:

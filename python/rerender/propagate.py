@@ -18,6 +18,7 @@ from typing import Iterator, Literal, Protocol
 import numpy as np
 
 from . import guides as G
+from .io import MAX_WORKING_SIDE
 
 
 @dataclass
@@ -69,8 +70,8 @@ class PropagationConfig:
             raise ValueError(f"pyramid_levels: must be >= 1 or null, got {self.pyramid_levels}")
         if self.poisson_lambda <= 0:
             raise ValueError(f"poisson_lambda: must be > 0, got {self.poisson_lambda}")
-        if self.size is not None and self.size < 16:
-            raise ValueError(f"size: the working short side must be >= 16 pixels, got {self.size}")
+        if self.size is not None and not 16 <= self.size <= MAX_WORKING_SIDE:
+            raise ValueError(f"size: the working short side must be 16 to {MAX_WORKING_SIDE} pixels, got {self.size}")
         if self.workers < 0 or self.threads < 0:
             raise ValueError("workers/threads: must be >= 0 (0 = automatic)")
 
@@ -84,18 +85,39 @@ class PropagationConfig:
     def blend_fingerprint(self) -> dict:
         return {"poisson": self.poisson, "poisson_lambda": self.poisson_lambda}
 
-    def parallelism(self, passes: int) -> tuple[int, int]:
-        """(workers, native threads per synthesis) for ``passes`` passes to run.
+    def parallelism(self, passes: int, pixels: int = 0) -> tuple[int, int]:
+        """(workers, native threads per synthesis) for ``passes`` passes of ``pixels``-pixel frames.
 
         Automatic: one pass per core, and the cores left over (fewer passes than cores) shared
-        among the passes' syntheses. The native synthesis gives the same bytes for any thread
-        count, so a resumed job (with fewer passes left) still reproduces an uninterrupted one.
+        among the passes' syntheses; never more passes at once than the machine's memory holds
+        (:func:`pass_memory`). The native synthesis gives the same bytes for any thread count,
+        so a resumed job (with fewer passes left) still reproduces an uninterrupted one.
         """
         cores = max(1, os.cpu_count() or 1)
         workers = self.workers or cores
-        workers = max(1, min(workers, max(1, passes)))
+        workers = max(1, min(workers, max(1, passes), max(1, usable_memory() // max(1, pass_memory(pixels)))))
         threads = self.threads or max(1, cores // workers)
         return workers, threads
+
+
+# Peak bytes per pixel of one running pass: the synthesis (packed guides and style of source and
+# target, pyramid, NNF, error, occupancy: ~170 B/px measured at 1024^2) plus the pass's frames,
+# flows and guides.
+PASS_BYTES_PER_PIXEL = 250
+
+
+def pass_memory(pixels: int) -> int:
+    """Estimated peak memory of one propagation pass over frames of ``pixels`` pixels."""
+    return PASS_BYTES_PER_PIXEL * int(pixels)
+
+
+def usable_memory() -> int:
+    """Bytes a job may plan to use: 80% of the machine's physical memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume enough
+        return 1 << 62
+    return int(total * 0.8)
 
 
 class FrameSource(Protocol):

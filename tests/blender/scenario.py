@@ -75,7 +75,8 @@ def scenario_install(cfg) -> None:
            operators=[hasattr(bpy.ops.rerender, n) for n in ("render_strip", "cancel_job")],
            panel=hasattr(bpy.types, "RERENDER_PT_strip"),
            addon_file=mod.__file__,
-           scene_settings=hasattr(bpy.context.scene, "rerender"))
+           scene_settings=hasattr(bpy.context.scene, "rerender"),
+           default_work_root=mod.preferences.work_root(bpy.context))
 
 
 def scenario_poll(cfg) -> None:

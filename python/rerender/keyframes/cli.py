@@ -87,6 +87,7 @@ def add_commands(subparsers) -> None:
                     "then propagate them to every frame (guided PatchMatch + temporal-aware blending).")
     _add_common(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output video file or folder")
+    p.add_argument("--no-audio", action="store_true", help="do not carry the input's sound into a video output")
     p.set_defaults(func=cmd_run)
     k = subparsers.add_parser(
         "keyframes", parents=_parent(), formatter_class=_Formatter, epilog=_EPILOG,
@@ -160,19 +161,15 @@ def render_clip_keys(input_path: str, work_dir: Path, cfg, *, size: int | None =
     except ImportError:
         pass
     # the propagation job's own decode stage and flow cache: decoded once, flows computed once
-    wd, sel = prepare_frames(input_path, work_dir, size=size, frames=frames, progress=progress)
+    wd, sel = prepare_frames(input_path, work_dir, size=size, frames=frames, flow=cfg.flow, progress=progress)
     keys = key_indices(sel, cfg.interval)
     short = min(wd.frame(keys[0]).shape[:2])
     if short > 768 and progress is not None:
         progress.log(f"working size: the short side is {short} px; Stable Diffusion 1.5 works best near 512 "
                      "(--size 512) and needs far more time and memory above it")
-    cache = wd.flow_cache(cfg.flow)
-
-    def flow(a: int, b: int):
-        return cache.get(a, b)
-
-    return render_keys(wd.frame, keys, Path(work_dir) / "keys", cfg, flow=flow, progress=progress,
-                       first_only=first_only)
+    with wd.lock():
+        return render_keys(wd.frame, keys, wd.keys, cfg, flow=wd.flow_cache.get, progress=progress,
+                           first_only=first_only)
 
 
 def _log_keys(reporter, res) -> None:
@@ -181,7 +178,20 @@ def _log_keys(reporter, res) -> None:
         reporter.log(f"key frames: {res.seconds_per_key:.2f} s per key frame")
 
 
+def require_diffusion() -> None:
+    """Fail at once, before any decoding, when the diffusion extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "diffusers", "transformers", "safetensors")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ValueError(f"key frames by diffusion need {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                         "not installed: pip install \"rerender[diffusion]\" (with the torch build for your GPU); "
+                         "`rerender propagate` works without them")
+
+
 def cmd_keyframes(args) -> int:
+    require_diffusion()
     cfg, _ = _load_configs(args, with_propagation=False)
     work = _work_dir(args)
     res = render_clip_keys(args.input, work, cfg, size=args.size, frames=args.frames, progress=args.reporter,
@@ -194,6 +204,7 @@ def cmd_keyframes(args) -> int:
 def cmd_run(args) -> int:
     from rerender.job import run_propagation
 
+    require_diffusion()
     cfg, prop = _load_configs(args, with_propagation=True)
     work = _work_dir(args)
     # the propagation config's size (flag or --config section) so both stages share WORK/frames
@@ -204,5 +215,5 @@ def cmd_run(args) -> int:
         args.reporter.done(str(work / "keys"))
         return 0
     run_propagation(args.input, work / "keys", args.output, work_dir=work, config=prop, frames=args.frames,
-                    progress=args.reporter)
+                    progress=args.reporter, audio=not args.no_audio)
     return 0
