@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# the randomly initialised model builders are test fixtures (no weights can be downloaded here)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from rerender.keyframes.config import KeyframeConfig
     from rerender.keyframes.controls import canny
     from rerender.keyframes.models import Components, prepare, resolve_device
-    from rerender.keyframes.random_models import build_components, write_tiny_tokenizer
+    from _tiny_models import build_components, write_tiny_tokenizer  # tests/: randomly initialised models
     from rerender.keyframes.sampler import Geometry, KeyframeSampler
 
     dev, dt = resolve_device(args.device, args.dtype)

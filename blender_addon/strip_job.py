@@ -16,7 +16,7 @@ from .settings import MODE_TO_REQUEST
 from .worker import JobProgress, JobRequest, WorkerProcess, build_command, worker_environment
 
 SUPPORTED_TYPES = {"MOVIE": "movie", "IMAGE": "image sequence"}
-# The image types the worker reads as a sequence (rerender.io.IMAGE_EXTENSIONS).
+# The image types the worker reads as a sequence (rerender.media.IMAGE_EXTENSIONS).
 _IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".hdr", ".ppm", ".pgm"}
 
 

@@ -129,14 +129,14 @@ def write_sequence(folder: str | os.PathLike, frames: Sequence[np.ndarray], ext:
 
 
 def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
-    """uint8 sRGB -> float32 linear (the inverse of the transfer curve ``rerender.io`` applies)."""
+    """uint8 sRGB -> float32 linear (the inverse of the transfer curve ``rerender.media`` applies)."""
     x = rgb.astype(np.float64) / 255.0
     lin = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
     return lin.astype(np.float32)
 
 
 def decode_all(path: str | os.PathLike) -> tuple[list[np.ndarray], fractions.Fraction]:
-    """Every frame of a video decoded independently of rerender.io (reference for tests)."""
+    """Every frame of a video decoded independently of rerender.media (reference for tests)."""
     with av.open(os.fspath(path)) as c:
         s = c.streams.video[0]
         rate = s.average_rate

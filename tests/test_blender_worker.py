@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import os
 import signal
 import sys
 import time

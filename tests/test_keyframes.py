@@ -22,7 +22,7 @@ H = W = 32
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A random tiny SD model + ControlNet saved as diffusers folders (built once per session)."""
-    from rerender.keyframes.random_models import save_model_folder
+    from _tiny_models import save_model_folder
 
     return save_model_folder(tmp_path_factory.mktemp("tiny_sd"))
 
@@ -368,7 +368,7 @@ def test_config_unknown_key_and_bad_values(tmp_path):
 # --- the stage and the CLI -----------------------------------------------------------------------
 
 def _clip(folder: Path, n: int = 7) -> Path:
-    from rerender.io import write_image
+    from rerender.media import write_image
 
     rng = np.random.default_rng(0)
     base = (rng.random((H + 16, W + 16, 3)) * 255).astype(np.uint8)
@@ -409,7 +409,7 @@ def test_cli_run_renders_every_frame_and_resumes(tiny_model, tmp_path, capsys):
 
 
 def test_interrupted_stage_resumes_to_the_same_keys(tiny_model, comps, tmp_path):
-    from rerender.io import read_image
+    from rerender.media import read_image
 
     from rerender.keyframes.stage import key_indices, render_keys
 
@@ -477,7 +477,7 @@ def test_cli_keyframes_first_only_config_sections_and_errors(tiny_model, tmp_pat
 
 
 def test_match_histograms_and_colour_corrected_stage(tiny_model, comps, tmp_path):
-    from rerender.io import read_image
+    from rerender.media import read_image
 
     from rerender.keyframes.stage import render_keys
 
@@ -501,7 +501,7 @@ def test_match_histograms_and_colour_corrected_stage(tiny_model, comps, tmp_path
 
 
 def test_user_condition_images(tmp_path):
-    from rerender.io import write_image
+    from rerender.media import write_image
     from rerender.keyframes.controls import load_condition_image
 
     write_image(tmp_path / "0012.png", np.full((16, 24, 3), 77, np.uint8))
@@ -513,7 +513,7 @@ def test_user_condition_images(tmp_path):
 
 def test_fp16_path_and_two_controlnets(tiny_model, tmp_path):
     """The CUDA settings (fp16) exercised on CPU for dtype consistency; two ControlNets sum their residuals."""
-    from rerender.io import write_image
+    from rerender.media import write_image
 
     model, cn = tiny_model
     img = frame(8)

@@ -86,7 +86,7 @@ def ldm_file(tmp_path_factory):
     from diffusers import StableDiffusionPipeline
     from safetensors.torch import save_file
 
-    from rerender.keyframes.random_models import save_model_folder
+    from _tiny_models import save_model_folder
 
     folder = tmp_path_factory.mktemp("ldm")
     model_dir, cn_dir = save_model_folder(folder)

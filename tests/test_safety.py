@@ -11,14 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-import rerender.io as rio
+import rerender.media as media
 from _clips import write_test_video
 from _stylised_clip import clip, fast_config, stylise, write_clip_and_keys
 from rerender import config
 from rerender.cli import main
 from rerender.files import atomic_path, is_own_temporary, remove_stale_temporaries
-from rerender.job import JobError, run_propagation
-from rerender.propagate import PropagationConfig
+from rerender.job import JobConfig, JobError
+from rerender.pipeline import propagate
+from rerender.passes import PropagationConfig
 from rerender.workdir import LOCK, MARKER, WorkDir
 
 
@@ -104,9 +105,9 @@ def test_key_folder_as_output_or_work_dir_is_refused(project):
     tmp, proj, inp, keys = project
     before = snapshot(keys)
     with pytest.raises(JobError, match="key-frame folder"):
-        run_propagation(inp, keys, keys, config=fast_config())
+        propagate(inp, keys, keys, config=fast_config())
     with pytest.raises(JobError, match="work directory is the key-frame folder"):
-        run_propagation(inp, keys, tmp / "o", work_dir=keys, config=fast_config())
+        propagate(inp, keys, tmp / "o", work_dir=keys, config=fast_config())
     assert snapshot(keys) == before
 
 
@@ -119,7 +120,7 @@ def test_input_inside_a_managed_work_folder_is_refused(project):
     inp.rename(moved)
     before = snapshot(moved)
     with pytest.raises(JobError, match="inside the work directory's frames/ folder"):
-        run_propagation(moved, keys, tmp / "o", work_dir=work, config=fast_config())
+        propagate(moved, keys, tmp / "o", work_dir=work, config=fast_config())
     assert snapshot(moved) == before
 
 
@@ -154,13 +155,13 @@ def test_a_second_job_on_a_locked_work_dir_is_refused(project):
         wd.claim()
         (work / LOCK).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": 0}))
         with pytest.raises(JobError, match=f"another rerender job.*pid {other.pid}"):
-            run_propagation(inp, keys, tmp / "o", work_dir=work, config=fast_config())
+            propagate(inp, keys, tmp / "o", work_dir=work, config=fast_config())
         assert not (tmp / "o").exists()
     finally:
         other.kill()
         other.wait()
     # its process is gone: the lock is stale and taken over, then released at the end
-    run_propagation(inp, keys, tmp / "o", work_dir=work, config=fast_config())
+    propagate(inp, keys, tmp / "o", work_dir=work, config=fast_config())
     assert not (work / LOCK).exists()
     assert len(list((tmp / "o").glob("*.png"))) == 12
 
@@ -198,7 +199,7 @@ def test_concurrent_processes_one_runs_one_is_refused(project):
 def test_temporaries_of_dead_processes_are_removed_on_the_next_run(project):
     tmp, proj, inp, keys = project
     out, work = tmp / "o", tmp / "w"
-    run_propagation(inp, keys, out, work_dir=work, config=fast_config())
+    propagate(inp, keys, out, work_dir=work, config=fast_config())
     host = socket.gethostname()
     token = "".join(c for c in host if c.isalnum())[:24]
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -211,7 +212,7 @@ def test_temporaries_of_dead_processes_are_removed_on_the_next_run(project):
     for p in stale + [live] + foreign:
         p.write_bytes(b"partial")
     assert all(is_own_temporary(p.name) for p in stale + [live])
-    run_propagation(inp, keys, out, work_dir=work, config=fast_config())
+    propagate(inp, keys, out, work_dir=work, config=fast_config())
     assert not any(p.exists() for p in stale)
     assert live.exists() and all(p.exists() for p in foreign)
 
@@ -257,15 +258,15 @@ def test_absurd_working_sizes_are_bounded(project, capsys, size, message):
 
 
 def test_working_size_bounds():
-    with pytest.raises(rio.MediaError, match="too large"):
-        rio.working_size(40000, 20000, None)  # a huge plate at its own size
+    with pytest.raises(media.MediaError, match="too large"):
+        media.working_size(40000, 20000, None)  # a huge plate at its own size
     with pytest.raises(ValueError, match="8192"):
-        PropagationConfig(size=9000)
-    assert rio.working_size(7680, 4320, None) == (4320, 7680)  # 8K UHD fits
+        JobConfig(size=9000)
+    assert media.working_size(7680, 4320, None) == (4320, 7680)  # 8K UHD fits
 
 
 def test_memory_estimate_limits_parallel_passes(monkeypatch):
-    import rerender.propagate as prop
+    import rerender.passes as prop
 
     monkeypatch.setattr(prop, "usable_memory", lambda: 3 * prop.pass_memory(1000))
     assert prop.PropagationConfig(workers=8).parallelism(passes=8, pixels=1000)[0] == 3
@@ -279,7 +280,7 @@ def test_job_refuses_frames_whose_pass_cannot_fit_in_memory(project, monkeypatch
     tmp, proj, inp, keys = project
     monkeypatch.setattr(job, "usable_memory", lambda: 1000)
     with pytest.raises(JobError, match="GiB.*smaller --size"):
-        run_propagation(inp, keys, tmp / "o", config=fast_config())
+        propagate(inp, keys, tmp / "o", config=fast_config())
     assert not (tmp / "o.work").exists()
 
 
@@ -299,9 +300,9 @@ def test_diffusion_commands_check_their_extra_before_decoding(project, capsys, m
 def test_key_frames_at_the_input_size_pass_the_aspect_check_at_any_size(tmp_path, n):
     frames = clip(2, 144, 192)
     inp, keys = write_clip_and_keys(tmp_path, frames, (0, 1))
-    run_propagation(inp, keys, tmp_path / "o", config=fast_config(size=n))
-    h, w = rio.working_size(192, 144, n)
-    assert rio.read_image(tmp_path / "o" / "0001.png").shape == (h, w, 3)
+    propagate(inp, keys, tmp_path / "o", config=fast_config(), size=n)
+    h, w = media.working_size(192, 144, n)
+    assert media.read_image(tmp_path / "o" / "0001.png").shape == (h, w, 3)
 
 
 def test_non_finite_option_values_are_rejected(tmp_path):
@@ -325,7 +326,7 @@ def video_with_sound(tmp_path):
     keys = tmp_path / "keys"
     keys.mkdir()
     for k in (0, 11):
-        rio.write_image(keys / f"{k:04d}.png", stylise(frames[k]))
+        media.write_image(keys / f"{k:04d}.png", stylise(frames[k]))
     return tmp_path, video, keys
 
 
@@ -345,26 +346,26 @@ def test_no_audio_flag(video_with_sound, capsys):
 
 def test_audio_that_cannot_be_decoded_is_dropped_with_a_warning_not_the_job(video_with_sound, capsys, monkeypatch):
     tmp, video, keys = video_with_sound
-    assert rio.audio_problem(video) is None
-    monkeypatch.setattr(rio, "audio_problem", lambda p: f"{p}: this FFmpeg build has no decoder for 'ac3'")
+    assert media.audio_problem(video) is None
+    monkeypatch.setattr(media, "audio_problem", lambda p: f"{p}: this FFmpeg build has no decoder for 'ac3'")
     code, err = run_cli(["propagate", str(video), "--keys", str(keys), "-o", str(tmp / "a.mp4"),
                          "--config", str(fast_yaml(tmp))], capsys)
     assert code == 0 and "warning" in err and "without sound" in err
-    assert not has_audio(tmp / "a.mp4") and len(list(rio.read_frames(tmp / "a.mp4"))) == 12
+    assert not has_audio(tmp / "a.mp4") and len(list(media.read_frames(tmp / "a.mp4"))) == 12
 
 
 def test_audio_failing_while_writing_still_writes_the_video(video_with_sound, capsys, monkeypatch):
     tmp, video, keys = video_with_sound
 
     def broken(self):
-        raise rio.AudioError(f"{video}: reading the audio track failed (Invalid data)")
+        raise media.AudioError(f"{video}: reading the audio track failed (Invalid data)")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(rio._AudioSource, "packets", broken)
+    monkeypatch.setattr(media.audio.AudioSource, "packets", broken)
     code, err = run_cli(["propagate", str(video), "--keys", str(keys), "-o", str(tmp / "b.mp4"),
                          "--config", str(fast_yaml(tmp))], capsys)
     assert code == 0 and "Invalid data" in err and "without sound" in err
-    assert not has_audio(tmp / "b.mp4") and len(list(rio.read_frames(tmp / "b.mp4"))) == 12
+    assert not has_audio(tmp / "b.mp4") and len(list(media.read_frames(tmp / "b.mp4"))) == 12
 
 
 def test_audio_problem_names_an_undecodable_track(tmp_path):
@@ -387,7 +388,7 @@ def test_audio_problem_names_an_undecodable_track(tmp_path):
             c.mux(junk)
         for p in v.encode(None):
             c.mux(p)
-    problem = rio.audio_problem(path)
+    problem = media.audio_problem(path)
     assert problem is not None and "bad.mkv" in problem
 
 
@@ -399,5 +400,5 @@ def test_no_file_is_written_when_the_inputs_are_refused(project):
     tmp, proj, inp, keys = project
     before = snapshot(tmp)
     with pytest.raises(JobError):
-        run_propagation(inp, keys, inp, config=fast_config())
+        propagate(inp, keys, inp, config=fast_config())
     assert snapshot(tmp) == before and not (inp.with_name(inp.name + ".work")).exists()

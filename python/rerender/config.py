@@ -15,11 +15,9 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A configuration file or value is invalid; the message names the key at fault."""
 
 
 def _check_value(value: Any, tp: Any, where: str) -> Any:

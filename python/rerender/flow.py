@@ -1,6 +1,6 @@
 """Optical flow between frames: pluggable backends and an on-disk cache.
 
-Convention (team brief): a flow ``flow_ab`` is float32 H x W x 2 (dx, dy) in pixels on a's grid
+Convention (docs/method.md, section 2): a flow ``flow_ab`` is float32 H x W x 2 (dx, dy) in pixels on a's grid
 with ``a(x) ~ b(x + flow_ab(x))``; OpenCV's flow functions use the same convention with
 a = previous, b = next.
 
@@ -275,7 +275,7 @@ class FlowCache:
         """Fill the cache with forward and backward flows of consecutive frames.
 
         ``frames`` yields ``(index, frame)`` in increasing index order (e.g. streamed from
-        :func:`rerender.io.read_frames`); only two frames are held at a time. Pairs already
+        :func:`rerender.media.read_frames`); only two frames are held at a time. Pairs already
         cached are skipped. ``progress(k)`` is called after each pair. Returns the number of
         flows computed.
         """

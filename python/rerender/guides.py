@@ -1,4 +1,4 @@
-"""Guide images for video propagation (METHOD.md section 3).
+"""Guide images for video propagation (docs/method.md, section 3).
 
 Each guide is a pair (source guide on the key frame, target guide on frame i) that tells the
 synthesis which key-frame patch belongs where:

@@ -80,6 +80,11 @@ class Progress:
         """Start a stage of ``total`` items (use as a context manager)."""
         return Stage(self, name, total)
 
+    def event(self, name: str, **fields) -> None:
+        """A machine-readable result (JSON mode only), e.g. ``event("metrics", mean=...)``."""
+        if self.mode == "json":
+            self._emit({"event": name, **fields})
+
     def log(self, message: str) -> None:
         if self.mode == "json":
             self._emit({"event": "log", "message": message})

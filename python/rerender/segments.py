@@ -27,7 +27,7 @@ import numpy as np
 from .errors import JobCancelled
 from .files import frame_name, load_npz, read_json, save_npz, write_json
 from .progress import Progress, Stage
-from .propagate import KeyFrame, PassState, PropagationConfig, propagate_pass
+from .passes import KeyFrame, PassState, PropagationConfig, propagate_pass
 from .temporal_blend import blend_candidates, distance_weights, next_selection_mask
 from .workdir import WorkDir
 
@@ -157,7 +157,7 @@ def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, ord
         ctx.propagate_bar.update(done)
     if done == len(order):
         return
-    from .io import read_image
+    from .media import read_image
 
     key = KeyFrame(key_index, read_image(ctx.wd.key_path(key_index)), ctx.wd.frame(key_index))
     nnf_type = np.int16 if max(key.style.shape) < 32768 else np.int32
@@ -182,7 +182,7 @@ def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, ord
 
 def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
     """Blend the stored candidates of ``seg`` into ``WORK/out``; returns the number of frames."""
-    from .io import write_png_if_changed
+    from .media import write_png_if_changed
 
     wd, cfg = ctx.wd, ctx.cfg
     t0 = time.thread_time()

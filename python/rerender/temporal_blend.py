@@ -1,4 +1,4 @@
-"""Temporal-aware blending of the two candidates of a segment (METHOD.md section 3).
+"""Temporal-aware blending of the two candidates of a segment (docs/method.md, section 3).
 
 For a segment between keys a < b, every frame i has a candidate propagated from a and one from b,
 each with its patch-error map. Blending:

@@ -1,6 +1,6 @@
 """Backward warping by optical flow and the forward-backward occlusion check.
 
-Flow convention (see the team brief): ``flow_ab`` is float32 H x W x 2 (dx, dy) on a's grid with
+Flow convention (docs/method.md, section 2): ``flow_ab`` is float32 H x W x 2 (dx, dy) on a's grid with
 a(x) ~ b(x + flow_ab(x)).
 """
 from __future__ import annotations

@@ -151,7 +151,7 @@ class WorkDir:
         return self.out / f"{frame_name(i)}.png"
 
     def frame(self, i: int) -> np.ndarray:
-        from .io import read_image
+        from .media import read_image
 
         return read_image(self.frame_path(i))
 

@@ -1,4 +1,4 @@
-"""Options of the key-frame stage, with the defaults of METHOD.md section 1.
+"""Options of the key-frame stage, with the defaults of docs/method.md section 1.
 
 Load with ``rerender.config.load(KeyframeConfig, path, overrides)``: unknown keys are errors.
 Windows are ``(start, end)`` fractions of the DDIM steps *actually run* (after SDEdit skips the
@@ -84,9 +84,7 @@ class KeyframeConfig:
     color_correction: bool = False
     """Match the inputs' colour histogram to a frame generated from pure noise before translating."""
 
-    # --- optical flow ---------------------------------------------------------------------------
-    flow: str = "dis"
-    """Flow backend name for rerender.flow (dis, deepflow, or a registered one)."""
+    # --- optical flow (the backend is the job's: rerender.job.JobConfig.flow) ---------------------
     mask_dilate: int = 9
     """Occlusion masks are dilated by this many pixels (odd kernel) and blurred before use."""
 

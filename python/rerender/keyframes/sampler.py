@@ -1,6 +1,6 @@
 """The key-frame sampler: DDIM + ControlNet + CFG with the hierarchical cross-frame constraints.
 
-One key frame i (METHOD.md section 1):
+One key frame i (docs/method.md, section 1):
   x_T = sqrt(a_T) E(I_i) + sqrt(1 - a_T) z             SDEdit, the same z for every frame
   for each step k actually run:
       eps = CFG(UNet(x_t, ControlNet(edges of I_i)))   cross-frame attention on [anchor; previous]

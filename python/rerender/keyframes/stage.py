@@ -157,7 +157,7 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
         return result
 
     from . import models
-    from rerender.io import read_image, write_image
+    from rerender.media import read_image, write_image
 
     comps = components or models.load_components(
         cfg.model, cfg.controlnets(), model_config=cfg.model_config, vae=cfg.vae, loras=cfg.lora,

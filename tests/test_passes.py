@@ -4,8 +4,9 @@ import pytest
 
 from _stylised_clip import clip, fast_config, psnr, stylise
 from rerender import config
-from rerender.job import plan_segments
-from rerender.propagate import KeyFrame, PassState, PropagationConfig, build_guides, propagate_pass
+from rerender.job import JobConfig
+from rerender.segments import plan_segments
+from rerender.passes import KeyFrame, PassState, PropagationConfig, build_guides, propagate_pass
 
 
 class MemorySource:
@@ -28,7 +29,7 @@ def test_defaults_are_the_reference_values():
     assert (c.colour_weight, c.edge_weight, c.positional_weight, c.temporal_weight) == (6.0, 0.5, 2.0, 0.5)
     assert (c.patch_size, c.uniformity, c.search_vote_iters, c.patchmatch_iters, c.stop_threshold) == \
         (5, 3500.0, 12, 6, 5.0)
-    assert c.flow == "dis" and c.poisson is False
+    assert c.poisson is False and JobConfig().flow == "dis"
 
 
 def test_config_file_and_errors(tmp_path):

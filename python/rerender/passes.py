@@ -1,7 +1,7 @@
 """Propagate a stylised key frame along the video by guided patch-based synthesis (EbSynth-style).
 
 A *pass* walks away from one key frame, one frame at a time. Each step builds the four guides of
-METHOD.md section 3 (colour, edge, positional, temporal) and calls the native
+docs/method.md section 3 (colour, edge, positional, temporal) and calls the native
 :func:`rerender.synthesize` with the key's style as exemplar, warm-starting the nearest-neighbour field
 from the previous frame's (advected along the flow: the key frame itself starts from the identity).
 The job (:mod:`rerender.job`) runs one pass forward from the earlier key and one backward from the
@@ -18,12 +18,11 @@ from typing import Iterator, Literal, Protocol
 import numpy as np
 
 from . import guides as G
-from .io import MAX_WORKING_SIDE
 
 
 @dataclass
 class PropagationConfig:
-    """Every option of the propagation job, with the reference defaults of METHOD.md."""
+    """Every option of the propagation job, with the reference defaults of docs/method.md."""
 
     # guide weights (each split over its channels by the synthesis)
     colour_weight: float = 6.0
@@ -42,13 +41,9 @@ class PropagationConfig:
     # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
     warm_start: Literal["advect", "reuse", "none"] = "advect"
     seed: int = 0
-    # optical flow backend
-    flow: Literal["dis", "deepflow"] = "dis"
     # blending
     poisson: bool = False
     poisson_lambda: float = 0.1
-    # working resolution: short side in pixels (rounded to a multiple of 8); None = as the input
-    size: int | None = None
     # parallelism: passes propagated at once (0 = one per core) and native threads per synthesis
     # (0 = 1: more than one makes results depend on thread timing, see parallelism())
     workers: int = 0
@@ -70,8 +65,6 @@ class PropagationConfig:
             raise ValueError(f"pyramid_levels: must be >= 1 or null, got {self.pyramid_levels}")
         if self.poisson_lambda <= 0:
             raise ValueError(f"poisson_lambda: must be > 0, got {self.poisson_lambda}")
-        if self.size is not None and not 16 <= self.size <= MAX_WORKING_SIDE:
-            raise ValueError(f"size: the working short side must be 16 to {MAX_WORKING_SIDE} pixels, got {self.size}")
         if self.workers < 0 or self.threads < 0:
             raise ValueError("workers/threads: must be >= 0 (0 = automatic)")
 
@@ -246,8 +239,3 @@ def propagate_pass(key: KeyFrame, indices: list[int], source: FrameSource, cfg: 
         s = step(key, state, index, source, cfg, threads)
         state = s.state
         yield s
-
-
-def with_overrides(cfg: PropagationConfig, **changes) -> PropagationConfig:
-    """A copy of ``cfg`` with some options changed (validated again)."""
-    return dataclasses.replace(cfg, **changes)
