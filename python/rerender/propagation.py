@@ -89,10 +89,12 @@ def segment_fingerprints(segments, key_digests: dict[int, str], flow_fp: str,
 
 
 def run_propagation(job: Job, keys: str | Path, output: str | Path, cfg: PropagationConfig, progress: Progress,
-                    on_step: StepHook | None = None) -> JobResult:
+                    on_step: StepHook | None = None, cuts: list[int] | str | None = None) -> JobResult:
     """Propagate the key frames in ``keys`` over ``job``'s frames and write ``output``.
 
-    The caller holds the work directory's lock (:func:`rerender.pipeline.propagate` does).
+    ``cuts``: shot cuts (the first frame of every later shot), ``"auto"`` to detect them, or None;
+    nothing is propagated across a cut, so every shot needs a key frame. The caller holds the work
+    directory's lock (:func:`rerender.pipeline.propagate` does).
     """
     keys_dir, output, wd = Path(keys), Path(output), job.wd
     wd.update_manifest(input=str(job.input), config=_config.to_dict(cfg), job=_config.to_dict(job.cfg),
@@ -108,7 +110,12 @@ def run_propagation(job: Job, keys: str | Path, output: str | Path, cfg: Propaga
     key_list = sorted(key_digests)
     for k in key_list:  # key frames are output as they are
         copy_if_changed(wd.key_path(k), wd.out_path(k))
-    segments = plan_segments(key_list, job.frames.start, job.frames.stop)
+    if cuts == "auto":
+        from .keyselect import detect_cuts
+
+        cuts = detect_cuts(job.frames, wd.frame, wd.flow)
+        progress.log("shot cuts before frames: " + (", ".join(map(str, cuts)) if cuts else "none found"))
+    segments = plan_segments(key_list, job.frames.start, job.frames.stop, list(cuts or ()))
     summary = propagate_segments(wd, segments, segment_fingerprints(segments, key_digests, flow_fp, cfg), cfg,
                                  progress, on_step, timer)
     result.synthesized, result.blended = summary.synthesized, summary.blended

@@ -25,7 +25,7 @@ example:
 
 # KeyframeConfig fields set by flags of the same name
 KEYFRAME_FLAGS = ("prompt", "negative_prompt", "added_prompt", "model", "model_config", "vae", "controlnet",
-                  "control", "control_strength", "control_images", "lora", "interval", "strength", "steps",
+                  "control", "control_strength", "control_images", "lora", "interval", "key_frames", "strength", "steps",
                   "guidance_scale", "seed", "allow_pickle", "device", "dtype", "cross_frame_layers",
                   "color_correction", "cross_frame_attention", "shape_fusion", "pixel_fusion", "adain")
 
@@ -68,6 +68,10 @@ def _add_keyframe_options(p) -> None:
                    help="condition images NNNN.png for an 'images' control")
     p.add_argument("--lora", action="append", default=None, metavar="FILE[:SCALE]", help="LoRA file, repeatable")
     p.add_argument("--interval", type=int, default=None, metavar="K", help="render every K-th frame (default 10)")
+    p.add_argument("--key-frames", default=None, metavar="auto|LIST|FILE",
+                   help="key frames instead of --interval: 'auto' (by content change; shot cuts detected, every shot "
+                        "gets its own anchor), a list such as 0,14,37,80, or WORK/keyplan.json as written (and "
+                        "perhaps edited) after an earlier run")
     p.add_argument("--strength", type=float, default=None, metavar="S",
                    help="SDEdit strength in (0, 1]: lower keeps more of the input (default 0.75)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default 20)")

@@ -61,6 +61,11 @@ class KeyframeConfig:
     seed: int = 0
     interval: int = 10
     """Render every ``interval``-th frame (K); the last frame is always a key too."""
+    key_frames: Optional[str] = None
+    """Key frames instead of the interval: "auto" (by content change, with shot-cut detection: every
+    shot gets its own anchor), a list "0,14,37,80", or a keyplan.json written by an earlier run."""
+    key_spacing: tuple[int, int] = (4, 15)
+    """Minimum and maximum distance between automatic key frames."""
 
     # --- hierarchical cross-frame constraints ---------------------------------------------------
     cross_frame_attention: bool = True
@@ -102,6 +107,8 @@ class KeyframeConfig:
         need(0.0 < self.strength <= 1.0, f"strength: must be in (0, 1], got {self.strength}")
         need(self.guidance_scale >= 0, f"guidance_scale: must be >= 0, got {self.guidance_scale}")
         need(self.interval >= 1, f"interval: must be >= 1, got {self.interval}")
+        lo, hi = self.key_spacing
+        need(1 <= lo <= hi, f"key_spacing: need 1 <= minimum <= maximum, got ({lo}, {hi})")
         need(len(self.control) >= 1, "control: at least one condition is needed")
         for name in ("shape_window", "pixel_window", "adain_window"):
             a, b = getattr(self, name)
@@ -134,10 +141,10 @@ class KeyframeConfig:
         return list(self.controlnet) if self.controlnet else [DEFAULT_CONTROLNETS[c] for c in self.control]
 
     def fingerprint(self) -> str:
-        """Hash of the options that change rendered pixels. ``interval`` and ``device`` are left out:
+        """Hash of the options that change rendered pixels. Key choice and ``device`` are left out:
         which frames are keys is handled by the stage, whose per-key fingerprints chain over the
         previous key (so a different K re-renders every key after the anchor)."""
         data = dataclasses.asdict(self)
-        for key in ("interval", "device", "save_state"):
+        for key in ("interval", "key_frames", "key_spacing", "device", "save_state"):
             data.pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -23,18 +23,6 @@ from .config import KeyframeConfig
 FlowFn = Callable[[int, int], np.ndarray]  # (a, b) -> flow_{a->b}, H x W x 2 float32
 
 
-def key_indices(frames: range, interval: int, include_last: bool = True) -> list[int]:
-    """Absolute indices of the key frames of a contiguous range: start, start + K, ... (+ the last)."""
-    if interval < 1:
-        raise ValueError(f"interval: must be >= 1, got {interval}")
-    if len(frames) == 0:
-        raise ValueError("frames: the frame range is empty")
-    keys = list(range(frames.start, frames.stop, interval))
-    if include_last and keys[-1] != frames.stop - 1:
-        keys.append(frames.stop - 1)
-    return keys
-
-
 @dataclasses.dataclass
 class StageResult:
     keys: list[int]
@@ -107,6 +95,14 @@ def _conditions(cfg: KeyframeConfig, frame: np.ndarray, idx: int, device: str) -
     return out
 
 
+def load_components(cfg: KeyframeConfig):
+    """The models ``cfg`` names, loaded once (a stage rendering several shots shares them)."""
+    from . import models
+
+    return models.load_components(cfg.model, cfg.controlnets(), model_config=cfg.model_config, vae=cfg.vae,
+                                  loras=cfg.lora, allow_pickle=cfg.allow_pickle, device=cfg.device, dtype=cfg.dtype)
+
+
 def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_dir: str | os.PathLike,
                 cfg: KeyframeConfig, *, flow: FlowFn | None = None, occlusion: Callable | None = None,
                 components=None, progress=None, first_only: bool = False) -> StageResult:
@@ -156,12 +152,9 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
             store.clear()
         return result
 
-    from . import models
     from rerender.media import read_image, write_image
 
-    comps = components or models.load_components(
-        cfg.model, cfg.controlnets(), model_config=cfg.model_config, vae=cfg.vae, loras=cfg.lora,
-        allow_pickle=cfg.allow_pickle, device=cfg.device, dtype=cfg.dtype)
+    comps = components or load_components(cfg)
     sampler = KeyframeSampler(comps, cfg)
     dev = str(comps.device)
     anchor_idx = keys[0]
