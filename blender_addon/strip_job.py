@@ -160,6 +160,10 @@ class StripJob:
             # The preview is the first key frame, in the key folder the worker reports as its output.
             folder = self.progress.output or os.path.join(self.request.work_dir, "keys")
             files = [os.path.join(folder, placement.output_frame_name(a))]
+        elif self.progress.files:  # named as the worker chose (a numbered sequence keeps its numbering)
+            files = list(self.progress.files)
+            if len(files) != b - a:
+                raise ValueError(f"the worker wrote {len(files)} frames, expected {b - a}")
         else:
             files = [os.path.join(self.request.output_dir, placement.output_frame_name(i))
                      for i in range(a, b)]

@@ -5,7 +5,7 @@ Pure Python (no bpy, no numpy) so that it is unit-testable outside Blender. The 
   {"event": "stage", "stage": NAME, "total": N}
   {"event": "progress", "stage": NAME, "done": K, "total": N}
   {"event": "log", "message": TEXT}
-  {"event": "done", "output": PATH}
+  {"event": "done", "output": PATH[, "files": [FRAME FILES in frame order]]}
   {"event": "error", "message": TEXT}      (and then exits non-zero)
 """
 from __future__ import annotations
@@ -146,6 +146,7 @@ class JobProgress:
         self.total = 0
         self.message = ""
         self.output: Optional[str] = None
+        self.files: List[str] = []  # the frame files the worker wrote, in frame order
         self.error: Optional[str] = None
         self.stages_seen: List[str] = []
 
@@ -164,6 +165,8 @@ class JobProgress:
             self.message = str(event.get("message", ""))
         elif kind == "done":
             self.output = str(event.get("output", ""))
+            files = event.get("files")
+            self.files = [str(f) for f in files] if isinstance(files, list) else []
         elif kind == "error":
             self.error = str(event.get("message", "")) or "the worker reported an error"
 

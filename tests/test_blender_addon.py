@@ -119,7 +119,7 @@ def media(tmp_path_factory) -> dict:
         painted = (255 - frames[i])[:, :, [1, 2, 0]]
         cv2.imwrite(str(keys / f"{i:04d}.png"), np.ascontiguousarray(painted[:, :, ::-1]))
     seq = root / "sequence"
-    write_sequence(seq, frames)
+    write_sequence(seq, frames, name="plate.{:04d}", start=1001)  # a VFX plate: numbered from 1001
     return {"clip": str(clip), "keys": str(keys), "root": root, "sequence": str(seq)}
 
 
@@ -206,7 +206,7 @@ def test_image_sequence_strip_is_processed_from_its_folder(addon_zip, media, tmp
     ref = reference_run(media["sequence"], media["keys"], tmp_path)
     for k in range(B - A):
         f = Path(r["files"][str(LEFT + k)])
-        assert f.name == f"{A + k:04d}.png"
+        assert f.name == f"plate_rerender.{1001 + A + k}.png"  # the plate's own naming and numbering
         np.testing.assert_array_equal(read_rgb(f), read_rgb(ref / f.name))
 
 

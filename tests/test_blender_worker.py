@@ -129,7 +129,9 @@ def test_parse_event_and_progress_folding():
     p.feed({"event": "progress", "stage": "blend", "done": "x", "total": None})  # malformed: no crash
     assert (p.done, p.total) == (0, 0)
     p.feed({"event": "done", "output": "/out"})
-    assert p.output == "/out" and p.error is None
+    assert p.output == "/out" and p.error is None and p.files == []
+    p.feed({"event": "done", "output": "/out", "files": ["/out/s.1001.png", "/out/s.1002.png"]})
+    assert p.files == ["/out/s.1001.png", "/out/s.1002.png"]
 
 
 def test_worker_environment_drops_blenders_python_settings():

@@ -36,7 +36,7 @@ def test_propagate_with_json_progress(small, capsys):
     assert {"decode", "flow", "propagate", "blend", "write"} <= set(stages)
     prog = [e for e in events if e["event"] == "progress" and e["stage"] == "propagate"]
     assert prog[-1]["done"] == prog[-1]["total"] == 2 * 10
-    assert events[-1] == {"event": "done", "output": str(out)}
+    assert events[-1] == {"event": "done", "output": str(out), "files": [str(out / f"{i:04d}.png") for i in range(12)]}
     assert sum(e["event"] == "done" for e in events) == 1
     assert len(list(out.glob("*.png"))) == 12
 

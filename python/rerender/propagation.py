@@ -34,20 +34,53 @@ class JobResult:
     blended: int = 0                # frames blended in this run
     segments_recomputed: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)  # what was written: frame files in order, or the video
+
+
+def key_files(job: Job, keys_dir: Path, progress: Progress) -> dict[int, Path]:
+    """The key frames of ``keys_dir`` by zero-based index. Their names count either indices or,
+    for a numbered sequence, its frame numbers (``shot.1001.png``); ``JobConfig.key_numbering``
+    says which, or "auto" tells them apart and refuses names that fit both differently."""
+    info = job.info
+    numbering = info.numbering
+    found = media.list_indexed_images(keys_dir, prefix=numbering.prefix if numbering else "")
+    if not found:
+        raise JobError(f"{keys_dir}: no key frames found (expected images named by zero-based frame "
+                       "index, e.g. 0000.png, 0010.png, or by the sequence's frame numbers)")
+    numbers = numbering.numbers if numbering is not None else None
+    mode = job.cfg.key_numbering
+    if mode == "auto":
+        fits_index = all(n < info.frame_count for n in found)
+        fits_frame = numbers is not None and all(n in numbers for n in found)
+        same = numbers is None or numbers == tuple(range(info.frame_count))
+        if fits_index and fits_frame and not same:
+            raise JobError(f"{keys_dir}: the key frames' names ({', '.join(map(str, list(found)[:4]))}...) fit both the "
+                           f"sequence's frame numbers ({numbers[0]}..{numbers[-1]}) and zero-based indices "
+                           f"(0..{info.frame_count - 1}); say which with --key-numbering frame or index")
+        mode = "frame" if fits_frame and not same else "index"
+        if mode == "frame":
+            progress.log(f"key frames are named by the sequence's frame numbers ({numbers[0]}..{numbers[-1]})")
+    if mode == "frame":
+        if numbers is None:
+            raise JobError(f"--key-numbering frame: {info.path} has no frame numbers in its file names")
+        position = {n: i for i, n in enumerate(numbers)}
+        for n, path in found.items():
+            if n not in position:
+                raise JobError(f"{path}: key frame number {n} is not a frame of {info.path} "
+                               f"(frames {numbers[0]}..{numbers[-1]})")
+        return {position[n]: path for n, path in found.items()}
+    for idx, path in found.items():
+        if idx >= info.frame_count:
+            raise JobError(f"{path}: key frame index {idx} is out of range (the input {info.path} has "
+                           f"{info.frame_count} frames, indices 0..{info.frame_count - 1})")
+    return found
 
 
 def copy_keys(job: Job, keys_dir: Path, progress: Progress) -> dict[int, str]:
     """Validate, resize and copy the key frames to ``WORK/keys``; returns index -> content digest
     of the keys inside the frame range."""
     wd, info, sel = job.wd, job.info, job.frames
-    found = media.list_indexed_images(keys_dir)
-    if not found:
-        raise JobError(f"{keys_dir}: no key frames found (expected images named by zero-based frame "
-                       "index, e.g. 0000.png, 0010.png)")
-    for idx, path in found.items():
-        if idx >= info.frame_count:
-            raise JobError(f"{path}: key frame index {idx} is out of range (the input {info.path} has "
-                           f"{info.frame_count} frames, indices 0..{info.frame_count - 1})")
+    found = key_files(job, keys_dir, progress)
     in_range = {i: p for i, p in found.items() if sel.start <= i < sel.stop}
     skipped = sorted(set(found) - set(in_range))
     if skipped:
@@ -120,6 +153,6 @@ def run_propagation(job: Job, keys: str | Path, output: str | Path, cfg: Propaga
                                  progress, on_step, timer)
     result.synthesized, result.blended = summary.synthesized, summary.blended
     result.segments_recomputed = summary.recomputed
-    job.write_output(output, progress)
+    result.files = job.write_output(output, progress)
     result.timings = dict(timer.totals)
     return result

@@ -125,8 +125,10 @@ def run(args) -> int:
 
     require_diffusion()
     cfg = _configs(args, ("job", "keyframes", "propagation"))
-    translate(args.input, args.output, keyframes=cfg["keyframes"], propagation=cfg["propagation"], job=cfg["job"],
-              progress=args.reporter, first_only=args.first_only)
-    # a preview's result is the anchor key frame
-    args.reporter.done(str(cfg["job"].work_dir_for(args.output) / "keys") if args.first_only else args.output)
+    _, result = translate(args.input, args.output, keyframes=cfg["keyframes"], propagation=cfg["propagation"],
+                          job=cfg["job"], progress=args.reporter, first_only=args.first_only)
+    if result is None:  # a preview: its result is the anchor key frame
+        args.reporter.done(str(cfg["job"].work_dir_for(args.output) / "keys"))
+    else:
+        args.reporter.done(args.output, files=result.files if len(result.files) > 1 else None)
     return 0

@@ -28,6 +28,9 @@ def add(sub) -> None:
                    "(a folder, or a pattern such as 'shot/%%04d.png' or 'shot/*.exr')")
     p.add_argument("--keys", required=True, metavar="KEYDIR", help="folder of key frames named by frame index")
     add_job_options(p)
+    p.add_argument("--key-numbering", choices=("auto", "index", "frame"), default=None,
+                   help="key-frame names count zero-based indices or the sequence's own frame numbers "
+                        "(shot.1001.png); auto (default) tells them apart and refuses names that fit both")
     p.add_argument("--cuts", default=None, metavar="auto|LIST",
                    help="shot cuts (first frames of later shots, e.g. 30,76) or 'auto' to detect them: nothing is "
                         "propagated across a cut, so every shot needs a key frame (default: none)")
@@ -56,8 +59,8 @@ def run(args) -> int:
     from ..pipeline import propagate
 
     flags = {"poisson": args.poisson, "workers": args.workers, "threads": args.threads}
-    cfg = load_configs(args, ("job", "propagation"), {"propagation": flags})
-    propagate(args.input, args.keys, args.output, config=cfg["propagation"], job=cfg["job"], progress=args.reporter,
-              cuts=parse_cuts(args.cuts))
-    args.reporter.done(args.output)
+    cfg = load_configs(args, ("job", "propagation"), {"propagation": flags, "job": {"key_numbering": args.key_numbering}})
+    result = propagate(args.input, args.keys, args.output, config=cfg["propagation"], job=cfg["job"],
+                       progress=args.reporter, cuts=parse_cuts(args.cuts))
+    args.reporter.done(args.output, files=result.files if len(result.files) > 1 else None)
     return 0

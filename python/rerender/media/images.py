@@ -134,19 +134,26 @@ def check_rgb(rgb: np.ndarray, name: str) -> np.ndarray:
     return rgb
 
 
-def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write a uint8 RGB image atomically; the format follows the extension (PNG: lossless,
-    JPEG quality 95). Parent folders are created."""
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise :class:`MediaError` unless :func:`write_image` can write this extension."""
     p = Path(path)
-    check_rgb(rgb, "rgb")
     ext = p.suffix.lower()
     if ext not in IMAGE_EXTENSIONS or ext in (".exr", ".hdr"):
-        raise MediaError(f"{p}: cannot write 8-bit images with extension {p.suffix!r}; use .png")
+        raise MediaError(f"{p}: cannot write 8-bit images with extension {p.suffix!r}; use .png, .tif or .jpg")
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, *, fsync: bool = False) -> None:
+    """Write a uint8 RGB image atomically; the format follows the extension (PNG: lossless,
+    JPEG quality 95). Parent folders are created; ``fsync``: flushed to disk first."""
+    p = Path(path)
+    check_rgb(rgb, "rgb")
+    check_writable(p)
+    ext = p.suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]), params)
     if not ok:
         raise MediaError(f"{p}: image encoding failed")
-    with atomic_path(p) as tmp:
+    with atomic_path(p, fsync=fsync) as tmp:
         buf.tofile(tmp)
 
 
