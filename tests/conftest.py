@@ -1,0 +1,28 @@
+"""Shared fixtures that build artefacts once per test session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def rerender_wheel(tmp_path_factory) -> Path:
+    """rerender's wheel: ``$RERENDER_TEST_WHEEL`` when the test command built one already, else
+    built here from this checkout (a few minutes: it compiles the native core)."""
+    given = os.environ.get("RERENDER_TEST_WHEEL")
+    if given:
+        path = Path(given)
+        assert path.is_file(), f"RERENDER_TEST_WHEEL={given} does not exist"
+        return path
+    out = tmp_path_factory.mktemp("wheel")
+    env = dict(os.environ, CMAKE_ARGS=os.environ.get("CMAKE_ARGS", "") + " -DRERENDER_CUDA=OFF")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+                   check=True, env=env, timeout=1800)
+    (wheel,) = out.glob("rerender-*.whl")
+    return wheel
