@@ -93,7 +93,9 @@ Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, 
       // guide-only search: against the vote of the upsampled NNF).
       vote(st, prm.stop_threshold, !(s == 0 && random_start), prm.threads);
       if (s == 0 && random_start) st.active.assign(pyr[l].mask.begin(), pyr[l].mask.end());
-      if (guide_only && s + 1 < kGuideOnlySearches) clear_target_style(st);  // the vote wrote them
+      // the vote wrote them; not once the style term is back (with fewer iterations than guide-only
+      // searches, the last vote's style must stay for the final error map)
+      if (guide_only && s + 1 < std::min(kGuideOnlySearches, prm.search_vote_iters)) clear_target_style(st);
       // nothing left to search (all changes below the stop threshold): the remaining iterations
       // would change nothing
       if (s + 1 >= kGuideOnlySearches && std::none_of(st.active.begin(), st.active.end(), [](uint8_t a) { return a; }))
