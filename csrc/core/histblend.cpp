@@ -1,6 +1,7 @@
 #include "core/histblend.h"
 
 #include "core/histblend_math.h"
+#include "core/sampling.h"  // round_u8
 
 #include <omp.h>
 

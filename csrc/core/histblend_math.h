@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#include "core/sampling.h"  // RR_HD
+#include "core/host_device.h"
 
 namespace rerender {
 

@@ -4,11 +4,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#if defined(__CUDACC__)
-#define RR_HD __host__ __device__
-#else
-#define RR_HD
-#endif
+#include "core/host_device.h"
 
 namespace rerender {
 

@@ -1,5 +1,5 @@
-// Driver of the guided synthesis: coarse-to-fine over the pyramid, per level alternating
-// PatchMatch and voting (see synthesis.h).
+// The CPU backend of the guided synthesis: its steps of the shared schedule
+// (synthesis_schedule.h) over the feature pyramid, and the entry point (see synthesis.h).
 #include "core/synthesis.h"
 
 #include <algorithm>
@@ -7,19 +7,77 @@
 #include <utility>
 
 #include "core/synthesis_internal.h"
+#include "core/synthesis_schedule.h"
 
 namespace rerender::synthesis {
+namespace {
 
-int auto_pyramid_levels(int hs, int ws, int ht, int wt, int patch_size) {
-  const int short_side = std::min(std::min(hs, ws), std::min(ht, wt));
-  int levels = 0;
-  while (levels < 30 && (short_side >> levels) >= 2 * patch_size + 1) ++levels;
-  return std::max(levels, 1);
-}
+using namespace detail;
+
+// The schedule's steps on the CPU (see synthesis_schedule.h for what each does). Guide-only
+// searches zero the style slots of the source and target features; the source's are kept aside
+// and put back when the style term returns.
+class CpuSteps {
+ public:
+  CpuSteps(std::vector<LevelData>& pyr, const Layout& lay, const Params& prm, const int32_t* init_nnf, int ht, int wt)
+      : pyr_(pyr), lay_(lay), prm_(prm), init_nnf_(init_nnf), ht_(ht), wt_(wt) {}
+
+  void begin_level(int level) {
+    init_state(st_, pyr_[level], lay_);
+    std::vector<Feat>().swap(pyr_[level].tgt);  // now copied into the state's padded target
+    level_ = level;
+  }
+  void init_coarsest(int level) { random_nnf(st_, prm_.seed, init_nnf_, wt_, ht_, 1 << level); }
+  void upsample() { upsample_nnf(st_, prev_); }
+  void style_term(bool on) {
+    std::vector<Feat>& src = pyr_[level_].src;
+    if (!on) {
+      saved_style_.resize(src.size() / lay_.d * lay_.cs);
+      for (size_t i = 0, j = 0; i < src.size(); i += lay_.d, j += lay_.cs) {
+        std::copy_n(&src[i], lay_.cs, &saved_style_[j]);
+        std::fill_n(&src[i], lay_.cs, to_feat(0.f));
+      }
+      clear_target_style(st_);
+    } else {
+      for (size_t i = 0, j = 0; i < src.size(); i += lay_.d, j += lay_.cs) std::copy_n(&saved_style_[j], lay_.cs, &src[i]);
+      std::vector<Feat>().swap(saved_style_);
+      std::fill(st_.moved.begin(), st_.moved.end(), 1);  // the next vote restores every target style slot
+    }
+    style_on_ = on;
+  }
+  void search(uint64_t seed) { patchmatch(st_, prm_, seed, prm_.threads); }
+  void vote(bool track) {
+    detail::vote(st_, prm_.stop_threshold, track, prm_.threads);
+    if (!style_on_) clear_target_style(st_);  // the vote wrote them
+  }
+  void activate_all() { st_.active.assign(pyr_[level_].mask.begin(), pyr_[level_].mask.end()); }
+  bool any_active() const { return std::any_of(st_.active.begin(), st_.active.end(), [](uint8_t a) { return a; }); }
+  void end_level(int level) {
+    std::swap(prev_, st_);
+    if (level > 0) {  // only the level above reads this one's state (its NNF), not its inputs
+      std::vector<float>().swap(pyr_[level].src_style);
+      std::vector<Feat>().swap(pyr_[level].src);
+    }
+  }
+  // After the schedule: the finest level's state.
+  State& finest() { return prev_; }
+
+ private:
+  std::vector<LevelData>& pyr_;
+  const Layout& lay_;
+  const Params& prm_;
+  const int32_t* init_nnf_;
+  int ht_, wt_;
+  int level_ = 0;
+  bool style_on_ = true;
+  std::vector<Feat> saved_style_;  // the source's style slots while they are zeroed
+  State prev_, st_;
+};
+
+}  // namespace
 
 Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,
                   const int32_t* init_nnf, const uint8_t* target_mask, const Params& prm) {
-  using namespace detail;
   Layout lay;
   lay.cs = style.c;
   int channels = style.c;
@@ -45,70 +103,12 @@ Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, 
     lay.style_scale *= lay.feature_scale;
   }
 
-  // A warm start replaces the coarse-to-fine search unless levels are asked for explicitly.
-  const int levels = prm.pyramid_levels > 0 ? prm.pyramid_levels
-                     : init_nnf            ? 1
-                                           : auto_pyramid_levels(style.h, style.w, ht, wt, prm.patch_size);
+  const int levels = resolved_levels(prm, init_nnf != nullptr, style.h, style.w, ht, wt);
   std::vector<LevelData> pyr = build_pyramid(style, guides, ht, wt, target_mask, lay, levels);
+  CpuSteps steps(pyr, lay, prm, init_nnf, ht, wt);
+  run_schedule(steps, levels, init_nnf != nullptr, prm.search_vote_iters, prm.seed);
 
-  State prev, st;
-  for (int l = levels - 1; l >= 0; --l) {
-    init_state(st, pyr[l], lay);
-    std::vector<Feat>().swap(pyr[l].tgt);  // now copied into the state's padded target
-    if (l == levels - 1)
-      random_nnf(st, prm.seed, init_nnf, wt, ht, 1 << l);
-    else
-      upsample_nnf(st, prev);
-    // Each level's first kGuideOnlySearches searches compare guides only (style slots zeroed on
-    // both sides): the target style voted from a random or upsampled NNF would otherwise hold the
-    // matches where they are (the style term is self-reinforcing), locking in the +-1 px errors
-    // of upsampling or the average colour of a random start. The style term joins afterwards.
-    // A warm start is no exception: its NNF (a previous frame's, moved along the flow) is as
-    // approximate as an upsampled one. (Measured against the exact warp at 256/512/1024: two
-    // guide-only searches instead of one, +0.1 to +0.3 dB; more change nothing. Warm starts
-    // with guide-only searches instead of trusting the vote: +0.1 to +1.6 dB.)
-    const bool random_start = l == levels - 1 && !init_nnf;
-    std::vector<Feat> saved_style;  // the source's style slots while they are zeroed
-    if (!random_start) vote(st, prm.stop_threshold, false, prm.threads);
-    {
-      std::vector<Feat>& src = pyr[l].src;
-      saved_style.resize(src.size() / lay.d * lay.cs);
-      for (size_t i = 0, j = 0; i < src.size(); i += lay.d, j += lay.cs) {
-        std::copy_n(&src[i], lay.cs, &saved_style[j]);
-        std::fill_n(&src[i], lay.cs, to_feat(0.f));
-      }
-      clear_target_style(st);
-    }
-    for (int s = 0; s < prm.search_vote_iters; ++s) {
-      const uint64_t pass_seed = Rng::mix(prm.seed ^ (static_cast<uint64_t>(l) << 40) ^ static_cast<uint64_t>(s));
-      patchmatch(st, prm, pass_seed, prm.threads);
-      const bool guide_only = s < kGuideOnlySearches;
-      if (guide_only && s + 1 == std::min(kGuideOnlySearches, prm.search_vote_iters)) {
-        std::vector<Feat>& src = pyr[l].src;
-        for (size_t i = 0, j = 0; i < src.size(); i += lay.d, j += lay.cs) std::copy_n(&saved_style[j], lay.cs, &src[i]);
-        std::vector<Feat>().swap(saved_style);
-        std::fill(st.moved.begin(), st.moved.end(), 1);  // the vote restores every target style slot
-      }
-      // After a random start every pixel is new; otherwise the stop threshold applies (after the
-      // guide-only search: against the vote of the upsampled NNF).
-      vote(st, prm.stop_threshold, !(s == 0 && random_start), prm.threads);
-      if (s == 0 && random_start) st.active.assign(pyr[l].mask.begin(), pyr[l].mask.end());
-      // the vote wrote them; not once the style term is back (with fewer iterations than guide-only
-      // searches, the last vote's style must stay for the final error map)
-      if (guide_only && s + 1 < std::min(kGuideOnlySearches, prm.search_vote_iters)) clear_target_style(st);
-      // nothing left to search (all changes below the stop threshold): the remaining iterations
-      // would change nothing
-      if (s + 1 >= kGuideOnlySearches && std::none_of(st.active.begin(), st.active.end(), [](uint8_t a) { return a; }))
-        break;
-    }
-    std::swap(prev, st);
-    if (l > 0) {  // only the level above reads this one's state (its NNF), not its inputs
-      std::vector<float>().swap(pyr[l].src_style);
-      std::vector<Feat>().swap(pyr[l].src);
-    }
-  }
-
-  State& fin = prev;
+  State& fin = steps.finest();
   compute_errors(fin, prm.threads);
   Result res;
   const size_t n = static_cast<size_t>(ht) * wt;

@@ -4,6 +4,7 @@
 //
 // Plain C++17 + OpenMP. Inputs are assumed validated (see csrc/bindings/synthesis.cpp).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -11,7 +12,7 @@
 namespace rerender::synthesis {
 
 // Each pyramid level's first searches compare guides only; the style term joins afterwards (see
-// synthesize() in synthesis.cpp for why). Shared by the CPU and CUDA backends.
+// run_schedule() in synthesis_schedule.h for why). Shared by the CPU and CUDA backends.
 constexpr int kGuideOnlySearches = 2;
 
 // One image as handed over by the caller: interleaved H x W x C, uint8 or float32.
@@ -49,7 +50,12 @@ struct Result {
 };
 
 // Number of levels that keeps the smaller image's short side >= 2 * patch + 1 (at least 1).
-int auto_pyramid_levels(int hs, int ws, int ht, int wt, int patch_size);
+inline int auto_pyramid_levels(int hs, int ws, int ht, int wt, int patch_size) {
+  const int short_side = std::min(std::min(hs, ws), std::min(ht, wt));
+  int levels = 0;
+  while (levels < 30 && (short_side >> levels) >= 2 * patch_size + 1) ++levels;
+  return std::max(levels, 1);
+}
 
 // Size of pyramid level `level` (0 = finest) of an image of size n: repeated halving.
 inline int level_size(int n, int level) {

@@ -17,6 +17,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core/rng.h"
 #include "core/synthesis.h"
 
 namespace rerender::synthesis::detail {
@@ -56,29 +57,6 @@ struct LevelData {
 inline uint32_t pack(int x, int y) { return (static_cast<uint32_t>(y) << 16) | static_cast<uint32_t>(x); }
 inline int unpack_x(uint32_t v) { return static_cast<int>(v & 0xffffu); }
 inline int unpack_y(uint32_t v) { return static_cast<int>(v >> 16); }
-
-// Small fast generator (splitmix64 seeding + xorshift64*), one stream per row and pass so
-// results do not depend on how rows are split over threads.
-struct Rng {
-  uint64_t s;
-  static uint64_t mix(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  Rng(uint64_t a, uint64_t b, uint64_t c, uint64_t d) : s(mix(mix(mix(mix(a) ^ b) ^ c) ^ d) | 1u) {}
-  uint32_t next() {
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return static_cast<uint32_t>((s * 0x2545f4914f6cdd1dull) >> 32);
-  }
-  // uniform integer in [lo, hi]
-  int range(int lo, int hi) {
-    return lo + static_cast<int>((static_cast<uint64_t>(next()) * static_cast<uint64_t>(hi - lo + 1)) >> 32);
-  }
-};
 
 // Working state of the level being solved.
 struct State {

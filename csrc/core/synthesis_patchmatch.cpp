@@ -296,7 +296,7 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
           const uint32_t* prop_row = yn >= 0 && yn < ht ? nnf_row(yn) : nullptr;
           const uint8_t* prop_mask = prop_row ? mask + static_cast<size_t>(yn) * wt : nullptr;
 
-          Rng rng(seed, static_cast<uint64_t>(it), 0x5eedu, static_cast<uint64_t>(y));
+          Rng rng(seed, static_cast<uint64_t>(it), kSearchStream, static_cast<uint64_t>(y));
           // Random search candidates of pixel x (radii halving from the image size down to 1,
           // around its match before propagation) are drawn and prefetched while the previous
           // pixel is processed: they are scattered over the source, so each is a cache miss.

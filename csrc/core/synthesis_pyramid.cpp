@@ -126,7 +126,7 @@ void init_state(State& st, const LevelData& lv, const Layout& lay) {
 
 void random_nnf(State& st, uint64_t seed, const int32_t* init_nnf, int init_w, int init_h, int scale) {
   for (int y = 0; y < st.ht; ++y) {
-    Rng rng(seed, 0x1u, static_cast<uint64_t>(st.ht), static_cast<uint64_t>(y));
+    Rng rng(seed, kInitStream, static_cast<uint64_t>(st.ht), static_cast<uint64_t>(y));
     for (int x = 0; x < st.wt; ++x) {
       int qx = -1, qy = -1;
       if (init_nnf) {

@@ -67,12 +67,6 @@ py::object cuda_synthesize(const py::object& style_obj, const py::object& guides
     guides.push_back({plane_of(args.sources[i].meta, data_of(args.sources[i])),
                       plane_of(args.targets[i].meta, data_of(args.targets[i])), args.weights[i]});
   const auto* mask = args.has_mask ? static_cast<const uint8_t*>(data_of(args.mask)) : nullptr;
-  // The CUDA core takes resolved levels; this is the CPU core's rule (core/synthesis.cpp): a warm
-  // start solves the finest level only unless levels were asked for.
-  syn::Params prm = args.params;
-  if (prm.pyramid_levels <= 0)
-    prm.pyramid_levels = args.has_init_nnf ? 1 : syn::auto_pyramid_levels(style.h, style.w, args.ht, args.wt,
-                                                                         prm.patch_size);
   const int device = loader.device();
   cuda::DeviceGuard guard(device);
   CudaArray image = device_output(args.image_shape, style.dtype, device);
@@ -82,7 +76,8 @@ py::object cuda_synthesize(const py::object& style_obj, const py::object& guides
     py::gil_scoped_release nogil;
     const cuda::Outputs out{image.buffer->get(), style.dtype == DType::U8, nnf.buffer->as<int32_t>(),
                             error.buffer->as<float>()};
-    cuda::synthesize(plane_of(style, data_of(args.style)), guides, args.ht, args.wt, args.nnf_ptr(), mask, prm, out);
+    cuda::synthesize(plane_of(style, data_of(args.style)), guides, args.ht, args.wt, args.nnf_ptr(), mask, args.params,
+                     out);
   }
   return py::make_tuple(deliver(image, loader), deliver(nnf, loader), deliver(error, loader));
 }
