@@ -123,6 +123,20 @@ def op_cases(native, rng: np.random.Generator) -> dict[str, str]:
                     native.histogram_blend(img, b, weight, ref))
             ea, eb = rng.random((61, 83)).astype(np.float32), rng.random((61, 83)).astype(np.float32)
             out[f"combine {np.dtype(dtype).name} c{c}"] = digest(*native.min_error_combine(img, b, ea, eb))
+    # larger inputs, so that differences in the last bit of any arithmetic show
+    h, w = 300, 410
+    flow = (rng.standard_normal((h, w, 2)) * 4).astype(np.float32)
+    for dtype in (np.uint8, np.float32):
+        img = (rng.random((h, w, 3)) * 255).astype(dtype)
+        out[f"warp large {np.dtype(dtype).name}"] = digest(native.warp(img, flow))
+        b = (rng.random((h, w, 3)) * 255).astype(dtype)
+        wmap = rng.random((h, w)).astype(np.float32)
+        out[f"blend large {np.dtype(dtype).name}"] = digest(native.histogram_blend(img, b, wmap))
+        out[f"blend large {np.dtype(dtype).name} ref"] = digest(native.histogram_blend(img, b, wmap, b[::2, ::3]))
+    for noise in (0.05, 0.2, 1.0):  # backward flows near the consistency threshold
+        back = -flow + (rng.standard_normal(flow.shape) * noise).astype(np.float32)
+        for alpha1, alpha2 in ((0.01, 0.5), (0.05, 0.05)):
+            out[f"occlusion large {noise} {alpha1} {alpha2}"] = digest(native.occlusion(flow, back, alpha1, alpha2))
     return out
 
 

@@ -31,6 +31,12 @@ struct Guide {
   float weight = 1.0f;  // split evenly over the guide's channels
 };
 
+// Float style and guide values must be finite and at most this in magnitude (the bindings check):
+// beyond it, patch errors (squares summed over patches, times weights up to 1e12) and the
+// half-float features could overflow. Images belong on a 0-255 scale; 1e9 leaves room for any
+// real data.
+constexpr float kMaxInputValue = 1e9f;
+
 struct Params {
   float style_weight = 1.0f;
   int patch_size = 5;          // odd
@@ -62,6 +68,12 @@ inline int level_size(int n, int level) {
   for (int i = 0; i < level; ++i) n = n / 2 > 0 ? n / 2 : 1;
   return n;
 }
+
+// Bytes of memory synthesize() uses at most for these sizes (its buffers over all levels and its
+// result), so that callers can refuse a call the machine cannot hold before starting it.
+// feature_channels: style channels + all guide channels. threads: as in Params (0 = default).
+uint64_t working_bytes(int hs, int ws, int ht, int wt, int style_channels, int feature_channels, int patch_size,
+                       int threads);
 
 // init_nnf: optional H_t x W_t x 2 (x, y) warm start at full resolution; (-1, -1) entries mean
 // "no guess" (random). target_mask: optional H_t x W_t, nonzero = synthesise.

@@ -1,37 +1,39 @@
-// Internals of the guided synthesis shared by its translation units (pyramid, patchmatch, vote).
+// Internals of the guided synthesis shared by its translation units (cpu, pyramid, patchmatch,
+// vote), all compiled once per SIMD variant (see simd_variant.h): everything here lives in the
+// variant's namespace, rerender::synthesis::RR_SIMD_NS::detail.
 //
 // Every pixel is stored as one feature vector: style channels then all guide channels, each
 // pre-scaled by sqrt(weight / channels) (times one global factor, see Layout), zero-padded to a
 // multiple of 16 values. A patch error is then a plain SSD over `patch` contiguous rows of
-// patch * D values (SIMD friendly). Source features are stored as IEEE half floats where the CPU
-// converts them in hardware (F16C): PatchMatch reads source patches at random places, so its
-// speed is bound by memory traffic, and halving the footprint keeps far more of it in cache.
-// Target features stay float32 but are rounded through half precision, so that equal inputs
-// still give exactly zero error.
+// patch * D values (SIMD friendly). Source features are stored as IEEE half floats: PatchMatch
+// reads source patches at random places, so its speed is bound by memory traffic, and halving
+// the footprint keeps far more of it in cache. Target features stay float32 but are rounded
+// through half precision, so that equal inputs still give exactly zero error.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <utility>
 #include <vector>
 
-#if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
+#include "core/simd_variant.h"
+#if RR_SIMD_VARIANT != RR_SIMD_BASELINE || defined(__SSE2__)
+#if !defined(RR_SIMD_EMULATED)
 #include <immintrin.h>
 #endif
+#endif
 
+#include "core/half.h"
 #include "core/rng.h"
 #include "core/synthesis.h"
+#include "core/synthesis_schedule.h"
 
-namespace rerender::synthesis::detail {
+RR_SIMD_BEGIN
+#include "core/synthesis_kernels.h"
 
-#if defined(__F16C__)
-using Feat = uint16_t;  // half-float bits
-inline Feat to_feat(float v) { return _cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT); }
-inline float from_feat(Feat h) { return _cvtsh_ss(h); }
-#else
-using Feat = float;
-inline Feat to_feat(float v) { return v; }
-inline float from_feat(Feat h) { return h; }
-#endif
-inline float round_feat(float v) { return from_feat(to_feat(v)); }
+namespace rerender::synthesis::RR_SIMD_NS::detail {
 
 // Feature layout shared by all levels.
 struct Layout {
@@ -90,7 +92,7 @@ struct State {
   int qy_hi() const { return hs - 1 - lay.r; }
 };
 
-// pyramid.cpp
+// synthesis_pyramid.cpp
 // Level 0 packs the inputs; coarser levels are 2x2 box averages (the mask: any pixel set).
 std::vector<LevelData> build_pyramid(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,
                                      const uint8_t* target_mask, const Layout& lay, int levels);
@@ -101,13 +103,13 @@ void random_nnf(State& st, uint64_t seed, const int32_t* init_nnf, int init_w, i
 // Each coarse entry to its 2x2 block, doubled, plus the offset in the block.
 void upsample_nnf(State& fine, const State& coarse);
 
-// patchmatch.cpp
+// synthesis_patchmatch.cpp
 float patch_error(const State& st, int x, int y, uint32_t q, float bound);
 void compute_errors(State& st, int threads);  // plain E of every synthesised pixel
 void compute_omega(State& st);
 void patchmatch(State& st, const Params& prm, uint64_t seed, int threads);
 
-// vote.cpp
+// synthesis_vote.cpp
 // Re-synthesise `out` (and the target's style slots) from the NNF where it moved; when
 // track_changes, mark as active the pixels whose value changed by >= stop_threshold (max over
 // channels).
@@ -115,4 +117,5 @@ void vote(State& st, float stop_threshold, bool track_changes, int threads);
 // Zero the style slots of the target features (for a guide-only search).
 void clear_target_style(State& st);
 
-}  // namespace rerender::synthesis::detail
+}  // namespace rerender::synthesis::RR_SIMD_NS::detail
+RR_SIMD_END

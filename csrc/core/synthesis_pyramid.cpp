@@ -5,7 +5,9 @@
 
 #include "core/synthesis_internal.h"
 
-namespace rerender::synthesis::detail {
+RR_SIMD_BEGIN
+
+namespace rerender::synthesis::RR_SIMD_NS::detail {
 namespace {
 
 // 2x2 box average (repeated halving keeps levels aligned with the NNF's 2x2 upsampling),
@@ -159,4 +161,5 @@ void upsample_nnf(State& fine, const State& coarse) {
   }
 }
 
-}  // namespace rerender::synthesis::detail
+}  // namespace rerender::synthesis::RR_SIMD_NS::detail
+RR_SIMD_END
