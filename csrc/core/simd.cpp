@@ -6,13 +6,13 @@ namespace rerender::simd {
 namespace {
 
 #if defined(RERENDER_SIMD_X86)
+// The variants are compiled for the x86-64 psABI levels v3 and v4 (simd_variant.h).
 bool cpu_has(Path path) {
   __builtin_cpu_init();  // (also checks that the OS saves the wider registers)
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   switch (path) {
     case Path::Baseline: return true;
-    case Path::Avx2: return avx2;
-    case Path::Avx512: return avx2 && __builtin_cpu_supports("avx512f");
+    case Path::Avx2: return __builtin_cpu_supports("x86-64-v3");
+    case Path::Avx512: return __builtin_cpu_supports("x86-64-v4");
   }
   return false;
 }
@@ -39,7 +39,7 @@ const char* name(Path path) {
     case Path::Avx2: return "avx2";
     case Path::Baseline: break;
   }
-#if defined(RERENDER_SIMD_X86)
+#if defined(__x86_64__) || defined(_M_X64)
   return "sse2";
 #else
   return "scalar";

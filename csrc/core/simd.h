@@ -9,7 +9,8 @@ namespace rerender::simd {
 
 enum class Path { Baseline, Avx2, Avx512 };
 
-// "sse2" (the x86-64 baseline) or "scalar" (other architectures), "avx2", "avx512".
+// "sse2" (the x86-64 baseline) or "scalar" (other architectures), "avx2" (x86-64-v3), "avx512"
+// (x86-64-v4).
 const char* name(Path path);
 // The path of that name, if the name is known (on any CPU); false otherwise.
 bool parse(const std::string& name, Path& path);

@@ -17,8 +17,8 @@
 #pragma once
 
 #define RR_SIMD_BASELINE 0  // x86-64 SSE2 (any x86-64 CPU), or the plain C++ of other architectures
-#define RR_SIMD_AVX2 2      // AVX2 + FMA + F16C
-#define RR_SIMD_AVX512 3    // AVX-512F + the above
+#define RR_SIMD_AVX2 2      // x86-64-v3: AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE (Haswell, Excavator and later)
+#define RR_SIMD_AVX512 3    // x86-64-v4: the above and AVX-512 F/BW/CD/DQ/VL (Skylake-X, Zen 4 and later)
 
 #if !defined(RR_SIMD_VARIANT)
 #error "RR_SIMD_VARIANT must be set (see CMakeLists.txt)"
@@ -26,11 +26,13 @@
 
 // (A test may compile a variant into a namespace of its own: it defines RR_SIMD_NS first.)
 #if RR_SIMD_VARIANT == RR_SIMD_AVX512
+// (Feature lists, not "arch=x86-64-v3": they add to the file's own options, which may already be
+// -march=native, where an arch would replace them and clash with the intrinsics' definitions.)
 #define RR_SIMD_DEFAULT_NS avx512
-#define RR_SIMD_TARGET "avx512f,avx2,fma,f16c"
+#define RR_SIMD_TARGET "avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 #elif RR_SIMD_VARIANT == RR_SIMD_AVX2
 #define RR_SIMD_DEFAULT_NS avx2
-#define RR_SIMD_TARGET "avx2,fma,f16c"
+#define RR_SIMD_TARGET "avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,movbe"
 #elif RR_SIMD_VARIANT == RR_SIMD_BASELINE
 #define RR_SIMD_DEFAULT_NS baseline
 #else
