@@ -102,6 +102,8 @@ def _conditions(cfg: KeyframeConfig, frame: np.ndarray, idx: int, device: str) -
             out.append(controls.canny(frame, cfg.canny_low, cfg.canny_high))
         elif kind == "hed":
             out.append(controls.hed(frame, device))
+        elif kind == "depth":
+            out.append(controls.depth_estimator(cfg.depth_model, cfg.allow_pickle, device)(frame))
         else:
             out.append(controls.load_condition_image(next(images), idx, (frame.shape[1], frame.shape[0])))
     return out
@@ -109,12 +111,15 @@ def _conditions(cfg: KeyframeConfig, frame: np.ndarray, idx: int, device: str) -
 
 def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_dir: str | os.PathLike,
                 cfg: KeyframeConfig, *, flow: FlowFn | None = None, occlusion: Callable | None = None,
-                components=None, progress=None, first_only: bool = False) -> StageResult:
+                components=None, progress=None, first_only: bool = False,
+                flow_dir: str | os.PathLike | None = None) -> StageResult:
     """Render the key frames ``keys`` (absolute indices, anchor first) into ``keys_dir/NNNN.png``.
 
     ``frames(i)`` returns input frame i (uint8 RGB at the working size). ``flow(a, b)`` returns
-    flow_{a->b} (e.g. ``rerender.flow.FlowCache.get``); ``occlusion(f_ab, f_ba)`` defaults to
-    ``rerender.occlusion``. ``components``: preloaded :class:`models.Components` (else loaded from cfg).
+    flow_{a->b} (e.g. ``rerender.flow.FlowCache.get``); with ``cfg.raft_weights`` the fusions use RAFT
+    flows instead, cached in ``flow_dir`` (default: ``keys_dir``'s parent's ``flow``, i.e. WORK/flow).
+    ``occlusion(f_ab, f_ba)`` defaults to ``rerender.occlusion``. ``components``: preloaded
+    :class:`models.Components` (else loaded from cfg).
     """
     import time
 
@@ -161,7 +166,7 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
 
     comps = components or models.load_components(
         cfg.model, cfg.controlnets(), model_config=cfg.model_config, vae=cfg.vae, loras=cfg.lora,
-        allow_pickle=cfg.allow_pickle, device=cfg.device, dtype=cfg.dtype)
+        allow_pickle=cfg.allow_pickle, device=cfg.device, dtype=cfg.dtype, offload=cfg.offload)
     sampler = KeyframeSampler(comps, cfg)
     dev = str(comps.device)
     anchor_idx = keys[0]
@@ -170,7 +175,7 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
 
         occlusion = _occ
 
-    # colour correction: inputs take the colour histogram of a frame generated from noise
+    # colour correction: inputs take the chroma of a frame generated from noise, keeping their lightness
     color_ref = None
     if cfg.color_correction:
         ref_path = store.dir / f"color_{cfg_fp}.png"
@@ -178,20 +183,21 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
             color_ref = read_image(ref_path)
         else:
             a = inputs[anchor_idx]
-            color_ref = sampler.generate(a, _conditions(cfg, a, anchor_idx, dev))
+            color_ref = sampler.generate(a, _conditions(cfg, a, anchor_idx, dev), cfg.prompts_for(anchor_idx))
             store.dir.mkdir(parents=True, exist_ok=True)
             write_image(ref_path, color_ref)
 
     def source(i: int) -> np.ndarray:
         f = inputs[i]
-        return constraints.match_histograms(f, color_ref) if color_ref is not None else f
+        return constraints.match_colour(f, color_ref) if color_ref is not None else f
 
     # memories of the anchor and the previous key: from disk when resuming, else re-rendered
     anchor_mem = prev_mem = None
     if first_todo > 0:
-        anchor_mem = store.load(anchor_idx, fps[anchor_idx], read_image(keys_dir / f"{_name(anchor_idx)}.png"), comps.device)
+        cache_dev = sampler.cache_device
+        anchor_mem = store.load(anchor_idx, fps[anchor_idx], read_image(keys_dir / f"{_name(anchor_idx)}.png"), cache_dev)
         p = keys[first_todo - 1]
-        prev_mem = anchor_mem if p == anchor_idx else store.load(p, fps[p], read_image(keys_dir / f"{_name(p)}.png"), comps.device)
+        prev_mem = anchor_mem if p == anchor_idx else store.load(p, fps[p], read_image(keys_dir / f"{_name(p)}.png"), cache_dev)
         if anchor_mem is None or prev_mem is None:
             first_todo = 0  # the state is gone: render the chain again (deterministic, same result)
             result.skipped = []
@@ -199,14 +205,26 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
                 reporter_stage.close()
                 reporter_stage = progress.stage("keyframes", len(keys))
 
+    fusion_flow = flow
+    if cfg.raft_weights and (cfg.shape_fusion or cfg.pixel_fusion):
+        # learned flow for the long jumps between key frames (where DIS is weakest)
+        from rerender.flow import FlowCache
+        from rerender.raft import RaftFlow
+
+        raft = RaftFlow(cfg.raft_weights, allow_pickle=cfg.allow_pickle, device=dev, iters=cfg.raft_iters)
+        raft_cache = FlowCache(Path(flow_dir) if flow_dir is not None else keys_dir.parent / "flow", raft)
+
+        def fusion_flow(a: int, b: int) -> np.ndarray:
+            return raft_cache.get(a, b, inputs[a], inputs[b])
+
     def geometry(i: int, prev: int) -> Geometry:
         h, w = inputs[i].shape[:2]
         if not (cfg.shape_fusion or cfg.pixel_fusion):
             return Geometry.identity(h, w)
-        if flow is None:
+        if fusion_flow is None:
             raise ValueError("flow: a flow function is needed for shape-/pixel-aware fusion")
-        fa, fa_back = flow(i, anchor_idx), flow(anchor_idx, i)
-        fp_, fp_back = (fa, fa_back) if prev == anchor_idx else (flow(i, prev), flow(prev, i))
+        fa, fa_back = fusion_flow(i, anchor_idx), fusion_flow(anchor_idx, i)
+        fp_, fp_back = (fa, fa_back) if prev == anchor_idx else (fusion_flow(i, prev), fusion_flow(prev, i))
         return Geometry(fa, occlusion(fa, fa_back), fp_, occlusion(fp_, fp_back))
 
     t0 = time.perf_counter()
@@ -216,11 +234,12 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
             frame = source(i)
             conds = _conditions(cfg, inputs[i], i, dev)
             need_memory = n + 1 < len(keys) or more_later
+            prompts = cfg.prompts_for(i)
             if n == 0:
-                res = sampler.render(frame, conds, keep_memory=need_memory)
+                res = sampler.render(frame, conds, keep_memory=need_memory, prompts=prompts)
             else:
                 res = sampler.render(frame, conds, anchor_mem, prev_mem, geometry(i, keys[n - 1]),
-                                     keep_memory=need_memory)
+                                     keep_memory=need_memory, prompts=prompts)
             write_image(keys_dir / f"{_name(i)}.png", res.image)
             manifest[_name(i)] = fps[i]
             tmp = manifest_path.with_suffix(".tmp")
