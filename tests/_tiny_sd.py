@@ -79,3 +79,37 @@ def save_tiny_depth_model(folder, seed: int = 0, safe: bool = True):
     DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
                       image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(folder)
     return model
+
+
+def save_tiny_ip_adapter(folder, unet, seed: int = 0):
+    """A random IP-Adapter for ``unet`` (the original file layout: ``image_proj.*`` and ``ip_adapter.N.to_k_ip/
+    to_v_ip`` for the N-th cross-attention layer, N = 1, 3, 5, ...) as ``folder/ip-adapter.safetensors`` and a
+    tiny CLIP image encoder as ``folder/image_encoder``; returns the adapter file."""
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    enc = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                         num_attention_heads=4, image_size=32, patch_size=8,
+                                                         projection_dim=32))
+    enc.save_pretrained(folder / "image_encoder")
+    cross = unet.config.cross_attention_dim
+    tokens = 4
+    sd = {"image_proj.proj.weight": torch.randn(cross * tokens, 32) * 0.2,
+          "image_proj.proj.bias": torch.zeros(cross * tokens),
+          "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    key = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        hidden = unet.get_submodule(name[: -len(".processor")]).to_k.out_features
+        sd[f"ip_adapter.{key}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.3
+        sd[f"ip_adapter.{key}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.3
+        key += 2
+    path = folder / "ip-adapter.safetensors"
+    save_file(sd, str(path))
+    return path

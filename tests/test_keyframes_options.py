@@ -183,12 +183,19 @@ def test_cli_flags_reach_the_config():
     args = p.parse_args(["clip.mp4", "--prompt", "a cat", "--prompt-at", "30:a dog", "--negative-prompt-at", "30:cats",
                          "--control-window", "0", "0.6", "--cross-window", "0.1", "0.9", "--freeu", "1.5", "1.6", "0.9",
                          "0.2", "--offload", "model", "--vae-tiling", "--raft-weights", "r.safetensors", "--raft-iters",
-                         "8", "--control", "depth", "--depth-model", "dm", "--controlnet", "cn"])
+                         "8", "--control", "depth", "--depth-model", "dm", "--controlnet", "cn", "--init", "inversion",
+                         "--source-prompt", "a street", "--inversion-refine", "3", "--reference", "ref.png",
+                         "--reference-scale", "0.7", "--ip-adapter", "ip.safetensors", "--image-encoder", "enc",
+                         "--reanchor-every", "6"])
     cfg = rconfig.from_dict(KeyframeConfig, _overrides(args))
     assert cfg.prompt_schedule == ["30:a dog"] and cfg.negative_prompt_schedule == ["30:cats"]
     assert cfg.control_window == (0.0, 0.6) and cfg.cross_window == (0.1, 0.9)
     assert cfg.freeu == [1.5, 1.6, 0.9, 0.2] and cfg.offload == "model" and cfg.vae_tiling
     assert cfg.raft_weights == "r.safetensors" and cfg.raft_iters == 8
     assert cfg.control == ["depth"] and cfg.depth_model == "dm"
+    assert cfg.init == "inversion" and cfg.source_prompt == "a street" and cfg.inversion_refine == 3
+    assert cfg.reference == "ref.png" and cfg.reference_scale == 0.7 and cfg.ip_adapter == "ip.safetensors"
+    assert cfg.image_encoder == "enc" and cfg.reanchor_every == 6
     defaults = rconfig.from_dict(KeyframeConfig, _overrides(p.parse_args(["clip.mp4"])))
     assert defaults.offload == "none" and not defaults.vae_tiling and defaults.freeu == [] and defaults.raft_weights is None
+    assert defaults.init == "sdedit" and defaults.reference is None and defaults.reanchor_every == 0

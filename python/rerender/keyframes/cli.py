@@ -87,6 +87,23 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     for name in ("cross-frame-attention", "shape-fusion", "pixel-fusion", "adain"):
         p.add_argument(f"--no-{name}", dest=name.replace("-", "_"), action="store_false", default=None,
                        help=f"switch {name.replace('-', ' ')} off (ablation)")
+    p.add_argument("--init", default=None, choices=("sdedit", "inversion"),
+                   help="start latent: sdedit (noised input, the paper's default) or inversion (DDIM inversion of "
+                        "the input under --source-prompt: keeps structure at high strength; cached in WORK/keys)")
+    p.add_argument("--source-prompt", default=None, metavar="TEXT", help="describes the input, for --init inversion")
+    p.add_argument("--inversion-refine", type=int, default=None, metavar="N",
+                   help="fixed-point iterations per inversion step (default 1; 0 = plain DDIM inversion)")
+    p.add_argument("--reference", default=None, metavar="IMAGE",
+                   help="condition every key frame on this image beside the prompt (IP-Adapter)")
+    p.add_argument("--reference-scale", type=float, default=None, metavar="S",
+                   help="IP-Adapter scale: 0 = prompt only, 1 = mostly the image (default 0.5)")
+    p.add_argument("--ip-adapter", default=None, metavar="FILE|DIR|ID",
+                   help="IP-Adapter weights (default h94/IP-Adapter: models/ip-adapter_sd15.safetensors)")
+    p.add_argument("--image-encoder", default=None, metavar="DIR|ID",
+                   help="the IP-Adapter's CLIP image encoder (default: image_encoder next to the adapter)")
+    p.add_argument("--reanchor-every", type=int, default=None, metavar="N",
+                   help="long shots: every N keys the latest key becomes the fusion anchor while the first key stays "
+                        "in the attention references and AdaIN (0 = one anchor for the shot)")
     p.add_argument("--first-only", action="store_true", help="render only the anchor (first key) as a preview")
 
 
@@ -127,7 +144,8 @@ def _overrides(args) -> dict:
             "flow", "allow_pickle", "device", "dtype", "cross_frame_layers", "color_correction",
             "cross_frame_attention", "shape_fusion", "pixel_fusion", "adain", "prompt_schedule",
             "negative_prompt_schedule", "depth_model", "control_window", "cross_window", "freeu", "offload",
-            "vae_tiling", "raft_weights", "raft_iters")
+            "vae_tiling", "raft_weights", "raft_iters", "init", "source_prompt", "inversion_refine", "reference",
+            "reference_scale", "ip_adapter", "image_encoder", "reanchor_every")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 

@@ -103,6 +103,27 @@ class KeyframeConfig:
     seed: int = 0
     interval: int = 10
     """Render every ``interval``-th frame (K); the last frame is always a key too."""
+    init: Literal["sdedit", "inversion"] = "sdedit"
+    """Start latent of each key. sdedit (the paper): E(I) noised to the first step run with the shared noise;
+    inversion (Tune-A-Video): the DDIM inversion of E(I) under ``source_prompt``, the latent that regenerates
+    the input, so structure survives high strengths. Inverted latents are cached in WORK/keys/inversion."""
+    source_prompt: str = ""
+    """Text describing the input video, used only for the DDIM inversion (empty: unconditional)."""
+    inversion_refine: int = 1
+    """Fixed-point iterations per inversion step (each one UNet call): the noise is evaluated at the inverted
+    latent itself instead of at the cleaner one, so sampling back with the source prompt returns the input."""
+
+    # --- reference image (IP-Adapter) ---------------------------------------------------------
+    reference: Optional[str] = None
+    """Image (a concept painting, a character sheet) conditioning every key frame beside the prompt,
+    through an IP-Adapter."""
+    reference_scale: float = 0.5
+    """IP-Adapter scale: 0 = the prompt only, 1 = mostly the image (0.5 balances image and text)."""
+    ip_adapter: str = "h94/IP-Adapter"
+    """IP-Adapter weights: a .safetensors file, a folder holding one adapter file (and image_encoder/), or a hub
+    id (its models/ip-adapter_sd15.safetensors and models/image_encoder). Safetensors only unless allow_pickle."""
+    image_encoder: Optional[str] = None
+    """CLIP image encoder of the IP-Adapter (folder or hub id; default: image_encoder next to the adapter)."""
 
     # --- hierarchical cross-frame constraints ---------------------------------------------------
     cross_frame_attention: bool = True
@@ -154,6 +175,10 @@ class KeyframeConfig:
     """Occlusion masks are dilated by this many pixels (odd kernel) and blurred before use."""
 
     # --- resume ---------------------------------------------------------------------------------
+    reanchor_every: int = 0
+    """Long shots: every N keys the latest key becomes the anchor of the next ones (fusions warp from it,
+    short flow jumps) while the shot's first key stays in the cross-frame attention references and AdaIN
+    (its states carried forward), so the look does not drift from the first key. 0: one anchor for the shot."""
     save_state: bool = True
     """Keep the anchor's and the latest key's attention inputs on disk (WORK/keys/.state, ~0.5 GB each
     at 512x512) so a stopped stage resumes at the next key; off: a resume re-renders the chain."""
@@ -195,6 +220,9 @@ class KeyframeConfig:
         need(len(self.freeu) in (0, 4), f"freeu: give 4 values [b1, b2, s1, s2] or none, got {len(self.freeu)}")
         need(all(v >= 0 for v in self.freeu), f"freeu: factors must be >= 0, got {self.freeu}")
         need(self.raft_iters >= 1, f"raft_iters: must be >= 1, got {self.raft_iters}")
+        need(self.inversion_refine >= 0, f"inversion_refine: must be >= 0, got {self.inversion_refine}")
+        need(0.0 <= self.reference_scale <= 10.0, f"reference_scale: must be in [0, 10], got {self.reference_scale}")
+        need(self.reanchor_every >= 0, f"reanchor_every: must be >= 0 (0 = off), got {self.reanchor_every}")
         need("depth" not in self.control or bool(self.depth_model),
              "depth_model: the 'depth' condition needs a depth estimator (a transformers folder or hub id)")
         n_images = sum(c == "images" for c in self.control)
@@ -211,6 +239,21 @@ class KeyframeConfig:
         prompt = scheduled(self.prompt_schedule, frame, self.prompt)
         positive = ", ".join(p for p in (prompt.strip(), self.added_prompt.strip()) if p)
         return positive, scheduled(self.negative_prompt_schedule, frame, self.negative_prompt)
+
+    def segment_anchor(self, position: int) -> int:
+        """Position (in the list of keys) of the anchor that key ``position`` (>= 1) warps from: 0, or with
+        ``reanchor_every`` N the latest multiple of N before it."""
+        n = self.reanchor_every
+        return 0 if n <= 0 or position <= 0 else ((position - 1) // n) * n
+
+    def inversion_fingerprint(self) -> str:
+        """Hash of the options an inverted latent depends on (model, conditions, source prompt, schedule);
+        the target prompt and the constraints are not among them, so prompt changes reuse the cache."""
+        keys = ("model", "model_config", "vae", "lora", "dtype", "control", "controlnet", "control_strength",
+                "control_images", "canny_low", "canny_high", "depth_model", "control_window", "source_prompt",
+                "steps", "strength", "inversion_refine", "freeu", "vae_tiling")
+        data = {k: getattr(self, k) for k in keys}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def controlnets(self) -> list[str]:
         """ControlNet source per condition (explicit or the default for its type)."""

@@ -36,6 +36,8 @@ class Components:
     dtype: torch.dtype
     offload: str = "none"
     offloader: object = None  # the GroupOffload of offload="model" (tests inspect it)
+    image_encoder: object = None  # CLIP image encoder of an IP-Adapter
+    ip_pipeline: object = None  # the pipeline holding the IP-Adapter (image embeddings, adapter scale)
 
 
 def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
@@ -182,6 +184,59 @@ def apply_loras(pipe, loras: list[str], allow_pickle: bool = False) -> None:
     pipe.set_adapters(names, adapter_weights=scales)
 
 
+IP_ADAPTER_HUB_FILE = ("models", "ip-adapter_sd15.safetensors")  # subfolder, file in a hub repo like h94/IP-Adapter
+IP_ADAPTER_HUB_ENCODER = "models/image_encoder"
+
+
+def load_ip_adapter(pipe, source: str, image_encoder: str | None = None, *, allow_pickle: bool = False) -> None:
+    """Load an IP-Adapter into ``pipe`` (diffusers' ``load_ip_adapter``) with its CLIP image encoder.
+
+    ``source``: the adapter file (.safetensors), a folder holding one adapter file (and optionally an
+    ``image_encoder/`` folder), or a hub id (file ``models/ip-adapter_sd15.safetensors``, encoder
+    ``models/image_encoder``, as in h94/IP-Adapter). ``image_encoder``: a CLIPVisionModelWithProjection
+    folder or hub id (default: next to the adapter). Safetensors only unless ``allow_pickle``. Load it
+    before installing cross-frame attention: diffusers rebuilds every attention processor here.
+    """
+    from transformers import CLIPVisionModelWithProjection
+
+    kind = source_kind(source, allow_pickle, "ip_adapter")
+    encoder_sub = None
+    if kind == "file":
+        p = Path(source).expanduser()
+        repo, sub, weight = str(p.parent), "", p.name
+        default_encoder = p.parent / "image_encoder"
+    elif kind == "folder":
+        p = Path(source).expanduser()
+        suffixes = {".safetensors"} | (PICKLE_SUFFIXES if allow_pickle else set())
+        files = sorted(f.name for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        if len(files) != 1:
+            raise ValueError(f"ip_adapter: {source} must hold exactly one adapter weights file (.safetensors"
+                             f"{', or a pickle file with --allow-pickle' if not allow_pickle else ''}), found {files}")
+        repo, sub, weight = str(p), "", files[0]
+        default_encoder = p / "image_encoder"
+    else:
+        repo, (sub, weight) = source, IP_ADAPTER_HUB_FILE
+        default_encoder = None
+    if image_encoder is None:
+        if default_encoder is not None:
+            if not default_encoder.is_dir():
+                raise FileNotFoundError(f"image_encoder: no image_encoder/ folder next to {source}; "
+                                        "give the CLIP image encoder with --image-encoder DIR|ID")
+            image_encoder = str(default_encoder)
+        else:
+            image_encoder, encoder_sub = source, IP_ADAPTER_HUB_ENCODER
+    enc_kind = source_kind(image_encoder, allow_pickle, "image_encoder")
+    if enc_kind == "file":
+        raise ValueError(f"image_encoder: {image_encoder} is a file; give the encoder's folder or a hub id")
+    enc = _refuse_pickle_errors("image_encoder", image_encoder, allow_pickle, lambda: (
+        CLIPVisionModelWithProjection.from_pretrained(image_encoder, subfolder=encoder_sub or "",
+                                                      use_safetensors=safetensors_only(allow_pickle),
+                                                      local_files_only=enc_kind == "folder")))
+    pipe.register_modules(image_encoder=enc)  # diffusers then does not load an encoder itself
+    pipe.load_ip_adapter(repo, subfolder=sub, weight_name=weight, image_encoder_folder=None,
+                         local_files_only=kind != "hub")
+
+
 def prepare(module, device: torch.device, dtype: torch.dtype):
     """Move to the device, cast only when the dtype differs (diffusers warns on every cast), eval, no grad."""
     module.to(device)
@@ -240,14 +295,14 @@ def _group_hook(owner: GroupOffload, group: str):
     return GroupHook()
 
 
-def apply_offload(comps: Components, mode: str, image_encoder=None) -> Components:
+def apply_offload(comps: Components, mode: str) -> Components:
     """Put the components' models under ``mode`` offloading (see the module docstring)."""
     if mode == "none":
         return comps
     if mode not in ("model", "sequential"):
         raise ValueError(f"offload: {mode!r} is not one of 'none', 'model', 'sequential'")
     groups = {"text": [comps.text_encoder], "denoise": [comps.unet, *comps.controlnets], "vae": [comps.vae],
-              "image": [image_encoder]}
+              "image": [comps.image_encoder]}
     if mode == "model":
         comps.offloader = GroupOffload(groups, comps.device)
     else:
@@ -263,9 +318,11 @@ def apply_offload(comps: Components, mode: str, image_encoder=None) -> Component
 
 def load_components(model: str, controlnets: list[str], *, model_config: str | None = None,
                     vae: str | None = None, loras: list[str] | None = None, allow_pickle: bool = False,
-                    device: str = "auto", dtype: str = "auto", offload: str = "none") -> Components:
+                    device: str = "auto", dtype: str = "auto", offload: str = "none",
+                    ip_adapter: str | None = None, image_encoder: str | None = None) -> Components:
     """Everything the sampler needs, in eval mode, with a DDIM scheduler: on the device, or in CPU
-    memory under ``offload`` ("model" / "sequential") hooks that move them to the device when they run."""
+    memory under ``offload`` ("model" / "sequential") hooks that move them to the device when they run.
+    ``ip_adapter``/``image_encoder``: an IP-Adapter for a reference image (see :func:`load_ip_adapter`)."""
     from diffusers import DDIMScheduler
 
     if offload not in ("none", "model", "sequential"):
@@ -273,6 +330,8 @@ def load_components(model: str, controlnets: list[str], *, model_config: str | N
     dev, dt = resolve_device(device, dtype)
     pipe = load_base(model, model_config=model_config, allow_pickle=allow_pickle, dtype=dt)
     apply_loras(pipe, list(loras or []), allow_pickle)
+    if ip_adapter:
+        load_ip_adapter(pipe, ip_adapter, image_encoder, allow_pickle=allow_pickle)
     vae_model = pipe.vae
     if vae:
         # a single-file VAE takes its config from the base model's (folder, id or --model-config)
@@ -282,8 +341,10 @@ def load_components(model: str, controlnets: list[str], *, model_config: str | N
     nets = [load_controlnet(c, allow_pickle=allow_pickle, dtype=dt) for c in controlnets]
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     home = dev if offload == "none" else torch.device("cpu")  # offloaded models never sit on the GPU all at once
-    for m in (pipe.unet, vae_model, pipe.text_encoder, *nets):
+    enc = pipe.image_encoder if ip_adapter else None
+    for m in (pipe.unet, vae_model, pipe.text_encoder, *nets, *([enc] if enc is not None else [])):
         prepare(m, home, dt)
     comps = Components(unet=pipe.unet, vae=vae_model, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                       scheduler=scheduler, controlnets=nets, device=dev, dtype=dt)
+                       scheduler=scheduler, controlnets=nets, device=dev, dtype=dt, image_encoder=enc,
+                       ip_pipeline=pipe if ip_adapter else None)
     return apply_offload(comps, offload)

@@ -15,6 +15,13 @@ identical to the rough one until the pixel window opens, so it resumes from the 
 at that step instead of repeating those steps (same result, about a quarter fewer UNet calls).
 ControlNet runs only in ``control_window`` and cross-frame attention only in ``cross_window``
 (fractions of the steps run, like the constraint windows).
+
+Start latent: SDEdit (above), or with ``init="inversion"`` the DDIM inversion of E(I_i) under the
+source prompt (Tune-A-Video): the latent that DDIM maps back to the input, so structure is kept
+at any strength. A reference image (``reference``) conditions every step through an IP-Adapter,
+whose processors sit on the cross-attention layers beside ours on the self-attention layers.
+Over a long shot, ``origin`` (the shot's first key) can be kept in the attention references next
+to a newer segment anchor (re-anchoring), and AdaIN follows the origin.
 """
 from __future__ import annotations
 
@@ -34,7 +41,8 @@ class FrameMemory:
     """What later key frames need from a rendered one.
 
     ``attn``: self-attention inputs per (layer, step) of its final pass; ``x0``/``stats``: its
-    predicted clean latent (shape-fusion steps) and channel statistics (AdaIN steps), kept for the anchor.
+    predicted clean latent (shape-fusion steps) and channel statistics (AdaIN steps), read when it is
+    the anchor (or a segment anchor).
     """
 
     image: np.ndarray
@@ -132,6 +140,25 @@ class KeyframeSampler:
             "cross": constraints.window_steps(n, cfg.cross_window) if self.attn_layers else range(0),
         }
         self._noise: dict[tuple, torch.Tensor] = {}
+        self.image_embeds = self._reference_embeds()
+
+    def _reference_embeds(self) -> list[torch.Tensor] | None:
+        """IP-Adapter image embeddings of the reference (``[negative; positive]`` with CFG), or None."""
+        cfg, pipe = self.cfg, self.c.ip_pipeline
+        if pipe is None:
+            if cfg.reference:
+                raise ValueError("reference: the components were loaded without an IP-Adapter "
+                                 "(load_components(..., ip_adapter=...))")
+            return None
+        if not cfg.reference:
+            raise ValueError("reference: these components carry an IP-Adapter, so a reference image is needed")
+        from rerender.io import read_image
+
+        image = read_image(cfg.reference)
+        pipe.set_ip_adapter_scale(cfg.reference_scale)
+        with torch.no_grad():
+            embeds = pipe.prepare_ip_adapter_image_embeds(image, None, self.c.device, 1, self.cfg_batch)
+        return [e.to(self.c.device, self.c.dtype) for e in embeds]
 
     @property
     def cache_device(self) -> torch.device:
@@ -202,8 +229,11 @@ class KeyframeSampler:
                        conditioning_scale=scale, return_dict=False)
             down = list(d) if down is None else [a + b for a, b in zip(down, d)]
             mid = m if mid is None else mid + m
+        extra = None
+        if self.image_embeds is not None:  # [negative; positive] rows, or the positive one without CFG
+            extra = {"image_embeds": [e if e.shape[0] == n else e[-n:] for e in self.image_embeds]}
         out = c.unet(x_in, t_in, encoder_hidden_states=emb, down_block_additional_residuals=down,
-                     mid_block_additional_residual=mid, return_dict=False)[0]
+                     mid_block_additional_residual=mid, added_cond_kwargs=extra, return_dict=False)[0]
         if n == 2:
             u, p = out.chunk(2)
             return u + self.cfg.guidance_scale * (p - u)
@@ -298,12 +328,61 @@ class KeyframeSampler:
         return encoder.to_image(encoder.decode(self.c.vae, x))
 
     @torch.no_grad()
+    def invert(self, frame: np.ndarray, conditions: list[np.ndarray], source_prompt: str | None = None,
+               refine: int | None = None) -> torch.Tensor:
+        """DDIM inversion of E(frame) to the first timestep run: the latent x_T that this sampler's DDIM
+        steps (eta 0, no guidance, ``source_prompt``, the same ControlNet conditions and window) map back
+        to E(frame). Each step k inverts x_{t_k} -> x_{t_{k-1}}; ``refine`` fixed-point iterations
+        evaluate the noise at the inverted latent itself instead of at the cleaner one (exact inversion
+        when they converge). Plain self-attention (no references)."""
+        self._check_frame(frame)
+        c, cfg = self.c, self.cfg
+        refine = cfg.inversion_refine if refine is None else refine
+        conds = self._conditions(conditions)
+        text = cfg.source_prompt if source_prompt is None else source_prompt
+        tok = c.tokenizer([text], padding="max_length", max_length=c.tokenizer.model_max_length, truncation=True,
+                          return_tensors="pt")
+        emb = c.text_encoder(tok.input_ids.to(c.device))[0].to(c.device, c.dtype)
+        x = encoder.encode(c.vae, encoder.to_tensor(frame, c.device, c.dtype))
+        self.state.refs, self.state.recording = [], None
+        if self.image_embeds is not None:  # the reference describes the target, not the input: scale 0
+            c.ip_pipeline.set_ip_adapter_scale(0.0)
+        try:
+            return self._invert_steps(x, conds, emb, refine)
+        finally:
+            if self.image_embeds is not None:
+                c.ip_pipeline.set_ip_adapter_scale(cfg.reference_scale)
+
+    def _invert_steps(self, x: torch.Tensor, conds: list[torch.Tensor], emb: torch.Tensor, refine: int) -> torch.Tensor:
+        for k in reversed(range(self.n_steps)):
+            t = self.timesteps[k]
+            self.state.step = k
+            a_t, a_prev = self._alphas(t)
+            control = k in self.windows["control"]
+            x_prev, x_t = x, x
+            for _ in range(refine + 1):
+                eps, _ = self._split(self._eps(x_t, t, conds, emb, control), x_t, a_t)
+                x0 = (x_prev - (1.0 - a_prev) ** 0.5 * eps) / a_prev ** 0.5
+                x_t = a_t ** 0.5 * x0 + (1.0 - a_t) ** 0.5 * eps
+            x = x_t
+        return x
+
+    def initial_latent(self, frame: np.ndarray, latent: torch.Tensor) -> torch.Tensor:
+        """SDEdit start: E(I) noised to the first timestep run with the shared noise z."""
+        z = self.noise(tuple(latent.shape))
+        return self.c.scheduler.add_noise(latent, z, torch.tensor([self.timesteps[0]]))
+
+    @torch.no_grad()
     def render(self, frame: np.ndarray, conditions: list[np.ndarray], anchor: FrameMemory | None = None,
                prev: FrameMemory | None = None, geometry: Geometry | None = None,
-               keep_memory: bool = True, prompts: tuple[str, str] | None = None) -> KeyResult:
+               keep_memory: bool = True, prompts: tuple[str, str] | None = None,
+               init_latent: torch.Tensor | None = None, origin: FrameMemory | None = None) -> KeyResult:
         """Render one key frame. The anchor itself: ``anchor=None``. Later keys: the anchor's and the
         previous key's memories and the ``geometry`` (flows / occlusions) to them. ``prompts``:
-        (positive, negative) for this key (default: the config's prompts)."""
+        (positive, negative) for this key (default: the config's prompts). ``init_latent``: the start
+        latent x_T (e.g. from :meth:`invert`; default: SDEdit). ``origin``: the shot's first key when
+        ``anchor`` is a newer segment anchor: attention then reads [origin; anchor; previous], AdaIN
+        follows the origin, and the fusions use the (nearer) anchor."""
         self._check_frame(frame)
         if self.attn_layers:
             attention.verify_installed(self.c.unet, self.attn_layers)
@@ -313,8 +392,9 @@ class KeyframeSampler:
         emb = self.embeddings(prompts)
         image = encoder.to_tensor(frame, dev, dt)
         latent = encoder.encode(c.vae, image)
-        z = self.noise(tuple(latent.shape))
-        x_T = c.scheduler.add_noise(latent, z, torch.tensor([self.timesteps[0]]))
+        x_T = init_latent.to(dev, dt) if init_latent is not None else self.initial_latent(frame, latent)
+        if tuple(x_T.shape) != tuple(latent.shape):
+            raise ValueError(f"init_latent: shape {tuple(x_T.shape)} does not match the frame's latent {tuple(latent.shape)}")
         is_anchor = anchor is None
         memory = FrameMemory(image=np.zeros(0, np.uint8)) if keep_memory else None
         if is_anchor:
@@ -334,12 +414,13 @@ class KeyframeSampler:
                                ("flow_prev", geometry.flow_prev, (h, w, 2)), ("occ_prev", geometry.occ_prev, (h, w))):
             if tuple(arr.shape) != shp:
                 raise ValueError(f"geometry.{name}: expected shape {shp}, got {tuple(arr.shape)}")
-        refs = [anchor.attn, prev.attn] if self.attn_layers else []
+        carried = origin is not None and origin is not anchor
+        refs = ([origin.attn] if carried else []) + [anchor.attn, prev.attn] if self.attn_layers else []
         shape = None
         if self.windows["shape"]:
             shape = (anchor, constraints.flow_to_latent(geometry.flow_anchor, factor, dev, dt),
                      constraints.occlusion_to_latent(geometry.occ_anchor, cfg.mask_dilate, True, factor, dev, dt))
-        adain_ref = anchor if self.windows["adain"] else None
+        adain_ref = (origin if carried else anchor) if self.windows["adain"] else None
 
         rough_img = None
         pixel = None
@@ -349,7 +430,8 @@ class KeyframeSampler:
             # attention inputs are recorded here, later steps are overwritten by the fused pass).
             start = self.windows["pixel"].start
             x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, refs=refs, record=memory, shape=shape,
-                                              adain_ref=adain_ref, snapshot=start, emb=emb)
+                                              adain_ref=adain_ref, snapshot=start, emb=emb,
+                                              keep_anchor=keep_memory)
             x_start = rough_trace["snapshot"]
             rough = encoder.decode(c.vae, x_rough).clamp(-1, 1)
             rough_img = encoder.to_image(rough)
@@ -357,8 +439,9 @@ class KeyframeSampler:
             target, _ = encoder.fidelity_encode(c.vae, target_img, cfg.fidelity_lambda, cfg.fidelity_threshold)
             weight = self.inpainting_weight(geometry, factor)
             pixel = (target, weight, torch.Generator("cpu").manual_seed(cfg.seed + 1))
+        # every key keeps its x0 / statistics too: any key can become a segment anchor (re-anchoring)
         x, trace = self._loop(x_start, self.timesteps, conds, refs=refs, record=memory, shape=shape,
-                              adain_ref=adain_ref, pixel=pixel, start=start, emb=emb)
+                              adain_ref=adain_ref, pixel=pixel, start=start, emb=emb, keep_anchor=keep_memory)
         if start:
             for name in ("shape", "adain", "cross", "control"):
                 trace[name] = [k for k in rough_trace[name] if k < start] + trace[name]
