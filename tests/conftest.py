@@ -26,3 +26,21 @@ def rerender_wheel(tmp_path_factory) -> Path:
                    check=True, env=env, timeout=1800)
     (wheel,) = out.glob("rerender-*.whl")
     return wheel
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """(model folder, ControlNet folder) of a random tiny SD model saved as diffusers folders, loaded
+    back through the user's loading path by the tests (built once per session)."""
+    from _tiny_models import save_model_folder
+
+    return save_model_folder(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="session")
+def comps(tiny_model):
+    """The tiny model's components on the CPU."""
+    from rerender.keyframes import models
+
+    model, cn = tiny_model
+    return models.load_components(str(model), [str(cn)], device="cpu")
