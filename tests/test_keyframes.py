@@ -16,42 +16,7 @@ from rerender.keyframes import attention, constraints, encoder, models  # noqa: 
 from rerender.keyframes.config import KeyframeConfig  # noqa: E402
 from rerender.keyframes.sampler import Geometry, KeyframeSampler  # noqa: E402
 
-H = W = 32
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A random tiny SD model + ControlNet saved as diffusers folders (built once per session)."""
-    from rerender.keyframes.random_models import save_model_folder
-
-    return save_model_folder(tmp_path_factory.mktemp("tiny_sd"))
-
-
-@pytest.fixture(scope="session")
-def comps(tiny_model):
-    model, cn = tiny_model
-    return models.load_components(str(model), [str(cn)], device="cpu")
-
-
-def make_cfg(tiny_model, **kw) -> KeyframeConfig:
-    model, cn = tiny_model
-    base = dict(model=str(model), controlnet=[str(cn)], control=["canny"], prompt="a cat", steps=8)
-    base.update(kw)
-    return KeyframeConfig(**base)
-
-
-def frame(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((H, W, 3), np.uint8)
-    img[:] = rng.integers(40, 200, 3, dtype=np.uint8)
-    img[8:24, 10:22] = rng.integers(0, 255, 3, dtype=np.uint8)
-    return img
-
-
-def conds(img: np.ndarray) -> list[np.ndarray]:
-    from rerender.keyframes.controls import canny
-
-    return [canny(img)]
+from _tiny_sd import H, W, comps, conds, frame, make_cfg, tiny_model  # noqa: E402,F401
 
 
 # --- windows ----------------------------------------------------------------------------------

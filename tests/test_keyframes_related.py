@@ -9,7 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from _tiny_sd import H, W, comps, conds, frame, make_cfg, no_occlusion, tiny_model, zero_flow  # noqa: E402,F401
+from _tiny_sd import (H, W, comps, conds, frame, make_cfg, no_occlusion, save_tiny_ip_adapter,  # noqa: E402,F401
+                      tiny_model, zero_flow)
 from rerender import config as rconfig  # noqa: E402
 from rerender.keyframes import attention, encoder, models  # noqa: E402
 from rerender.keyframes.config import KeyframeConfig  # noqa: E402
@@ -86,7 +87,7 @@ def ip_setup(tiny_model, comps, tmp_path_factory):
     from rerender.io import write_image
 
     folder = tmp_path_factory.mktemp("ip")
-    adapter = save_tiny_ip_adapter_for(comps, folder)
+    adapter = save_tiny_ip_adapter(folder, comps.unet)
     rng = np.random.default_rng(3)
     ref_a, ref_b = folder / "painting.png", folder / "sheet.png"
     write_image(ref_a, rng.integers(0, 255, (48, 40, 3), dtype=np.uint8))
@@ -94,12 +95,6 @@ def ip_setup(tiny_model, comps, tmp_path_factory):
     model, cn = tiny_model
     ip = models.load_components(str(model), [str(cn)], device="cpu", ip_adapter=str(adapter))
     return ip, adapter, ref_a, ref_b
-
-
-def save_tiny_ip_adapter_for(comps, folder):
-    from _tiny_sd import save_tiny_ip_adapter
-
-    return save_tiny_ip_adapter(folder, comps.unet)
 
 
 def test_reference_image_conditions_every_key_beside_cross_frame_attention(tiny_model, comps, ip_setup):
