@@ -16,6 +16,7 @@ memory is CPU memory): their GPU figures need a GPU.
     python benchmarks/bench_keyframes.py                       # GPU, the issue's setting
     python benchmarks/bench_keyframes.py --model tiny --size 64 --steps 20 --threads 1
     python benchmarks/bench_keyframes.py --memory-modes --size 256 --steps 4 --keys 1
+    python benchmarks/bench_keyframes.py --vae-only --size 1024 [--vae-tiling]   # the VAE's share alone
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--offload", choices=("none", "model", "sequential"), default="none")
     ap.add_argument("--vae-tiling", action="store_true")
     ap.add_argument("--memory-modes", action="store_true", help="run every low-VRAM mode in its own process")
+    ap.add_argument("--vae-only", action="store_true", help="time one VAE encode + decode at --size (peak memory)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = ap.parse_args(argv)
     if args.memory_modes:
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from rerender.keyframes.sampler import Geometry, KeyframeSampler
 
     dev, dt = resolve_device(args.device, args.dtype)
+    if args.vae_only:
+        return _vae_only(args, dev, dt)
     parts = build_components(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         write_tiny_tokenizer(Path(tmp))  # token ids only feed the (random) text model: any vocabulary works
@@ -131,6 +135,43 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
+    return 0
+
+
+def _vae_only(args, dev: torch.device, dt: torch.dtype) -> int:
+    """One encode + decode of a --size frame with the model's VAE (random weights), with or without tiling."""
+    from rerender.keyframes import encoder
+    from rerender.keyframes.models import prepare
+
+    from diffusers import AutoencoderKL
+
+    from rerender.keyframes.random_models import SIZES
+
+    # the VAE alone (building every component would dominate the peak), shaped as build_components does
+    vae = prepare(AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                                **SIZES[args.model]["vae"]), dev, dt)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if args.vae_tiling:
+        vae.enable_tiling()
+    rng = np.random.default_rng(0)
+    frame = (rng.random((args.size, args.size, 3)) * 255).astype(np.uint8)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        latent = encoder.encode(vae, encoder.to_tensor(frame, dev, dt))
+        encoder.decode(vae, latent)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    fig = {"vae_only": True, "model": args.model, "size": args.size, "vae_tiling": args.vae_tiling,
+           "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+           "seconds": round(time.perf_counter() - t0, 2)}
+    if dev.type == "cuda":
+        fig["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fig["peak_rss_gib"] = round(peak / 2**20, 2)
+    fig["rss_above_model_gib"] = round((peak - base_rss) / 2**20, 2)  # what encode + decode added
+    print(json.dumps(fig, indent=2))
     return 0
 
 

@@ -21,7 +21,7 @@ def frame(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.zeros((h, w, 3), np.uint8)
     img[:] = rng.integers(40, 200, 3, dtype=np.uint8)
-    img[h // 4:3 * h // 4, w // 3:2 * w // 3] = rng.integers(0, 255, 3, dtype=np.uint8)
+    img[h // 4:3 * h // 4, 5 * w // 16:11 * w // 16] = rng.integers(0, 255, 3, dtype=np.uint8)
     return img
 
 

@@ -15,17 +15,7 @@ from rerender import config as rconfig  # noqa: E402
 from rerender.keyframes import attention, constraints, encoder, models  # noqa: E402
 from rerender.keyframes.config import KeyframeConfig  # noqa: E402
 from rerender.keyframes.sampler import Geometry, KeyframeSampler  # noqa: E402
-from _tiny_sd import conds, make_cfg  # noqa: E402
-
-H = W = 32
-
-
-def frame(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((H, W, 3), np.uint8)
-    img[:] = rng.integers(40, 200, 3, dtype=np.uint8)
-    img[8:24, 10:22] = rng.integers(0, 255, 3, dtype=np.uint8)
-    return img
+from _tiny_sd import H, W, conds, frame, make_cfg  # noqa: E402
 
 
 # --- windows ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from _tiny_sd import H, W, conds, frame, make_cfg, no_occlusion, zero_flow  # noqa: E402
+from _tiny_sd import H, W, conds, frame, make_cfg, no_occlusion, save_tiny_ip_adapter, zero_flow  # noqa: E402
 from rerender import config as rconfig  # noqa: E402
 from rerender.keyframes import attention, encoder, models  # noqa: E402
 from rerender.keyframes.config import KeyframeConfig  # noqa: E402
@@ -86,7 +86,7 @@ def ip_setup(tiny_model, comps, tmp_path_factory):
     from rerender.media import write_image
 
     folder = tmp_path_factory.mktemp("ip")
-    adapter = save_tiny_ip_adapter_for(comps, folder)
+    adapter = save_tiny_ip_adapter(folder, comps.unet)
     rng = np.random.default_rng(3)
     ref_a, ref_b = folder / "painting.png", folder / "sheet.png"
     write_image(ref_a, rng.integers(0, 255, (48, 40, 3), dtype=np.uint8))
@@ -94,12 +94,6 @@ def ip_setup(tiny_model, comps, tmp_path_factory):
     model, cn = tiny_model
     ip = models.load_components(str(model), [str(cn)], device="cpu", ip_adapter=str(adapter))
     return ip, adapter, ref_a, ref_b
-
-
-def save_tiny_ip_adapter_for(comps, folder):
-    from _tiny_sd import save_tiny_ip_adapter
-
-    return save_tiny_ip_adapter(folder, comps.unet)
 
 
 def test_reference_image_conditions_every_key_beside_cross_frame_attention(tiny_model, comps, ip_setup):
@@ -253,20 +247,19 @@ def test_reanchoring_switches_the_states_exactly_where_it_should(tiny_model, com
     frames = _shot(6)
     keys = list(range(6))
     spy = _Spy(monkeypatch)
+    refs_per_pass = []
+    real_loop = KeyframeSampler._loop
+    monkeypatch.setattr(KeyframeSampler, "_loop",
+                        lambda self, *a, **k: refs_per_pass.append(len(k["refs"])) or real_loop(self, *a, **k))
     cfg = make_cfg(tiny_model, steps=4, reanchor_every=2)
     assert [cfg.segment_anchor(n) for n in range(1, 6)] == [0, 0, 2, 2, 4]
     render_keys(frames.__getitem__, keys, tmp_path / "re", cfg, flow=zero_flow, occlusion=no_occlusion, components=comps)
     used = [(spy.key_of(c["anchor"], keys), spy.key_of(c["origin"], keys), spy.key_of(c["prev"], keys))
             for c in spy.calls[1:]]
     assert used == [(0, 0, 0), (0, 0, 1), (2, 0, 2), (2, 0, 3), (4, 0, 4)]
-    # attention then reads [origin; segment anchor; previous] once the anchor moved: 3 references
-    sampler_refs = []
-    real_loop = KeyframeSampler._loop
-    monkeypatch.setattr(KeyframeSampler, "_loop", lambda self, *a, **k: sampler_refs.append(len(k["refs"])) or real_loop(self, *a, **k))
-    spy.calls = []
-    render_keys(frames.__getitem__, keys, tmp_path / "re2", cfg, flow=zero_flow, occlusion=no_occlusion, components=comps)
-    per_key = sampler_refs[1:]  # anchor: one pass without references; later keys: rough + fused pass
-    assert per_key == [2, 2, 2, 2, 3, 3, 3, 3, 3, 3]
+    # attention reads [origin; segment anchor; previous] once the anchor moved: 3 references per pass
+    # (the anchor: one pass without references; later keys: rough + fused pass)
+    assert refs_per_pass == [0] + [2, 2, 2, 2] + [3, 3, 3, 3, 3, 3]
     render_keys(frames.__getitem__, keys, tmp_path / "plain", make_cfg(tiny_model, steps=4), flow=zero_flow,
                 occlusion=no_occlusion, components=comps)
     same = [(tmp_path / "re" / f"{k:04d}.png").read_bytes() == (tmp_path / "plain" / f"{k:04d}.png").read_bytes()

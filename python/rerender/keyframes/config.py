@@ -267,7 +267,8 @@ class KeyframeConfig:
     def fingerprint(self) -> str:
         """Hash of the options that change rendered pixels. Key choice and ``device`` are left out:
         which frames are keys is handled by the stage, whose per-key fingerprints chain over the
-        previous key (so a different K re-renders every key after the anchor)."""
+        previous key (so a different K re-renders every key after the anchor); ``offload`` only moves
+        the same computation between memories."""
         data = dataclasses.asdict(self)
         for key in ("interval", "key_frames", "key_spacing", "device", "save_state", "offload"):
             data.pop(key)
