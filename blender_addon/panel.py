@@ -61,6 +61,11 @@ class RERENDER_PT_strip(bpy.types.Panel):
                 col.prop(settings, "key_interval")
             col.prop(settings, "strength")
             col.prop(settings, "seed")
+        ed = compat.editor(context.scene)
+        if ed is not None:
+            col.prop_search(settings, "matte_strip", ed, "strips_all" if hasattr(ed, "strips_all") else "sequences_all")
+            if settings.matte_strip:
+                col.prop(settings, "matte_feather")
         col.prop(settings, "size")
         col.prop(settings, "output_dir")
 

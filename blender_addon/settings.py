@@ -50,6 +50,12 @@ class RerenderSettings(bpy.types.PropertyGroup):
                       "a multiple of 8 (0: the input's own size)")
     keys_dir: StringProperty(name="Key Frames", subtype="DIR_PATH",
                              description="Folder of painted key frames, NNNN.png by source frame index")
+    matte_strip: StringProperty(
+        name="Matte Strip", description="A movie or image-sequence strip whose media is the matte (white = "
+        "restyle; one frame per source frame, or a single image): only the matted region is restyled, the "
+        "rest stays the source's exactly. Empty: the whole frame")
+    matte_feather: FloatProperty(name="Matte Feather", default=0.0, min=0.0, max=256.0, subtype="PIXEL",
+                                 description="Soft edge of the matte, in pixels")
     output_dir: StringProperty(name="Output Folder", subtype="DIR_PATH",
                                description="Where the frames are written (empty: inside the work folder)")
 

@@ -86,6 +86,29 @@ def _input_for_image_strip(strip, folder: str) -> str:
     return folder
 
 
+def matte_input(scene, name: str) -> str:
+    """The media of the matte strip ``name``: a movie file, an image sequence's folder, or the single
+    image of a one-image strip (ValueError naming the strip when it cannot be one)."""
+    strip = compat.find_strip(compat.editor(scene), name)
+    if strip is None:
+        raise ValueError(f"matte strip '{name}' is not in the sequencer")
+    if strip.type not in SUPPORTED_TYPES:
+        raise ValueError(f"matte strip '{name}' is a {strip.type.lower()} strip; use a movie or image strip "
+                         "(render a mask strip to images first)")
+    path = os.path.abspath(bpy.path.abspath(compat.media_path(strip), library=strip.id_data.library))
+    if strip.type == "MOVIE":
+        if not os.path.isfile(path):
+            raise ValueError(f"matte strip '{name}': file {path!r} does not exist")
+        return path
+    names = compat.image_filenames(strip)
+    if len(names) == 1:
+        single = os.path.join(path, names[0])
+        if not os.path.isfile(single):
+            raise ValueError(f"matte strip '{name}': image {single!r} does not exist")
+        return single
+    return _input_for_image_strip(strip, path)
+
+
 class StripJob:
     """A job for the active strip of ``context``; raises ValueError with the reason it cannot run."""
 
@@ -120,6 +143,7 @@ class StripJob:
         output_dir = (os.path.abspath(bpy.path.abspath(settings.output_dir)) if settings.output_dir
                       else os.path.join(job_root, "render"))
         keys_dir = os.path.abspath(bpy.path.abspath(settings.keys_dir)) if settings.keys_dir else ""
+        matte = matte_input(scene, settings.matte_strip) if settings.matte_strip else ""
         self.request = JobRequest(
             mode=self.mode, input_path=input_path, output_dir=output_dir, frames=self.frames,
             work_dir=os.path.join(job_root, "work"), size=int(settings.size), keys_dir=keys_dir,
@@ -128,7 +152,7 @@ class StripJob:
             lora_scale=round(settings.lora_scale, 4), control=settings.control,
             controlnet=settings.controlnet, control_strength=round(settings.control_strength, 4),
             key_interval=int(settings.key_interval), strength=round(settings.strength, 4),
-            seed=int(settings.seed))
+            seed=int(settings.seed), matte=matte, matte_feather=round(settings.matte_feather, 4))
         self.command: List[str] = build_command(python, self.request)
         self.progress = JobProgress()
         self.worker = WorkerProcess(self.command, env=env)

@@ -48,6 +48,8 @@ class JobRequest:
     key_interval: Optional[int] = None
     strength: Optional[float] = None
     seed: Optional[int] = None
+    matte: str = ""  # a matte file or folder (one frame per source frame, or a single image); "" = none
+    matte_feather: float = 0.0
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot make a valid command."""
@@ -64,6 +66,8 @@ class JobRequest:
             raise ValueError(f"size: {self.size} must be >= 0 (0 = default)")
         if self.mode == "propagate" and not self.keys_dir:
             raise ValueError("keys_dir: 'propagate my key frames' needs a folder of key frames")
+        if self.matte_feather < 0:
+            raise ValueError(f"matte_feather: {self.matte_feather} must be >= 0")
         if self.mode in ("translate", "preview") and not self.prompt.strip():
             raise ValueError("prompt: a text prompt is needed to render key frames")
 
@@ -89,6 +93,10 @@ def build_command(python: str, req: JobRequest) -> List[str]:
         cmd += ["--size", str(req.size)]
     if req.work_dir:
         cmd += ["--work-dir", req.work_dir]
+    if req.matte:
+        cmd += ["--matte", req.matte]
+        if req.matte_feather:
+            cmd += ["--matte-feather", f"{req.matte_feather:g}"]
     if req.mode != "propagate":
         cmd += ["--prompt", req.prompt]
         optional = [

@@ -156,7 +156,7 @@ def test_poll_refuses_non_movie_strips_with_a_reason(addon_zip, media, tmp_path)
 def test_panel_shows_each_mode_and_the_running_job(addon_zip, media, tmp_path):
     r = run_scenario("panel", base_cfg(addon_zip, media, tmp_path), tmp_path)
     props = {mode: [x[1] for x in r[mode] if x[0] == "prop"] for mode in ("TRANSLATE", "PREVIEW", "PROPAGATE")}
-    assert props["PROPAGATE"] == ["mode", "keys_dir", "size", "output_dir"]
+    assert props["PROPAGATE"] == ["mode", "keys_dir", "matte_strip", "size", "output_dir"]
     assert {"prompt", "negative_prompt", "model", "lora", "control", "controlnet", "control_strength",
             "strength", "seed", "size", "output_dir"} <= set(props["TRANSLATE"])
     assert "key_interval" in props["TRANSLATE"] and "key_interval" not in props["PREVIEW"]
@@ -208,6 +208,26 @@ def test_image_sequence_strip_is_processed_from_its_folder(addon_zip, media, tmp
         f = Path(r["files"][str(LEFT + k)])
         assert f.name == f"plate_rerender.{1001 + A + k}.png"  # the plate's own naming and numbering
         np.testing.assert_array_equal(read_rgb(f), read_rgb(ref / f.name))
+
+
+def test_a_matte_strip_restyles_only_inside_it(addon_zip, media, tmp_path):
+    """An image strip chosen as the matte: the worker gets --matte, and the result strip's frames are
+    the source's pixels, exactly, outside the matte (the same run as the command line's)."""
+    matte = np.zeros((64, 96), np.uint8)
+    matte[16:48, 24:72] = 255
+    matte_path = tmp_path / "matte.png"
+    cv2.imwrite(str(matte_path), matte)
+    cfg = base_cfg(addon_zip, media, tmp_path, image_dir=media["sequence"], matte_image=str(matte_path))
+    r = run_scenario("propagate", cfg, tmp_path, timeout=120)
+    assert r["ret"] == ["FINISHED"], r
+    for k in range(B - A):
+        f = Path(r["files"][str(LEFT + k)])
+        plate = read_rgb(Path(media["sequence"]) / f"plate.{1001 + A + k:04d}.png")
+        out = read_rgb(f)
+        np.testing.assert_array_equal(out[matte == 0], plate[matte == 0])
+    key = read_rgb(Path(r["files"][str(LEFT)])).astype(int)
+    painted = read_rgb(Path(media["keys"]) / f"{A:04d}.png").astype(int)
+    assert np.abs(key[matte > 0] - painted[matte > 0]).mean() < 3.0  # the key's style inside
 
 
 def test_image_strip_must_show_its_whole_folder(addon_zip, media, tmp_path):

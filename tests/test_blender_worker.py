@@ -54,6 +54,15 @@ def test_propagate_command_is_the_cli_contract():
                    "--work-dir", "/w", "--progress", "json"]
 
 
+def test_a_matte_and_its_feather_reach_the_command():
+    cmd = worker.build_command("py", request(matte="/mattes/hero.mov", matte_feather=2.5))
+    pairs = dict(zip(cmd[5::2], cmd[6::2]))
+    assert pairs["--matte"] == "/mattes/hero.mov" and pairs["--matte-feather"] == "2.5"
+    assert "--matte" not in worker.build_command("py", request())
+    with pytest.raises(ValueError, match="matte_feather"):
+        worker.build_command("py", request(matte="/m.png", matte_feather=-1))
+
+
 def test_translate_and_preview_commands_carry_the_diffusion_settings():
     req = request(mode="translate", keys_dir="", prompt="oil painting", negative_prompt="blurry",
                   model="/models/sd15.safetensors", lora="C:/l.safetensors", lora_scale=0.5,

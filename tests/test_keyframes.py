@@ -554,3 +554,73 @@ def test_cli_run_with_automatic_keys_anchors_every_shot(tiny_model, tmp_path, ca
     assert [c[0] for c in chains] == [0, 5] and all(k < 5 for k in chains[0]) and all(k >= 5 for k in chains[1])
     assert len(list(out.glob("*.png"))) == 10
     assert not any(p.name.startswith("0004-") or p.name.endswith("-0005") for p in (tmp_path / "out.work" / "segments").iterdir())
+
+
+# --- mattes (masked SDEdit) ---------------------------------------------------------------------
+
+def test_a_matte_keeps_the_latent_of_the_input_outside_it(tiny_model, comps):
+    """Outside the matte every step follows the input's noised latent, so the final latent there is
+    E(input) as noised to the last timestep; inside it the sample is free (differs from E(input))."""
+    img, other = frame(8), frame(9)
+    matte = np.zeros((H, W), np.uint8)
+    matte[:, : W // 2] = 255
+    s = KeyframeSampler(comps, make_cfg(tiny_model, steps=4))
+    latent = encoder.encode(comps.vae, encoder.to_tensor(img, comps.device, comps.dtype))
+    _, a_last = s._alphas(s.timesteps[-1])
+    z = s.noise(tuple(latent.shape))
+    expected = a_last ** 0.5 * latent + (1 - a_last) ** 0.5 * z
+    for res in (s.render(img, conds(img), matte=matte),
+                s.render(img, conds(img), s.render(other, conds(other)).memory, None,
+                         Geometry.identity(H, W), matte=matte)):
+        outside, inside = res.latent[..., W // 16:], res.latent[..., : W // 16]
+        assert torch.allclose(outside, expected[..., W // 16:], atol=1e-5)
+        assert (inside - expected[..., : W // 16]).abs().mean() > 0.05
+    with pytest.raises(ValueError, match="matte"):
+        s.render(img, conds(img), matte=matte[:8])
+
+
+def test_stage_keys_are_the_input_outside_the_matte(tiny_model, comps, tmp_path):
+    from rerender.keyframes.stage import render_keys
+    from rerender.media import read_image
+
+    frames = {0: frame(10), 3: frame(11)}
+    matte = np.zeros((H, W), np.uint8)
+    matte[8:24, 8:24] = 255
+    zero = lambda a, b: np.zeros((H, W, 2), np.float32)  # noqa: E731
+    occ = lambda f, b: np.zeros(f.shape[:2], np.uint8)  # noqa: E731
+    cfg = make_cfg(tiny_model, steps=4)
+    render_keys(frames.__getitem__, [0, 3], tmp_path / "k", cfg, flow=zero, occlusion=occ, components=comps,
+                matte=lambda i: matte)
+    for i, f in frames.items():
+        key = read_image(tmp_path / "k" / f"{i:04d}.png")
+        assert np.array_equal(key[matte == 0], f[matte == 0])
+        assert np.abs(key[matte > 0].astype(int) - f[matte > 0]).mean() > 5
+    # the matte is part of the keys' fingerprints: another matte renders them again
+    res = render_keys(frames.__getitem__, [0, 3], tmp_path / "k", cfg, flow=zero, occlusion=occ, components=comps,
+                      matte=lambda i: np.full((H, W), 255, np.uint8))
+    assert res.rendered == [0, 3]
+
+
+def test_cli_run_with_a_matte_changes_nothing_outside_it(tiny_model, tmp_path, capsys):
+    """rerender run --matte on a 16-bit plate: the key frames are restyled only inside the matte, every
+    output frame is the plate's own 16-bit pixels outside it."""
+    from rerender.cli import main
+    from rerender.media import read_plate, write_image
+
+    clip = _clip(tmp_path / "clip8")
+    deep = tmp_path / "clip16"
+    for f in sorted(clip.glob("*.png")):
+        rgb = read_plate(f)[0].astype(np.uint16) * 257 + np.uint16(100)  # finer than 8 bits
+        write_image(deep / f.name, rgb)
+    matte = np.zeros((H, W), np.uint8)
+    matte[8:24, 8:24] = 255
+    write_image(tmp_path / "matte.png", np.repeat(matte[:, :, None], 3, axis=2))
+    out = tmp_path / "out"
+    assert main(_cli_args(tiny_model, deep, out, "--matte", str(tmp_path / "matte.png"))) == 0
+    capsys.readouterr()
+    for i in range(7):
+        got, plate = read_plate(out / f"{i:04d}.png")[0], read_plate(deep / f"{i:04d}.png")[0]
+        assert got.dtype == np.uint16
+        assert np.array_equal(got[matte == 0], plate[matte == 0])
+    key = read_plate(out / "0003.png")[0].astype(int)
+    assert np.abs(key[matte > 0] - read_plate(deep / "0003.png")[0][matte > 0]).mean() > 5 * 257

@@ -1,5 +1,5 @@
 // Histogram-preserving blending (Heitz & Neyret, HPG 2018) and the min-error combination of two
-// synthesis candidates (METHOD.md section 3, temporal-aware blending).
+// synthesis candidates (docs/method.md section 3, temporal-aware blending).
 #pragma once
 #include <cstddef>
 #include <cstdint>

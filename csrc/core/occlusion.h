@@ -1,4 +1,4 @@
-// Forward-backward consistency check for optical flow (UnFlow; METHOD.md section 2).
+// Forward-backward consistency check for optical flow (UnFlow; docs/method.md section 2).
 #pragma once
 #include <cstdint>
 

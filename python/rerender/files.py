@@ -129,11 +129,11 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def copy_if_changed(source: Path, target: Path, *, fsync: bool = False) -> bool:
-    """Copy ``source`` to ``target`` atomically unless it already holds the same bytes."""
-    data = source.read_bytes()
+def write_bytes_if_changed(target: str | os.PathLike, data: bytes, *, fsync: bool = False) -> bool:
+    """Write ``data`` atomically unless ``target`` already holds these bytes (a resumed job leaves
+    finished files, and their timestamps, alone); True when written."""
     try:
-        if target.read_bytes() == data:
+        if Path(target).read_bytes() == data:
             return False
     except OSError:
         pass

@@ -7,9 +7,11 @@ frame range, and proves that the job cannot overwrite its inputs (:mod:`rerender
 before anything is written. The stages it runs, each stamped in ``WORK/manifest.json`` (layout:
 :mod:`rerender.workdir`) and reused when its fingerprint matches:
 
-- :meth:`Job.decode`: the selected frames at the working size into ``WORK/frames``;
+- :meth:`Job.decode`: the selected frames at the working size into ``WORK/frames`` (8-bit PNG, or the
+  float32 working format of a 16-bit/float plate) and the matte, if any, into ``WORK/mattes``;
 - :meth:`Job.compute_flows`: forward and backward flows of consecutive frames into ``WORK/flow``;
-- :meth:`Job.write_output`: ``WORK/out`` to the output video or folder.
+- :meth:`Job.write_output`: ``WORK/out`` to the output video or folder, at the plate's depth and in
+  its colour space, composited over the plate through the matte (or with the matte as alpha).
 
 The key-frame stage (:mod:`rerender.keyframes`) and the propagation stage (:mod:`rerender.propagation`)
 run between decode and output; :mod:`rerender.pipeline` composes them.
@@ -17,19 +19,26 @@ run between decode and output; :mod:`rerender.pipeline` composes them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+import numpy as np
+
 from . import media
+from .colour import ColourSpace, colour_space_for
 from .errors import JobCancelled, JobError
-from .files import copy_if_changed, digest, file_digest, remove_stale_temporaries
+from .files import digest, file_digest, remove_stale_temporaries
+from .matte import MatteSource, composite, feather
 from .overwrite_guard import KEY_FILE, KEYS, Inputs, check_output, check_work_dir
 from .passes import pass_memory, usable_memory
 from .progress import Progress
 from .workdir import WorkDir, default_work_dir
 
 __all__ = ["JobConfig", "Job", "JobError", "JobCancelled", "parse_frame_range", "MIN_FRAME_SIDE", "StepHook"]
+
+# image formats whose files carry an alpha channel
+ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".exr")
 
 # The optical flow (OpenCV DIS) needs frames of at least 12 px on each side.
 MIN_FRAME_SIDE = 12
@@ -54,12 +63,29 @@ class JobConfig:
     key_numbering: Literal["auto", "index", "frame"] = "auto"
     """How key-frame file names count: zero-based indices, the sequence's own frame numbers
     (shot.1001.exr -> 1001), or auto (whichever fits; refused when both fit differently)."""
+    matte: str | None = None
+    """Matte (video, image sequence or single image; white = restyle, alpha if it has one, else
+    luminance): only the matted region is restyled (rerender.matte)."""
+    matte_feather: float = 0.0
+    """Soft edge of the matte when compositing over the plate: Gaussian of this many pixels."""
+    alpha: bool = False
+    """Write RGBA with the (feathered) matte as alpha instead of compositing over the plate
+    (straight alpha in PNG/TIFF, premultiplied in EXR)."""
+    ocio: str | None = None
+    """OpenColorIO config (file or ocio:// URI) for the plate's colour space; None = $OCIO or the
+    built-in sRGB curve for float plates (rerender.colour)."""
+    colorspace: str | None = None
+    """The plate's colour space in the OCIO config (default: its scene_linear role for float plates)."""
 
     def __post_init__(self) -> None:
         if self.size is not None and not 16 <= self.size <= media.MAX_WORKING_SIDE:
             raise ValueError(f"size: the working short side must be 16 to {media.MAX_WORKING_SIDE} pixels, "
                              f"got {self.size}")
         parse_frame_range(self.frames)
+        if not (isinstance(self.matte_feather, (int, float)) and 0 <= self.matte_feather <= 256):
+            raise ValueError(f"matte_feather: expected 0 to 256 pixels, got {self.matte_feather!r}")
+        if self.alpha and self.matte is None:
+            raise ValueError("alpha: writing the matte as alpha needs a matte (--matte PATH)")
 
     def work_dir_for(self, output: str | os.PathLike | None) -> Path:
         if self.work_dir is not None:
@@ -98,6 +124,12 @@ class Job:
     hw: tuple[int, int]
     wd: WorkDir
     cfg: JobConfig
+    depth: str = "uint8"
+    """The plate's pixel type (uint8 for video; uint16, float16 or float32 for deep sequences)."""
+    colour: ColourSpace = field(default_factory=ColourSpace)
+    matte: MatteSource | None = None
+    plate_alpha: bool = False
+    """The plate has an alpha channel (kept in image outputs)."""
 
     @classmethod
     def open(cls, input: str | os.PathLike, cfg: JobConfig, *, output: str | os.PathLike | None = None,
@@ -118,23 +150,37 @@ class Job:
         if need > have:
             raise JobError(f"{input_path}: propagating frames of {w}x{h} needs about {need / 2**30:.1f} GiB, more "
                            f"than this machine's {have / 2**30:.1f} GiB; choose a smaller --size")
-        wd = WorkDir(cfg.work_dir_for(output), cfg.flow)
+        depth, plate_alpha = _plate_format(info, sel)
+        colour = colour_space_for(depth.startswith("float"), cfg.ocio, cfg.colorspace)
+        matte = MatteSource.open(cfg.matte, info) if cfg.matte is not None else None
+        wd = WorkDir(cfg.work_dir_for(output), cfg.flow, deep=depth != "uint8", matted=matte is not None)
         inputs = _inputs(input_path, info, keys_dir)
+        if matte is not None:
+            inputs.add_files("the matte", matte.info.files or [matte.path])
         if output is not None:
             pattern = media.parse_output_pattern(output)
+            if media.is_video_path(output) and cfg.alpha:
+                raise JobError(f"{output}: --alpha writes RGBA frames; give an image output (a folder, or a "
+                               "pattern such as out/shot.####.png or .exr)")
             if pattern:
-                media.check_writable(pattern[1] + "0" + pattern[3])
+                target = Path(pattern[1] + "0" + pattern[3])
+                media.check_writable(target, output_depth(target.suffix, depth))
+                if cfg.alpha and target.suffix.lower() not in ALPHA_EXTENSIONS:
+                    raise JobError(f"{output}: {target.suffix} cannot hold the alpha channel --alpha writes; "
+                                   "use .png, .tif or .exr")
             check_output(pattern[0] if pattern else output, inputs, is_folder=not media.is_video_path(output))
         check_work_dir(wd.root, inputs, output)
-        return cls(input_path, info, sel, (h, w), wd, cfg)
+        return cls(input_path, info, sel, (h, w), wd, cfg, depth, colour, matte, plate_alpha)
 
     # -------------------------------------------------------------------------------- stages
 
     def decode(self, progress: Progress, on_step: StepHook | None = None) -> None:
-        """The selected frames at the working size into ``WORK/frames`` (resumable)."""
+        """The selected frames at the working size into ``WORK/frames``, and the matte into
+        ``WORK/mattes`` (resumable)."""
         wd, sel = self.wd, self.frames
         stamp = {"input": file_digest(list(self.info.files) if self.info.is_sequence else [self.input]),
-                 "start": sel.start, "stop": sel.stop, "size": list(self.hw)}
+                 "start": sel.start, "stop": sel.stop, "size": list(self.hw), "depth": self.depth,
+                 "colour": self.colour.name}
         fp = digest(stamp)
         m = wd.manifest()
         if m.get("frames", {}).get("fingerprint") != fp:
@@ -142,18 +188,63 @@ class Job:
             wd.clear("frames", "flow", "segments", "out")
             wd.update_manifest(frames={"fingerprint": fp, "complete": False, **stamp}, flow={})
         elif m["frames"].get("complete"):
+            self._decode_matte(progress)
             return
         wd.frames.mkdir(parents=True, exist_ok=True)
         with progress.stage("decode", len(sel)) as bar:
-            for i, rgb in zip(sel, media.read_frames(self.input, frames=slice(sel.start, sel.stop), size=self.cfg.size)):
+            for i, img in zip(sel, self._working_frames()):
                 if not wd.frame_path(i).exists():
-                    media.write_image(wd.frame_path(i), rgb)
+                    media.write_image(wd.frame_path(i), img)
                 bar.update()
                 if on_step:
                     on_step("decode", i)
         m = wd.manifest()
         m["frames"]["complete"] = True
         wd.update_manifest(frames=m["frames"])
+        self._decode_matte(progress)
+
+    def _working_frames(self):
+        """The selected frames in the working format (uint8, or float32 0..255 for deep plates)."""
+        sel = self.frames
+        if self.depth == "uint8":
+            yield from media.read_frames(self.input, frames=slice(sel.start, sel.stop), size=self.cfg.size)
+            return
+        for i in sel:
+            rgb, _ = self._plate_file(i)
+            yield np.ascontiguousarray(media.resize_to(media.to_working(rgb, self.colour), self.hw), dtype=np.float32)
+
+    def _plate_file(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        f = self.info.files[i]
+        rgb, alpha = media.read_plate(f)
+        if rgb.shape[:2] != (self.info.height, self.info.width):
+            raise media.MediaError(f"{f}: frame {i} is {rgb.shape[1]}x{rgb.shape[0]}, but the sequence starts "
+                                   f"with {self.info.width}x{self.info.height} ({self.info.files[0].name})")
+        return rgb, alpha
+
+    def _decode_matte(self, progress: Progress) -> None:
+        """The matte at the working size into ``WORK/mattes`` (uint8, 255 = restyle)."""
+        if self.matte is None:
+            return
+        wd, sel, src = self.wd, self.frames, self.matte
+        files = list(src.info.files) if src.info.is_sequence else [src.path]
+        fp = digest({"matte": file_digest(files), "start": sel.start, "stop": sel.stop, "size": list(self.hw)})
+        m = wd.manifest().get("mattes", {})
+        if m.get("fingerprint") == fp and m.get("complete"):
+            return
+        if m.get("fingerprint") != fp:
+            wd.clear("mattes")
+        wd.update_manifest(mattes={"fingerprint": fp, "complete": False})
+        wd.mattes.mkdir(parents=True, exist_ok=True)
+        with progress.stage("matte", len(sel)) as bar:
+            for i, matte in src.frames(sel, self.hw):
+                media.write_png_if_changed(wd.matte_path(i), matte)
+                bar.update()
+        wd.update_manifest(mattes={"fingerprint": fp, "complete": True})
+
+    def matte_fingerprint(self) -> str | None:
+        """What the decoded matte was made from (None without a matte): part of every fingerprint
+        of work that depends on it."""
+        return self.wd.manifest().get("mattes", {}).get("fingerprint") if self.matte is not None else None
 
     def compute_flows(self, progress: Progress, on_step: StepHook | None = None) -> str:
         """Forward and backward flows of consecutive frames (rerender.flow.FlowCache); returns
@@ -181,19 +272,21 @@ class Job:
         """``WORK/out`` to a video (the input's fps and timecode; its sound unless the job says no), a
         folder, or a pattern such as ``out/shot.####.png`` (named and numbered like the input
         sequence: :func:`rerender.media.output_frame_paths`); final files are flushed to disk before
-        they take their names. Returns the files written."""
+        they take their names. Frames are written at the plate's depth where the format allows
+        (:func:`output_depth`), composited over the plate through the matte (or with it as alpha).
+        Returns the files written."""
         wd, sel, info = self.wd, self.frames, self.info
         if not media.is_video_path(output):
-            targets = media.output_frame_paths(output, sel, info.numbering)
+            ext = _default_extension(info, self.depth, alpha=self.cfg.alpha)
+            targets = media.output_frame_paths(output, sel, info.numbering, extension=ext)
             folder = next(iter(targets.values())).parent
             folder.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(folder, targets=[t.name for t in targets.values()])
             with progress.stage("write", len(sel)) as bar:
                 for i, target in targets.items():
-                    if target.suffix.lower() == ".png":
-                        copy_if_changed(wd.out_path(i), target, fsync=True)
-                    else:
-                        media.write_image(target, media.read_image(wd.out_path(i)), fsync=True)
+                    rgb, alpha = self.final_frame(i, output_depth(target.suffix, self.depth))
+                    keep_alpha = alpha is not None and target.suffix.lower() in ALPHA_EXTENSIONS
+                    media.write_image(target, rgb, alpha=alpha if keep_alpha else None, fsync=True, if_changed=True)
                     bar.update()
             return list(targets.values())
         remove_stale_temporaries(output.parent, targets=[output.name])
@@ -207,7 +300,7 @@ class Job:
             def frames():
                 with progress.stage("write", len(sel)) as bar:
                     for i in sel:
-                        yield media.read_image(wd.out_path(i))
+                        yield self.final_frame(i, "uint8")[0]
                         bar.update()
 
             media.write_video(frames(), output, info.fps, audio_from=audio_from,
@@ -223,6 +316,86 @@ class Job:
             progress.log(f"warning: {e}; writing the video without sound")
             encode(None)
         return [output]
+
+    def final_frame(self, i: int, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """Output frame i as (RGB, alpha or None) of ``dtype``: the restyled frame back in the plate's
+        colour space; with a matte, composited over the plate (its pixels exact where the matte is
+        0) or, with ``alpha``, carrying the feathered matte as alpha (premultiplied for EXR). A
+        plate's own alpha is kept otherwise."""
+        restyled = media.from_working(self.wd.out_frame(i), dtype, self.colour)
+        if self.matte is None and not self.plate_alpha:
+            return restyled, None
+        plate, plate_alpha = self._plate_at(i, dtype)
+        if self.matte is None:
+            return restyled, plate_alpha
+        weight = feather(self.wd.matte(i), self.cfg.matte_feather)
+        if not self.cfg.alpha:
+            return composite(restyled, plate, weight), plate_alpha
+        if dtype.startswith("float"):  # EXR stores colour premultiplied by alpha
+            a = weight.astype(dtype)
+            return (restyled.astype(np.float32) * weight[:, :, None]).astype(dtype), a
+        scale = 255.0 if dtype == "uint8" else 65535.0
+        return restyled, np.rint(weight * scale).astype(dtype)
+
+    def _plate_at(self, i: int, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The plate's frame i at the working size as ``dtype`` (its own pixels when the depth and
+        size match, so that they come back exactly), and its alpha (converted likewise) or None."""
+        if not self.info.is_sequence:
+            return media.from_working(self.wd.frame(i), dtype, self.colour), None
+        rgb, alpha = self._plate_file(i)
+        rgb = media.resize_to(rgb, self.hw)
+        if str(rgb.dtype) != dtype:
+            rgb = media.from_working(media.to_working(rgb, self.colour), dtype, self.colour)
+        if alpha is not None:
+            alpha = _convert_alpha(media.resize_to(alpha, self.hw), dtype)
+        return rgb, alpha
+
+
+def output_depth(extension: str, plate: str) -> str:
+    """The pixel type written to a file of ``extension`` for a plate of type ``plate``: the plate's
+    own when the format holds it, else the closest it does (float -> float32/float16/uint16/uint8).
+    Integer plates written as EXR keep their display-referred values (their colour space, identity
+    unless ``--colorspace`` names one)."""
+    order = {"uint8": ("uint8", "float16", "float32"), "uint16": ("uint16", "float32", "uint8"),
+             "float16": ("float16", "float32", "uint16", "uint8"),
+             "float32": ("float32", "float16", "uint16", "uint8")}[plate]
+    for dtype in order:
+        try:
+            media.check_writable("x" + extension, dtype)
+            return dtype
+        except media.MediaError:
+            continue
+    media.check_writable("x" + extension, plate)  # raises, naming the extension
+    return plate
+
+
+def _default_extension(info: media.MediaInfo, depth: str, alpha: bool = False) -> str:
+    """Frames of a folder output take the input sequence's extension when it holds the plate's depth
+    (EXR in, EXR out) and, with ``alpha``, an alpha channel; else PNG (float plates: EXR)."""
+    if info.is_sequence:
+        ext = info.files[0].suffix.lower()
+        if output_depth(ext, depth) == depth and (ext in ALPHA_EXTENSIONS or not alpha):
+            return ext
+    return ".exr" if depth.startswith("float") else ".png"
+
+
+def _convert_alpha(alpha: np.ndarray, dtype: str) -> np.ndarray:
+    """An alpha channel of any stored type as ``dtype`` (integer alphas scaled to the full range)."""
+    scale = {"uint8": 255.0, "uint16": 65535.0}.get(str(alpha.dtype), 1.0)
+    a = alpha.astype(np.float32) / np.float32(scale)
+    if dtype in ("uint8", "uint16"):
+        top = 255.0 if dtype == "uint8" else 65535.0
+        return np.clip(np.rint(a * top), 0, top).astype(dtype)
+    return a.astype(dtype)
+
+
+def _plate_format(info: media.MediaInfo, sel: range) -> tuple[str, bool]:
+    """(pixel type, has alpha) of the plate: uint8 without alpha for video (decoded as 8-bit RGB);
+    for a sequence, its first selected file's (EXR half stays half)."""
+    if not info.is_sequence:
+        return "uint8", False
+    rgb, alpha = media.read_plate(info.files[sel.start])
+    return ("uint8" if info.dtype == "uint8" else str(rgb.dtype)), alpha is not None
 
 
 def _inputs(input_path: Path, info: media.MediaInfo, keys_dir: Path | None = None) -> Inputs:

@@ -243,9 +243,13 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
                      patchmatch_iters=cfg.patchmatch_iters, uniformity=cfg.uniformity,
                      stop_threshold=cfg.stop_threshold, init_nnf=init, target_mask=region,
                      seed=cfg.seed * 1_000_003 + index, threads=threads)
-    new_state = PassState(index, res.image, np.ascontiguousarray(res.nnf, dtype=np.int32), positions)
+    image = res.image
+    if region is not None:  # outside its region the candidate holds the plate: blends and the
+        # temporal guide then never see the synthesis's zeros there
+        image = np.where(region[:, :, None] > 0, image, frame.astype(image.dtype))
+    new_state = PassState(index, image, np.ascontiguousarray(res.nnf, dtype=np.int32), positions)
     t2 = time.thread_time()
-    return Step(index, res.image, res.error, new_state, {"guides": t1 - t0, "synthesis": t2 - t1})
+    return Step(index, image, res.error, new_state, {"guides": t1 - t0, "synthesis": t2 - t1})
 
 
 def propagate_pass(key: KeyFrame, indices: list[int], source: FrameSource, cfg: PropagationConfig,

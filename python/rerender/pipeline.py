@@ -53,7 +53,7 @@ def propagate(input: str | os.PathLike, keys: str | os.PathLike, output: str | o
     by zero-based absolute frame index (``0000.png``, ``0010.png`` ...). ``output``: a video path (the
     input's fps and sound carried over) or a folder receiving ``NNNN.png`` for every selected frame.
     ``job_options``: any :class:`JobConfig` field (``frames="10:50"``, ``size=512``, ``flow``,
-    ``work_dir``, ``audio``). Rerunning with the same work directory resumes and reuses what is still
+    ``work_dir``, ``audio``, ``matte``, ``matte_feather``, ``alpha``, ``ocio``, ``colorspace``). Rerunning with the same work directory resumes and reuses what is still
     valid. ``on_step(stage, frame)`` is called after every stored frame (from worker threads too);
     raising from it stops the job, which can be resumed later. ``cuts``: shot cuts (first frames of
     later shots) or ``"auto"`` to detect them: nothing is propagated across a cut.
@@ -92,7 +92,7 @@ def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_o
         pass
     job.decode(progress)
     wd = job.wd
-    plan = plan_keys(config.key_frames, job.frames, interval=config.interval, frame=wd.frame,
+    plan = plan_keys(config.key_frames, job.frames, interval=config.interval, frame=wd.frame8,
                      flow=wd.flow_cache.get, spacing=config.key_spacing)
     check_shots_have_keys(plan, job.frames, "--key-frames")
     progress.log(plan.describe())
@@ -108,8 +108,8 @@ def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_o
     total = StageResult(keys=[], rendered=[], skipped=[])
     seconds = 0.0
     for chain in chains[:1] if first_only else chains:
-        res = render_keys(wd.frame, chain, wd.keys, config, flow=wd.flow_cache.get, progress=progress,
-                          first_only=first_only, components=components)
+        res = render_keys(wd.frame8, chain, wd.keys, config, flow=wd.flow_cache.get, progress=progress,
+                          first_only=first_only, components=components, matte=wd.matte if wd.matted else None)
         total.keys += res.keys
         total.rendered += res.rendered
         total.skipped += res.skipped

@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import config as _config
 from . import media
 from .errors import JobError
-from .files import array_digest, copy_if_changed, digest
+from .files import array_digest, digest, frame_name
 from .job import Job, StepHook
 from .passes import PropagationConfig
 from .progress import Progress
@@ -94,14 +96,20 @@ def copy_keys(job: Job, keys_dir: Path, progress: Progress) -> dict[int, str]:
     wd.keys.mkdir(parents=True, exist_ok=True)
     digests = {}
     for idx, path in in_range.items():
-        img = media.read_image(path)
+        img = _key_image(job, path)
         kh, kw = img.shape[:2]
         # compare with the source's aspect ratio: the working size is rounded to multiples of 8
         if abs(kw * info.height - kh * info.width) > 0.01 * kh * info.width:
             raise JobError(f"{path}: key frame is {kw}x{kh}, which does not have the aspect ratio of the "
                            f"video frames ({info.width}x{info.height}; working size {w}x{h})")
-        img = media.resize_to(img, (h, w))
-        media.write_png_if_changed(wd.key_path(idx), img)
+        img = np.ascontiguousarray(media.resize_to(img, (h, w)))
+        target = wd.keys / f"{frame_name(idx)}{'.png' if img.dtype == np.uint8 else '.exr'}"
+        if not same_folder:  # one file per key: a repainted key may change depth
+            for old in wd.keys.glob(f"{frame_name(idx)}.*"):
+                if old != target and old.suffix in (".png", ".exr"):
+                    old.unlink()
+        if not (same_folder and target == path):
+            wd.write_working(target, img)
         digests[idx] = array_digest(img)
     if not same_folder:  # keys removed from --keys since the last run must not linger
         for idx, path in media.list_indexed_images(wd.keys).items():
@@ -110,13 +118,23 @@ def copy_keys(job: Job, keys_dir: Path, progress: Progress) -> dict[int, str]:
     return digests
 
 
+def _key_image(job: Job, path: Path) -> np.ndarray:
+    """A key frame in the job's working format: 8-bit keys stay uint8 (also in a deep job, where
+    they are exact as they are); a 16-bit or float key of a deep job keeps its depth."""
+    if not job.wd.deep:
+        return media.read_image(path)
+    rgb, _ = media.read_plate(path)
+    return rgb if rgb.dtype == np.uint8 else media.to_working(rgb, job.colour)
+
+
 def segment_fingerprints(segments, key_digests: dict[int, str], flow_fp: str,
-                         cfg: PropagationConfig) -> dict[str, Fingerprints]:
+                         cfg: PropagationConfig, matte_fp: str | None = None) -> dict[str, Fingerprints]:
     synth_cfg = cfg.synthesis_fingerprint()
     out = {}
     for seg in segments:
         synth = digest({"flow": flow_fp, "cfg": synth_cfg, "a": seg.a, "b": seg.b, "frames": seg.frames,
-                        "ka": key_digests.get(seg.a), "kb": key_digests.get(seg.b)})
+                        "ka": key_digests.get(seg.a), "kb": key_digests.get(seg.b),
+                        **({"matte": matte_fp} if matte_fp else {})})
         out[seg.name] = Fingerprints(synth, digest({"synth": synth, "blend": cfg.blend_fingerprint()}))
     return out
 
@@ -141,15 +159,16 @@ def run_propagation(job: Job, keys: str | Path, output: str | Path, cfg: Propaga
     timer.add("flow", time.thread_time() - t0)
 
     key_list = sorted(key_digests)
+    wd.out.mkdir(parents=True, exist_ok=True)
     for k in key_list:  # key frames are output as they are
-        copy_if_changed(wd.key_path(k), wd.out_path(k))
+        wd.write_out(k, wd.key(k))
     if cuts == "auto":
         from .keyselect import detect_cuts
 
-        cuts = detect_cuts(job.frames, wd.frame, wd.flow)
+        cuts = detect_cuts(job.frames, wd.frame8, wd.flow)
         progress.log("shot cuts before frames: " + (", ".join(map(str, cuts)) if cuts else "none found"))
     segments = plan_segments(key_list, job.frames.start, job.frames.stop, list(cuts or ()))
-    summary = propagate_segments(wd, segments, segment_fingerprints(segments, key_digests, flow_fp, cfg), cfg,
+    summary = propagate_segments(wd, segments, segment_fingerprints(segments, key_digests, flow_fp, cfg, job.matte_fingerprint()), cfg,
                                  progress, on_step, timer)
     result.synthesized, result.blended = summary.synthesized, summary.blended
     result.segments_recomputed = summary.recomputed

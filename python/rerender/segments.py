@@ -169,9 +169,9 @@ def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, ord
         ctx.propagate_bar.update(done)
     if done == len(order):
         return
-    from .media import read_image
-
-    key = KeyFrame(key_index, read_image(ctx.wd.key_path(key_index)), ctx.wd.frame(key_index))
+    wd = ctx.wd
+    key = KeyFrame(key_index, wd.key(key_index).astype(wd.frame(key_index).dtype), wd.frame(key_index),
+                   matte=wd.matte(key_index))
     nnf_type = np.int16 if max(key.style.shape) < 32768 else np.int32
     for s in propagate_pass(key, order[done:], ctx.wd, ctx.cfg, state=state, threads=ctx.threads):
         ctx.check()
@@ -202,7 +202,7 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
         direction = "fwd" if seg.b is None else "bwd"
         for i in seg.frames:
             z = load_npz(seg_dir / direction / f"{frame_name(i)}.npz")
-            write_png_if_changed(wd.out_path(i), z["image"])
+            wd.write_out(i, z["image"])
             ctx.blend_bar.update()
             ctx.stepped("blend", i)
     else:
@@ -217,7 +217,7 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
             out = blend_candidates(za["image"], zb["image"], mask, poisson=cfg.poisson,
                                    poisson_lambda=cfg.poisson_lambda)
             write_png_if_changed(seg_dir / "masks" / f"{frame_name(i)}.png", mask * np.uint8(255))
-            write_png_if_changed(wd.out_path(i), out)
+            wd.write_out(i, out)
             ctx.blend_bar.update()
             ctx.stepped("blend", i)
     ctx.timer.add("blending", time.thread_time() - t0)

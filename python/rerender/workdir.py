@@ -5,11 +5,13 @@ Layout (every file is written atomically, see :mod:`rerender.files`)::
     WORK/.rerender-workdir        marker: written when rerender creates (or adopts an empty) folder
     WORK/.lock                    held while a job runs: {"pid", "host", "started"}
     WORK/manifest.json            fingerprints of inputs and options, stage stamps
-    WORK/frames/NNNN.png          decoded input frames at the working size (NNNN = input index)
+    WORK/frames/NNNN.png          decoded input frames at the working size (NNNN = input index);
+                                  NNNN.exr (float32, 0..255 working scale) for 16-bit and float plates
+    WORK/mattes/NNNN.png          the matte at the working size (with --matte)
     WORK/flow/METHOD/I_J.npy      flows of consecutive frames (rerender.flow.FlowCache)
-    WORK/keys/NNNN.png            key frames at the working size
+    WORK/keys/NNNN.png            key frames at the working size (NNNN.exr: a key painted at high depth)
     WORK/segments/A-B/            per-segment candidates, error maps and selection masks
-    WORK/out/NNNN.png             final frames
+    WORK/out/NNNN.png             final frames in the working format (.exr like frames/)
 
 Rerender deletes only what it can prove it wrote: it clears its own sub-folders only inside a
 folder that carries the marker, and it refuses a folder that is not empty and has no marker (a
@@ -37,7 +39,7 @@ from .files import frame_name, read_json, remove_stale_temporaries, write_json
 MANIFEST_VERSION = 1
 MARKER = ".rerender-workdir"
 LOCK = ".lock"
-MANAGED = ("frames", "flow", "keys", "segments", "out")
+MANAGED = ("frames", "mattes", "flow", "keys", "segments", "out")
 
 _held: dict[str, int] = {}  # real path -> nesting depth of this process's lock
 _held_lock = threading.Lock()
@@ -46,10 +48,17 @@ _held_lock = threading.Lock()
 class WorkDir:
     """Paths, manifest and readers of a job's work directory (see the module docstring)."""
 
-    def __init__(self, root: str | os.PathLike, flow_method: str = "dis"):
+    def __init__(self, root: str | os.PathLike, flow_method: str = "dis", *, deep: bool = False,
+                 matted: bool = False):
         self.root = Path(root)
         self.flow_method = flow_method
+        # deep: frames of a 16-bit or float plate, kept as float32 on the native core's 0..255 scale
+        # (EXR) so that nothing is quantised to 8 bits between decoding and the output
+        self.deep = deep
+        self.matted = matted
+        self.ext = ".exr" if deep else ".png"
         self.frames = self.root / "frames"
+        self.mattes = self.root / "mattes"
         self.flow_dir = self.root / "flow"
         self.keys = self.root / "keys"
         self.segments = self.root / "segments"
@@ -142,18 +151,67 @@ class WorkDir:
     # -------------------------------------------------------------------------------- contents
 
     def frame_path(self, i: int) -> Path:
-        return self.frames / f"{frame_name(i)}.png"
+        return self.frames / f"{frame_name(i)}{self.ext}"
 
     def key_path(self, i: int) -> Path:
-        return self.keys / f"{frame_name(i)}.png"
+        """Key frame i: ``NNNN.png`` (8-bit, e.g. rendered by diffusion) or, when only that exists,
+        ``NNNN.exr`` (a key painted at high depth, in the working format)."""
+        png = self.keys / f"{frame_name(i)}.png"
+        exr = png.with_suffix(".exr")
+        return exr if self.deep and not png.exists() and exr.exists() else png
 
     def out_path(self, i: int) -> Path:
-        return self.out / f"{frame_name(i)}.png"
+        return self.out / f"{frame_name(i)}{self.ext}"
+
+    def matte_path(self, i: int) -> Path:
+        return self.mattes / f"{frame_name(i)}.png"
 
     def frame(self, i: int) -> np.ndarray:
-        from .media import read_image
+        """Input frame i in the working format: uint8 RGB, or float32 (0..255) for a deep job."""
+        return self._working(self.frame_path(i))
 
-        return read_image(self.frame_path(i))
+    def frame8(self, i: int) -> np.ndarray:
+        """Input frame i as uint8 RGB (what diffusion and shot detection see)."""
+        return self.to8(self.frame(i))
+
+    def key(self, i: int) -> np.ndarray:
+        """Key frame i in the working format."""
+        return self._working(self.key_path(i))
+
+    def out_frame(self, i: int) -> np.ndarray:
+        return self._working(self.out_path(i))
+
+    def matte(self, i: int) -> np.ndarray | None:
+        """The matte of frame i (uint8, 255 = restyle) when the job has one, else None."""
+        if not self.matted:
+            return None
+        from .media import read_grey
+
+        return read_grey(self.matte_path(i))
+
+    def write_out(self, i: int, img: np.ndarray) -> None:
+        """Final frame i in the working format (a PNG whose bytes are unchanged is left alone)."""
+        self.write_working(self.out_path(i), img)
+
+    def write_working(self, path: Path, img: np.ndarray) -> None:
+        from .media import write_image, write_png_if_changed
+
+        if path.suffix == ".png":
+            write_png_if_changed(path, self.to8(img))
+        else:
+            write_image(path, np.ascontiguousarray(img, dtype=np.float32), if_changed=True)
+
+    def _working(self, path: Path) -> np.ndarray:
+        from .media import read_image, read_plate
+
+        if not self.deep:
+            return read_image(path)
+        rgb = read_plate(path)[0]
+        return rgb.astype(np.float32) if rgb.dtype != np.float32 else rgb
+
+    @staticmethod
+    def to8(img: np.ndarray) -> np.ndarray:
+        return img if img.dtype == np.uint8 else np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     @property
     def flow_cache(self):

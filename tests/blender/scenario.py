@@ -60,6 +60,10 @@ def build_scene(cfg):
     settings.keys_dir = cfg.get("keys", "")
     settings.size = cfg.get("size", 0)
     settings.output_dir = cfg.get("output_dir", "")
+    if cfg.get("matte_image"):  # a single-image strip as the matte, above everything else
+        strips.new_image("matte", cfg["matte_image"], channel=6, frame_start=1)
+        settings.matte_strip = "matte"
+        settings.matte_feather = cfg.get("matte_feather", 0.0)
     return scene, ed, src
 
 
@@ -151,6 +155,11 @@ class RecordingLayout:
 
     def prop(self, data, name, **kw):
         assert name in data.bl_rna.properties, f"no property {name!r} on {data}"
+        self.log.append(("prop", name))
+
+    def prop_search(self, data, name, search_data, search_name, **kw):
+        assert name in data.bl_rna.properties, f"no property {name!r} on {data}"
+        assert hasattr(search_data, search_name), f"no collection {search_name!r} on {search_data}"
         self.log.append(("prop", name))
 
     def label(self, text="", icon="NONE"):

@@ -61,13 +61,27 @@ def add_job_options(p: argparse.ArgumentParser, *, output_required: bool = True)
                    help="optical flow: OpenCV DIS (fast, default) or DeepFlow (slower, more accurate)")
     p.add_argument("--no-audio", dest="audio", action="store_false", default=None,
                    help="do not carry the input's sound into a video output")
+    p.add_argument("--matte", metavar="PATH", default=None,
+                   help="restyle only inside this matte (video, image sequence or single image; white = restyle; "
+                        "alpha if it has one, else luminance); the rest stays the plate's, exactly")
+    p.add_argument("--matte-feather", type=float, metavar="PX", default=None,
+                   help="soft edge of the matte when compositing over the plate, in pixels (default 0)")
+    p.add_argument("--alpha", action="store_true", default=None,
+                   help="write RGBA frames with the matte as alpha instead of compositing over the plate "
+                        "(straight alpha in PNG/TIFF, premultiplied in EXR)")
+    p.add_argument("--ocio", metavar="CONFIG", default=None,
+                   help="OpenColorIO config (file or ocio:// URI; default $OCIO) for the plate's colour space; "
+                        "without one, float plates (EXR) are scene-linear Rec.709 seen through the sRGB curve")
+    p.add_argument("--colorspace", metavar="NAME", default=None,
+                   help="the plate's colour space in the OCIO config (default: its scene_linear role)")
     p.add_argument("--config", metavar="FILE", default=None,
                    help="YAML/JSON option file, flat or in sections job:, keyframes:, propagation:; "
                         "command-line flags override it")
 
 
 def job_overrides(args) -> dict[str, Any]:
-    return {k: getattr(args, k, None) for k in ("frames", "size", "flow", "work_dir", "audio")}
+    return {k: getattr(args, k, None) for k in ("frames", "size", "flow", "work_dir", "audio", "matte",
+                                                 "matte_feather", "alpha", "ocio", "colorspace")}
 
 
 def load_configs(args, stages: tuple[str, ...], stage_overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:

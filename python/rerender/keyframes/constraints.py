@@ -48,6 +48,17 @@ def occlusion_to_latent(mask: np.ndarray | torch.Tensor, dilate: int = 9, smooth
     return F.max_pool2d(m, factor).to(dtype)
 
 
+def matte_to_latent(matte: np.ndarray, factor: int = 8, device=None, dtype=torch.float32) -> torch.Tensor:
+    """A matte (uint8 H x W, > 0 = restyle) -> 1 x 1 x H/f x W/f, 1 where any pixel of the latent cell
+    is restyled: the cells along the edge are generated, and the pixel composite over the plate
+    draws the exact edge."""
+    m = torch.as_tensor(np.asarray(matte) > 0, dtype=torch.float32, device=device)
+    h, w = m.shape
+    if h % factor or w % factor:
+        raise ValueError(f"matte: {h}x{w} is not a multiple of {factor}")
+    return F.max_pool2d(m[None, None], factor).to(dtype)
+
+
 def soften_mask(m: torch.Tensor, dilate: int) -> torch.Tensor:
     """Dilate a B x 1 x H x W mask and feather its edge outward (values stay 1 inside the original)."""
     grown = F.max_pool2d(m, dilate, 1, dilate // 2)

@@ -245,11 +245,14 @@ class KeyframeSampler:
               refs: list[dict], record: FrameMemory | None = None, keep_anchor: bool = False,
               shape: tuple | None = None, adain_ref: FrameMemory | None = None,
               pixel: tuple | None = None, hook: Callable | None = None, start: int = 0,
-              snapshot: int | None = None, emb: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+              snapshot: int | None = None, emb: torch.Tensor | None = None,
+              keep: tuple | None = None) -> tuple[torch.Tensor, dict]:
         """DDIM from ``x`` (the input of step ``start``) over ``timesteps[start:]``. ``shape`` = (anchor
         memory, latent flow, latent occlusion); ``pixel`` = (E* latent, weight, generator); ``snapshot``:
         keep the input of that step in ``trace["snapshot"]``; ``emb``: text embeddings (default: the
-        config's prompts). Returns the final latent and the trace."""
+        config's prompts); ``keep`` = (E(input), noise, latent matte): masked SDEdit, outside the
+        matte every step's result is replaced by the input's latent noised to the next timestep.
+        Returns the final latent and the trace."""
         trace: dict = {"shape": [], "adain": [], "pixel": [], "cross": [], "control": []}
         emb = emb if emb is not None else self.embeddings()
         try:
@@ -290,6 +293,9 @@ class KeyframeSampler:
                     ref = a_prev ** 0.5 * target + (1.0 - a_prev) ** 0.5 * z
                     x = constraints.pixel_fusion(x, direction, ref, weight, self.cfg.fusion_detail)
                     trace["pixel"].append(k)
+                if keep is not None:
+                    source, z, m = keep
+                    x = m * x + (1.0 - m) * (a_prev ** 0.5 * source + (1.0 - a_prev) ** 0.5 * z)
                 if hook is not None:
                     hook(k, t, x)
         finally:
@@ -376,13 +382,15 @@ class KeyframeSampler:
     def render(self, frame: np.ndarray, conditions: list[np.ndarray], anchor: FrameMemory | None = None,
                prev: FrameMemory | None = None, geometry: Geometry | None = None,
                keep_memory: bool = True, prompts: tuple[str, str] | None = None,
-               init_latent: torch.Tensor | None = None, origin: FrameMemory | None = None) -> KeyResult:
+               init_latent: torch.Tensor | None = None, origin: FrameMemory | None = None,
+               matte: np.ndarray | None = None) -> KeyResult:
         """Render one key frame. The anchor itself: ``anchor=None``. Later keys: the anchor's and the
         previous key's memories and the ``geometry`` (flows / occlusions) to them. ``prompts``:
         (positive, negative) for this key (default: the config's prompts). ``init_latent``: the start
         latent x_T (e.g. from :meth:`invert`; default: SDEdit). ``origin``: the shot's first key when
         ``anchor`` is a newer segment anchor: attention then reads [origin; anchor; previous], AdaIN
-        follows the origin, and the fusions use the (nearer) anchor."""
+        follows the origin, and the fusions use the (nearer) anchor. ``matte``: uint8 H x W, 255 =
+        restyle; outside it the latent follows the input's (masked SDEdit)."""
         self._check_frame(frame)
         if self.attn_layers:
             attention.verify_installed(self.c.unet, self.attn_layers)
@@ -395,11 +403,17 @@ class KeyframeSampler:
         x_T = init_latent.to(dev, dt) if init_latent is not None else self.initial_latent(frame, latent)
         if tuple(x_T.shape) != tuple(latent.shape):
             raise ValueError(f"init_latent: shape {tuple(x_T.shape)} does not match the frame's latent {tuple(latent.shape)}")
+        keep = None
+        if matte is not None:
+            if matte.shape != frame.shape[:2]:
+                raise ValueError(f"matte: expected shape {frame.shape[:2]}, got {matte.shape}")
+            keep = (latent, self.noise(tuple(latent.shape)).to(dev, dt),
+                    constraints.matte_to_latent(matte, encoder.vae_factor(c.vae), dev, dt))
         is_anchor = anchor is None
         memory = FrameMemory(image=np.zeros(0, np.uint8)) if keep_memory else None
         if is_anchor:
             x, trace = self._loop(x_T, self.timesteps, conds, refs=[], record=memory, keep_anchor=keep_memory,
-                                  emb=emb)
+                                  emb=emb, keep=keep)
             out = encoder.to_image(encoder.decode(c.vae, x))
             if memory is not None:
                 memory.image = out
@@ -431,7 +445,7 @@ class KeyframeSampler:
             start = self.windows["pixel"].start
             x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, refs=refs, record=memory, shape=shape,
                                               adain_ref=adain_ref, snapshot=start, emb=emb,
-                                              keep_anchor=keep_memory)
+                                              keep_anchor=keep_memory, keep=keep)
             x_start = rough_trace["snapshot"]
             rough = encoder.decode(c.vae, x_rough).clamp(-1, 1)
             rough_img = encoder.to_image(rough)
@@ -441,7 +455,8 @@ class KeyframeSampler:
             pixel = (target, weight, torch.Generator("cpu").manual_seed(cfg.seed + 1))
         # every key keeps its x0 / statistics too: any key can become a segment anchor (re-anchoring)
         x, trace = self._loop(x_start, self.timesteps, conds, refs=refs, record=memory, shape=shape,
-                              adain_ref=adain_ref, pixel=pixel, start=start, emb=emb, keep_anchor=keep_memory)
+                              adain_ref=adain_ref, pixel=pixel, start=start, emb=emb, keep_anchor=keep_memory,
+                              keep=keep)
         if start:
             for name in ("shape", "adain", "cross", "control"):
                 trace[name] = [k for k in rough_trace[name] if k < start] + trace[name]

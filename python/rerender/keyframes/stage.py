@@ -147,14 +147,16 @@ def load_components(cfg: KeyframeConfig):
 def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_dir: str | os.PathLike,
                 cfg: KeyframeConfig, *, flow: FlowFn | None = None, occlusion: Callable | None = None,
                 components=None, progress=None, first_only: bool = False,
-                flow_dir: str | os.PathLike | None = None) -> StageResult:
+                flow_dir: str | os.PathLike | None = None,
+                matte: Callable[[int], np.ndarray] | None = None) -> StageResult:
     """Render the key frames ``keys`` (absolute indices, anchor first) into ``keys_dir/NNNN.png``.
 
     ``frames(i)`` returns input frame i (uint8 RGB at the working size). ``flow(a, b)`` returns
     flow_{a->b} (e.g. ``rerender.flow.FlowCache.get``); with ``cfg.raft_weights`` the fusions use RAFT
     flows instead, cached in ``flow_dir`` (default: ``keys_dir``'s parent's ``flow``, i.e. WORK/flow).
     ``occlusion(f_ab, f_ba)`` defaults to ``rerender.occlusion``. ``components``: preloaded
-    :class:`models.Components` (else loaded from cfg).
+    :class:`models.Components` (else loaded from cfg). ``matte(i)``: uint8 H x W (255 = restyle) or
+    None; keys then change only inside it (masked SDEdit, then composited over the input).
     """
     import time
 
@@ -183,9 +185,11 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
 
     # fingerprints chain over the previous key: a key is valid only if everything before it is
     inputs = {i: frames(i) for i in keys}
+    mattes = {i: matte(i) for i in keys} if matte is not None else {}
     fps, prev_fp = {}, "anchor"
     for i in keys:
-        fps[i] = _chain(cfg_fp, _digest(inputs[i]), prev_fp if i != keys[0] else "anchor")
+        fps[i] = _chain(cfg_fp, _digest(inputs[i]), prev_fp if i != keys[0] else "anchor",
+                        *([_digest(mattes[i])] if mattes else []))
         prev_fp = fps[i]
     done = [i for i in keys if manifest.get(_name(i)) == fps[i] and (keys_dir / f"{_name(i)}.png").is_file()]
     first_todo = next((n for n, i in enumerate(keys) if i not in done), len(keys))
@@ -292,13 +296,19 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
             prompts = cfg.prompts_for(i)
             init = start_latent(i, frame, conds)
             if n == 0:
-                res = sampler.render(frame, conds, keep_memory=need_memory, prompts=prompts, init_latent=init)
+                res = sampler.render(frame, conds, keep_memory=need_memory, prompts=prompts, init_latent=init,
+                                     matte=mattes.get(i))
             else:
                 a = keys[cfg.segment_anchor(n)]
                 res = sampler.render(frame, conds, memories[a], memories[keys[n - 1]], geometry(i, a, keys[n - 1]),
                                      keep_memory=need_memory, prompts=prompts, init_latent=init,
-                                     origin=memories[keys[0]])
-            write_image(keys_dir / f"{_name(i)}.png", res.image)
+                                     origin=memories[keys[0]], matte=mattes.get(i))
+            image = res.image
+            if i in mattes:  # outside the matte the key is the input's, exactly
+                from rerender.matte import composite
+
+                image = composite(res.image, inputs[i], mattes[i].astype(np.float32) / 255.0)
+            write_image(keys_dir / f"{_name(i)}.png", image)
             manifest[_name(i)] = fps[i]
             tmp = manifest_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))

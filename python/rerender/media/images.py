@@ -1,12 +1,14 @@
-"""Still images: decoding any depth to the pipeline's frame format, encoding, sizing.
+"""Still images: decoding at any depth, the working format, encoding, sizing.
 
-Everything the pipeline processes is a uint8 RGB frame (H x W x 3, C-contiguous). Inputs with
-more precision are converted on read:
+Two ways to read an image:
 
-* 16-bit images (PNG, TIFF): ``round(v / 257)`` -- the exact linear map of 0..65535 onto 0..255.
-* float images (EXR, HDR, float TIFF): treated as scene-linear RGB, encoded with the sRGB transfer
-  curve and clipped to [0, 1] before quantising (the usual "view" of a linear render).
-* grey images become RGB; an alpha channel is dropped.
+* :func:`read_image`: uint8 RGB (H x W x 3) -- what diffusion, key frames and 8-bit plates use.
+  16-bit: ``round(v / 257)``, the exact linear map of 0..65535 onto 0..255; float (EXR, HDR, float
+  TIFF): scene-linear, sRGB-encoded and clipped; grey becomes RGB; alpha is dropped.
+* :func:`read_plate`: the source's own precision and its alpha. :func:`to_working` turns it into
+  the job's *working format*: uint8 stays uint8; 16-bit and float plates become float32 on the
+  0..255 scale the native core uses (float plates through :mod:`rerender.colour` to a
+  display-referred space); :func:`from_working` returns to any output depth.
 
 Paths may contain spaces and any Unicode: images are read with ``np.fromfile`` + ``cv2.imdecode``
 and written with ``cv2.imencode`` because ``cv2.imread`` cannot open non-ASCII paths on every
@@ -24,7 +26,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..errors import MediaError  # noqa: E402
-from ..files import atomic_path, atomic_write_bytes  # noqa: E402
+from ..files import atomic_write_bytes, write_bytes_if_changed  # noqa: E402
 from .sequences import IMAGE_EXTENSIONS  # noqa: E402
 
 # Bounds of the working size: 8K plates fit; beyond, one frame's synthesis would need tens of GB.
@@ -150,6 +152,16 @@ def read_plate(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     return np.ascontiguousarray(rgb), (None if alpha is None else np.ascontiguousarray(alpha))
 
 
+def read_grey(path: str | os.PathLike) -> np.ndarray:
+    """A single-channel 8-bit image (a matte written by the job) as uint8 H x W."""
+    p = Path(path)
+    data = np.fromfile(p, dtype=np.uint8) if p.is_file() else np.zeros(0, np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    if img is None:
+        raise MediaError(f"{p}: cannot read the image (missing, corrupt or empty)")
+    return img
+
+
 def to_working(rgb: np.ndarray, colour=None) -> np.ndarray:
     """Source pixels -> the working format: uint8 stays uint8 (the 8-bit pipeline); uint16 and
     float become float32 on the 0..255 scale of the native core (16-bit: ``v / 257``, exact;
@@ -204,11 +216,13 @@ def check_writable(path: str | os.PathLike, dtype: str = "uint8") -> None:
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None,
-                fsync: bool = False) -> None:
+                fsync: bool = False, if_changed: bool = False) -> bool:
     """Write an RGB image atomically, at its own depth: uint8 (PNG lossless, JPEG quality 95, ...),
     uint16 (PNG, TIFF), float16/float32 (EXR half/float, ZIP-compressed; float32 TIFF). ``alpha``
     (H x W, same dtype) adds a fourth channel, stored as given (straight for PNG/TIFF, premultiplied
-    for EXR: the caller converts). Parent folders are created; ``fsync``: flushed to disk first."""
+    for EXR: the caller converts). Parent folders are created; ``fsync``: flushed to disk first;
+    ``if_changed``: a file that already holds these bytes is left alone (a resumed job keeps
+    finished files and their timestamps). Returns whether the file was written."""
     p = Path(path)
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
         raise ValueError(f"rgb: expected an H x W x 3 array, got {getattr(rgb, 'dtype', type(rgb).__name__)} "
@@ -217,28 +231,37 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray |
         raise ValueError(f"alpha: expected {rgb.dtype} {rgb.shape[:2]}, got {alpha.dtype} {alpha.shape}")
     check_writable(p, str(rgb.dtype))
     img = rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
-    if p.suffix.lower() == ".exr":
-        _write_exr(p, img, fsync)
-        return
-    bgr = img[:, :, [2, 1, 0] + ([3] if alpha is not None else [])]
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if p.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(p.suffix.lower(), np.ascontiguousarray(bgr), params)
+    data = _encode_exr(p, img) if p.suffix.lower() == ".exr" else _encode(p, img)
+    if if_changed:
+        return write_bytes_if_changed(p, data, fsync=fsync)
+    atomic_write_bytes(p, data, fsync=fsync)
+    return True
+
+
+def _encode(path: Path, img: np.ndarray) -> bytes:
+    bgr = img[:, :, [2, 1, 0] + ([3] if img.shape[2] == 4 else [])]
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix.lower(), np.ascontiguousarray(bgr), params)
     if not ok:
-        raise MediaError(f"{p}: image encoding failed")
-    with atomic_path(p, fsync=fsync) as tmp:
-        buf.tofile(tmp)
+        raise MediaError(f"{path}: image encoding failed")
+    return buf.tobytes()
 
 
-def _write_exr(path: Path, img: np.ndarray, fsync: bool) -> None:
+def _encode_exr(path: Path, img: np.ndarray) -> bytes:
     try:
         import OpenEXR
     except ImportError:
         raise MediaError(f"{path}: writing EXR needs the 'openexr' package") from None
+    import tempfile
+
     name = "RGBA" if img.shape[2] == 4 else "RGB"
-    with atomic_path(path, fsync=fsync) as tmp:
-        header = {"type": OpenEXR.scanlineimage, "compression": OpenEXR.ZIP_COMPRESSION}
+    header = {"type": OpenEXR.scanlineimage, "compression": OpenEXR.ZIP_COMPRESSION}
+    with tempfile.TemporaryDirectory(prefix="rerender-exr-") as d:  # the bindings write files only
+        tmp = os.path.join(d, "image.exr")
         with OpenEXR.File(header, {name: np.ascontiguousarray(img)}) as f:
-            f.write(os.fspath(tmp))
+            f.write(tmp)
+        with open(tmp, "rb") as f:
+            return f.read()
 
 
 def encode_png(img: np.ndarray, compression: int = 1) -> bytes:
@@ -251,18 +274,8 @@ def encode_png(img: np.ndarray, compression: int = 1) -> bytes:
 
 
 def write_png_if_changed(path: str | os.PathLike, img: np.ndarray) -> bool:
-    """Write ``img`` as PNG unless ``path`` already holds exactly these bytes; True when written
-    (a resumed job leaves finished files, and their timestamps, alone)."""
-    data = encode_png(img)
-    p = Path(path)
-    try:
-        if p.read_bytes() == data:
-            return False
-    except OSError:
-        pass
-    atomic_write_bytes(p, data)
-    return True
-
+    """Write ``img`` as PNG unless ``path`` already holds exactly these bytes; True when written."""
+    return write_bytes_if_changed(path, encode_png(img))
 
 
 def working_size(width: int, height: int, size: int | None) -> tuple[int, int]:
