@@ -275,7 +275,7 @@ class Job:
         they take their names. Frames are written at the plate's depth where the format allows
         (:func:`output_depth`), composited over the plate through the matte (or with it as alpha).
         Returns the files written."""
-        wd, sel, info = self.wd, self.frames, self.info
+        sel, info = self.frames, self.info
         if not media.is_video_path(output):
             ext = _default_extension(info, self.depth, alpha=self.cfg.alpha)
             targets = media.output_frame_paths(output, sel, info.numbering, extension=ext)
