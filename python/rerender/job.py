@@ -12,7 +12,8 @@ Work directory layout (every file is written atomically: temporary file + ``os.r
         stamp.json                fingerprints of what the segment was computed from
         fwd/NNNN.npz, bwd/NNNN.npz  candidate and patch-error map of each pass step
         fwd/state.npz, bwd/state.npz  NNF and positional map of the last step (while a pass runs)
-        masks/NNNN.png            temporal-aware selection masks (255 = candidate from key A)
+        masks/NNNN.png            blend weights of the candidate from key A (255 = only A; binary
+                                  for blend "select")
     WORK/out/NNNN.png             final frames
 
 A stage output is reused only when the fingerprints of everything it was computed from match, so a
@@ -41,7 +42,7 @@ from . import config as _config
 from . import io as rio
 from .progress import QUIET, Progress
 from .propagate import KeyFrame, PassState, PropagationConfig, propagate_pass
-from .temporal_blend import blend_candidates, distance_weights, next_selection_mask
+from .temporal_blend import blend_segment
 
 MANIFEST_VERSION = 1
 StepHook = Callable[[str, int], None]
@@ -465,17 +466,19 @@ def _blend_segment(wd: WorkDir, seg: Segment, seg_dir: Path, cfg: PropagationCon
             if on_step:
                 on_step("blend", i)
     else:
-        mask = None
         (seg_dir / "masks").mkdir(exist_ok=True)
-        for i in seg.frames:
+
+        def candidates(i: int):
             za = _load_step(seg_dir / "fwd" / f"{_name(i)}.npz")
             zb = _load_step(seg_dir / "bwd" / f"{_name(i)}.npz")
-            da, db = distance_weights(i, seg.a, seg.b)
-            mask = next_selection_mask(mask, wd.flow(i, i - 1) if mask is not None else None,
-                                       za["error"], zb["error"], da, db)
-            out = blend_candidates(za["image"], zb["image"], mask, poisson=cfg.poisson,
-                                   poisson_lambda=cfg.poisson_lambda)
-            _write_png_if_changed(seg_dir / "masks" / f"{_name(i)}.png", mask * np.uint8(255))
+            return za["image"], zb["image"], za["error"], zb["error"]
+
+        keys = [rio.read_image(wd.keys / f"{_name(k)}.png") for k in (seg.a, seg.b)]
+        for i, out, weight in blend_segment(seg.a, seg.b, *keys, candidates, wd.flow, method=cfg.blend,
+                                            smoothing=cfg.blend_smoothing, detail=cfg.blend_detail,
+                                            poisson=cfg.poisson, poisson_lambda=cfg.poisson_lambda,
+                                            scratch=seg_dir / "blend-scratch"):
+            _write_png_if_changed(seg_dir / "masks" / f"{_name(i)}.png", weight)
             _write_png_if_changed(wd.out_path(i), out)
             bar.update()
             if on_step:

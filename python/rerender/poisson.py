@@ -70,12 +70,14 @@ def poisson_blend(colour: np.ndarray, image_a: np.ndarray, image_b: np.ndarray, 
     """Gradient-domain blend: gradients of ``image_a`` where ``take_a`` else of ``image_b``, colours
     anchored to ``colour``. All uint8 H x W x C; returns uint8.
 
-    A gradient between two pixels is taken from candidate a only when both pixels chose a (and from b
-    only when both chose b; mixed pairs average), so no seam of the selection becomes a gradient.
+    ``take_a``: a selection mask (integer, non-zero = a) or float weights of a in [0, 1]; the gradient
+    between two pixels mixes the candidates' by the mean of the two pixels' weights, so a gradient is
+    taken from candidate a only when both pixels chose a and no seam of a selection becomes a gradient.
     """
     a = np.asarray(image_a, dtype=np.float32)
     b = np.asarray(image_b, dtype=np.float32)
-    m = (np.asarray(take_a) != 0).astype(np.float32)
+    m = np.asarray(take_a)
+    m = m.astype(np.float32) if m.dtype.kind == "f" else (m != 0).astype(np.float32)
     if m.ndim == 2:
         m = m[:, :, None]
     ax, ay = gradients(a)

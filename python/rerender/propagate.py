@@ -43,7 +43,12 @@ class PropagationConfig:
     seed: int = 0
     # optical flow backend
     flow: Literal["dis", "deepflow"] = "dis"
-    # blending
+    # blending (rerender.temporal_blend): "soft" = soft error weights + temporal filtering along the
+    # flow + detail restoration; "select" = the paper's selection mask + histogram-preserving blend;
+    # "linear" = weights by temporal distance. blend_smoothing / blend_detail tune "soft".
+    blend: Literal["soft", "select", "linear"] = "soft"
+    blend_smoothing: float = 0.5
+    blend_detail: float = 1.0
     poisson: bool = False
     poisson_lambda: float = 0.1
     # working resolution: short side in pixels (rounded to a multiple of 8); None = as the input
@@ -67,6 +72,12 @@ class PropagationConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.pyramid_levels is not None and self.pyramid_levels < 1:
             raise ValueError(f"pyramid_levels: must be >= 1 or null, got {self.pyramid_levels}")
+        if self.blend not in ("soft", "select", "linear"):
+            raise ValueError(f"blend: {self.blend!r} is not one of 'soft', 'select', 'linear'")
+        if not 0.0 <= self.blend_smoothing < 1.0:
+            raise ValueError(f"blend_smoothing: must be in [0, 1), got {self.blend_smoothing}")
+        if not 0.0 <= self.blend_detail <= 1.0:
+            raise ValueError(f"blend_detail: must be in [0, 1], got {self.blend_detail}")
         if self.poisson_lambda <= 0:
             raise ValueError(f"poisson_lambda: must be > 0, got {self.poisson_lambda}")
         if self.size is not None and self.size < 16:
@@ -82,7 +93,9 @@ class PropagationConfig:
         return {k: getattr(self, k) for k in keys}
 
     def blend_fingerprint(self) -> dict:
-        return {"poisson": self.poisson, "poisson_lambda": self.poisson_lambda}
+        """The options that change only the blending of stored candidates (a change re-blends)."""
+        keys = ("blend", "blend_smoothing", "blend_detail", "poisson", "poisson_lambda")
+        return {k: getattr(self, k) for k in keys}
 
     def parallelism(self, passes: int) -> tuple[int, int]:
         """(workers, native threads per synthesis) for ``passes`` passes to run.

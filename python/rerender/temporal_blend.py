@@ -1,17 +1,55 @@
 """Temporal-aware blending of the two candidates of a segment (METHOD.md section 3).
 
 For a segment between keys a < b, every frame i has a candidate propagated from a and one from b,
-each with its patch-error map. Blending:
+each with its patch-error map. Three methods (``PropagationConfig.blend``):
+
+``"soft"`` (default) — soft weights, temporal filtering along the flow, detail restoration:
+1. a soft weight per pixel from the two (lightly blurred) error maps, ``w_a = 1 / (1 + (E_a / E_b)^p)``
+   nudged by the temporal distances, whose change from frame to frame (carried along the flow) is
+   limited to ``WEIGHT_STEP``: no pixel switches between candidates, and the weights stay smooth;
+2. the linear mix ``C_i = w_a A_i + (1 - w_a) B_i``;
+3. a two-sided recursive filter along the flow, ``F_i = beta warp(F_{i-1}) + (1 - beta) C_i`` from key a
+   and ``G_i`` likewise from key b, output ``(F_i + G_i) / 2``. ``beta`` (``smoothing``) is reduced
+   where the flow is occluded and where the candidates agree, so identical candidates pass unchanged;
+   this averages the two candidates' independent flicker over neighbouring frames;
+4. detail restoration: averaging attenuates the fine band (texture the candidates do not share), so
+   the band ``x - blur(x)`` is rescaled to the local energy the candidates have, estimated from the
+   blend itself, which accounts for how correlated they are (the Heitz–Neyret normalisation
+   ``1 / sqrt(w_a^2 + w_b^2)`` assumes independent inputs and over-stretches correlated ones).
+
+``"select"`` — the paper's selection mask and histogram-preserving blend:
 1. selection mask: 1 where candidate a is kept. M_a = 1; for i = a+1 ... the previous mask is carried
    along the flow to frame i and cleared where the distance-weighted error prefers b. A pixel can thus
    only move from the earlier key to the later one, never back (no flicker between sources).
 2. the masked combination (min-error colours) is the histogram reference of a histogram-preserving
    blend of the two candidates (the native ``histogram_blend``), weighted by the mask.
-3. optionally, screened Poisson blending with the min-error gradients (:mod:`rerender.poisson`).
+
+``"linear"`` — ``w_a = (b - i) / (b - a)``, the blend EbSynth users apply by hand.
+
+Any of them may be followed by screened Poisson blending with the candidates' gradients mixed by the
+same weights (:mod:`rerender.poisson`).
+
+Measured on real footage (``benchmarks/bench_quality.py``): see README "Benchmarks".
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
 import numpy as np
+
+BLEND_METHODS = ("soft", "select", "linear")
+
+# "soft" constants (measured with benchmarks/bench_quality.py; see README "Benchmarks")
+ERROR_POWER = 0.5        # p in w_a = 1 / (1 + (E_a / E_b)^p): 1 = inverse-error weights, 0 = ignore errors
+DISTANCE_POWER = 0.25    # weight of the temporal-distance prior (1 = as strong as the linear blend's)
+ERROR_BLUR = 1.0         # sigma (px) of the blur of the error maps before comparing them
+WEIGHT_STEP = 0.2        # largest change of a pixel's weight from one frame to the next (along the flow)
+AGREEMENT = 4.0          # grey levels: candidates closer than this are not filtered over time
+DETAIL_SIGMA = 1.0       # the detail band is x - GaussianBlur(x, DETAIL_SIGMA)
+DETAIL_WINDOW = 3.0      # sigma (px) of the window in which band energies are compared
+DETAIL_MAX_GAIN = 3.0    # cap of the detail gain (a flat blend never gets amplified noise)
 
 
 def distance_weights(index: int, key_a: int, key_b: int) -> tuple[float, float]:
@@ -73,3 +111,287 @@ def blend_candidates(cand_a: np.ndarray, cand_b: np.ndarray, mask_a: np.ndarray,
 
         out = poisson_blend(out, cand_a, cand_b, m, poisson_lambda)
     return np.ascontiguousarray(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# "soft": building blocks
+
+
+def _check_image(img, name: str) -> None:
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim not in (2, 3):
+        raise ValueError(f"{name}: expected a uint8 H x W (x C) image, got "
+                         f"{getattr(img, 'dtype', type(img).__name__)} with shape {getattr(img, 'shape', None)}")
+
+
+def _check_pair(cand_a, cand_b) -> None:
+    _check_image(cand_a, "cand_a")
+    _check_image(cand_b, "cand_b")
+    if cand_a.shape != cand_b.shape:
+        raise ValueError(f"candidates: shapes {cand_a.shape} and {cand_b.shape} differ")
+
+
+def _check_weight(weight_a, hw: tuple[int, int]) -> np.ndarray:
+    w = np.asarray(weight_a)
+    if w.dtype.kind != "f":
+        raise ValueError(f"weight_a: expected a float H x W map, got dtype {w.dtype}")
+    if w.shape != hw:
+        raise ValueError(f"weight_a: shape {w.shape} does not match the candidates' {hw}")
+    if not np.all(np.isfinite(w)) or w.min(initial=0.0) < 0 or w.max(initial=0.0) > 1:
+        raise ValueError(f"weight_a: values must lie in [0, 1], got [{np.nanmin(w)}, {np.nanmax(w)}]")
+    return w.astype(np.float32, copy=False)
+
+
+def _check_errors(error_a, error_b) -> tuple[np.ndarray, np.ndarray]:
+    out = []
+    for name, e in (("error_a", error_a), ("error_b", error_b)):
+        e = np.asarray(e)
+        if e.ndim != 2 or e.dtype.kind != "f":
+            raise ValueError(f"{name}: expected a float H x W error map, got dtype {e.dtype} shape {e.shape}")
+        if not np.all(np.isfinite(e)) or e.min(initial=0.0) < 0:
+            raise ValueError(f"{name}: patch errors must be finite and >= 0")
+        out.append(e.astype(np.float32, copy=False))
+    if out[0].shape != out[1].shape:
+        raise ValueError(f"error maps: shapes {out[0].shape} and {out[1].shape} differ")
+    return out[0], out[1]
+
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def soft_weights(error_a: np.ndarray, error_b: np.ndarray, dist_a: float, dist_b: float) -> np.ndarray:
+    """Weight of candidate a per pixel (float32 H x W, strictly inside (0, 1)) from the patch errors
+    and the temporal distances to the two keys: ``logit w_a = ERROR_POWER log(E_b / E_a) +
+    DISTANCE_POWER log(dist_b / dist_a)`` on lightly blurred error maps.
+
+    The error maps already grow with the distance to their key (drift), so the distance prior is weak:
+    measured on real footage, inverse-error weights beat distance weights by 0.3-0.5 dB.
+    """
+    ea, eb = _check_errors(error_a, error_b)
+    if not (dist_a > 0 and dist_b > 0):
+        raise ValueError(f"distances: both must be > 0, got {dist_a} and {dist_b}")
+    ea, eb = _blur(ea, ERROR_BLUR), _blur(eb, ERROR_BLUR)
+    eps = 1e-3 * max(float(ea.mean()), float(eb.mean()), 1e-30)  # relative: errors come in the data's units
+    z = ERROR_POWER * (np.log(eb + eps) - np.log(ea + eps)) + DISTANCE_POWER * np.log(dist_b / dist_a)
+    return (1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
+
+
+_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def carry(image: np.ndarray, flow_to_other: np.ndarray, cubic: bool = True) -> np.ndarray:
+    """``image`` of a neighbouring frame moved onto this frame along the flow: ``out(x) = image(x +
+    flow(x))``, float32 (bicubic by default: repeated bilinear resampling would blur a recursion)."""
+    h, w = flow_to_other.shape[:2]
+    if image.shape[:2] != (h, w):
+        raise ValueError(f"carry: image {image.shape} and flow {flow_to_other.shape} differ in size")
+    grid = _GRIDS.get((h, w))
+    if grid is None:
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        grid = _GRIDS[(h, w)] = (xs, ys)
+    mx = grid[0] + flow_to_other[..., 0]
+    my = grid[1] + flow_to_other[..., 1]
+    out = cv2.remap(np.asarray(image, np.float32), mx, my, cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(image.shape)
+
+
+def limit_step(weight: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """``weight`` moved at most ``WEIGHT_STEP`` away from ``previous`` (the last frame's weights carried
+    onto this frame; None = no previous frame): hysteresis against flicker between the candidates."""
+    if previous is None:
+        return weight
+    return (previous + np.clip(weight - previous, -WEIGHT_STEP, WEIGHT_STEP)).astype(np.float32)
+
+
+def mix(cand_a: np.ndarray, cand_b: np.ndarray, weight_a: np.ndarray) -> np.ndarray:
+    """``w_a a + (1 - w_a) b`` in float32 (the soft blend before temporal filtering and detail)."""
+    _check_pair(cand_a, cand_b)
+    w = _check_weight(weight_a, cand_a.shape[:2])
+    if cand_a.ndim == 3:
+        w = w[:, :, None]
+    b = cand_b.astype(np.float32)
+    return b + w * (cand_a.astype(np.float32) - b)
+
+
+def _band(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    low = _blur(x, DETAIL_SIGMA)
+    return low, x - low
+
+
+def restore_detail(blend: np.ndarray, cand_a: np.ndarray, cand_b: np.ndarray, weight_a: np.ndarray,
+                   strength: float = 1.0) -> np.ndarray:
+    """Give the fine band of ``blend`` (float32 H x W x C) back the local energy of the candidates'.
+
+    Averaging two candidates attenuates what they do not share (independently synthesised texture);
+    how much depends on how correlated they are, which the blend's own band energy measures. Per
+    channel and in a Gaussian window: ``gain = sqrt((w_a |a'|^2 + w_b |b'|^2) / |blend'|^2)`` (' = fine
+    band), clamped to [1, DETAIL_MAX_GAIN] and raised to ``strength`` (0 = off). Only amplifies:
+    where the candidates agree (or one has all the weight) the gain is 1 and the blend passes.
+    """
+    _check_pair(cand_a, cand_b)
+    w = _check_weight(weight_a, cand_a.shape[:2])
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength: must be in [0, 1], got {strength}")
+    blend = np.asarray(blend, np.float32)
+    if blend.shape != cand_a.shape:
+        raise ValueError(f"blend: shape {blend.shape} does not match the candidates' {cand_a.shape}")
+    if strength == 0.0:
+        return blend
+    if blend.ndim == 3:
+        w = w[:, :, None]
+    _, band_a = _band(cand_a.astype(np.float32))
+    _, band_b = _band(cand_b.astype(np.float32))
+    low, band = _band(blend)
+    target = w * _blur(band_a * band_a, DETAIL_WINDOW) + (1.0 - w) * _blur(band_b * band_b, DETAIL_WINDOW)
+    actual = _blur(band * band, DETAIL_WINDOW)
+    gain = np.clip(np.sqrt((target + 1e-4) / (actual + 1e-4)), 1.0, DETAIL_MAX_GAIN)
+    if strength != 1.0:
+        gain = gain ** strength
+    return low + gain.reshape(band.shape) * band
+
+
+def recursion_weight(cand_a: np.ndarray, cand_b: np.ndarray, occluded: np.ndarray, smoothing: float) -> np.ndarray:
+    """Per-pixel weight of the carried previous result in the temporal recursion (float32 H x W x 1):
+    ``smoothing`` where the candidates disagree, falling to 0 where they agree (within ~AGREEMENT grey
+    levels: nothing to smooth) and where the flow is occluded (nothing to carry)."""
+    diff = cand_a.astype(np.float32) - cand_b.astype(np.float32)
+    d2 = diff * diff
+    if d2.ndim == 3:
+        d2 = d2.mean(axis=2)
+    d2 = _blur(d2, 2.0)
+    beta = smoothing * (1.0 - np.exp(-d2 / (2.0 * AGREEMENT ** 2)))
+    beta[np.asarray(occluded).reshape(beta.shape) != 0] = 0.0
+    return beta.astype(np.float32)[:, :, None] if cand_a.ndim == 3 else beta.astype(np.float32)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.clip(x + 0.5, 0, 255).astype(np.uint8))
+
+
+class _FrameStore:
+    """Per-frame float32 arrays of one segment: in memory, or as .npy files under ``folder``
+    (bounded memory on long segments at high resolution). Removes only what it wrote."""
+
+    def __init__(self, folder: Path | None, tag: str):
+        self.folder, self.tag, self.mem, self.files = folder, tag, {}, []
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def put(self, i: int, x: np.ndarray) -> None:
+        if self.folder is None:
+            self.mem[i] = x
+            return
+        path = self.folder / f"{self.tag}{i:06d}.npy"
+        np.save(path, np.ascontiguousarray(x, np.float32), allow_pickle=False)
+        self.files.append(path)
+
+    def get(self, i: int) -> np.ndarray:
+        if self.folder is None:
+            return self.mem[i]
+        return np.load(self.folder / f"{self.tag}{i:06d}.npy", allow_pickle=False)
+
+    def clear(self) -> None:
+        self.mem.clear()
+        for p in self.files:
+            p.unlink(missing_ok=True)
+        self.files.clear()
+        if self.folder is not None and not any(self.folder.iterdir()):
+            self.folder.rmdir()
+
+
+# ------------------------------------------------------------------------------------------------
+# one segment, any method
+
+CandidateLoader = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+FlowLoader = Callable[[int, int], np.ndarray]
+
+
+def blend_segment(a: int, b: int, key_a: np.ndarray, key_b: np.ndarray, candidates: CandidateLoader,
+                  flow: FlowLoader, *, method: str = "soft", smoothing: float = 0.5, detail: float = 1.0,
+                  poisson: bool = False, poisson_lambda: float = 0.1,
+                  scratch: Path | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Blend every frame strictly between keys ``a`` < ``b``; yields ``(i, image, weight)`` in order.
+
+    ``key_a``, ``key_b``: the key frames' images (uint8). ``candidates(i)`` returns ``(image_a, image_b,
+    error_a, error_b)`` for frame i (the candidates propagated from a and from b and their patch
+    errors); ``flow(i, j)`` the flow i -> j of neighbouring frames. ``weight`` is a uint8 H x W map of
+    candidate a's weight (255 = a only). ``smoothing`` (beta of the temporal recursion, [0, 1)) and
+    ``detail`` (strength of the detail restoration, [0, 1]) apply to ``"soft"``; ``poisson`` to all.
+    ``scratch``: folder for the soft method's per-frame intermediates (None = in memory); its files
+    are removed at the end, and the folder too when it is left empty.
+    """
+    if method not in BLEND_METHODS:
+        raise ValueError(f"method: {method!r} is not one of {', '.join(BLEND_METHODS)}")
+    if not b - a >= 2:
+        raise ValueError(f"segment: keys {a} and {b} have no frame between them")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing: must be in [0, 1), got {smoothing}")
+    if not 0.0 <= detail <= 1.0:
+        raise ValueError(f"detail: must be in [0, 1], got {detail}")
+    _check_pair(key_a, key_b)
+    frames = range(a + 1, b)
+    if method == "select":
+        mask = None
+        for i in frames:
+            ca, cb, ea, eb = candidates(i)
+            da, db = distance_weights(i, a, b)
+            mask = next_selection_mask(mask, flow(i, i - 1) if mask is not None else None, ea, eb, da, db)
+            yield i, blend_candidates(ca, cb, mask, poisson=poisson, poisson_lambda=poisson_lambda), mask * np.uint8(255)
+        return
+    if method == "linear":
+        for i in frames:
+            ca, cb, _, _ = candidates(i)
+            da, db = distance_weights(i, a, b)
+            w = np.full(ca.shape[:2], db / (da + db), np.float32)
+            out = mix(ca, cb, w)
+            yield i, _finish(out, ca, cb, w, poisson, poisson_lambda), _to_uint8(w * 255)
+        return
+    yield from _blend_soft(a, b, key_a, key_b, candidates, flow, smoothing, detail, poisson, poisson_lambda, scratch)
+
+
+def _finish(out: np.ndarray, ca, cb, w, poisson: bool, poisson_lambda: float) -> np.ndarray:
+    img = _to_uint8(out)
+    if poisson:
+        from .poisson import poisson_blend
+
+        img = poisson_blend(img, ca, cb, w, poisson_lambda)
+    return img
+
+
+def _blend_soft(a, b, key_a, key_b, candidates, flow, smoothing, detail, poisson, poisson_lambda, scratch):
+    from .warping import occlusion
+
+    weights, backward = _FrameStore(scratch, "w"), _FrameStore(scratch, "g")
+    try:
+        # 1. soft weights, rate-limited along the flow (forward)
+        prev = None
+        for i in range(a + 1, b):
+            _, _, ea, eb = candidates(i)
+            da, db = distance_weights(i, a, b)
+            w = soft_weights(ea, eb, da, db)
+            w = limit_step(w, None if prev is None else carry(prev, flow(i, i - 1), cubic=False))
+            weights.put(i, w)
+            prev = w
+
+        def step(state, i, j, ca, cb, current):
+            beta = recursion_weight(ca, cb, occlusion(flow(i, j), flow(j, i)), smoothing)
+            return current + beta * (carry(state, flow(i, j)) - current)
+
+        # 2. the recursion from key b (backward), kept for pass 3
+        state = key_b.astype(np.float32)
+        for i in range(b - 1, a, -1):
+            ca, cb, _, _ = candidates(i)
+            state = step(state, i, i + 1, ca, cb, mix(ca, cb, weights.get(i)))
+            backward.put(i, state)
+        # 3. the recursion from key a (forward), the two-sided average, detail
+        state = key_a.astype(np.float32)
+        for i in range(a + 1, b):
+            ca, cb, _, _ = candidates(i)
+            w = weights.get(i)
+            state = step(state, i, i - 1, ca, cb, mix(ca, cb, w))
+            out = restore_detail(0.5 * (state + backward.get(i)), ca, cb, w, detail)
+            yield i, _finish(out, ca, cb, w, poisson, poisson_lambda), _to_uint8(w * 255)
+    finally:
+        weights.clear()
+        backward.clear()
