@@ -1,4 +1,6 @@
 """Propagation passes: configuration, guides, segment planning, warm starts and resumable state."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,20 @@ def test_defaults_are_the_reference_values():
     assert (c.colour_weight, c.edge_weight, c.positional_weight, c.temporal_weight) == (6.0, 0.5, 2.0, 0.5)
     assert (c.patch_size, c.uniformity, c.search_vote_iters, c.patchmatch_iters, c.stop_threshold) == \
         (5, 3500.0, 12, 6, 5.0)
-    assert c.flow == "dis" and c.poisson is False
+    assert c.flow == "dis" and c.poisson is False and c.blend == "soft"
+
+
+def test_blend_fingerprint_covers_every_blend_option_and_nothing_else():
+    c = PropagationConfig()
+    changes = {"blend": "select", "blend_smoothing": 0.3, "blend_detail": 0.5, "poisson": True,
+               "poisson_lambda": 0.2}
+    for k, v in changes.items():
+        other = dataclasses.replace(c, **{k: v})
+        assert other.blend_fingerprint() != c.blend_fingerprint(), k
+        assert other.synthesis_fingerprint() == c.synthesis_fingerprint(), k
+    for bad in ({"blend": "median"}, {"blend_smoothing": 1.0}, {"blend_detail": -0.1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PropagationConfig(**bad)
 
 
 def test_config_file_and_errors(tmp_path):

@@ -74,8 +74,11 @@ def _add_propagate(sub, parent) -> None:
                    help="intermediate files (frames, flow, candidates, masks); default: OUT.work")
     p.add_argument("--flow", choices=("dis", "deepflow"), default=None,
                    help="optical flow: OpenCV DIS (fast, default) or DeepFlow (slower, more accurate)")
+    p.add_argument("--blend", choices=("soft", "select", "linear"), default=None,
+                   help="blending of the two candidates: soft weights + temporal filtering + detail (default), "
+                        "the paper's selection mask + histogram-preserving blend, or linear by distance")
     p.add_argument("--poisson", action="store_true", default=None,
-                   help="add screened Poisson (gradient-domain) blending after the histogram-preserving blend")
+                   help="add screened Poisson (gradient-domain) blending after the blend")
     p.add_argument("--size", type=int, metavar="N", default=None,
                    help="working resolution: short side in pixels, rounded to a multiple of 8 (default: input size)")
     p.add_argument("--frames", metavar="A:B", default=None,
@@ -172,8 +175,8 @@ def _cmd_propagate(args) -> int:
     from .job import run_propagation
     from .propagate import PropagationConfig
 
-    overrides = {"flow": args.flow, "poisson": args.poisson, "size": args.size, "workers": args.workers,
-                 "threads": args.threads}
+    overrides = {"flow": args.flow, "blend": args.blend, "poisson": args.poisson, "size": args.size,
+                 "workers": args.workers, "threads": args.threads}
     cfg = config.load(PropagationConfig, args.config, overrides)
     run_propagation(args.input, args.keys, args.output, work_dir=args.work_dir, config=cfg,
                     frames=args.frames, progress=args.reporter)
