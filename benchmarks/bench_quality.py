@@ -348,6 +348,21 @@ def _ebsynth_pass(binary: Path, frames: list[np.ndarray], key: int, style: np.nd
     return spent
 
 
+def ebsynth_passes(a: int, b: int) -> list[tuple[str, int, list[int]]]:
+    """(direction, key, frames in pass order) of the two passes of segment a..b."""
+    return [("fwd", a, list(range(a + 1, b))), ("bwd", b, list(range(b - 1, a, -1)))]
+
+
+def ebsynth_pass_folder(cache: Path, binary_digest: str, direction: str, frames: list[np.ndarray], key: int,
+                        order: list[int], style: np.ndarray) -> Path:
+    """Cache folder of one pass: named by the digest of the binary, the frames and the key's style."""
+    h = hashlib.sha256(f"{binary_digest} {direction} {len(order)}".encode())
+    for i in [key] + order:
+        h.update(frames[i].tobytes())
+    h.update(style.tobytes())
+    return cache / "ebsynth" / h.hexdigest()[:24]
+
+
 def run_ebsynth(binary: Path, frames: list[np.ndarray], keys_style: dict[int, np.ndarray],
                 flows_to: dict[tuple[int, int], np.ndarray], cache: Path):
     """Both EbSynth passes of every segment, then the linear blend by temporal distance.
@@ -362,12 +377,8 @@ def run_ebsynth(binary: Path, frames: list[np.ndarray], keys_style: dict[int, np
     seconds, cached, passes = 0.0, 0, 0
     for a, b in zip(keys, keys[1:]):
         cands = {}
-        for direction, key, order in (("fwd", a, list(range(a + 1, b))), ("bwd", b, list(range(b - 1, a, -1)))):
-            h = hashlib.sha256(f"{digest} {direction} {len(order)}".encode())
-            for i in [key] + order:
-                h.update(frames[i].tobytes())
-            h.update(keys_style[key].tobytes())
-            folder = cache / "ebsynth" / h.hexdigest()[:24]
+        for direction, key, order in ebsynth_passes(a, b):
+            folder = ebsynth_pass_folder(cache, digest, direction, frames, key, order, keys_style[key])
             done = folder / "done"
             passes += 1
             if done.exists():

@@ -1,5 +1,6 @@
 """Propagation passes: configuration, guides, segment planning, warm starts and resumable state."""
 import dataclasses
+import typing
 
 import numpy as np
 import pytest
@@ -41,6 +42,13 @@ def test_blend_fingerprint_covers_every_blend_option_and_nothing_else():
         other = dataclasses.replace(c, **{k: v})
         assert other.blend_fingerprint() != c.blend_fingerprint(), k
         assert other.synthesis_fingerprint() == c.synthesis_fingerprint(), k
+    # the option's type, the blending module and the command line name the same methods
+    from rerender.cli import build_parser
+    from rerender.temporal_blend import BLEND_METHODS
+
+    assert typing.get_args(typing.get_type_hints(PropagationConfig)["blend"]) == BLEND_METHODS
+    sub = next(a for a in build_parser(False)._actions if a.dest == "command").choices["propagate"]
+    assert tuple(next(a for a in sub._actions if a.dest == "blend").choices) == BLEND_METHODS
     for bad in ({"blend": "median"}, {"blend_smoothing": 1.0}, {"blend_detail": -0.1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             PropagationConfig(**bad)

@@ -72,8 +72,10 @@ class PropagationConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.pyramid_levels is not None and self.pyramid_levels < 1:
             raise ValueError(f"pyramid_levels: must be >= 1 or null, got {self.pyramid_levels}")
-        if self.blend not in ("soft", "select", "linear"):
-            raise ValueError(f"blend: {self.blend!r} is not one of 'soft', 'select', 'linear'")
+        from .temporal_blend import BLEND_METHODS
+
+        if self.blend not in BLEND_METHODS:
+            raise ValueError(f"blend: {self.blend!r} is not one of {', '.join(map(repr, BLEND_METHODS))}")
         if not 0.0 <= self.blend_smoothing < 1.0:
             raise ValueError(f"blend_smoothing: must be in [0, 1), got {self.blend_smoothing}")
         if not 0.0 <= self.blend_detail <= 1.0:
