@@ -1,7 +1,7 @@
 """Seconds per non-key frame of the propagation job (flow, guides, two syntheses, blending), CPU.
 
 A 31-frame 512 x 512 clip (the demo's generated camera move with a parallax layer), key frames every
-10 frames stylised by the demo's OpenCV filter, reference settings (METHOD.md) unless overridden:
+10 frames stylised by the demo's OpenCV filter, reference settings (docs/method.md) unless overridden:
 
     python3 benchmarks/bench_propagate.py [--size 512] [--frames 31] [--set warm_start=none ...]
 
@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from rerender import io as rio
+from rerender import media
 from rerender.demo import demo_clip, stylise
-from rerender.job import run_propagation
-from rerender.propagate import PropagationConfig
+from rerender.pipeline import propagate
+from rerender.passes import PropagationConfig
 
 
 def main(argv=None) -> int:
@@ -47,12 +47,12 @@ def main(argv=None) -> int:
         clip = demo_clip(args.frames, (args.size, args.size))
         keys = list(range(0, args.frames, args.key_every))
         for i, f in enumerate(clip):
-            rio.write_image(root / "input" / f"{i:04d}.png", f)
+            media.write_image(root / "input" / f"{i:04d}.png", f)
         for k in keys:
-            rio.write_image(root / "keys" / f"{k:04d}.png", stylise(clip[k]))
+            media.write_image(root / "keys" / f"{k:04d}.png", stylise(clip[k]))
         shutil.rmtree(root / "work", ignore_errors=True)
         t0, c0 = time.perf_counter(), time.process_time()
-        res = run_propagation(root / "input", root / "keys", root / "out", work_dir=root / "work", config=cfg)
+        res = propagate(root / "input", root / "keys", root / "out", work_dir=root / "work", config=cfg)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         n = args.frames - len(keys)
         workers, threads = cfg.parallelism(2 * len(keys))

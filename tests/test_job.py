@@ -7,10 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-import rerender.io as rio
+import rerender.media as media
 from _clips import audio_duration, decode_all, write_test_video
 from _stylised_clip import N, clip, fast_config, psnr, stylise, write_clip_and_keys
-from rerender.job import JobError, parse_frame_range, run_propagation
+from rerender.job import JobError, parse_frame_range
+from rerender.pipeline import propagate
+from rerender.workdir import WorkDir
 
 KEYS = (0, 10, 20, 30)
 
@@ -26,7 +28,7 @@ def reference_run(tmp_path_factory):
     frames = clip()
     inp, keys = write_clip_and_keys(root, frames, KEYS, input_name="in put", keys_name="clés key")
     out = root / "out ø"
-    result = run_propagation(inp, keys, out, config=fast_config())
+    result = propagate(inp, keys, out, config=fast_config())
     return root, frames, inp, keys, out, result
 
 
@@ -35,7 +37,7 @@ def test_propagated_frames_match_the_known_stylisation(reference_run):
     assert sorted(p.name for p in out.iterdir()) == [f"{i:04d}.png" for i in range(N)]
     assert result.frame_count == N and result.synthesized == 3 * 9 * 2
     for i in range(N):
-        got = rio.read_image(out / f"{i:04d}.png")
+        got = media.read_image(out / f"{i:04d}.png")
         truth = stylise(frames[i])
         if i in KEYS:
             assert np.array_equal(got, truth)
@@ -66,7 +68,7 @@ def test_work_directory_layout(reference_run):
 def test_rerun_reuses_everything(reference_run, tmp_path):
     root, frames, inp, keys, out, _ = reference_run
     shutil.copytree(out.with_name(out.name + ".work"), tmp_path / "work")
-    result = run_propagation(inp, keys, tmp_path / "o", work_dir=tmp_path / "work", config=fast_config())
+    result = propagate(inp, keys, tmp_path / "o", work_dir=tmp_path / "work", config=fast_config())
     assert result.synthesized == 0 and result.segments_recomputed == []
     assert out_bytes(tmp_path / "o") == out_bytes(out)
 
@@ -75,7 +77,7 @@ def test_output_does_not_depend_on_parallelism(reference_run, tmp_path):
     # a resumed job runs fewer passes, so it may get other worker/thread counts: same bytes required
     root, frames, inp, keys, out, result = reference_run
     other = tmp_path / "out"
-    run_propagation(inp, keys, other, config=fast_config(workers=1, threads=2))
+    propagate(inp, keys, other, config=fast_config(workers=1, threads=2))
     assert out_bytes(other) == out_bytes(out)
 
 
@@ -93,11 +95,11 @@ def test_killed_job_resumes_to_identical_output(reference_run, tmp_path):
                 raise Killed(f"stopped at {stage} {index}")
 
     with pytest.raises(Killed):
-        run_propagation(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=fast_config(),
+        propagate(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=fast_config(),
                         on_step=kill_after_20)
     stored = len(list((tmp_path / "w" / "segments").rglob("[0-9]*.npz")))
     assert 20 <= stored < 54
-    result = run_propagation(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=fast_config())
+    result = propagate(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=fast_config())
     assert result.synthesized == 54 - stored  # continued, not restarted
     assert out_bytes(tmp_path / "o") == out_bytes(out)
 
@@ -109,22 +111,22 @@ def test_changed_key_recomputes_only_its_two_segments(reference_run, tmp_path):
     shutil.copytree(out, tmp_path / "o")
     untouched = {i: (tmp_path / "o" / f"{i:04d}.png").stat().st_mtime_ns for i in range(21, 31)}
     repainted = 255 - stylise(frames[10])
-    rio.write_image(tmp_path / "keys" / "0010.png", repainted)
-    result = run_propagation(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
+    media.write_image(tmp_path / "keys" / "0010.png", repainted)
+    result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
                              config=fast_config())
     assert sorted(result.segments_recomputed) == ["0000-0010", "0010-0020"]
     assert result.synthesized == 2 * 9 * 2
-    assert np.array_equal(rio.read_image(tmp_path / "o" / "0010.png"), repainted)
+    assert np.array_equal(media.read_image(tmp_path / "o" / "0010.png"), repainted)
     for i, mtime in untouched.items():
         assert (tmp_path / "o" / f"{i:04d}.png").stat().st_mtime_ns == mtime
     assert out_bytes(tmp_path / "o")[21:] == out_bytes(out)[21:]
     # a blending option recomputes the blending only
-    result = run_propagation(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
+    result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
                              config=fast_config(poisson=True))
     assert result.synthesized == 0 and result.blended == 27
     for blend in ("select", "linear"):
-        result = run_propagation(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
-                                 config=fast_config(blend=blend))
+        result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
+                           config=fast_config(blend=blend))
         assert result.synthesized == 0 and result.blended == 27
     assert not list((tmp_path / "work" / "segments").rglob("blend-scratch"))
 
@@ -134,14 +136,14 @@ def test_video_in_video_out_keeps_count_fps_and_audio(tmp_path):
     video = write_test_video(tmp_path / "in clip.mp4", frames, fps=25, audio_seconds=20 / 25)
     keys = tmp_path / "keys"
     for k in (0, 10, 19):
-        rio.write_image(keys / f"{k:04d}.png", stylise(rio.resize_to(frames[k], frames[k].shape[:2])))
+        media.write_image(keys / f"{k:04d}.png", stylise(media.resize_to(frames[k], frames[k].shape[:2])))
     out = tmp_path / "out.mp4"
-    run_propagation(video, keys, out, config=fast_config())
+    propagate(video, keys, out, config=fast_config())
     decoded, rate = decode_all(out)
     assert len(decoded) == 20 and rate == fractions.Fraction(25)
     assert audio_duration(out) == pytest.approx(audio_duration(video), abs=0.05)
     # a frame range keeps its own length of audio
-    run_propagation(video, keys, tmp_path / "part.mp4", frames="5:15", config=fast_config())
+    propagate(video, keys, tmp_path / "part.mp4", frames="5:15", config=fast_config())
     decoded, rate = decode_all(tmp_path / "part.mp4")
     assert len(decoded) == 10 and rate == 25
     assert audio_duration(tmp_path / "part.mp4") == pytest.approx(10 / 25, abs=0.05)
@@ -152,13 +154,13 @@ def test_frame_range_single_key_and_resized_keys(tmp_path):
     inp, _ = write_clip_and_keys(tmp_path, frames, ())
     keys = tmp_path / "big keys"
     keys.mkdir()
-    big = rio.resize_to(stylise(frames[8]), (128, 192))  # twice the working size, same aspect
-    rio.write_image(keys / "0008.png", big)
-    rio.write_image(keys / "0001.png", stylise(frames[1]))  # outside the range: ignored
-    result = run_propagation(inp, keys, tmp_path / "o", frames=parse_frame_range("4:14"), config=fast_config())
+    big = media.resize_to(stylise(frames[8]), (128, 192))  # twice the working size, same aspect
+    media.write_image(keys / "0008.png", big)
+    media.write_image(keys / "0001.png", stylise(frames[1]))  # outside the range: ignored
+    result = propagate(inp, keys, tmp_path / "o", frames="4:14", config=fast_config())
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"{i:04d}.png" for i in range(4, 14)]
     assert result.segments_recomputed == ["start-0008", "0008-end"]
-    got = rio.read_image(tmp_path / "o" / "0009.png")
+    got = media.read_image(tmp_path / "o" / "0009.png")
     assert psnr(got[8:-8, 8:-8], stylise(frames[9])[8:-8, 8:-8]) > 30
 
 
@@ -171,7 +173,7 @@ def small_clip(tmp_path):
 
 def test_bad_inputs_give_clear_errors(small_clip):
     tmp, inp, keys = small_clip
-    run = lambda i=inp, k=keys, **kw: run_propagation(i, k, tmp / "o", config=fast_config(), **kw)  # noqa: E731
+    run = lambda i=inp, k=keys, **kw: propagate(i, k, tmp / "o", config=fast_config(), **kw)  # noqa: E731
     with pytest.raises(ValueError, match="missing.mp4.*does not exist"):
         run(i=tmp / "missing.mp4")
     corrupt = tmp / "corrupt.mp4"
@@ -192,18 +194,18 @@ def test_bad_inputs_give_clear_errors(small_clip):
     with pytest.raises(JobError, match="--frames"):
         parse_frame_range("7:3")
     with pytest.raises(JobError, match="must not be the input"):
-        run_propagation(inp, keys, inp, config=fast_config())
+        propagate(inp, keys, inp, config=fast_config())
 
 
 def test_bad_key_frames_give_clear_errors(small_clip):
     tmp, inp, keys = small_clip
-    rio.write_image(keys / "0012.png", np.zeros((32, 48, 3), np.uint8))
+    media.write_image(keys / "0012.png", np.zeros((32, 48, 3), np.uint8))
     with pytest.raises(JobError, match=r"0012.png: key frame index 12 is out of range.*12 frames"):
-        run_propagation(inp, keys, tmp / "o", config=fast_config())
+        propagate(inp, keys, tmp / "o", config=fast_config())
     (keys / "0012.png").unlink()
-    rio.write_image(keys / "0005.png", np.zeros((48, 48, 3), np.uint8))
+    media.write_image(keys / "0005.png", np.zeros((48, 48, 3), np.uint8))
     with pytest.raises(JobError, match=r"0005.png: key frame is 48x48.*aspect ratio"):
-        run_propagation(inp, keys, tmp / "o", config=fast_config())
+        propagate(inp, keys, tmp / "o", config=fast_config())
 
 
 def test_resume_after_a_kill_between_step_and_state_writes(reference_run, tmp_path):
@@ -218,7 +220,7 @@ def test_resume_after_a_kill_between_step_and_state_writes(reference_run, tmp_pa
 
     cfg = fast_config(workers=1)
     with pytest.raises(KeyboardInterrupt):
-        run_propagation(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=cfg, on_step=kill)
+        propagate(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=cfg, on_step=kill)
     states = list((tmp_path / "w" / "segments").rglob("state.npz"))
     assert len(states) == 1
     # simulate the kill landing between the two writes: the state is one step behind
@@ -227,7 +229,7 @@ def test_resume_after_a_kill_between_step_and_state_writes(reference_run, tmp_pa
     with np.load(states[0]) as z:
         index = int(z["index"])
     (pass_dir / f"{index + (1 if pass_dir.name == 'fwd' else -1):04d}.npz").write_bytes(steps[-1].read_bytes())
-    result = run_propagation(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=cfg)
+    result = propagate(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=cfg)
     assert result.synthesized == 54 - 12  # the fake extra step is dropped and recomputed
     assert out_bytes(tmp_path / "o") == out_bytes(out)
     assert not list((tmp_path / "w").rglob("state.npz"))
@@ -235,8 +237,8 @@ def test_resume_after_a_kill_between_step_and_state_writes(reference_run, tmp_pa
 
 def test_working_size_resizes_frames_and_keys(small_clip):
     tmp, inp, keys = small_clip  # 48x32 frames, keys at full size
-    run_propagation(inp, keys, tmp / "o", config=fast_config(size=16))
-    out = rio.read_image(tmp / "o" / "0005.png")
+    propagate(inp, keys, tmp / "o", config=fast_config(), size=16)
+    out = media.read_image(tmp / "o" / "0005.png")
     assert out.shape == (16, 24, 3)
     assert len(list((tmp / "o").glob("*.png"))) == 12
 
@@ -245,8 +247,9 @@ def test_keys_written_into_the_work_directory_are_used_in_place(small_clip):
     """The diffusion stage writes WORK/keys/NNNN.png and passes that folder as the key folder."""
     tmp, inp, keys = small_clip
     work = tmp / "work"
+    WorkDir(work).claim()  # as the key-frame stage does before it writes WORK/keys
     shutil.copytree(keys, work / "keys")
-    result = run_propagation(inp, work / "keys", tmp / "o", work_dir=work, config=fast_config())
+    result = propagate(inp, work / "keys", tmp / "o", work_dir=work, config=fast_config())
     assert sorted(p.name for p in (work / "keys").iterdir()) == ["0000.png", "0011.png"]
     assert result.segments_recomputed == ["0000-0011"]
-    assert np.array_equal(rio.read_image(tmp / "o" / "0011.png"), rio.read_image(keys / "0011.png"))
+    assert np.array_equal(media.read_image(tmp / "o" / "0011.png"), media.read_image(keys / "0011.png"))

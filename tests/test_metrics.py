@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from _clips import moving_pattern, write_sequence, write_test_video
-from rerender.io import MediaError, read_frames, write_video
+from rerender.media import MediaError, read_frames, write_video
 from rerender.metrics import temporal_consistency, warping_error
 
 

@@ -15,13 +15,17 @@ def test_public_names_are_the_functions_even_after_submodule_imports() -> None:
     import rerender.synthesis  # noqa: F401
     import rerender.warping  # noqa: F401
 
-    for name in ("synthesize", "warp", "occlusion", "histogram_blend", "min_error_combine", "backends"):
+    import rerender.passes  # noqa: F401
+    import rerender.pipeline  # noqa: F401
+
+    for name in ("synthesize", "warp", "occlusion", "histogram_blend", "min_error_combine", "backends",
+                 "propagate", "translate", "render_keyframes"):
         assert callable(getattr(rerender, name)), name
     assert rerender.Synthesis.__name__ == "Synthesis"
 
 
 def test_propagation_modules_do_not_import_torch() -> None:
-    code = ("import sys, rerender, rerender.cli, rerender.job, rerender.flow, rerender.metrics; "
+    code = ("import sys, rerender, rerender.cli, rerender.pipeline, rerender.job, rerender.flow, rerender.metrics; "
             "rerender.warp; rerender.synthesize; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

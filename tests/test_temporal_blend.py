@@ -306,7 +306,8 @@ def test_soft_blend_scratch_folder_is_left_clean(tmp_path):
 
 @pytest.mark.parametrize("call, match", [
     (lambda a, b, w: soft_blend(a, b[:, :-1], w), "candidates"),
-    (lambda a, b, w: soft_blend(a.astype(np.float32), b, w), "cand_a"),
+    (lambda a, b, w: soft_blend(a.astype(np.float64), b, w), "cand_a"),
+    (lambda a, b, w: soft_blend(a.astype(np.float32), b, w), "candidates: dtypes"),
     (lambda a, b, w: soft_blend(a, b.astype(np.uint16), w), "cand_b"),
     (lambda a, b, w: soft_blend(a, b, w + 0.6), "weight_a"),
     (lambda a, b, w: soft_blend(a, b, w - 0.6), "weight_a"),
@@ -319,12 +320,84 @@ def test_soft_blend_scratch_folder_is_left_clean(tmp_path):
     (lambda a, b, w: soft_weights(w, w[:-1], 1, 1), "error maps"),
     (lambda a, b, w: soft_weights(w, w.astype(np.uint8), 1, 1), "error_b"),
     (lambda a, b, w: soft_weights(w, w, 0, 1), "distances"),
+    (lambda a, b, w: soft_blend(a, b, w, region=w), "region"),
+    (lambda a, b, w: soft_blend(a, b, w, region=np.ones((12, 13), bool)), "region"),
+    (lambda a, b, w: blend_candidates(a, b, w > 0.5, region=np.ones((11, 14), bool)), "region"),
 ])
 def test_bad_arguments_are_named(call, match):
     a, b = _texture(20, (12, 14, 3)), _texture(21, (12, 14, 3))
     w = np.full((12, 14), 0.5, np.float32)
     with pytest.raises(ValueError, match=match):
         call(a, b, w)
+
+
+def test_float_candidates_blend_in_float_without_quantising():
+    # float32 frames of a high-bit-depth plate (the working format: the 0..255 scale, fractional
+    # values): every method returns float32 and agrees with the uint8 path up to the rounding
+    rng = np.random.default_rng(23)
+    fa = [_texture(100 + i, (24, 28, 3)).astype(np.float32) + rng.random((24, 28, 3), np.float32) for i in range(3)]
+    fb = [_texture(110 + i, (24, 28, 3)).astype(np.float32) + rng.random((24, 28, 3), np.float32) for i in range(3)]
+    errs = [rng.random((24, 28)).astype(np.float32) for _ in range(3)]
+    for method in BLEND_METHODS:
+        for poisson in (False, True):
+            out, _ = _segment(fa, fb, errs, errs[::-1], method=method, poisson=poisson)
+            assert all(o.dtype == np.float32 for o in out)
+            assert any(np.abs(o - np.rint(o)).max() > 0.01 for o in out), method  # not rounded to 8 bits
+        as_u8 = [np.clip(np.rint(f), 0, 255).astype(np.uint8) for f in (*fa, *fb)]
+        ref, _ = _segment(as_u8[:3], as_u8[3:], errs, errs[::-1], method=method)
+        out, _ = _segment(fa, fb, errs, errs[::-1], method=method)
+        # rounding the inputs moves an output by at most a few levels (select: ranks of ties move)
+        tol = 2.0 if method != "select" else 40.0
+        assert all(np.abs(o - r.astype(np.float32)).mean() < tol for o, r in zip(out, ref)), method
+    # identical float candidates come back unchanged, bit for bit
+    out, _ = _segment(fa, fa, errs, errs[::-1], keys=(fa[0], fa[-1]))
+    assert all(np.array_equal(o, f) for o, f in zip(out, fa))
+
+
+def _disc(h, w, cx, r):
+    yy, xx = np.mgrid[0:h, 0:w]
+    return ((yy - h / 2) ** 2 + (xx - cx) ** 2) < r ** 2
+
+
+@pytest.mark.parametrize("method", BLEND_METHODS)
+def test_outside_a_region_the_plate_comes_back_and_is_never_read(method):
+    # a matte's region moving by one pixel a frame; outside it both candidates hold the plate
+    h, w, n = 32, 48, 4
+    rng = np.random.default_rng(24)
+    regions = [_disc(h, w, 18 + k, 10) for k in range(n + 2)]  # frames 0..n+1, keys included
+
+    def frames(seed, outside):
+        out = []
+        for k in range(1, n + 1):
+            f = _texture(seed + k, (h, w, 3))
+            f[~regions[k]] = outside[k][~regions[k]]
+            out.append(f)
+        return out
+
+    plate = [_texture(200 + k, (h, w, 3)) for k in range(n + 2)]
+    other = [np.full((h, w, 3), 255 * (k % 2), np.uint8) for k in range(n + 2)]  # wildly different
+    errs = [np.where(regions[k + 1], rng.random((h, w)) + 0.1, 0).astype(np.float32) for k in range(n)]
+
+    def flows(i, j):
+        f = np.zeros((h, w, 2), np.float32)
+        f[..., 0] = j - i
+        return f
+
+    def run(outside):
+        fa, fb = frames(300, outside), frames(400, outside)
+        ka, kb = _texture(500, (h, w, 3)), _texture(501, (h, w, 3))
+        ka[~regions[0]], kb[~regions[n + 1]] = outside[0][~regions[0]], outside[n + 1][~regions[n + 1]]
+        got = list(blend_segment(0, n + 1, ka, kb, lambda i: (fa[i - 1], fb[i - 1], errs[i - 1], errs[-i]), flows,
+                                 method=method, region=lambda i: regions[i]))
+        return fa, [img for _, img, _ in got]
+
+    fa, with_plate = run([p for p in plate])
+    for k, img in enumerate(with_plate, start=1):
+        assert np.array_equal(img[~regions[k]], plate[k][~regions[k]])  # the plate, exactly
+        assert not np.array_equal(img[regions[k]], fa[k - 1][regions[k]])  # inside: blended
+    _, with_other = run(other)
+    for k, (x, y) in enumerate(zip(with_plate, with_other), start=1):
+        assert np.array_equal(x[regions[k]], y[regions[k]])  # nothing from outside reached the inside
 
 
 @pytest.mark.parametrize("options, match", [

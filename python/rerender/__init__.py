@@ -1,8 +1,9 @@
-"""rerender: zero-shot text-guided video-to-video translation.
+"""rerender: zero-shot text-guided video-to-video translation (the method: docs/method.md).
 
 Key frames are rendered by Stable Diffusion + ControlNet with cross-frame constraints
 (``rerender.keyframes``); every other frame is propagated from them by guided PatchMatch and
 temporal-aware, histogram-preserving blending (the native core, ``rerender._native``).
+``rerender.translate`` / ``rerender.propagate`` run a whole job (``rerender.pipeline``).
 
 The native building blocks are importable from the top level; heavy modules (torch, diffusers)
 load only when used.
@@ -28,6 +29,11 @@ _EXPORTS = {
     "histogram_blend": "histblend",
     "min_error_combine": "histblend",
     "backends": "backend",
+    "propagate": "pipeline",
+    "translate": "pipeline",
+    "render_keyframes": "pipeline",
+    "JobConfig": "job",
+    "PropagationConfig": "passes",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

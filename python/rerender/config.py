@@ -9,16 +9,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A configuration file or value is invalid; the message names the key at fault."""
 
 
 def _check_value(value: Any, tp: Any, where: str) -> Any:
@@ -69,6 +68,8 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # a NaN weight would silently act like 0
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import io as rio
-from .job import JobResult, run_propagation
+from . import media
+from .pipeline import JobResult, propagate
 from .progress import QUIET, Progress
-from .propagate import PropagationConfig
+from .passes import PropagationConfig
 
 DEMO_SIZE = (256, 384)  # (h, w)
 DEMO_FPS = 24
@@ -119,20 +119,20 @@ def run_demo(output: str | os.PathLike = "rerender-demo", frames: int = 31, key_
         keys.append(len(clip) - 1)  # end on a key so the last frames are not extrapolated far
     for i, f in enumerate(clip):
         path = out / "input" / f"{i:04d}.png"
-        if not path.exists() or not np.array_equal(rio.read_image(path), f):
-            rio.write_image(path, f)
+        if not path.exists() or not np.array_equal(media.read_image(path), f):
+            media.write_image(path, f)
     for k in keys:
         path = out / "keys" / f"{k:04d}.png"
         styled = stylise(clip[k])
-        if not path.exists() or not np.array_equal(rio.read_image(path), styled):
-            rio.write_image(path, styled)
-    result = run_propagation(out / "input", out / "keys", out / "frames", work_dir=out / "work",
-                             config=config, progress=progress, announce_done=False)
-    result_frames = [rio.read_image(out / "frames" / f"{i:04d}.png") for i in range(len(clip))]
-    rio.write_video(result_frames, out / "result.mp4", DEMO_FPS)
-    rio.write_video((np.concatenate([a, b], axis=1) for a, b in zip(clip, result_frames)),
+        if not path.exists() or not np.array_equal(media.read_image(path), styled):
+            media.write_image(path, styled)
+    result = propagate(out / "input", out / "keys", out / "frames", work_dir=out / "work", config=config,
+                       progress=progress)
+    result_frames = [media.read_image(out / "frames" / f"{i:04d}.png") for i in range(len(clip))]
+    media.write_video(result_frames, out / "result.mp4", DEMO_FPS)
+    media.write_video((np.concatenate([a, b], axis=1) for a, b in zip(clip, result_frames)),
                     out / "preview.mp4", DEMO_FPS)
     picks = np.linspace(0, len(clip) - 1, 6).round().astype(int)
-    rio.write_image(out / "contact_sheet.png",
+    media.write_image(out / "contact_sheet.png",
                     contact_sheet([[clip[i] for i in picks], [result_frames[i] for i in picks]]))
     return result

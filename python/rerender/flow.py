@@ -1,6 +1,6 @@
 """Optical flow between frames: pluggable backends and an on-disk cache.
 
-Convention (team brief): a flow ``flow_ab`` is float32 H x W x 2 (dx, dy) in pixels on a's grid
+Convention (docs/method.md, section 2): a flow ``flow_ab`` is float32 H x W x 2 (dx, dy) in pixels on a's grid
 with ``a(x) ~ b(x + flow_ab(x))``; OpenCV's flow functions use the same convention with
 a = previous, b = next.
 
@@ -29,7 +29,6 @@ flows apart from other backends' (files live under the backend's name).
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,6 +36,8 @@ from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
+
+from .files import atomic_path
 
 __all__ = [
     "FlowBackend",
@@ -60,12 +61,13 @@ class FlowBackend(Protocol):
 
 
 def check_flow_pair(a: np.ndarray, b: np.ndarray) -> None:
-    """Validate two frames for a flow backend: uint8 RGB (H x W x 3) or grey, same size."""
+    """Validate two frames for a flow backend: RGB (H x W x 3) or grey, same size; uint8, or float32
+    on the 0..255 scale (high-bit-depth frames of the working format)."""
     for name, img in (("a", a), ("b", b)):
         if not isinstance(img, np.ndarray):
             raise ValueError(f"flow input {name}: expected a numpy array, got {type(img).__name__}")
-        if img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3))):
-            raise ValueError(f"flow input {name}: expected uint8 H x W x 3 RGB or H x W grey, "
+        if img.dtype not in (np.uint8, np.float32) or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3))):
+            raise ValueError(f"flow input {name}: expected uint8 or float32 H x W x 3 RGB or H x W grey, "
                              f"got {img.dtype} {img.shape}")
         if min(img.shape[:2]) < 8:
             raise ValueError(f"flow input {name}: image {img.shape[1]}x{img.shape[0]} is too small (min 8x8)")
@@ -75,6 +77,9 @@ def check_flow_pair(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
+    """uint8 grey, what OpenCV's flow methods take (float frames rounded on their 0..255 scale)."""
+    if img.dtype != np.uint8:
+        img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     if img.ndim == 2:
         return img
     if img.shape[2] == 1:
@@ -213,10 +218,6 @@ class FlowCache:
         """File that holds flow_{i->j}."""
         return self.directory / f"{int(i):06d}_{int(j):06d}.npy"
 
-    def has(self, i: int, j: int) -> bool:
-        """Whether flow_{i->j} is cached (the file exists)."""
-        return self.path(i, j).exists()
-
     def _load(self, i: int, j: int, shape: tuple[int, int] | None) -> np.ndarray | None:
         p = self.path(i, j)
         try:
@@ -230,16 +231,9 @@ class FlowCache:
         return data.astype(np.float32)
 
     def _save(self, i: int, j: int, flow16: np.ndarray) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{i}_{j}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with atomic_path(self.path(i, j)) as tmp:
+            with open(tmp, "wb") as f:
                 np.save(f, flow16, allow_pickle=False)
-            os.replace(tmp, self.path(i, j))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     def get(self, i: int, j: int, frame_i: np.ndarray | None = None,
             frame_j: np.ndarray | None = None) -> np.ndarray:
@@ -285,7 +279,7 @@ class FlowCache:
         """Fill the cache with forward and backward flows of consecutive frames.
 
         ``frames`` yields ``(index, frame)`` in increasing index order (e.g. streamed from
-        :func:`rerender.io.read_frames`); only two frames are held at a time. Pairs already
+        :func:`rerender.media.read_frames`); only two frames are held at a time. Pairs already
         cached are skipped. ``progress(k)`` is called after each pair. Returns the number of
         flows computed.
         """

@@ -1,5 +1,5 @@
 """Histogram-preserving blending (Heitz & Neyret, HPG 2018) and the min-error combination of
-two propagated candidates, the blending steps of METHOD.md section 3.
+two propagated candidates, the blending steps of docs/method.md section 3.
 """
 from __future__ import annotations
 

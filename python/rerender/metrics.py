@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .flow import FlowBackend, get_flow_backend
-from .io import MediaError, probe, read_frames, resize_to, resolve_frames
+from .media import MediaError, probe, read_frames, resize_to, resolve_frames
 
 __all__ = ["ConsistencyReport", "temporal_consistency", "warping_error"]
 

@@ -1,6 +1,6 @@
 """Backward warping by optical flow and the forward-backward occlusion check.
 
-Flow convention (see the team brief): ``flow_ab`` is float32 H x W x 2 (dx, dy) on a's grid with
+Flow convention (docs/method.md, section 2): ``flow_ab`` is float32 H x W x 2 (dx, dy) on a's grid with
 a(x) ~ b(x + flow_ab(x)).
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ def warp(
     Args:
         image: H x W or H x W x C array, uint8 or float32, any channel count (images, flows,
             masks).
-        flow: float32 H x W x 2 flow a -> b on a's grid, same H x W as ``image``, finite.
+        flow: float32 H x W x 2 flow a -> b on a's grid, same H x W as ``image``, finite (of any
+            size: positions beyond the frame take its nearest border pixel).
         mode: ``"bilinear"`` (uint8 rounded to nearest) or ``"nearest"`` (keeps exact values:
             use it for masks and labels).
         return_valid: also return a uint8 H x W map, 1 where ``x + flow(x)`` lies inside the

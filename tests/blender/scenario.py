@@ -75,7 +75,8 @@ def scenario_install(cfg) -> None:
            operators=[hasattr(bpy.ops.rerender, n) for n in ("render_strip", "cancel_job")],
            panel=hasattr(bpy.types, "RERENDER_PT_strip"),
            addon_file=mod.__file__,
-           scene_settings=hasattr(bpy.context.scene, "rerender"))
+           scene_settings=hasattr(bpy.context.scene, "rerender"),
+           default_work_root=mod.preferences.work_root(bpy.context))
 
 
 def scenario_poll(cfg) -> None:
@@ -107,8 +108,11 @@ def scenario_propagate(cfg) -> None:
     ret = bpy.ops.rerender.render_strip()
     seconds = time.monotonic() - t0
     new = [s for s in ed.strips if s.name not in before]
+    from importlib import import_module
+
     out = {"ret": sorted(ret), "seconds": seconds, "source": strip_summary(src),
-           "new": [strip_summary(s) for s in new]}
+           "new": [strip_summary(s) for s in new],
+           "worker_site": import_module(MODULE + ".worker").bundled_site()}
     if len(new) == 1:
         strip = new[0]
         out["active_is_new"] = ed.active_strip == strip

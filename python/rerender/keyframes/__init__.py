@@ -1,4 +1,4 @@
-"""Key-frame translation (METHOD.md section 1): Stable Diffusion + ControlNet with the hierarchical
+"""Key-frame translation (docs/method.md, section 1): Stable Diffusion + ControlNet with the hierarchical
 cross-frame constraints, built on diffusers components.
 
 Modules: ``config`` (KeyframeConfig), ``models`` (loading), ``attention`` (cross-frame attention

@@ -1,7 +1,7 @@
 """Propagate a stylised key frame along the video by guided patch-based synthesis (EbSynth-style).
 
 A *pass* walks away from one key frame, one frame at a time. Each step builds the four guides of
-METHOD.md section 3 (colour, edge, positional, temporal) and calls the native
+docs/method.md section 3 (colour, edge, positional, temporal) and calls the native
 :func:`rerender.synthesize` with the key's style as exemplar, warm-starting the nearest-neighbour field
 from the previous frame's (advected along the flow: the key frame itself starts from the identity).
 The job (:mod:`rerender.job`) runs one pass forward from the earlier key and one backward from the
@@ -18,11 +18,12 @@ from typing import Iterator, Literal, Protocol
 import numpy as np
 
 from . import guides as G
+from .blend_methods import BLEND_METHODS
 
 
 @dataclass
 class PropagationConfig:
-    """Every option of the propagation job, with the reference defaults of METHOD.md."""
+    """Every option of the propagation job, with the reference defaults of docs/method.md."""
 
     # guide weights (each split over its channels by the synthesis)
     colour_weight: float = 6.0
@@ -41,18 +42,18 @@ class PropagationConfig:
     # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
     warm_start: Literal["advect", "reuse", "none"] = "advect"
     seed: int = 0
-    # optical flow backend
-    flow: Literal["dis", "deepflow"] = "dis"
+    # with a matte: weight of the matte as a guide (patches from inside the key's matte fill the inside
+    # of the frame's) and how far beyond the matte texture is synthesised (pixels; covers the feather)
+    matte_weight: float = 2.0
+    matte_grow: int = 8
     # blending (rerender.temporal_blend): "soft" = soft error weights + temporal filtering along the
     # flow + detail restoration; "select" = the paper's selection mask + histogram-preserving blend;
     # "linear" = weights by temporal distance. blend_smoothing / blend_detail tune "soft".
-    blend: Literal["soft", "select", "linear"] = "soft"
+    blend: Literal[BLEND_METHODS] = "soft"
     blend_smoothing: float = 0.5
     blend_detail: float = 1.0
     poisson: bool = False
     poisson_lambda: float = 0.1
-    # working resolution: short side in pixels (rounded to a multiple of 8); None = as the input
-    size: int | None = None
     # parallelism: passes propagated at once (0 = one per core) and native threads per synthesis
     # (0 = 1: more than one makes results depend on thread timing, see parallelism())
     workers: int = 0
@@ -60,7 +61,7 @@ class PropagationConfig:
 
     def __post_init__(self) -> None:
         for name in ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "uniformity",
-                     "stop_threshold"):
+                     "stop_threshold", "matte_weight", "matte_grow"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.style_weight <= 0:
@@ -72,9 +73,7 @@ class PropagationConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.pyramid_levels is not None and self.pyramid_levels < 1:
             raise ValueError(f"pyramid_levels: must be >= 1 or null, got {self.pyramid_levels}")
-        from .temporal_blend import BLEND_METHODS
-
-        if self.blend not in BLEND_METHODS:
+        if self.blend not in BLEND_METHODS:  # the Literal is checked for option files, not for Python callers
             raise ValueError(f"blend: {self.blend!r} is not one of {', '.join(map(repr, BLEND_METHODS))}")
         if not 0.0 <= self.blend_smoothing < 1.0:
             raise ValueError(f"blend_smoothing: must be in [0, 1), got {self.blend_smoothing}")
@@ -82,8 +81,6 @@ class PropagationConfig:
             raise ValueError(f"blend_detail: must be in [0, 1], got {self.blend_detail}")
         if self.poisson_lambda <= 0:
             raise ValueError(f"poisson_lambda: must be > 0, got {self.poisson_lambda}")
-        if self.size is not None and self.size < 16:
-            raise ValueError(f"size: the working short side must be >= 16 pixels, got {self.size}")
         if self.workers < 0 or self.threads < 0:
             raise ValueError("workers/threads: must be >= 0 (0 = automatic)")
 
@@ -91,7 +88,7 @@ class PropagationConfig:
         """The options that change synthesised candidates (blending options excluded)."""
         keys = ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "style_weight",
                 "patch_size", "uniformity", "search_vote_iters", "patchmatch_iters", "stop_threshold",
-                "pyramid_levels", "warm_start", "seed")
+                "pyramid_levels", "warm_start", "seed", "matte_weight", "matte_grow")
         return {k: getattr(self, k) for k in keys}
 
     def blend_fingerprint(self) -> dict:
@@ -99,22 +96,44 @@ class PropagationConfig:
         keys = ("blend", "blend_smoothing", "blend_detail", "poisson", "poisson_lambda")
         return {k: getattr(self, k) for k in keys}
 
-    def parallelism(self, passes: int) -> tuple[int, int]:
-        """(workers, native threads per synthesis) for ``passes`` passes to run.
+    def parallelism(self, passes: int, pixels: int = 0) -> tuple[int, int]:
+        """(workers, native threads per synthesis) for ``passes`` passes of ``pixels``-pixel frames.
 
         Automatic: one pass per core, and the cores left over (fewer passes than cores) shared
-        among the passes' syntheses. The native synthesis gives the same bytes for any thread
-        count, so a resumed job (with fewer passes left) still reproduces an uninterrupted one.
+        among the passes' syntheses; never more passes at once than the machine's memory holds
+        (:func:`pass_memory`). The native synthesis gives the same bytes for any thread count,
+        so a resumed job (with fewer passes left) still reproduces an uninterrupted one.
         """
         cores = max(1, os.cpu_count() or 1)
         workers = self.workers or cores
-        workers = max(1, min(workers, max(1, passes)))
+        workers = max(1, min(workers, max(1, passes), max(1, usable_memory() // max(1, pass_memory(pixels)))))
         threads = self.threads or max(1, cores // workers)
         return workers, threads
 
 
+# Peak bytes per pixel of one running pass: the synthesis (packed guides and style of source and
+# target, pyramid, NNF, error, occupancy: ~170 B/px measured at 1024^2) plus the pass's frames,
+# flows and guides.
+PASS_BYTES_PER_PIXEL = 250
+
+
+def pass_memory(pixels: int) -> int:
+    """Estimated peak memory of one propagation pass over frames of ``pixels`` pixels."""
+    return PASS_BYTES_PER_PIXEL * int(pixels)
+
+
+def usable_memory() -> int:
+    """Bytes a job may plan to use: 80% of the machine's physical memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume enough
+        return 1 << 62
+    return int(total * 0.8)
+
+
 class FrameSource(Protocol):
-    """What a pass reads: input frames and consecutive flows (flow(a, b) = flow_{a->b}, |a - b| = 1)."""
+    """What a pass reads: input frames and consecutive flows (flow(a, b) = flow_{a->b}, |a - b| = 1);
+    optionally ``matte(index)`` (uint8 H x W, white = restyle, or None: the whole frame)."""
 
     def frame(self, index: int) -> np.ndarray: ...
 
@@ -123,15 +142,20 @@ class FrameSource(Protocol):
 
 @dataclass
 class KeyFrame:
-    """A key frame: its index, stylised image and input frame (uint8 RGB, same size)."""
+    """A key frame: its index, stylised image and input frame (RGB, same size: uint8, or float32 on
+    the 0..255 scale for high-bit-depth plates), and its matte (uint8 H x W, white = restyle) if any."""
 
     index: int
     style: np.ndarray
     frame: np.ndarray
+    matte: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.style.shape != self.frame.shape:
             raise ValueError(f"key {self.index}: style {self.style.shape} and input frame {self.frame.shape} "
+                             "differ in size")
+        if self.matte is not None and self.matte.shape != self.frame.shape[:2]:
+            raise ValueError(f"key {self.index}: matte {self.matte.shape} and input frame {self.frame.shape} "
                              "differ in size")
 
 
@@ -174,10 +198,12 @@ def _advect_nnf(nnf: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
 
 
 def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, temporal: np.ndarray | None,
-                 cfg: PropagationConfig, key_positions: np.ndarray | None = None) -> list:
+                 cfg: PropagationConfig, key_positions: np.ndarray | None = None,
+                 matte: np.ndarray | None = None) -> list:
     """The (source, target, weight) guide list for synthesising ``frame`` from ``key``.
 
-    Guides whose weight is 0 are left out; ``temporal`` None leaves out the temporal guide.
+    Guides whose weight is 0 are left out; ``temporal`` None leaves out the temporal guide; with
+    ``matte`` (the frame's) and the key's matte, the mattes are a guide too.
     """
     h, w = key.frame.shape[:2]
     if key_positions is None:
@@ -191,6 +217,8 @@ def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, tempor
         out.append((G.positional_guide(key_positions), G.positional_guide(positions), cfg.positional_weight))
     if cfg.temporal_weight > 0 and temporal is not None:
         out.append((key.style, temporal, cfg.temporal_weight))
+    if cfg.matte_weight > 0 and matte is not None and key.matte is not None:
+        out.append((key.matte[:, :, None], matte[:, :, None], cfg.matte_weight))
     return out
 
 
@@ -210,7 +238,13 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     occluded = occlusion(to_prev, from_prev)
     positions = G.advect_positions(state.positions, to_prev, occluded).astype(np.float16).astype(np.float32)
     temporal = G.temporal_guide(state.output, to_prev)
-    guides = build_guides(key, frame, positions, temporal, cfg)
+    matte = source.matte(index) if hasattr(source, "matte") else None
+    guides = build_guides(key, frame, positions, temporal, cfg, matte=matte)
+    region = None
+    if matte is not None:
+        from .matte import synthesis_region
+
+        region = synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2)
     if cfg.warm_start == "advect":
         init = _advect_nnf(state.nnf, to_prev)
     elif cfg.warm_start == "reuse":
@@ -221,7 +255,7 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     res = synthesize(key.style, guides, style_weight=cfg.style_weight, patch_size=cfg.patch_size,
                      pyramid_levels=cfg.pyramid_levels, search_vote_iters=cfg.search_vote_iters,
                      patchmatch_iters=cfg.patchmatch_iters, uniformity=cfg.uniformity,
-                     stop_threshold=cfg.stop_threshold, init_nnf=init,
+                     stop_threshold=cfg.stop_threshold, init_nnf=init, target_mask=region,
                      seed=cfg.seed * 1_000_003 + index, threads=threads)
     new_state = PassState(index, res.image, np.ascontiguousarray(res.nnf, dtype=np.int32), positions)
     t2 = time.thread_time()
@@ -239,8 +273,3 @@ def propagate_pass(key: KeyFrame, indices: list[int], source: FrameSource, cfg: 
         s = step(key, state, index, source, cfg, threads)
         state = s.state
         yield s
-
-
-def with_overrides(cfg: PropagationConfig, **changes) -> PropagationConfig:
-    """A copy of ``cfg`` with some options changed (validated again)."""
-    return dataclasses.replace(cfg, **changes)

@@ -7,8 +7,10 @@ import pytest
 
 from _stylised_clip import clip, fast_config, psnr, stylise
 from rerender import config
-from rerender.job import plan_segments
-from rerender.propagate import KeyFrame, PassState, PropagationConfig, build_guides, propagate_pass
+from rerender.job import JobConfig
+from rerender.matte import synthesis_region
+from rerender.segments import plan_segments
+from rerender.passes import KeyFrame, PassState, PropagationConfig, build_guides, propagate_pass
 
 
 class MemorySource:
@@ -31,24 +33,26 @@ def test_defaults_are_the_reference_values():
     assert (c.colour_weight, c.edge_weight, c.positional_weight, c.temporal_weight) == (6.0, 0.5, 2.0, 0.5)
     assert (c.patch_size, c.uniformity, c.search_vote_iters, c.patchmatch_iters, c.stop_threshold) == \
         (5, 3500.0, 12, 6, 5.0)
-    assert c.flow == "dis" and c.poisson is False and c.blend == "soft"
+    assert c.poisson is False and JobConfig().flow == "dis"
 
 
 def test_blend_fingerprint_covers_every_blend_option_and_nothing_else():
     c = PropagationConfig()
+    assert c.blend == "soft"
     changes = {"blend": "select", "blend_smoothing": 0.3, "blend_detail": 0.5, "poisson": True,
                "poisson_lambda": 0.2}
     for k, v in changes.items():
         other = dataclasses.replace(c, **{k: v})
         assert other.blend_fingerprint() != c.blend_fingerprint(), k
         assert other.synthesis_fingerprint() == c.synthesis_fingerprint(), k
-    # the option's type, the blending module and the command line name the same methods
+    # the option's type, the blending module and both propagating commands name the same methods
     from rerender.cli import build_parser
     from rerender.temporal_blend import BLEND_METHODS
 
     assert typing.get_args(typing.get_type_hints(PropagationConfig)["blend"]) == BLEND_METHODS
-    sub = next(a for a in build_parser(False)._actions if a.dest == "command").choices["propagate"]
-    assert tuple(next(a for a in sub._actions if a.dest == "blend").choices) == BLEND_METHODS
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for name in ("propagate", "run"):
+        assert tuple(next(a for a in commands[name]._actions if a.dest == "blend").choices) == BLEND_METHODS
     for bad in ({"blend": "median"}, {"blend_smoothing": 1.0}, {"blend_detail": -0.1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             PropagationConfig(**bad)
@@ -128,3 +132,40 @@ def test_step_must_be_next_to_the_previous_frame():
         next(propagate_pass(key, [2], MemorySource(frames), fast_config()))
     with pytest.raises(ValueError, match="differ in size"):
         KeyFrame(0, stylise(frames[0])[:16], frames[0])
+
+
+class MattedSource(MemorySource):
+    """The translating pattern with a matte that moves with it (a disc, white = restyle)."""
+
+    def matte(self, i):
+        h, w = self.frames[0].shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w]
+        cx, cy = w / 2 + self.v[0] * i, h / 2 + self.v[1] * i
+        return (((yy - cy) ** 2 + (xx - cx) ** 2) < 12 ** 2).astype(np.uint8) * 255
+
+
+def test_a_matte_limits_synthesis_and_guides_it():
+    frames = clip(4, 48, 64)
+    src = MattedSource(frames)
+    key = KeyFrame(0, stylise(frames[0]), frames[0], matte=src.matte(0))
+    cfg = fast_config(matte_grow=3)
+    guides = build_guides(key, frames[1], np.zeros((48, 64, 2), np.float32), None, cfg, matte=src.matte(1))
+    assert guides[-1][2] == cfg.matte_weight and guides[-1][1].shape == (48, 64, 1)
+    for s in propagate_pass(key, [1, 2, 3], src, cfg, threads=1):
+        m = src.matte(s.index) > 0
+        region = synthesis_region(src.matte(s.index), 3 + cfg.patch_size // 2).astype(bool)
+        assert (s.image[~region] == 0).all() and (s.error[~region] == 0).all()  # nothing outside
+        assert psnr(s.image[m], stylise(frames[s.index])[m]) > 28  # inside: the known stylisation
+    with pytest.raises(ValueError, match="matte .* differ in size"):
+        KeyFrame(0, frames[0], frames[0], matte=np.zeros((8, 8), np.uint8))
+
+
+def test_float_frames_of_high_bit_depth_plates_propagate():
+    frames = clip(4, 48, 64)
+    as_float = [f.astype(np.float32) for f in frames]
+    key = KeyFrame(0, stylise(frames[0]).astype(np.float32), as_float[0])
+    steps = list(propagate_pass(key, [1, 2, 3], MemorySource(as_float), fast_config(), threads=1))
+    inner = (slice(8, -8), slice(8, -8))
+    for s in steps:
+        assert s.image.dtype == np.float32
+        assert psnr(np.clip(np.rint(s.image), 0, 255).astype(np.uint8)[inner], stylise(frames[s.index])[inner]) > 30

@@ -1,0 +1,78 @@
+"""What every ``rerender`` command shares: the parser class, the options of the job (declared once),
+option files, and how errors become exit codes.
+
+User errors (bad files, options, frame ranges) print ``rerender: error: MESSAGE`` -- or a JSON error
+event with ``--progress json`` -- and exit with status 2 (1 for other failures, 130 when interrupted);
+never a traceback. Whatever a job already produced stays in its work directory.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+PROGRESS_MODES = ("human", "json", "quiet")
+PROGRESS_HELP = "progress display: tqdm bars on stderr (human), JSON lines on stdout (json) or nothing (quiet)"
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+class UsageError(ValueError):
+    """A command-line usage error (unknown option, missing argument)."""
+
+
+class Parser(argparse.ArgumentParser):
+    # raise instead of exiting so that main() reports usage errors like every other error
+    # (plain text or a JSON error event)
+    def error(self, message: str):
+        where = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        raise UsageError(where + message)
+
+
+def progress_parent() -> argparse.ArgumentParser:
+    """``--progress``, accepted after the subcommand too; SUPPRESS keeps the global value when absent."""
+    p = Parser(add_help=False)
+    p.add_argument("--progress", choices=PROGRESS_MODES, default=argparse.SUPPRESS, help=PROGRESS_HELP)
+    return p
+
+
+def add_command(sub, name: str, **kw) -> Parser:
+    return sub.add_parser(name, parents=[progress_parent()], formatter_class=Formatter, **kw)
+
+
+def add_job_options(p: argparse.ArgumentParser, *, output_required: bool = True) -> None:
+    """The options of the job (rerender.job.JobConfig), the same for every command that runs one."""
+    p.add_argument("-o", "--output", required=output_required, default=None, metavar="OUT",
+                   help="output video file (the input's fps, sound and timecode), folder (frames named and "
+                        "numbered like the input sequence, or OUT/NNNN.png for a video) or pattern (out/shot.####.png)")
+    p.add_argument("--work-dir", metavar="DIR", default=None,
+                   help="intermediate files (frames, flow, key frames, candidates); default: OUT.work")
+    p.add_argument("--frames", metavar="A:B", default=None,
+                   help="frame range, zero-based, B exclusive, either side optional (e.g. 10:50, :100)")
+    p.add_argument("--size", type=int, metavar="N", default=None,
+                   help="working resolution: short side in pixels, rounded to a multiple of 8 "
+                        "(default: input size; at most 8192)")
+    p.add_argument("--flow", choices=("dis", "deepflow"), default=None,
+                   help="optical flow: OpenCV DIS (fast, default) or DeepFlow (slower, more accurate)")
+    p.add_argument("--no-audio", dest="audio", action="store_false", default=None,
+                   help="do not carry the input's sound into a video output")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="YAML/JSON option file, flat or in sections job:, keyframes:, propagation:; "
+                        "command-line flags override it")
+
+
+def job_overrides(args) -> dict[str, Any]:
+    return {k: getattr(args, k, None) for k in ("frames", "size", "flow", "work_dir", "audio")}
+
+
+def load_configs(args, stages: tuple[str, ...], stage_overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The configurations of ``stages`` from ``--config`` and the flags (flags win)."""
+    from ..pipeline import load_configs
+
+    job = {**job_overrides(args), **stage_overrides.pop("job", {})}
+    return load_configs(args.config, stages, {"job": job, **stage_overrides})

@@ -1,0 +1,188 @@
+"""Files that rerender writes: atomic writes, digests, frame names, and its own temporaries.
+
+Every writer of the package goes through :func:`atomic_path` / :func:`atomic_write_bytes`: data is
+written to a temporary file beside the target and moved into place with ``os.replace``, so a killed
+job leaves either the old file or the new one, never half of one. Temporaries carry the writing
+process's host and pid in their name (``.NAME.rr-HOST-PID-XXXX.tmp[.ext]``), which lets a later run
+remove the ones a killed process left behind (:func:`remove_stale_temporaries`) without ever
+touching a file that a living process is writing (here or on another machine sharing the folder),
+or that rerender did not create.
+
+Files are created with the user's umask (``mkstemp`` alone would make them 0600, unreadable by the
+rest of a render farm).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+# host names reduced to a safe token: the temporary's name must stay a plain file name
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+_TEMP_RX = re.compile(r"\A\..+\.rr-([A-Za-z0-9]+)-(\d+)-[A-Za-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?\Z")
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
+# ------------------------------------------------------------------------------------------------
+# names and digests
+
+
+def frame_name(index: int) -> str:
+    """The stem of frame ``index``'s file in the work directory and in a plain output folder."""
+    return f"{int(index):04d}"
+
+
+def digest(obj) -> str:
+    """Short stable hash of a JSON-serialisable value (fingerprints of options and inputs)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def file_digest(paths: Iterable[Path]) -> str:
+    """Hash of the names and bytes of ``paths`` (in order)."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).name.encode("utf-8", "surrogateescape"))
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()[:20]
+
+
+def array_digest(a: np.ndarray) -> str:
+    """Hash of an array's shape, dtype and bytes."""
+    h = hashlib.sha256(f"{a.shape}{a.dtype}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:20]
+
+
+# ------------------------------------------------------------------------------------------------
+# atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same extension, so encoders pick the format) and
+    move it into place when the block succeeds; on failure it is removed. ``fsync``: flush the file
+    to disk before it replaces the target (final outputs: a crash right after "done" loses nothing).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.rr-{_HOST}-{os.getpid()}-", suffix=f".tmp{path.suffix}",
+                               dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if fsync:
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> None:
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """The JSON object in ``path``, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def save_npz(path: str | os.PathLike, *, compressed: bool = False, **arrays) -> None:
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def copy_if_changed(source: Path, target: Path, *, fsync: bool = False) -> bool:
+    """Copy ``source`` to ``target`` atomically unless it already holds the same bytes."""
+    data = source.read_bytes()
+    try:
+        if target.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(target, data, fsync=fsync)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+# temporaries left by killed runs
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def is_own_temporary(name: str) -> bool:
+    """Whether a file name has the form of a temporary made by :func:`atomic_path`."""
+    return bool(_TEMP_RX.match(name))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, *, recursive: bool = False,
+                             targets: Iterable[str] | None = None) -> int:
+    """Remove temporaries of :func:`atomic_path` in ``folder`` whose writing process is gone.
+
+    Only names of rerender's own form are considered, and only those written by processes of this
+    machine that are no longer alive; ``targets`` restricts it to temporaries of these file names (e.g. an output
+    video in a folder shared with other files). Returns the number of files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    wanted = None if targets is None else {f".{t}." for t in targets}
+    removed = 0
+    walker = folder.rglob(".*") if recursive else folder.glob(".*")
+    for p in walker:
+        m = _TEMP_RX.match(p.name)
+        if m is None or (wanted is not None and not any(p.name.startswith(w) for w in wanted)):
+            continue
+        if m.group(1) != _HOST or _alive(int(m.group(2))) or not p.is_file():
+            continue
+        try:
+            p.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

@@ -1,0 +1,310 @@
+"""The propagation engine: segments between key frames, their passes, resume, parallel runs, blending.
+
+A segment holds the frames strictly between two key frames (or between a key and an open end of
+the clip). Each key of a segment propagates one *pass* across it (forward from the earlier key,
+backward from the later one); when both passes are stored, the segment's frames are blended.
+Passes of all segments run in a thread pool; everything they need is in one :class:`RunContext`.
+
+Per segment, in ``WORK/segments/A-B/``::
+
+    stamp.json                    fingerprints of what the segment was computed from
+    fwd/NNNN.npz, bwd/NNNN.npz    candidate and patch-error map of each pass step
+    fwd/state.npz, bwd/state.npz  NNF and positional map of the last step (while a pass runs)
+    masks/NNNN.png                blend weight of the candidate from key A (255 = only A; binary for
+                                  blend "select")
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import JobCancelled, JobError
+from .files import frame_name, load_npz, read_json, save_npz, write_json
+from .progress import Progress, Stage
+from .passes import KeyFrame, PassState, PropagationConfig, propagate_pass
+from . import temporal_blend
+from .workdir import WorkDir
+
+StepHook = Callable[[str, int], None]
+
+
+@dataclass
+class Segment:
+    """Frames strictly between key ``a`` and key ``b``; None on a side that is an end of the clip or a
+    shot cut (nothing is propagated across it), named by ``start``/``end`` or ``cut`` + frame."""
+
+    a: int | None
+    b: int | None
+    frames: list[int]
+    cut_before: bool = False   # the open start is a shot cut (frames[0] starts a shot)
+    cut_after: bool = False    # the open end is a shot cut (a shot starts after frames[-1])
+
+    @property
+    def name(self) -> str:
+        first = (f"cut{frame_name(self.frames[0])}" if self.cut_before else "start") if self.a is None else frame_name(self.a)
+        last = (f"cut{frame_name(self.frames[-1] + 1)}" if self.cut_after else "end") if self.b is None else frame_name(self.b)
+        return f"{first}-{last}"
+
+    def passes(self) -> list[tuple[str, int, list[int]]]:
+        """(direction, key index, frames in pass order)."""
+        out = []
+        if self.a is not None:
+            out.append(("fwd", self.a, list(self.frames)))
+        if self.b is not None:
+            out.append(("bwd", self.b, list(reversed(self.frames))))
+        return out
+
+
+def plan_segments(keys: list[int], start: int, stop: int, cuts: list[int] = ()) -> list[Segment]:
+    """Segments covering every non-key frame of ``start..stop-1`` given sorted key indices; a segment
+    never spans a shot cut (``cuts``: the first frame of every later shot)."""
+    bounds = [start] + sorted(c for c in cuts if start < c < stop) + [stop]
+    segs = []
+    for lo, hi in zip(bounds, bounds[1:]):  # one shot at a time
+        shot_keys = [k for k in keys if lo <= k < hi]
+        if not shot_keys:
+            raise JobError(f"key frames: the shot of frames {lo}..{hi - 1} has no key frame (nothing is "
+                           "propagated across a shot cut); add one")
+        if shot_keys[0] > lo:
+            segs.append(Segment(None, shot_keys[0], list(range(lo, shot_keys[0])), cut_before=lo != start))
+        for a, b in zip(shot_keys, shot_keys[1:]):
+            if b - a > 1:
+                segs.append(Segment(a, b, list(range(a + 1, b))))
+        if shot_keys[-1] < hi - 1:
+            segs.append(Segment(shot_keys[-1], None, list(range(shot_keys[-1] + 1, hi)), cut_after=hi != stop))
+    return segs
+
+
+class Timer:
+    """CPU seconds per stage, summed over threads."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.totals: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.totals[stage] = self.totals.get(stage, 0.0) + seconds
+
+
+@dataclass
+class RunContext:
+    """What every pass and blend of one propagation run shares."""
+
+    wd: WorkDir
+    cfg: PropagationConfig
+    threads: int
+    propagate_bar: Stage
+    blend_bar: Stage
+    on_step: StepHook | None = None
+    timer: Timer = field(default_factory=Timer)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    steps: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled("stopped because another part of the job failed")
+
+    def stepped(self, stage: str, index: int) -> None:
+        if self.on_step:
+            self.on_step(stage, index)
+
+    def count_step(self) -> None:
+        with self._lock:
+            self.steps += 1
+
+
+# ------------------------------------------------------------------------------------------------
+# one pass
+
+
+def _last_done(pass_dir: Path, order: list[int]) -> int:
+    """How many steps of a pass are stored (a prefix of ``order``)."""
+    n = 0
+    for i in order:
+        if not (pass_dir / f"{frame_name(i)}.npz").exists():
+            break
+        n += 1
+    return n
+
+
+def _resume_point(pass_dir: Path, order: list[int]) -> tuple[int, PassState | None]:
+    """(steps already stored, state to continue from) for a pass.
+
+    Each step stores ``NNNN.npz`` (candidate and error map) and then overwrites ``state.npz`` (what the
+    next step needs: NNF and positional map). A job killed between the two writes redoes one step.
+    """
+    done = _last_done(pass_dir, order)
+    state_path = pass_dir / "state.npz"
+    if done == len(order):
+        state_path.unlink(missing_ok=True)  # complete: the state is no longer needed
+        return done, None
+    if done == 0:
+        return 0, None
+    st = load_npz(state_path) if state_path.exists() else None
+    if st is not None and done >= 2 and int(st["index"]) == order[done - 2]:
+        (pass_dir / f"{frame_name(order[done - 1])}.npz").unlink()
+        done -= 1
+    elif st is None or int(st["index"]) != order[done - 1]:
+        for i in order[:done]:
+            (pass_dir / f"{frame_name(i)}.npz").unlink()
+        return 0, None
+    image = load_npz(pass_dir / f"{frame_name(order[done - 1])}.npz")["image"]
+    return done, PassState(order[done - 1], image, st["nnf"].astype(np.int32), st["positions"].astype(np.float32))
+
+
+def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, order: list[int]) -> None:
+    """Propagate key ``key_index`` over ``order``, storing every step; resumes a stopped pass."""
+    pass_dir = seg_dir / direction
+    pass_dir.mkdir(parents=True, exist_ok=True)
+    done, state = _resume_point(pass_dir, order)
+    if done:
+        ctx.propagate_bar.update(done)
+    if done == len(order):
+        return
+    from .media import read_image
+
+    key = KeyFrame(key_index, read_image(ctx.wd.key_path(key_index)), ctx.wd.frame(key_index))
+    nnf_type = np.int16 if max(key.style.shape) < 32768 else np.int32
+    for s in propagate_pass(key, order[done:], ctx.wd, ctx.cfg, state=state, threads=ctx.threads):
+        ctx.check()
+        save_npz(pass_dir / f"{frame_name(s.index)}.npz", image=s.image, error=s.error.astype(np.float32))
+        if s.index != order[-1]:
+            save_npz(pass_dir / "state.npz", index=np.int64(s.index), nnf=s.state.nnf.astype(nnf_type),
+                     positions=s.state.positions.astype(np.float16))
+        else:
+            (pass_dir / "state.npz").unlink(missing_ok=True)
+        ctx.timer.add("guides", s.timings.get("guides", 0.0))
+        ctx.timer.add("synthesis", s.timings.get("synthesis", 0.0))
+        ctx.count_step()
+        ctx.propagate_bar.update()
+        ctx.stepped(f"propagate-{direction}", s.index)
+
+
+# ------------------------------------------------------------------------------------------------
+# blending a segment
+
+
+def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
+    """Blend the stored candidates of ``seg`` into ``WORK/out``; returns the number of frames."""
+    from .media import write_png_if_changed
+
+    wd, cfg = ctx.wd, ctx.cfg
+    t0 = time.thread_time()
+    if seg.a is None or seg.b is None:  # one pass: its candidates are the result
+        direction = "fwd" if seg.b is None else "bwd"
+        for i in seg.frames:
+            z = load_npz(seg_dir / direction / f"{frame_name(i)}.npz")
+            write_png_if_changed(wd.out_path(i), z["image"])
+            ctx.blend_bar.update()
+            ctx.stepped("blend", i)
+    else:
+        from .media import read_image
+
+        (seg_dir / "masks").mkdir(exist_ok=True)
+
+        def candidates(i: int):
+            za = load_npz(seg_dir / "fwd" / f"{frame_name(i)}.npz")
+            zb = load_npz(seg_dir / "bwd" / f"{frame_name(i)}.npz")
+            return za["image"], zb["image"], za["error"], zb["error"]
+
+        keys = [read_image(wd.key_path(k)) for k in (seg.a, seg.b)]
+        for i, out, weight in temporal_blend.blend_segment(
+                seg.a, seg.b, *keys, candidates, wd.flow, method=cfg.blend, smoothing=cfg.blend_smoothing,
+                detail=cfg.blend_detail, poisson=cfg.poisson, poisson_lambda=cfg.poisson_lambda,
+                scratch=seg_dir / "blend-scratch"):
+            ctx.check()
+            write_png_if_changed(seg_dir / "masks" / f"{frame_name(i)}.png", weight)
+            write_png_if_changed(wd.out_path(i), out)
+            ctx.blend_bar.update()
+            ctx.stepped("blend", i)
+    ctx.timer.add("blending", time.thread_time() - t0)
+    return len(seg.frames)
+
+
+# ------------------------------------------------------------------------------------------------
+# all segments
+
+
+@dataclass
+class Fingerprints:
+    """What a segment's stored results were computed from: its passes (``synth``) and its blend."""
+
+    synth: str
+    blend: str
+
+
+@dataclass
+class PropagateSummary:
+    synthesized: int = 0                 # pass steps computed
+    blended: int = 0                     # frames blended
+    recomputed: list[str] = field(default_factory=list)  # segments (re)computed
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def propagate_segments(wd: WorkDir, segments: list[Segment], fingerprints: dict[str, Fingerprints],
+                       cfg: PropagationConfig, progress: Progress, on_step: StepHook | None = None,
+                       timer: Timer | None = None) -> PropagateSummary:
+    """Bring every segment's passes and blend up to date with ``fingerprints``; reuse what matches."""
+    summary = PropagateSummary()
+    wd.segments.mkdir(parents=True, exist_ok=True)
+    todo: list[Segment] = []
+    for seg in segments:
+        seg_dir = wd.segments / seg.name
+        fp = fingerprints[seg.name]
+        stamp = read_json(seg_dir / "stamp.json") or {}
+        if stamp.get("synth") != fp.synth:
+            shutil.rmtree(seg_dir, ignore_errors=True)
+            seg_dir.mkdir(parents=True)
+            write_json(seg_dir / "stamp.json", {"synth": fp.synth, "blend": None})
+            stamp = {"synth": fp.synth}
+        if stamp.get("blend") == fp.blend and all(wd.out_path(i).exists() for i in seg.frames):
+            continue
+        todo.append(seg)
+        summary.recomputed.append(seg.name)
+    live = {s.name for s in segments}  # folders of an older key layout go
+    for d in wd.segments.iterdir():
+        if d.is_dir() and d.name not in live:
+            shutil.rmtree(d, ignore_errors=True)
+    if not todo:
+        return summary
+    n_passes = sum(len(s.passes()) for s in todo)
+    h, w = wd.frame(todo[0].frames[0]).shape[:2]
+    workers, threads = cfg.parallelism(n_passes, h * w)
+    total_steps = sum(len(s.frames) * len(s.passes()) for s in todo)
+    with progress.stage("propagate", total_steps) as pbar, \
+            progress.stage("blend", sum(len(s.frames) for s in todo)) as bbar, \
+            cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rerender-pass") as pool:
+        ctx = RunContext(wd, cfg, threads, pbar, bbar, on_step, timer or Timer())
+        pending: dict[cf.Future, Segment] = {}
+        remaining = {s.name: len(s.passes()) for s in todo}
+        for seg in todo:
+            for direction, key_index, order in seg.passes():
+                pending[pool.submit(run_pass, ctx, wd.segments / seg.name, direction, key_index, order)] = seg
+        try:
+            for fut in cf.as_completed(list(pending)):
+                fut.result()
+                seg = pending[fut]
+                remaining[seg.name] -= 1
+                if remaining[seg.name] == 0:
+                    seg_dir = wd.segments / seg.name
+                    summary.blended += blend_segment(ctx, seg, seg_dir)
+                    fp = fingerprints[seg.name]
+                    write_json(seg_dir / "stamp.json", {"synth": fp.synth, "blend": fp.blend})
+        except BaseException:
+            ctx.cancelled.set()
+            for f in pending:
+                f.cancel()
+            raise
+        finally:
+            summary.synthesized = ctx.steps
+            summary.timings = dict(ctx.timer.totals)
+    return summary

@@ -1,0 +1,204 @@
+"""A job's work directory: its layout, the marker that proves rerender owns it, and its lock.
+
+Layout (every file is written atomically, see :mod:`rerender.files`)::
+
+    WORK/.rerender-workdir        marker: written when rerender creates (or adopts an empty) folder
+    WORK/.lock                    held while a job runs: {"pid", "host", "started"}
+    WORK/manifest.json            fingerprints of inputs and options, stage stamps
+    WORK/frames/NNNN.png          decoded input frames at the working size (NNNN = input index)
+    WORK/flow/METHOD/I_J.npy      flows of consecutive frames (rerender.flow.FlowCache)
+    WORK/keys/NNNN.png            key frames at the working size
+    WORK/segments/A-B/            per-segment candidates, error maps and selection masks
+    WORK/out/NNNN.png             final frames
+
+Rerender deletes only what it can prove it wrote: it clears its own sub-folders only inside a
+folder that carries the marker, and it refuses a folder that is not empty and has no marker (a
+user's project folder given as ``--work-dir`` by mistake). The lock keeps a second job off a work
+directory that a running job uses; a lock left by a process that is gone (on this machine) is
+taken over.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import JobError
+from .files import frame_name, read_json, remove_stale_temporaries, write_json
+
+MANIFEST_VERSION = 1
+MARKER = ".rerender-workdir"
+LOCK = ".lock"
+MANAGED = ("frames", "flow", "keys", "segments", "out")
+
+_held: dict[str, int] = {}  # real path -> nesting depth of this process's lock
+_held_lock = threading.Lock()
+
+
+class WorkDir:
+    """Paths, manifest and readers of a job's work directory (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike, flow_method: str = "dis"):
+        self.root = Path(root)
+        self.flow_method = flow_method
+        self.frames = self.root / "frames"
+        self.flow_dir = self.root / "flow"
+        self.keys = self.root / "keys"
+        self.segments = self.root / "segments"
+        self.out = self.root / "out"
+        self.manifest_path = self.root / "manifest.json"
+        self._flow_cache = None
+
+    # -------------------------------------------------------------------------------- ownership
+
+    def claim(self) -> None:
+        """Create the work directory, or check that it is one of ours; raises :class:`JobError`
+        for an existing folder that holds files and no marker."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise JobError(f"{root}: the work directory is a file, not a folder")
+        marker = root / MARKER
+        if marker.is_file():
+            return
+        if root.is_dir() and any(root.iterdir()):
+            raise JobError(f"{root}: this folder is not empty and was not created by rerender (it has no "
+                           f"{MARKER} marker); rerender would manage (and clear) sub-folders in it, so choose "
+                           "a new or empty --work-dir")
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(marker, {"created_by": "rerender", "version": MANIFEST_VERSION})
+
+    def clear(self, *names: str) -> None:
+        """Delete managed sub-folders (``frames``, ``flow``, ...) of a claimed work directory."""
+        if not (self.root / MARKER).is_file():
+            raise JobError(f"{self.root}: refusing to clear a folder without the {MARKER} marker")
+        for name in names:
+            if name not in MANAGED:
+                raise ValueError(f"clear: {name!r} is not a managed sub-folder ({', '.join(MANAGED)})")
+            shutil.rmtree(self.root / name, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the work directory's lock for the block (re-entrant within one process).
+
+        A second job (another process, here or on a machine sharing the folder) is refused with a
+        message naming the holder. A lock whose process is gone on this machine is stale and is
+        taken over; temporaries left by killed writers are removed at the same time.
+        """
+        self.claim()
+        key = str(self.root.resolve())
+        with _held_lock:
+            depth = _held.get(key, 0)
+            if depth == 0:
+                self._acquire()
+            _held[key] = depth + 1
+        try:
+            yield
+        finally:
+            with _held_lock:
+                _held[key] -= 1
+                if _held[key] == 0:
+                    del _held[key]
+                    self._release()
+
+    def _acquire(self) -> None:
+        path = self.root / LOCK
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = read_json(path)
+                if holder is None:  # being written right now, or garbage: look again
+                    time.sleep(0.05)
+                    holder = read_json(path)
+                if holder is not None and not _stale(holder):
+                    raise JobError(f"{self.root}: another rerender job is using this work directory (pid "
+                                   f"{holder.get('pid')} on {holder.get('host')}); wait for it to finish, or "
+                                   f"use another --work-dir. If no such job runs, delete {path}")
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            # a crashed run may have left temporaries; no other writer can be active now
+            remove_stale_temporaries(self.root, recursive=True)
+            return
+        raise JobError(f"{self.root}: could not take the work directory's lock {path}")
+
+    def _release(self) -> None:
+        path = self.root / LOCK
+        holder = read_json(path)
+        if holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            path.unlink(missing_ok=True)
+
+    # -------------------------------------------------------------------------------- contents
+
+    def frame_path(self, i: int) -> Path:
+        return self.frames / f"{frame_name(i)}.png"
+
+    def key_path(self, i: int) -> Path:
+        return self.keys / f"{frame_name(i)}.png"
+
+    def out_path(self, i: int) -> Path:
+        return self.out / f"{frame_name(i)}.png"
+
+    def frame(self, i: int) -> np.ndarray:
+        from .media import read_image
+
+        return read_image(self.frame_path(i))
+
+    @property
+    def flow_cache(self):
+        """The cache of ``flow_method``'s flows in this work directory (frames read from it)."""
+        if self._flow_cache is None:
+            from .flow import FlowCache
+
+            self._flow_cache = FlowCache(self.flow_dir, self.flow_method, frames=self.frame)
+        return self._flow_cache
+
+    def flow(self, a: int, b: int) -> np.ndarray:
+        """flow_{a->b} (float32 H x W x 2), from the flow cache (computed if missing)."""
+        return np.ascontiguousarray(self.flow_cache.get(a, b))
+
+    def manifest(self) -> dict:
+        return read_json(self.manifest_path) or {}
+
+    def update_manifest(self, **entries) -> None:
+        m = self.manifest()
+        m.update(entries)
+        m["version"] = MANIFEST_VERSION
+        write_json(self.manifest_path, m)
+
+
+def _stale(holder: dict) -> bool:
+    """A lock is stale when its process is gone; only checkable for this machine's processes."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder.get("pid")), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, TypeError, ValueError):
+        return False
+    return False
+
+
+def default_work_dir(output: str | os.PathLike) -> Path:
+    """Where a job keeps its intermediate files unless told otherwise: ``OUT.work`` beside OUT; for a
+    pattern output ``out/shot.####.exr``, ``out/shot.work``."""
+    from .media import parse_output_pattern
+
+    pattern = parse_output_pattern(output)
+    if pattern is not None:
+        folder, prefix = pattern[0], pattern[1]
+        return folder / f"{prefix.rstrip('._- ') or 'rerender'}.work"
+    out = Path(output)
+    return out.with_name(out.name + ".work")
