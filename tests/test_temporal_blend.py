@@ -101,6 +101,7 @@ def _segment(frames_a, frames_b, errors_a, errors_b, flows=None, keys=None, **op
     h, w = frames_a[0].shape[:2]
     zero = np.zeros((h, w, 2), np.float32)
     key_a, key_b = keys if keys is not None else (frames_a[0], frames_b[-1])
+    options.setdefault("method", "soft")
     got = list(blend_segment(0, n + 1, key_a, key_b,
                              lambda i: (frames_a[i - 1], frames_b[i - 1], errors_a[i - 1], errors_b[i - 1]),
                              lambda i, j: zero if flows is None else flows(i, j), **options))
@@ -298,7 +299,7 @@ def test_soft_blend_scratch_folder_is_left_clean(tmp_path):
     # a job stopped in the middle of a segment (the generator closed early) cleans up too
     zero = np.zeros((16, 20, 2), np.float32)
     gen = blend_segment(0, 4, fa[0], fa[-1], lambda i: (fa[i - 1], fa[-i], errs[0], errs[0]), lambda i, j: zero,
-                        scratch=tmp_path / "s")
+                        method="soft", scratch=tmp_path / "s")
     next(gen)
     gen.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
@@ -409,6 +410,6 @@ def test_bad_segment_options_are_named(options, match):
     e = np.ones((8, 8), np.float32)
     with pytest.raises(ValueError, match=match):
         list(blend_segment(0, 3, img, img, lambda i: (img, img, e, e), lambda i, j: np.zeros((8, 8, 2), np.float32),
-                           **options))
+                           **{"method": "soft", **options}))
     with pytest.raises(ValueError, match="segment"):
-        list(blend_segment(0, 1, img, img, lambda i: (img, img, e, e), lambda i, j: None))
+        list(blend_segment(0, 1, img, img, lambda i: (img, img, e, e), lambda i, j: None, method="soft"))
