@@ -98,10 +98,18 @@ def test_pipeline_reads_flat_and_sectioned_option_files(tmp_path):
     assert cfg["propagation"] == PropagationConfig(edge_weight=1.5, poisson=True)
 
     sectioned = tmp_path / "run.yaml"
-    sectioned.write_text("job:\n  frames: '2:8'\nkeyframes:\n  prompt: ink\n  steps: 4\npropagation:\n  uniformity: 100\n")
+    sectioned.write_text("job:\n  frames: '2:8'\nkeyframes:\n  prompt: ink\n  steps: 4\npropagation:\n  uniformity: 100\n"
+                         "  blend: linear\n")
     cfg = load_configs(sectioned, ("job", "keyframes", "propagation"), {"job": {"frames": "3:9"}})
     assert cfg["job"].frames == "3:9"  # flags win over the file
     assert (cfg["keyframes"].prompt, cfg["keyframes"].steps, cfg["propagation"].uniformity) == ("ink", 4, 100.0)
+    assert cfg["propagation"].blend == "linear"
+    cfg = load_configs(sectioned, ("job", "keyframes", "propagation"), {"propagation": {"blend": "select"}})
+    assert cfg["propagation"].blend == "select"  # the --blend flag wins
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("propagation:\n  blend: median\n")
+    with pytest.raises(config.ConfigError, match=r"propagation.blend: 'median' is not one of 'soft', 'select', 'linear'"):
+        load_configs(bad, ("job", "propagation"))
     with pytest.raises(config.ConfigError, match="section 'keyframes' is not used"):
         load_configs(sectioned, ("job", "propagation"))
     sectioned.write_text("job:\n  sise: 3\n")

@@ -124,6 +124,11 @@ def test_changed_key_recomputes_only_its_two_segments(reference_run, tmp_path):
     result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
                              config=fast_config(poisson=True))
     assert result.synthesized == 0 and result.blended == 27
+    for blend in ("soft", "linear"):
+        result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
+                           config=fast_config(blend=blend))
+        assert result.synthesized == 0 and result.blended == 27
+    assert not list((tmp_path / "work" / "segments").rglob("blend-scratch"))
 
 
 def test_video_in_video_out_keeps_count_fps_and_audio(tmp_path):

@@ -1,4 +1,7 @@
 """Propagation passes: configuration, guides, segment planning, warm starts and resumable state."""
+import dataclasses
+import typing
+
 import numpy as np
 import pytest
 
@@ -31,6 +34,28 @@ def test_defaults_are_the_reference_values():
     assert (c.patch_size, c.uniformity, c.search_vote_iters, c.patchmatch_iters, c.stop_threshold) == \
         (5, 3500.0, 12, 6, 5.0)
     assert c.poisson is False and JobConfig().flow == "dis"
+
+
+def test_blend_fingerprint_covers_every_blend_option_and_nothing_else():
+    c = PropagationConfig()
+    assert c.blend == "select"
+    changes = {"blend": "soft", "blend_smoothing": 0.3, "blend_detail": 0.5, "poisson": True,
+               "poisson_lambda": 0.2}
+    for k, v in changes.items():
+        other = dataclasses.replace(c, **{k: v})
+        assert other.blend_fingerprint() != c.blend_fingerprint(), k
+        assert other.synthesis_fingerprint() == c.synthesis_fingerprint(), k
+    # the option's type, the blending module and both propagating commands name the same methods
+    from rerender.cli import build_parser
+    from rerender.temporal_blend import BLEND_METHODS
+
+    assert typing.get_args(typing.get_type_hints(PropagationConfig)["blend"]) == BLEND_METHODS
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for name in ("propagate", "run"):
+        assert tuple(next(a for a in commands[name]._actions if a.dest == "blend").choices) == BLEND_METHODS
+    for bad in ({"blend": "median"}, {"blend_smoothing": 1.0}, {"blend_detail": -0.1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PropagationConfig(**bad)
 
 
 def test_config_file_and_errors(tmp_path):

@@ -18,6 +18,7 @@ from typing import Iterator, Literal, Protocol
 import numpy as np
 
 from . import guides as G
+from .blend_methods import BLEND_METHODS
 
 
 @dataclass
@@ -45,7 +46,14 @@ class PropagationConfig:
     # of the frame's) and how far beyond the matte texture is synthesised (pixels; covers the feather)
     matte_weight: float = 2.0
     matte_grow: int = 8
-    # blending
+    # blending (rerender.temporal_blend): "select" = the paper's selection mask + histogram-preserving
+    # blend; "soft" = soft error weights + temporal filtering along the flow + detail restoration
+    # (steadier and closer to the truth on real footage, but short of the candidates' detail on one
+    # clip: not the default, see README "Benchmarks"); "linear" = weights by temporal distance.
+    # blend_smoothing / blend_detail tune "soft".
+    blend: Literal[BLEND_METHODS] = "select"
+    blend_smoothing: float = 0.5
+    blend_detail: float = 1.0
     poisson: bool = False
     poisson_lambda: float = 0.1
     # parallelism: passes propagated at once (0 = one per core) and native threads per synthesis
@@ -67,6 +75,12 @@ class PropagationConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.pyramid_levels is not None and self.pyramid_levels < 1:
             raise ValueError(f"pyramid_levels: must be >= 1 or null, got {self.pyramid_levels}")
+        if self.blend not in BLEND_METHODS:  # the Literal is checked for option files, not for Python callers
+            raise ValueError(f"blend: {self.blend!r} is not one of {', '.join(map(repr, BLEND_METHODS))}")
+        if not 0.0 <= self.blend_smoothing < 1.0:
+            raise ValueError(f"blend_smoothing: must be in [0, 1), got {self.blend_smoothing}")
+        if not 0.0 <= self.blend_detail <= 1.0:
+            raise ValueError(f"blend_detail: must be in [0, 1], got {self.blend_detail}")
         if self.poisson_lambda <= 0:
             raise ValueError(f"poisson_lambda: must be > 0, got {self.poisson_lambda}")
         if self.workers < 0 or self.threads < 0:
@@ -80,7 +94,9 @@ class PropagationConfig:
         return {k: getattr(self, k) for k in keys}
 
     def blend_fingerprint(self) -> dict:
-        return {"poisson": self.poisson, "poisson_lambda": self.poisson_lambda}
+        """The options that change only the blending of stored candidates (a change re-blends)."""
+        keys = ("blend", "blend_smoothing", "blend_detail", "poisson", "poisson_lambda")
+        return {k: getattr(self, k) for k in keys}
 
     def parallelism(self, passes: int, pixels: int = 0) -> tuple[int, int]:
         """(workers, native threads per synthesis) for ``passes`` passes of ``pixels``-pixel frames.

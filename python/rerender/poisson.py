@@ -66,16 +66,21 @@ def screened_poisson(colour: np.ndarray, gx: np.ndarray, gy: np.ndarray, lam: fl
 
 
 def poisson_blend(colour: np.ndarray, image_a: np.ndarray, image_b: np.ndarray, take_a: np.ndarray,
-                  lam: float = 0.1) -> np.ndarray:
+                  lam: float = 0.1, region: np.ndarray | None = None) -> np.ndarray:
     """Gradient-domain blend: gradients of ``image_a`` where ``take_a`` else of ``image_b``, colours
-    anchored to ``colour``. All uint8 H x W x C; returns uint8.
+    anchored to ``colour``. All H x W x C of one dtype: uint8 (result rounded to uint8) or float32
+    of the working format (result float32, not clipped or quantised).
 
-    A gradient between two pixels is taken from candidate a only when both pixels chose a (and from b
-    only when both chose b; mixed pairs average), so no seam of the selection becomes a gradient.
+    ``take_a``: a selection mask (integer, non-zero = a) or float weights of a in [0, 1]; the gradient
+    between two pixels mixes the candidates' by the mean of the two pixels' weights, so a gradient is
+    taken from candidate a only when both pixels chose a and no seam of a selection becomes a gradient.
+    ``region`` (bool H x W, None = everywhere): a gradient touching a pixel outside it is ``colour``'s
+    own, so nothing from outside the synthesised region is pulled into it.
     """
     a = np.asarray(image_a, dtype=np.float32)
     b = np.asarray(image_b, dtype=np.float32)
-    m = (np.asarray(take_a) != 0).astype(np.float32)
+    m = np.asarray(take_a)
+    m = m.astype(np.float32) if m.dtype.kind == "f" else (m != 0).astype(np.float32)
     if m.ndim == 2:
         m = m[:, :, None]
     ax, ay = gradients(a)
@@ -86,5 +91,16 @@ def poisson_blend(colour: np.ndarray, image_a: np.ndarray, image_b: np.ndarray, 
     my[:-1] = 0.5 * (m[:-1] + m[1:])
     gx = mx * ax + (1 - mx) * bx
     gy = my * ay + (1 - my) * by
+    if region is not None:
+        r = np.asarray(region, bool).reshape(m.shape[:2])
+        inside_x = np.zeros_like(r)
+        inside_x[:, :-1] = r[:, :-1] & r[:, 1:]
+        inside_y = np.zeros_like(r)
+        inside_y[:-1] = r[:-1] & r[1:]
+        cx, cy = gradients(np.asarray(colour, dtype=np.float32))
+        gx = np.where(inside_x[:, :, None] if gx.ndim == 3 else inside_x, gx, cx)
+        gy = np.where(inside_y[:, :, None] if gy.ndim == 3 else inside_y, gy, cy)
     u = screened_poisson(colour, gx, gy, lam)
+    if np.asarray(colour).dtype == np.float32:
+        return np.ascontiguousarray(u, dtype=np.float32)
     return (np.clip(u, 0, 255) + 0.5).astype(np.uint8)

@@ -10,7 +10,8 @@ Per segment, in ``WORK/segments/A-B/``::
     stamp.json                    fingerprints of what the segment was computed from
     fwd/NNNN.npz, bwd/NNNN.npz    candidate and patch-error map of each pass step
     fwd/state.npz, bwd/state.npz  NNF and positional map of the last step (while a pass runs)
-    masks/NNNN.png                temporal-aware selection masks (255 = candidate from key A)
+    masks/NNNN.png                blend weight of the candidate from key A (255 = only A; binary for
+                                  blend "select")
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from .errors import JobCancelled, JobError
 from .files import frame_name, load_npz, read_json, save_npz, write_json
 from .progress import Progress, Stage
 from .passes import KeyFrame, PassState, PropagationConfig, propagate_pass
-from .temporal_blend import blend_candidates, distance_weights, next_selection_mask
+from . import temporal_blend
 from .workdir import WorkDir
 
 StepHook = Callable[[str, int], None]
@@ -206,17 +207,28 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
             ctx.blend_bar.update()
             ctx.stepped("blend", i)
     else:
-        mask = None
         (seg_dir / "masks").mkdir(exist_ok=True)
-        for i in seg.frames:
+
+        def candidates(i: int):
             za = load_npz(seg_dir / "fwd" / f"{frame_name(i)}.npz")
             zb = load_npz(seg_dir / "bwd" / f"{frame_name(i)}.npz")
-            da, db = distance_weights(i, seg.a, seg.b)
-            mask = next_selection_mask(mask, wd.flow(i, i - 1) if mask is not None else None,
-                                       za["error"], zb["error"], da, db)
-            out = blend_candidates(za["image"], zb["image"], mask, poisson=cfg.poisson,
-                                   poisson_lambda=cfg.poisson_lambda)
-            write_png_if_changed(seg_dir / "masks" / f"{frame_name(i)}.png", mask * np.uint8(255))
+            return za["image"], zb["image"], za["error"], zb["error"]
+
+        def region(i: int):
+            matte = wd.matte(i)
+            if matte is None:
+                return None
+            from .matte import synthesis_region
+
+            return synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2) > 0
+
+        keys = [wd.key(k).astype(wd.frame(k).dtype) for k in (seg.a, seg.b)]
+        for i, out, weight in temporal_blend.blend_segment(
+                seg.a, seg.b, *keys, candidates, wd.flow, method=cfg.blend, smoothing=cfg.blend_smoothing,
+                detail=cfg.blend_detail, poisson=cfg.poisson, poisson_lambda=cfg.poisson_lambda,
+                region=region if wd.matted else None, scratch=seg_dir / "blend-scratch"):
+            ctx.check()
+            write_png_if_changed(seg_dir / "masks" / f"{frame_name(i)}.png", weight)
             wd.write_out(i, out)
             ctx.blend_bar.update()
             ctx.stepped("blend", i)

@@ -5,6 +5,7 @@ Importing this module is cheap (no torch): the commands check the diffusion extr
 from __future__ import annotations
 
 from .common import add_command, add_job_options, load_configs
+from .propagate import add_blend_options, blend_flags
 
 EPILOG = """\
 models: --model / --controlnet / --vae take a hub id, a local diffusers folder or a single .safetensors
@@ -42,6 +43,7 @@ def add(sub) -> None:
     p.add_argument("input", metavar="INPUT", help="video file or image sequence (folder / pattern)")
     add_job_options(p)
     _add_keyframe_options(p)
+    add_blend_options(p)
     p.set_defaults(func=run)
     k = add_command(
         sub, "keyframes", epilog=EPILOG,
@@ -146,7 +148,10 @@ def require_diffusion() -> None:
 
 
 def _configs(args, stages: tuple[str, ...]):
-    cfg = load_configs(args, stages, {"keyframes": {k: getattr(args, k, None) for k in KEYFRAME_FLAGS}})
+    flags = {"keyframes": {k: getattr(args, k, None) for k in KEYFRAME_FLAGS}}
+    if "propagation" in stages:
+        flags["propagation"] = blend_flags(args)
+    cfg = load_configs(args, stages, flags)
     if not cfg["keyframes"].prompt:
         raise ValueError("--prompt: a text prompt is required (on the command line or as `prompt` in --config)")
     return cfg

@@ -1,6 +1,7 @@
 """``rerender propagate``: your own key frames to every frame (EbSynth-style)."""
 from __future__ import annotations
 
+from ..blend_methods import BLEND_METHODS
 from .common import add_command, add_job_options, load_configs
 
 EPILOG = """\
@@ -34,14 +35,28 @@ def add(sub) -> None:
     p.add_argument("--cuts", default=None, metavar="auto|LIST",
                    help="shot cuts (first frames of later shots, e.g. 30,76) or 'auto' to detect them: nothing is "
                         "propagated across a cut, so every shot needs a key frame (default: none)")
-    p.add_argument("--poisson", action="store_true", default=None,
-                   help="add screened Poisson (gradient-domain) blending after the histogram-preserving blend")
+    add_blend_options(p)
     p.add_argument("--workers", type=int, metavar="N", default=None,
                    help="propagation passes run in parallel (default: one per CPU core)")
     p.add_argument("--threads", type=int, metavar="N", default=None,
                    help="native threads per synthesis (default: the cores not used by parallel passes; "
                         "results do not depend on it)")
     p.set_defaults(func=run)
+
+
+def add_blend_options(p) -> None:
+    """How the two candidates of a segment are blended (PropagationConfig.blend, .poisson); shared
+    by every command that propagates."""
+    p.add_argument("--blend", choices=BLEND_METHODS, default=None,
+                   help="blending of the two passes: the paper's selection mask + histogram-preserving blend "
+                        "(select, default), soft weights + temporal filtering + detail restoration (soft: steadier, "
+                        "see README Benchmarks), or weights by distance to the keys (linear)")
+    p.add_argument("--poisson", action="store_true", default=None,
+                   help="add screened Poisson (gradient-domain) blending after the blend")
+
+
+def blend_flags(args) -> dict:
+    return {"blend": args.blend, "poisson": args.poisson}
 
 
 def parse_cuts(text: str | None) -> list[int] | str | None:
@@ -58,7 +73,7 @@ def parse_cuts(text: str | None) -> list[int] | str | None:
 def run(args) -> int:
     from ..pipeline import propagate
 
-    flags = {"poisson": args.poisson, "workers": args.workers, "threads": args.threads}
+    flags = {**blend_flags(args), "workers": args.workers, "threads": args.threads}
     cfg = load_configs(args, ("job", "propagation"), {"propagation": flags, "job": {"key_numbering": args.key_numbering}})
     result = propagate(args.input, args.keys, args.output, config=cfg["propagation"], job=cfg["job"],
                        progress=args.reporter, cuts=parse_cuts(args.cuts))
