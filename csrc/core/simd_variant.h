@@ -20,6 +20,16 @@
 #define RR_SIMD_AVX2 2      // x86-64-v3: AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE (Haswell, Excavator and later)
 #define RR_SIMD_AVX512 3    // x86-64-v4: the above and AVX-512 F/BW/CD/DQ/VL (Skylake-X, Zen 4 and later)
 
+// The intrinsics of this architecture, declared before any region opens (a test that emulates
+// them with SIMDe, RR_SIMD_EMULATED, includes SIMDe instead).
+#if !defined(RR_SIMD_EMULATED)
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+#endif
+
 #if !defined(RR_SIMD_VARIANT)
 #error "RR_SIMD_VARIANT must be set (see CMakeLists.txt)"
 #endif

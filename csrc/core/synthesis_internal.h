@@ -18,12 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/simd_variant.h"
-#if RR_SIMD_VARIANT != RR_SIMD_BASELINE || defined(__SSE2__)
-#if !defined(RR_SIMD_EMULATED)
-#include <immintrin.h>
-#endif
-#endif
+#include "core/simd_variant.h"  // (and the intrinsics)
 
 #include "core/half.h"
 #include "core/rng.h"

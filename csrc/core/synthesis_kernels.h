@@ -7,7 +7,7 @@
 // very same with one 16-lane register, the baseline with an exact emulation of the fused
 // multiply-add (no FMA instruction there). Occupancy sums are integers (any order is exact).
 //
-// Include inside RR_SIMD_BEGIN/RR_SIMD_END, after <immintrin.h> on x86.
+// Include inside RR_SIMD_BEGIN/RR_SIMD_END, after core/simd_variant.h (which brings the intrinsics).
 #pragma once
 
 #include <algorithm>
