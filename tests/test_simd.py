@@ -1,8 +1,9 @@
 """The native core picks its SIMD path at run time; every path gives the same bytes. Each path
 this CPU supports is forced in turn (rerender._native.set_simd, or RERENDER_SIMD at import) and
 the outputs of synthesize, histogram_blend and warp compared. (The AVX-512 kernels are also
-checked on machines without AVX-512, on an emulation of their instructions: the ctest target
-avx512_emulated.)"""
+checked on machines without AVX-512, and the NEON ones on x86, on an emulation of their
+instructions: the ctest target emulated_kernels; the AArch64 build runs its tests under
+qemu-aarch64: scripts/cpp_tests_arm64.sh.)"""
 from __future__ import annotations
 
 import os
@@ -68,12 +69,18 @@ def test_every_supported_simd_path_gives_the_same_bytes(restore_simd):
 
 
 def test_unsupported_or_unknown_paths_are_refused(restore_simd):
-    with pytest.raises(ValueError, match=r"^path: unknown SIMD path 'neon' \(this CPU supports: "):
-        _native.set_simd("neon")
-    if "avx512" not in _native.simd_paths():
-        with pytest.raises(ValueError, match=r"^path: this CPU does not support 'avx512' \(it supports: "):
-            _native.set_simd("avx512")
+    with pytest.raises(ValueError, match=r"^path: unknown SIMD path 'avx9' \(this CPU supports: "):
+        _native.set_simd("avx9")
+    for known in ("avx512", "neon"):  # (AVX-512 on x86-64-v4 CPUs, NEON on AArch64)
+        if known not in _native.simd_paths():
+            with pytest.raises(ValueError, match=rf"^path: this CPU does not support '{known}' \(it supports: "):
+                _native.set_simd(known)
     assert _native.simd() in _native.simd_paths()
+
+
+def test_baseline_names_the_baseline_path(restore_simd):
+    _native.set_simd("baseline")
+    assert _native.simd() == _native.simd_paths()[0] and _native.simd() in ("sse2", "scalar")
 
 
 def test_rerender_simd_environment_variable_is_read_at_import():

@@ -44,18 +44,18 @@ PYBIND11_MODULE(_native, m) {
   }, "Backends compiled into this module (\"cpu\" always, \"cuda\" when built with CUDA).");
 
   m.def("simd", [] { return std::string(simd::name(simd::active())); },
-        "The SIMD path CPU calls use now: 'avx512', 'avx2', 'sse2' (x86-64 baseline) or 'scalar' (other "
-        "architectures). Chosen at import from this CPU, or by RERENDER_SIMD.");
+        "The SIMD path CPU calls use now: 'avx512', 'avx2', 'sse2' (x86-64 baseline), 'neon' (AArch64) or "
+        "'scalar' (the baseline of other architectures). Chosen at import from this CPU, or by RERENDER_SIMD.");
   m.def("simd_paths", [] {
     py::list out;
     for (simd::Path p : simd::supported()) out.append(simd::name(p));
     return out;
   }, "The SIMD paths this module and CPU support, baseline first.");
   m.def("set_simd", [](const std::string& path) { select_simd(path, "path"); }, py::arg("path"),
-        "Force a SIMD path (one of simd_paths()); every path gives the same bytes. For tests, benchmarks "
-        "and bug reports.");
-  // RERENDER_SIMD=sse2|avx2|avx512 forces a path for the whole process (an unknown or unsupported
-  // value fails the import: it was asked for explicitly).
+        "Force a SIMD path (one of simd_paths(), or 'baseline' for the first of them); every path gives the "
+        "same bytes. For tests, benchmarks and bug reports.");
+  // RERENDER_SIMD=sse2|avx2|avx512|neon|scalar|baseline forces a path for the whole process (an
+  // unknown or unsupported value fails the import: it was asked for explicitly).
   if (const char* env = std::getenv("RERENDER_SIMD"); env && *env) select_simd(env, "RERENDER_SIMD");
 
   for (auto reg : rerender::bindings::registrars()) reg(m);

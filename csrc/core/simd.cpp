@@ -13,15 +13,21 @@ bool cpu_has(Path path) {
     case Path::Baseline: return true;
     case Path::Avx2: return __builtin_cpu_supports("x86-64-v3");
     case Path::Avx512: return __builtin_cpu_supports("x86-64-v4");
+    case Path::Neon: return false;
   }
   return false;
 }
+#elif defined(RERENDER_SIMD_NEON)
+// Advanced SIMD is part of every AArch64 CPU.
+bool cpu_has(Path path) { return path == Path::Baseline || path == Path::Neon; }
 #else
 bool cpu_has(Path path) { return path == Path::Baseline; }
 #endif
 
+constexpr Path kAll[] = {Path::Baseline, Path::Avx2, Path::Avx512, Path::Neon};  // baseline first
+
 Path fastest() {
-  for (Path p : {Path::Avx512, Path::Avx2})
+  for (Path p : {Path::Avx512, Path::Avx2, Path::Neon})
     if (cpu_has(p)) return p;
   return Path::Baseline;
 }
@@ -37,6 +43,7 @@ const char* name(Path path) {
   switch (path) {
     case Path::Avx512: return "avx512";
     case Path::Avx2: return "avx2";
+    case Path::Neon: return "neon";
     case Path::Baseline: break;
   }
 #if defined(__x86_64__) || defined(_M_X64)
@@ -47,7 +54,11 @@ const char* name(Path path) {
 }
 
 bool parse(const std::string& text, Path& path) {
-  for (Path p : {Path::Baseline, Path::Avx2, Path::Avx512})
+  if (text == "baseline") {
+    path = Path::Baseline;
+    return true;
+  }
+  for (Path p : kAll)
     if (text == name(p)) {
       path = p;
       return true;
@@ -59,7 +70,7 @@ bool is_supported(Path path) { return cpu_has(path); }
 
 std::vector<Path> supported() {
   std::vector<Path> out;
-  for (Path p : {Path::Baseline, Path::Avx2, Path::Avx512})
+  for (Path p : kAll)
     if (cpu_has(p)) out.push_back(p);
   return out;
 }

@@ -7,12 +7,13 @@
 
 namespace rerender::simd {
 
-enum class Path { Baseline, Avx2, Avx512 };
+enum class Path { Baseline, Avx2, Avx512, Neon };
 
 // "sse2" (the x86-64 baseline) or "scalar" (other architectures), "avx2" (x86-64-v3), "avx512"
-// (x86-64-v4).
+// (x86-64-v4), "neon" (AArch64).
 const char* name(Path path);
-// The path of that name, if the name is known (on any CPU); false otherwise.
+// The path of that name, if the name is known (on any CPU; "baseline" names the baseline of
+// every architecture); false otherwise.
 bool parse(const std::string& name, Path& path);
 // Paths compiled in and supported by this CPU, baseline first.
 std::vector<Path> supported();

@@ -17,8 +17,10 @@
 #pragma once
 
 #define RR_SIMD_BASELINE 0  // x86-64 SSE2 (any x86-64 CPU), or the plain C++ of other architectures
+#define RR_SIMD_NEON 1      // AArch64 Advanced SIMD (every AArch64 CPU has it: no target region)
 #define RR_SIMD_AVX2 2      // x86-64-v3: AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE (Haswell, Excavator and later)
 #define RR_SIMD_AVX512 3    // x86-64-v4: the above and AVX-512 F/BW/CD/DQ/VL (Skylake-X, Zen 4 and later)
+// (The kernels test RR_SIMD_VARIANT >= RR_SIMD_AVX2 for the code AVX2 and AVX-512 share.)
 
 // The intrinsics of this architecture, declared before any region opens (a test that emulates
 // them with SIMDe, RR_SIMD_EMULATED, includes SIMDe instead).
@@ -43,6 +45,8 @@
 #elif RR_SIMD_VARIANT == RR_SIMD_AVX2
 #define RR_SIMD_DEFAULT_NS avx2
 #define RR_SIMD_TARGET "avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,movbe"
+#elif RR_SIMD_VARIANT == RR_SIMD_NEON
+#define RR_SIMD_DEFAULT_NS neon
 #elif RR_SIMD_VARIANT == RR_SIMD_BASELINE
 #define RR_SIMD_DEFAULT_NS baseline
 #else

@@ -18,6 +18,9 @@ RR_VARIANT_ENTRY(baseline)
 RR_VARIANT_ENTRY(avx2)
 RR_VARIANT_ENTRY(avx512)
 #endif
+#if defined(RERENDER_SIMD_NEON)
+RR_VARIANT_ENTRY(neon)
+#endif
 #undef RR_VARIANT_ENTRY
 
 uint64_t working_bytes(int hs, int ws, int ht, int wt, int cs, int feature_channels, int patch, int threads) {
@@ -41,6 +44,9 @@ Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, 
 #if defined(RERENDER_SIMD_X86)
     case simd::Path::Avx512: return avx512::synthesize(style, guides, ht, wt, init_nnf, target_mask, params);
     case simd::Path::Avx2: return avx2::synthesize(style, guides, ht, wt, init_nnf, target_mask, params);
+#endif
+#if defined(RERENDER_SIMD_NEON)
+    case simd::Path::Neon: return neon::synthesize(style, guides, ht, wt, init_nnf, target_mask, params);
 #endif
     default: return baseline::synthesize(style, guides, ht, wt, init_nnf, target_mask, params);
   }

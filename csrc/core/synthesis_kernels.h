@@ -4,7 +4,8 @@
 // Every variant computes the same bits. The SSD is defined by the AVX2 code below: 16 lanes
 // (lane l sums elements l, l + 16, l + 32, ... of each patch row), each lane a fused multiply-add
 // d * d + acc per element, and one fixed order for the horizontal sum; the AVX-512 code does the
-// very same with one 16-lane register, the baseline with an exact emulation of the fused
+// very same with one 16-lane register, the NEON code with four 4-lane registers (its fused
+// multiply-add rounds once, as AVX2's), the x86-64 baseline with an exact emulation of the fused
 // multiply-add (no FMA instruction there). Occupancy sums are integers (any order is exact).
 //
 // Include inside RR_SIMD_BEGIN/RR_SIMD_END, after core/simd_variant.h (which brings the intrinsics).
@@ -24,6 +25,11 @@ using Feat = uint16_t;  // source features: IEEE half-float bits
 #if RR_SIMD_VARIANT >= RR_SIMD_AVX2
 inline Feat to_feat(float v) { return _cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT); }
 inline float from_feat(Feat h) { return _cvtsh_ss(h); }
+#elif RR_SIMD_VARIANT == RR_SIMD_NEON
+// (FCVT rounds as the FPCR says: to nearest even, IEEE half, no flush to zero, as Linux and macOS
+// start every thread.)
+inline Feat to_feat(float v) { return vget_lane_u16(vreinterpret_u16_f16(vcvt_f16_f32(vdupq_n_f32(v))), 0); }
+inline float from_feat(Feat h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
 #else
 inline Feat to_feat(float v) { return float_to_half(v); }
 inline float from_feat(Feat h) { return half_to_float(h); }
@@ -149,7 +155,22 @@ inline float ssd(const Feat* s, size_t s_stride, const float* t, size_t t_stride
     }
   }
   return 0.f;
-#elif defined(__SSE2__)
+#elif RR_SIMD_VARIANT == RR_SIMD_NEON
+  float32x4_t a[4] = {vdupq_n_f32(0.f), vdupq_n_f32(0.f), vdupq_n_f32(0.f), vdupq_n_f32(0.f)};  // lanes 0-3, ..., 12-15
+  for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
+    for (int i = 0; i < len; i += 16)
+      for (int q = 0; q < 4; ++q) {
+        const float32x4_t d = vsubq_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i + 4 * q))), vld1q_f32(t + i + 4 * q));
+        a[q] = vfmaq_f32(a[q], d, d);
+      }
+    if (ssd_checks_row(j, rows)) {
+      const float32x4_t h = vaddq_f32(vaddq_f32(a[0], a[2]), vaddq_f32(a[1], a[3]));
+      const float acc = vpadds_f32(vadd_f32(vget_low_f32(h), vget_high_f32(h)));  // (h0 + h2) + (h1 + h3)
+      if (acc >= bound || j == rows - 1) return acc;
+    }
+  }
+  return 0.f;
+#elif RR_SIMD_VARIANT == RR_SIMD_BASELINE && defined(__SSE2__)
   __m128 a[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};  // lanes 0-3, ..., 12-15
   for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
     for (int i = 0; i < len; i += 16)
@@ -200,6 +221,21 @@ inline int64_t patch_sum(const int32_t* o, size_t ws, int p) {
   }
   const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(acc64), _mm256_extracti128_si256(acc64, 1));
   return _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+#elif RR_SIMD_VARIANT == RR_SIMD_NEON
+  // Four columns a lane group (int32, as above), the last p % 4 columns one by one: no load
+  // reaches past the patch.
+  int64x2_t acc64 = vdupq_n_s64(0);
+  int64_t tail = 0;
+  const int full = p & ~3;
+  for (int i = 0; i < full; i += 4) {
+    const int32_t* r = o + i;
+    int32x4_t acc = vdupq_n_s32(0);
+    for (int j = 0; j < p; ++j, r += ws) acc = vaddq_s32(acc, vld1q_s32(r));
+    acc64 = vpadalq_s32(acc64, acc);
+  }
+  for (int j = 0; j < p; ++j)
+    for (int i = full; i < p; ++i) tail += o[j * ws + i];
+  return vaddvq_s64(acc64) + tail;
 #else
   int64_t s = 0;
   for (int j = 0; j < p; ++j, o += ws)
@@ -221,6 +257,13 @@ inline void patch_add(int32_t* o, size_t ws, int p, int v, bool atomic) {
     const __m256i m = lanes(std::min(8, p - i));
     int32_t* r = o + i;
     for (int j = 0; j < p; ++j, r += ws) _mm256_maskstore_epi32(r, m, _mm256_add_epi32(_mm256_maskload_epi32(r, m), add));
+  }
+#elif RR_SIMD_VARIANT == RR_SIMD_NEON
+  const int32x4_t add = vdupq_n_s32(v);
+  const int full = p & ~3;
+  for (int j = 0; j < p; ++j, o += ws) {
+    for (int i = 0; i < full; i += 4) vst1q_s32(o + i, vaddq_s32(vld1q_s32(o + i), add));
+    for (int i = full; i < p; ++i) o[i] += v;
   }
 #else
   for (int j = 0; j < p; ++j, o += ws)

@@ -68,8 +68,9 @@ def backends() -> dict[str, Any]:
     and possibly ``"cuda"``), ``cuda_devices`` (number of usable CUDA devices, 0 without a driver
     or device), ``cuda_usable`` (bool), ``cuda_reason`` (why CUDA is not usable, or None),
     ``threads`` (OpenMP threads a CPU call uses by default), ``simd`` (the SIMD path CPU calls use:
-    ``"avx512"``, ``"avx2"``, ``"sse2"`` or ``"scalar"``; picked at import from this CPU, or forced
-    by the environment variable ``RERENDER_SIMD``; every path gives the same bytes) and
+    ``"avx512"``, ``"avx2"``, ``"sse2"`` (x86-64), ``"neon"`` (AArch64) or ``"scalar"`` (the
+    baseline elsewhere); picked at import from this CPU, or forced by the environment variable
+    ``RERENDER_SIMD``, where ``baseline`` names the first path; every path gives the same bytes) and
     ``simd_paths`` (the paths this CPU supports).
     """
     count, reason = _cuda_probe()
