@@ -26,4 +26,7 @@ struct KernelSet {
 
 extern const KernelSet kernels_baseline;
 extern const KernelSet kernels_avx2;          // runs on AVX2 + FMA + F16C CPUs only
-extern const KernelSet kernels_avx512_simde;  // (test_avx512_emulated only) AVX-512 code on SIMDe
+extern const KernelSet kernels_neon;          // AArch64 builds only
+// (test_emulated only, x86-64) AVX-512 and NEON code on SIMDe
+extern const KernelSet kernels_avx512_simde;
+extern const KernelSet kernels_neon_simde;
