@@ -124,7 +124,7 @@ def test_changed_key_recomputes_only_its_two_segments(reference_run, tmp_path):
     result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
                              config=fast_config(poisson=True))
     assert result.synthesized == 0 and result.blended == 27
-    for blend in ("soft", "linear"):
+    for blend in ("select", "linear"):
         result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
                            config=fast_config(blend=blend))
         assert result.synthesized == 0 and result.blended == 27

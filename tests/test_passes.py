@@ -38,8 +38,8 @@ def test_defaults_are_the_reference_values():
 
 def test_blend_fingerprint_covers_every_blend_option_and_nothing_else():
     c = PropagationConfig()
-    assert c.blend == "select"
-    changes = {"blend": "soft", "blend_smoothing": 0.3, "blend_detail": 0.5, "poisson": True,
+    assert c.blend == "soft"
+    changes = {"blend": "select", "blend_smoothing": 0.3, "blend_detail": 0.5, "poisson": True,
                "poisson_lambda": 0.2}
     for k, v in changes.items():
         other = dataclasses.replace(c, **{k: v})

@@ -46,12 +46,11 @@ class PropagationConfig:
     # of the frame's) and how far beyond the matte texture is synthesised (pixels; covers the feather)
     matte_weight: float = 2.0
     matte_grow: int = 8
-    # blending (rerender.temporal_blend): "select" = the paper's selection mask + histogram-preserving
-    # blend; "soft" = soft error weights + temporal filtering along the flow + detail restoration
-    # (steadier and closer to the truth on real footage, but short of the candidates' detail on one
-    # clip: not the default, see README "Benchmarks"); "linear" = weights by temporal distance.
-    # blend_smoothing / blend_detail tune "soft".
-    blend: Literal[BLEND_METHODS] = "select"
+    # blending (rerender.temporal_blend): "soft" = soft error weights + temporal filtering along the
+    # flow + detail restoration (steadier and closer to the truth than "select" on every clip of
+    # README "Benchmarks"); "select" = the paper's selection mask + histogram-preserving blend;
+    # "linear" = weights by temporal distance. blend_smoothing / blend_detail tune "soft".
+    blend: Literal[BLEND_METHODS] = "soft"
     blend_smoothing: float = 0.5
     blend_detail: float = 1.0
     poisson: bool = False

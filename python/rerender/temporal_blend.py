@@ -3,7 +3,7 @@
 For a segment between keys a < b, every frame i has a candidate propagated from a and one from b,
 each with its patch-error map. Three methods (``PropagationConfig.blend``):
 
-``"soft"`` — soft weights, temporal filtering along the flow, detail restoration:
+``"soft"`` (default) — soft weights, temporal filtering along the flow, detail restoration:
 1. a soft weight per pixel from the two (lightly blurred) error maps, ``w_a = 1 / (1 + (E_a / E_b)^p)``
    nudged by the temporal distances, whose change from frame to frame (carried along the flow) is
    limited to ``WEIGHT_STEP``: no pixel switches between candidates, and the weights stay smooth;
@@ -27,7 +27,7 @@ candidates (per-frame tone mappings: +20-40% warp error for less detail than ste
 (-0.5 to -1 dB for the same detail); a recursion whose weight follows the error maps; Lanczos
 resampling in the recursion (+0.01 detail ratio for 4x the resampling cost).
 
-``"select"`` (default) — the paper's selection mask and histogram-preserving blend:
+``"select"`` — the paper's selection mask and histogram-preserving blend:
 1. selection mask: 1 where candidate a is kept. M_a = 1; for i = a+1 ... the previous mask is carried
    along the flow to frame i and cleared where the distance-weighted error prefers b. A pixel can thus
    only move from the earlier key to the later one, never back (no flicker between sources).

@@ -48,9 +48,9 @@ def add_blend_options(p) -> None:
     """How the two candidates of a segment are blended (PropagationConfig.blend, .poisson); shared
     by every command that propagates."""
     p.add_argument("--blend", choices=BLEND_METHODS, default=None,
-                   help="blending of the two passes: the paper's selection mask + histogram-preserving blend "
-                        "(select, default), soft weights + temporal filtering + detail restoration (soft: steadier, "
-                        "see README Benchmarks), or weights by distance to the keys (linear)")
+                   help="blending of the two passes: soft weights + temporal filtering + detail restoration "
+                        "(soft, default: steadier, see README Benchmarks), the paper's selection mask + "
+                        "histogram-preserving blend (select), or weights by distance to the keys (linear)")
     p.add_argument("--poisson", action="store_true", default=None,
                    help="add screened Poisson (gradient-domain) blending after the blend")
 
