@@ -7,9 +7,13 @@ frame range, and proves that the job cannot overwrite its inputs (:mod:`rerender
 before anything is written. The stages it runs, each stamped in ``WORK/manifest.json`` (layout:
 :mod:`rerender.workdir`) and reused when its fingerprint matches:
 
-- :meth:`Job.decode`: the selected frames at the working size into ``WORK/frames``;
-- :meth:`Job.compute_flows`: forward and backward flows of consecutive frames into ``WORK/flow``;
+- :meth:`Job.decode`: the selected frames at the working size into ``WORK/frames`` (streamed, one
+  frame in memory at a time; a late range or a resumed decode seeks instead of decoding from
+  the start);
 - :meth:`Job.write_output`: ``WORK/out`` to the output video or folder.
+
+Optical flows (``WORK/flow``) are computed when first needed, by whichever stage, process or
+machine needs them (:class:`rerender.flow.FlowCache`); :meth:`Job.flow_fingerprint` names them.
 
 The key-frame stage (:mod:`rerender.keyframes`) and the propagation stage (:mod:`rerender.propagation`)
 run between decode and output; :mod:`rerender.pipeline` composes them.
@@ -51,6 +55,11 @@ class JobConfig:
     """Intermediate files; None = OUT.work beside the output."""
     audio: bool = True
     """Carry the input's sound into a video output."""
+    keep_intermediates: bool = False
+    """Keep finished segments' candidates, masks and flows (the work directory then grows by about
+    10x the output per frame at 1080p). Off: a finished segment keeps only its output frames and
+    stamp; a killed job still resumes to identical bytes, but changing a blending option later
+    re-synthesises instead of only re-blending."""
 
     def __post_init__(self) -> None:
         if self.size is not None and not 16 <= self.size <= media.MAX_WORKING_SIDE:
@@ -138,37 +147,30 @@ class Job:
         elif m["frames"].get("complete"):
             return
         wd.frames.mkdir(parents=True, exist_ok=True)
+        # frames are written in order, so the first missing one is where a stopped decode resumes
+        first = next((i for i in sel if not wd.frame_path(i).exists()), sel.stop)
         with progress.stage("decode", len(sel)) as bar:
-            for i, rgb in zip(sel, media.read_frames(self.input, frames=slice(sel.start, sel.stop), size=self.cfg.size)):
-                if not wd.frame_path(i).exists():
-                    media.write_image(wd.frame_path(i), rgb)
-                bar.update()
-                if on_step:
-                    on_step("decode", i)
+            bar.skip(first - sel.start)
+            if first < sel.stop:
+                rest = media.read_frames(self.input, frames=slice(first, sel.stop), size=self.cfg.size,
+                                         info=self.info)
+                for i, rgb in zip(range(first, sel.stop), rest):
+                    if not wd.frame_path(i).exists():
+                        media.write_image(wd.frame_path(i), rgb)
+                    bar.update()
+                    if on_step:
+                        on_step("decode", i)
         m = wd.manifest()
         m["frames"]["complete"] = True
         wd.update_manifest(frames=m["frames"])
 
-    def compute_flows(self, progress: Progress, on_step: StepHook | None = None) -> str:
-        """Forward and backward flows of consecutive frames (rerender.flow.FlowCache); returns
-        their fingerprint."""
+    def flow_fingerprint(self) -> str:
+        """What the job's flows are computed from (the decoded frames and the flow method); recorded
+        in the manifest. The flows themselves are computed on demand."""
         wd = self.wd
         fp = digest({"frames": wd.manifest()["frames"]["fingerprint"], "method": wd.flow_method})
-        m = wd.manifest()
-        if m.get("flow", {}).get("fingerprint") != fp:
-            wd.update_manifest(flow={"fingerprint": fp, "complete": False, "method": wd.flow_method})
-        elif m["flow"].get("complete"):
-            return fp
-        with progress.stage("flow", max(0, len(self.frames) - 1)) as bar:
-            def tick(i: int) -> None:
-                bar.update()
-                if on_step:
-                    on_step("flow", i - 1)
-
-            wd.flow_cache.precompute(((i, wd.frame(i)) for i in self.frames), progress=tick)
-        m = wd.manifest()
-        m["flow"]["complete"] = True
-        wd.update_manifest(flow=m["flow"])
+        if wd.manifest().get("flow", {}).get("fingerprint") != fp:
+            wd.update_manifest(flow={"fingerprint": fp, "method": wd.flow_method})
         return fp
 
     def write_output(self, output: Path, progress: Progress) -> None:

@@ -1,9 +1,15 @@
 """The propagation stage: key frames -> every frame of an opened :class:`rerender.job.Job`.
 
-Key frames are validated, resized and copied to ``WORK/keys``; the frames are decoded and the flows
-computed (shared with the key-frame stage); every segment between keys is propagated and blended
-(:mod:`rerender.segments`) and the result written. A repainted key frame recomputes only the (at
-most two) segments that touch it; a changed blending option re-blends without re-synthesising.
+Key frames are validated, resized and copied to ``WORK/keys``; the frames are decoded (shared with
+the key-frame stage); every segment between keys is propagated and blended (:mod:`rerender.segments`),
+in threads of this process or, given a ``distributed.Client``, as tasks of a Dask cluster
+(:mod:`rerender.cluster`); the result is written. A repainted key frame recomputes only the (at
+most two) segments that touch it; a changed blending option re-blends without re-synthesising
+when the job keeps its intermediates (and re-synthesises otherwise).
+
+:func:`run_propagation` takes every key at once (``rerender propagate``); :class:`KeyStream` takes
+them one by one as the key-frame stage writes them, so that a cluster starts on a segment as soon
+as both its keys exist (``rerender run --scheduler``).
 """
 from __future__ import annotations
 
@@ -18,13 +24,14 @@ from .files import array_digest, copy_if_changed, digest
 from .job import Job, StepHook
 from .passes import PropagationConfig
 from .progress import Progress
-from .segments import Fingerprints, Timer, plan_segments, propagate_segments
+from .segments import (Fingerprints, PropagateSummary, Segment, Timer, plan_segments, propagate_segments,
+                       remove_other_segments)
 
 
 @dataclass
 class JobResult:
     """What a run did: the output, counts of recomputed work and CPU seconds per stage (summed over
-    threads; flow and blending count the calling thread only)."""
+    threads and workers; blending counts the calling thread only on one machine)."""
 
     output: Path
     work_dir: Path
@@ -34,6 +41,9 @@ class JobResult:
     blended: int = 0                # frames blended in this run
     segments_recomputed: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0            # wall time of the stage
+    work_dir_bytes: int = 0         # size of the work directory at the end
+    tasks_retried: int = 0          # cluster tasks run again after their worker was lost
 
 
 def copy_keys(job: Job, keys_dir: Path, progress: Progress) -> dict[int, str]:
@@ -56,25 +66,34 @@ def copy_keys(job: Job, keys_dir: Path, progress: Progress) -> dict[int, str]:
     if not in_range:
         raise JobError(f"{keys_dir}: none of the key frames ({', '.join(map(str, found))}) lies in the "
                        f"frame range {sel.start}:{sel.stop}")
-    h, w = job.hw
     same_folder = keys_dir.resolve() == wd.keys.resolve()
     wd.keys.mkdir(parents=True, exist_ok=True)
-    digests = {}
-    for idx, path in in_range.items():
-        img = media.read_image(path)
-        kh, kw = img.shape[:2]
-        # compare with the source's aspect ratio: the working size is rounded to multiples of 8
-        if abs(kw * info.height - kh * info.width) > 0.01 * kh * info.width:
-            raise JobError(f"{path}: key frame is {kw}x{kh}, which does not have the aspect ratio of the "
-                           f"video frames ({info.width}x{info.height}; working size {w}x{h})")
-        img = media.resize_to(img, (h, w))
-        media.write_png_if_changed(wd.key_path(idx), img)
-        digests[idx] = array_digest(img)
+    digests = {idx: store_key(job, idx, path) for idx, path in in_range.items()}
     if not same_folder:  # keys removed from --keys since the last run must not linger
         for idx, path in media.list_indexed_images(wd.keys).items():
             if idx not in in_range:
                 path.unlink()
     return digests
+
+
+def store_key(job: Job, idx: int, path: Path) -> str:
+    """Check key frame ``idx`` (the image at ``path``) and store it at the working size in
+    ``WORK/keys``; returns its content digest."""
+    info, (h, w) = job.info, job.hw
+    img = media.read_image(path)
+    kh, kw = img.shape[:2]
+    # compare with the source's aspect ratio: the working size is rounded to multiples of 8
+    if abs(kw * info.height - kh * info.width) > 0.01 * kh * info.width:
+        raise JobError(f"{path}: key frame is {kw}x{kh}, which does not have the aspect ratio of the "
+                       f"video frames ({info.width}x{info.height}; working size {w}x{h})")
+    img = media.resize_to(img, (h, w))
+    media.write_png_if_changed(job.wd.key_path(idx), img)
+    return array_digest(img)
+
+
+def output_key(job: Job, idx: int) -> None:
+    """Key frames are output as they are (after decoding, which may clear ``WORK/out``)."""
+    copy_if_changed(job.wd.key_path(idx), job.wd.out_path(idx))
 
 
 def segment_fingerprints(segments, key_digests: dict[int, str], flow_fp: str,
@@ -88,31 +107,127 @@ def segment_fingerprints(segments, key_digests: dict[int, str], flow_fp: str,
     return out
 
 
+def _start(job: Job, cfg: PropagationConfig) -> None:
+    job.wd.update_manifest(input=str(job.input), config=_config.to_dict(cfg), job=_config.to_dict(job.cfg),
+                           fps=str(job.info.fps), frame_range=[job.frames.start, job.frames.stop])
+
+
 def run_propagation(job: Job, keys: str | Path, output: str | Path, cfg: PropagationConfig, progress: Progress,
-                    on_step: StepHook | None = None) -> JobResult:
+                    on_step: StepHook | None = None, client=None) -> JobResult:
     """Propagate the key frames in ``keys`` over ``job``'s frames and write ``output``.
 
-    The caller holds the work directory's lock (:func:`rerender.pipeline.propagate` does).
+    ``client``: a ``distributed.Client`` to run the segments on a Dask cluster (None: threads of
+    this process). The caller holds the work directory's lock (:func:`rerender.pipeline.propagate` does).
     """
     keys_dir, output, wd = Path(keys), Path(output), job.wd
-    wd.update_manifest(input=str(job.input), config=_config.to_dict(cfg), job=_config.to_dict(job.cfg),
-                       fps=str(job.info.fps), frame_range=[job.frames.start, job.frames.stop])
+    t0 = time.perf_counter()
+    _start(job, cfg)
     result = JobResult(output, wd.root, len(job.frames), float(job.info.fps))
     timer = Timer()
     key_digests = copy_keys(job, keys_dir, progress)  # keys first: a bad key fails before any decoding
     job.decode(progress, on_step)
-    t0 = time.thread_time()
-    flow_fp = job.compute_flows(progress, on_step)
-    timer.add("flow", time.thread_time() - t0)
+    flow_fp = job.flow_fingerprint()
+    for k in sorted(key_digests):
+        output_key(job, k)
+    segments = plan_segments(sorted(key_digests), job.frames.start, job.frames.stop)
+    fingerprints = segment_fingerprints(segments, key_digests, flow_fp, cfg)
+    if client is None:
+        summary = propagate_segments(wd, segments, fingerprints, cfg, progress, on_step, timer,
+                                     keep_intermediates=job.cfg.keep_intermediates)
+    else:
+        from .cluster import ClusterRun
 
-    key_list = sorted(key_digests)
-    for k in key_list:  # key frames are output as they are
-        copy_if_changed(wd.key_path(k), wd.out_path(k))
-    segments = plan_segments(key_list, job.frames.start, job.frames.stop)
-    summary = propagate_segments(wd, segments, segment_fingerprints(segments, key_digests, flow_fp, cfg), cfg,
-                                 progress, on_step, timer)
+        remove_other_segments(wd, segments)
+        run = ClusterRun(client, wd, segments, cfg, progress, on_step, timer, job.cfg.keep_intermediates)
+        try:
+            for seg in segments:
+                run.submit(seg, fingerprints[seg.name])
+        except BaseException:
+            run.stop()
+            raise
+        summary = run.wait()
+    return _finish(job, output, progress, result, summary, t0)
+
+
+def _finish(job: Job, output: Path, progress: Progress, result: JobResult, summary: PropagateSummary,
+            t0: float) -> JobResult:
     result.synthesized, result.blended = summary.synthesized, summary.blended
     result.segments_recomputed = summary.recomputed
+    result.tasks_retried = summary.retried
+    result.timings = dict(summary.timings)
+    if summary.retried:
+        progress.log(f"propagate: {summary.retried} task(s) ran again after their worker was lost")
     job.write_output(output, progress)
-    result.timings = dict(timer.totals)
+    result.seconds = time.perf_counter() - t0
+    result.work_dir_bytes = job.wd.size()
+    n = max(1, len(job.frames))
+    progress.log(f"propagation: {len(job.frames)} frames in {_duration(result.seconds)} "
+                 f"({len(job.frames) / max(result.seconds, 1e-9):.2f} frames/s)")
+    progress.log(f"work directory {job.wd.root}: {_size(result.work_dir_bytes)} "
+                 f"({_size(result.work_dir_bytes / n)} per frame)")
     return result
+
+
+class KeyStream:
+    """The propagation stage fed one key frame at a time, on a Dask cluster: each segment's tasks
+    are submitted as soon as both its keys are stored (``rerender run --scheduler``).
+
+    Create it after the frames are decoded, call :meth:`key_ready` for every key as it is written
+    to ``WORK/keys`` (in any order), then :meth:`finish`; on any failure call :meth:`stop` before the
+    work directory's lock is released.
+    """
+
+    def __init__(self, job: Job, keys: list[int], cfg: PropagationConfig, progress: Progress, client,
+                 on_step: StepHook | None = None):
+        from .cluster import ClusterRun
+
+        self.job, self.cfg, self.progress = job, cfg, progress
+        self.t0 = time.perf_counter()
+        _start(job, cfg)
+        self.flow_fp = job.flow_fingerprint()
+        self.keys = sorted(keys)
+        self.segments = plan_segments(self.keys, job.frames.start, job.frames.stop)
+        self.digests: dict[int, str] = {}
+        self._submitted: set[str] = set()
+        remove_other_segments(job.wd, self.segments)
+        self.run = ClusterRun(client, job.wd, self.segments, cfg, progress, on_step, Timer(),
+                              job.cfg.keep_intermediates)
+
+    def key_ready(self, idx: int) -> None:
+        """Key ``idx`` is stored in ``WORK/keys``: check it and submit the segments it completes."""
+        if idx not in self.keys:
+            raise JobError(f"key frame {idx} is not one of the keys planned for this job")
+        self.digests[idx] = store_key(self.job, idx, self.job.wd.key_path(idx))
+        output_key(self.job, idx)
+        for seg in self.segments:
+            if seg.name in self._submitted or idx not in (seg.a, seg.b):
+                continue
+            if all(k is None or k in self.digests for k in (seg.a, seg.b)):
+                fp = segment_fingerprints([seg], self.digests, self.flow_fp, self.cfg)[seg.name]
+                self._submitted.add(seg.name)
+                self.run.submit(seg, fp)
+
+    def finish(self, output: str | Path) -> JobResult:
+        """Wait for every segment and write ``output``."""
+        missing = [k for k in self.keys if k not in self.digests]
+        if missing:
+            raise JobError(f"key frames {', '.join(map(str, missing))} were never stored; cannot propagate")
+        result = JobResult(Path(output), self.job.wd.root, len(self.job.frames), float(self.job.info.fps))
+        return _finish(self.job, Path(output), self.progress, result, self.run.wait(), self.t0)
+
+    def stop(self) -> None:
+        self.run.stop()
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m {s % 60:02d}s" if s >= 60 else
+                                                                   f"{seconds:.1f} s")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"

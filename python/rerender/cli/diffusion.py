@@ -4,7 +4,7 @@ Importing this module is cheap (no torch): the commands check the diffusion extr
 """
 from __future__ import annotations
 
-from .common import add_command, add_job_options, load_configs
+from .common import add_cluster_option, add_command, add_job_options, cluster_client, load_configs
 
 EPILOG = """\
 models: --model / --controlnet / --vae take a hub id, a local diffusers folder or a single .safetensors
@@ -39,6 +39,7 @@ def add(sub) -> None:
     p.add_argument("input", metavar="INPUT", help="video file or image sequence (folder / pattern)")
     add_job_options(p)
     _add_keyframe_options(p)
+    add_cluster_option(p)
     p.set_defaults(func=run)
     k = add_command(
         sub, "keyframes", epilog=EPILOG,
@@ -121,8 +122,9 @@ def run(args) -> int:
 
     require_diffusion()
     cfg = _configs(args, ("job", "keyframes", "propagation"))
-    translate(args.input, args.output, keyframes=cfg["keyframes"], propagation=cfg["propagation"], job=cfg["job"],
-              progress=args.reporter, first_only=args.first_only)
+    with cluster_client(None if args.first_only else args.scheduler) as client:
+        translate(args.input, args.output, keyframes=cfg["keyframes"], propagation=cfg["propagation"],
+                  job=cfg["job"], progress=args.reporter, first_only=args.first_only, client=client)
     # a preview's result is the anchor key frame
     args.reporter.done(str(cfg["job"].work_dir_for(args.output) / "keys") if args.first_only else args.output)
     return 0

@@ -109,12 +109,15 @@ def _conditions(cfg: KeyframeConfig, frame: np.ndarray, idx: int, device: str) -
 
 def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_dir: str | os.PathLike,
                 cfg: KeyframeConfig, *, flow: FlowFn | None = None, occlusion: Callable | None = None,
-                components=None, progress=None, first_only: bool = False) -> StageResult:
+                components=None, progress=None, first_only: bool = False,
+                on_key: Callable[[int], None] | None = None) -> StageResult:
     """Render the key frames ``keys`` (absolute indices, anchor first) into ``keys_dir/NNNN.png``.
 
     ``frames(i)`` returns input frame i (uint8 RGB at the working size). ``flow(a, b)`` returns
     flow_{a->b} (e.g. ``rerender.flow.FlowCache.get``); ``occlusion(f_ab, f_ba)`` defaults to
     ``rerender.occlusion``. ``components``: preloaded :class:`models.Components` (else loaded from cfg).
+    ``on_key(i)``: called once per key as soon as ``keys_dir/NNNN.png`` holds its final image (kept
+    from an earlier run, or just written), e.g. to start propagating the segments next to it.
     """
     import time
 
@@ -154,6 +157,8 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
             reporter_stage.close()
         if not first_only:
             store.clear()
+        for i in keys if on_key is not None else ():
+            on_key(i)
         return result
 
     from . import models
@@ -209,6 +214,8 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
         fp_, fp_back = (fa, fa_back) if prev == anchor_idx else (flow(i, prev), flow(prev, i))
         return Geometry(fa, occlusion(fa, fa_back), fp_, occlusion(fp_, fp_back))
 
+    for i in keys[:first_todo] if on_key is not None else ():  # kept from an earlier run
+        on_key(i)
     t0 = time.perf_counter()
     try:
         for n in range(first_todo, len(keys)):
@@ -237,6 +244,8 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
             result.rendered.append(i)
             if reporter_stage is not None:
                 reporter_stage.update(1)
+            if on_key is not None:
+                on_key(i)
     finally:
         if reporter_stage is not None:
             reporter_stage.close()
