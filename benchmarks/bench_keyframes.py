@@ -6,14 +6,24 @@ constraint on (cross-frame attention, shape-aware fusion, both passes of pixel-a
 On CUDA it runs in fp16 and reports torch's peak allocated memory; on CPU (fp32) pick a reduced
 setting, e.g. ``--model tiny --size 64`` or ``--size 256 --steps 4``, and it reports peak RSS.
 
+Low-VRAM modes: ``--offload model|sequential`` and ``--vae-tiling`` run one mode; ``--memory-modes``
+runs each mode (none, model, sequential, none + VAE tiling, model + VAE tiling) in a fresh process and
+prints one line per mode (peak memory is a per-process figure). ``attention_cache_mib`` is the size of
+the anchor's and the previous key's cross-frame attention caches, which the offload modes keep in CPU
+memory instead of on the GPU. On a CPU-only machine the offload modes cannot lower peak RSS (all
+memory is CPU memory): their GPU figures need a GPU.
+
     python benchmarks/bench_keyframes.py                       # GPU, the issue's setting
     python benchmarks/bench_keyframes.py --model tiny --size 64 --steps 20 --threads 1
+    python benchmarks/bench_keyframes.py --memory-modes --size 256 --steps 4 --keys 1
+    python benchmarks/bench_keyframes.py --vae-only --size 1024 [--vae-tiling]   # the VAE's share alone
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,8 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", choices=("decoder", "decoder-light", "all"), default="decoder")
     ap.add_argument("--no-pixel-fusion", action="store_true", help="one pass only (no rough render)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ap.add_argument("--offload", choices=("none", "model", "sequential"), default="none")
+    ap.add_argument("--vae-tiling", action="store_true")
+    ap.add_argument("--memory-modes", action="store_true", help="run every low-VRAM mode in its own process")
+    ap.add_argument("--vae-only", action="store_true", help="time one VAE encode + decode at --size (peak memory)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = ap.parse_args(argv)
+    if args.memory_modes:
+        return _memory_modes(argv or sys.argv[1:], args.json)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -47,23 +63,27 @@ def main(argv: list[str] | None = None) -> int:
 
     from rerender.keyframes.config import KeyframeConfig
     from rerender.keyframes.controls import canny
-    from rerender.keyframes.models import Components, prepare, resolve_device
     from _tiny_models import build_components, write_tiny_tokenizer  # tests/: randomly initialised models
+    from rerender.keyframes.models import Components, apply_offload, prepare, resolve_device
     from rerender.keyframes.sampler import Geometry, KeyframeSampler
 
     dev, dt = resolve_device(args.device, args.dtype)
+    if args.vae_only:
+        return _vae_only(args, dev, dt)
     parts = build_components(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         write_tiny_tokenizer(Path(tmp))  # token ids only feed the (random) text model: any vocabulary works
         tokenizer = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
     mods = [parts["unet"], parts["vae"], parts["text_encoder"], parts["controlnet"]]
+    home = dev if args.offload == "none" else torch.device("cpu")
     for m in mods:
-        prepare(m, dev, dt)
+        prepare(m, home, dt)
     comps = Components(unet=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=tokenizer,
                        scheduler=parts["scheduler"], controlnets=[parts["controlnet"]], device=dev, dtype=dt)
+    apply_offload(comps, args.offload)
     cfg = KeyframeConfig(model="random", controlnet=["random"], control=["canny"], prompt="a painting",
                          steps=args.steps, strength=args.strength, cross_frame_layers=args.layers,
-                         pixel_fusion=not args.no_pixel_fusion)
+                         pixel_fusion=not args.no_pixel_fusion, offload=args.offload, vae_tiling=args.vae_tiling)
     sampler = KeyframeSampler(comps, cfg)
 
     s = args.size
@@ -100,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": str(dt).replace("torch.", ""), "model": args.model, "size": s, "steps": args.steps,
         "steps_run": sampler.n_steps, "passes": 1 if args.no_pixel_fusion else 2, "cfg": cfg.guidance_scale,
         "layers": args.layers, "torch_threads": torch.get_num_threads(),
+        "offload": args.offload, "vae_tiling": args.vae_tiling,
+        "attention_cache_mib": round(sum(t.numel() * t.element_size() for m in {id(anchor.memory): anchor.memory,
+                                                                              id(prev): prev}.values()
+                                         for t in m.attn.values()) / 2**20, 1),
         "anchor_s": round(t_anchor, 3),
         "seconds_per_key": round(float(np.median(times)), 3) if times else None,
         "cpu_seconds_per_key": round(float(np.median(cpu)), 3) if cpu else None,
@@ -111,6 +135,64 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
+    return 0
+
+
+def _vae_only(args, dev: torch.device, dt: torch.dtype) -> int:
+    """One encode + decode of a --size frame with the model's VAE (random weights), with or without tiling."""
+    from rerender.keyframes import encoder
+    from rerender.keyframes.models import prepare
+
+    from diffusers import AutoencoderKL
+
+    from rerender.keyframes.random_models import SIZES
+
+    # the VAE alone (building every component would dominate the peak), shaped as build_components does
+    vae = prepare(AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                                **SIZES[args.model]["vae"]), dev, dt)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if args.vae_tiling:
+        vae.enable_tiling()
+    rng = np.random.default_rng(0)
+    frame = (rng.random((args.size, args.size, 3)) * 255).astype(np.uint8)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        latent = encoder.encode(vae, encoder.to_tensor(frame, dev, dt))
+        encoder.decode(vae, latent)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    fig = {"vae_only": True, "model": args.model, "size": args.size, "vae_tiling": args.vae_tiling,
+           "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+           "seconds": round(time.perf_counter() - t0, 2)}
+    if dev.type == "cuda":
+        fig["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fig["peak_rss_gib"] = round(peak / 2**20, 2)
+    fig["rss_above_model_gib"] = round((peak - base_rss) / 2**20, 2)  # what encode + decode added
+    print(json.dumps(fig, indent=2))
+    return 0
+
+
+def _memory_modes(argv: list[str], json_path: str | None) -> int:
+    """Each low-VRAM mode in a fresh process (peak memory is per process); one JSON line per mode."""
+    base = [a for a in argv if a != "--memory-modes"]
+    if json_path:
+        i = base.index("--json")
+        del base[i:i + 2]
+    rows = []
+    for mode, tiling in (("none", False), ("model", False), ("sequential", False), ("none", True), ("model", True)):
+        cmd = [sys.executable, __file__, *base, "--offload", mode] + (["--vae-tiling"] if tiling else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        fig = json.loads(out[out.index("{"):])
+        keep = ("offload", "vae_tiling", "device", "size", "seconds_per_key", "attention_cache_mib",
+                "peak_gpu_memory_gib", "peak_rss_gib")
+        row = {k: fig[k] for k in keep if k in fig}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 

@@ -18,6 +18,10 @@ Timings: "cold" = a full pyramid from a random NNF; "warm" = the next frame (fie
 little more) started from the cold NNF (the previous frame's) warped to it.
 
     python benchmarks/bench_synthesis.py --sizes 256 512 1024 --threads 1 2 --repeat 1
+
+To compare builds of the native core, --native PATH runs a given compiled _native module instead
+of the installed one (e.g. a copy of an older build); RERENDER_SIMD=sse2|avx2|avx512 forces the
+SIMD path of a build that dispatches at run time.
 """
 from __future__ import annotations
 
@@ -30,6 +34,17 @@ import numpy as np
 from skimage import data
 
 import rerender
+
+
+def use_native_module(path: str) -> None:
+    """Make rerender run the compiled module at `path` (before anything imports rerender._native)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("rerender._native", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["rerender._native"] = module
 
 
 def displacement(n: int, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -134,10 +149,17 @@ def main() -> None:
     ap.add_argument("--image", default="astronaut", help="skimage.data image (astronaut, coffee, chelsea, ...)")
     ap.add_argument("--style", default="stylization", choices=["stylization", "recolour"])
     ap.add_argument("--temporal", default="frame", choices=["frame", "drift"], help="temporal guide model")
+    ap.add_argument("--native", help="path of a compiled _native module to run instead of the installed one")
     args = ap.parse_args()
+    if args.native:
+        use_native_module(args.native)
+    from rerender import _native
+
+    simd = _native.simd() if hasattr(_native, "simd") else "build-time (-march)"
     params = dict(search_vote_iters=args.search_vote_iters, patchmatch_iters=args.patchmatch_iters,
                   patch_size=5, uniformity=3500.0)
-    print(f"image {args.image}, style {args.style}, temporal {args.temporal}; cpu = process CPU time, wall = elapsed")
+    print(f"image {args.image}, style {args.style}, temporal {args.temporal}; SIMD {simd}; "
+          "cpu = process CPU time, wall = elapsed")
     print(f"{'size':>5} {'thr':>3} {'cold cpu s':>10} {'cold wall s':>11} {'cold dB':>8}"
           f" {'warm cpu s':>10} {'warm wall s':>11} {'warm dB':>8} {'exact-nnf dB':>12}")
     for n in args.sizes:

@@ -1,8 +1,10 @@
 """Rerender for Blender's Video Sequence Editor.
 
 Restyles the active movie or image-sequence strip with the ``rerender`` tool, which runs out of
-process in a Python environment of the user's choice (add-on preferences), and adds the result as
-a new image-sequence strip above it. This package holds UI and process plumbing only: no
+process, and adds the result as a new image-sequence strip above it. "Propagate My Key Frames" runs
+on Blender's own Python with the rerender bundled in the extension zip
+(scripts/build_blender_extension.py); full translation runs in a Worker Python with torch and
+diffusers, set in the add-on preferences. This package holds UI and process plumbing only: no
 algorithm, and no torch/numpy imports (Blender's Python pins numpy < 2).
 """
 from __future__ import annotations

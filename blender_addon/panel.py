@@ -64,7 +64,7 @@ class RERENDER_PT_strip(bpy.types.Panel):
         col.prop(settings, "size")
         col.prop(settings, "output_dir")
 
-        if not preferences.worker_python(context):
+        if settings.mode != "PROPAGATE" and not preferences.worker_python(context):
             layout.label(text="Set Worker Python in the add-on preferences", icon="ERROR")
         reason = unavailable_reason(context)
         if reason:

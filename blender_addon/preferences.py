@@ -1,4 +1,4 @@
-"""Add-on preferences: the worker's Python and the default work folder."""
+"""Add-on preferences: the worker's Python (and a check of it) and the default work folder."""
 from __future__ import annotations
 
 import os
@@ -13,19 +13,51 @@ class RerenderPreferences(bpy.types.AddonPreferences):
 
     worker_python: StringProperty(
         name="Worker Python", subtype="FILE_PATH",
-        description="Python executable of an environment where rerender is installed "
-        "(it runs the job in a separate process)")
+        description="Python executable of an environment with rerender, torch and diffusers installed, "
+        "for full translation and preview (Propagate My Key Frames runs on Blender's own Python)")
+    worker_check: StringProperty(name="Worker Check", default="", options={"SKIP_SAVE"})
     work_dir: StringProperty(
         name="Work Folder", subtype="DIR_PATH",
         description="Default folder for job files (decoded frames, flow, key frames, results); "
         "empty: rerender in your user cache folder (~/.cache on Linux)")
 
     def draw(self, context) -> None:
+        from .worker import bundled_site
+
         layout = self.layout
-        layout.prop(self, "worker_python")
+        if bundled_site():
+            layout.label(text="Propagate My Key Frames runs on Blender's own Python (rerender is bundled)",
+                         icon="CHECKMARK")
+        else:
+            layout.label(text="No bundled rerender: install the extension zip built for your platform", icon="ERROR")
+        layout.label(text="Full translation needs torch and diffusers, too large to bundle: set a Worker Python",
+                     icon="INFO")
+        row = layout.row()
+        row.prop(self, "worker_python")
+        row.operator(RERENDER_OT_check_worker.bl_idname, text="Check")
+        if self.worker_check:
+            layout.label(text=self.worker_check)
         layout.prop(self, "work_dir")
-        if not self.worker_python:
-            layout.label(text="Point Worker Python at e.g. /path/to/.venv/bin/python", icon="INFO")
+
+
+class RERENDER_OT_check_worker(bpy.types.Operator):
+    """Check that the Worker Python runs rerender with torch and diffusers, and which GPU it sees"""
+
+    bl_idname = "rerender.check_worker"
+    bl_label = "Check Worker Python"
+
+    def execute(self, context):
+        from .worker import check_worker
+
+        prefs = get(context)
+        python = worker_python(context)
+        if prefs is None or not python:
+            self.report({"ERROR"}, "Set Worker Python first")
+            return {"CANCELLED"}
+        ok, message = check_worker(python)
+        prefs.worker_check = message
+        self.report({"INFO"} if ok else {"ERROR"}, message)
+        return {"FINISHED"} if ok else {"CANCELLED"}
 
 
 def get(context):
@@ -60,4 +92,4 @@ def user_cache_dir() -> str:
     return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
 
 
-CLASSES = (RerenderPreferences,)
+CLASSES = (RerenderPreferences, RERENDER_OT_check_worker)

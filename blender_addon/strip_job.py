@@ -13,7 +13,7 @@ import bpy
 
 from . import compat, placement, preferences
 from .settings import MODE_TO_REQUEST
-from .worker import JobProgress, JobRequest, WorkerProcess, build_command, worker_environment
+from .worker import JobProgress, JobRequest, WorkerProcess, build_command, choose_worker
 
 SUPPORTED_TYPES = {"MOVIE": "movie", "IMAGE": "image sequence"}
 # The image types the worker reads as a sequence (rerender.media.IMAGE_EXTENSIONS).
@@ -96,10 +96,8 @@ class StripJob:
         scene = context.scene
         strip = compat.active_strip(context)
         settings = scene.rerender
-        python = preferences.worker_python(context)
-        if not python:
-            raise ValueError("Set the worker Python (an environment with rerender installed) "
-                             "in the add-on preferences")
+        self.mode = MODE_TO_REQUEST[settings.mode]
+        python, env = choose_worker(self.mode, preferences.worker_python(context))
 
         check_one_to_one(strip, scene)
         self.scene_name = scene.name
@@ -121,7 +119,6 @@ class StripJob:
         job_root = os.path.join(preferences.work_root(context), _safe_name(strip.name))
         output_dir = (os.path.abspath(bpy.path.abspath(settings.output_dir)) if settings.output_dir
                       else os.path.join(job_root, "render"))
-        self.mode = MODE_TO_REQUEST[settings.mode]
         keys_dir = os.path.abspath(bpy.path.abspath(settings.keys_dir)) if settings.keys_dir else ""
         self.request = JobRequest(
             mode=self.mode, input_path=input_path, output_dir=output_dir, frames=self.frames,
@@ -134,7 +131,7 @@ class StripJob:
             seed=int(settings.seed))
         self.command: List[str] = build_command(python, self.request)
         self.progress = JobProgress()
-        self.worker = WorkerProcess(self.command, env=worker_environment())
+        self.worker = WorkerProcess(self.command, env=env)
 
     def start(self) -> None:
         os.makedirs(self.request.output_dir, exist_ok=True)
@@ -160,6 +157,10 @@ class StripJob:
             # The preview is the first key frame, in the key folder the worker reports as its output.
             folder = self.progress.output or os.path.join(self.request.work_dir, "keys")
             files = [os.path.join(folder, placement.output_frame_name(a))]
+        elif self.progress.files:  # named as the worker chose (a numbered sequence keeps its numbering)
+            files = list(self.progress.files)
+            if len(files) != b - a:
+                raise ValueError(f"the worker wrote {len(files)} frames, expected {b - a}")
         else:
             files = [os.path.join(self.request.output_dir, placement.output_frame_name(i))
                      for i in range(a, b)]

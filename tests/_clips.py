@@ -49,7 +49,7 @@ def moving_pattern(n: int = 20, h: int = 48, w: int = 64, velocity: tuple[float,
 
 def write_test_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | None = None,
                      fps: fractions.Fraction | int = 24, audio_seconds: float | None = None,
-                     audio_rate: int = 44100, codec: str | None = None) -> Path:
+                     audio_rate: int = 44100, codec: str | None = None, timecode: str | None = None) -> Path:
     """Encode ``frames`` (default: ``moving_pattern()``) at ``fps`` with PyAV.
 
     ``audio_seconds``: add a 440 Hz stereo sine track of that length (AAC; Vorbis/Opus for
@@ -66,6 +66,8 @@ def write_test_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | Non
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         if vcodec == "libx264":
             vs.options = {"crf": "0", "preset": "ultrafast"}
+        if timecode:
+            vs.metadata["timecode"] = timecode
         aus = None
         if audio_seconds:
             acodec = "libopus" if path.suffix == ".webm" else "aac"
@@ -98,8 +100,9 @@ def write_test_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | Non
 
 
 def write_sequence(folder: str | os.PathLike, frames: Sequence[np.ndarray], ext: str = ".png",
-                   depth: int = 8, name: str = "{:04d}") -> list[Path]:
-    """Write ``frames`` (uint8 RGB) as ``folder/NNNN.ext``.
+                   depth: int = 8, name: str = "{:04d}", start: int = 0) -> list[Path]:
+    """Write ``frames`` (uint8 RGB) as ``folder/NNNN.ext`` (``name`` formats the frame number, which
+    counts from ``start``).
 
     ``depth=16`` writes 16-bit PNG/TIFF (value * 257, so it reads back exactly); ``.exr`` writes
     float32 scene-linear values (the sRGB decode of the frame, so reading back gives the frame).
@@ -108,7 +111,7 @@ def write_sequence(folder: str | os.PathLike, frames: Sequence[np.ndarray], ext:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, f in enumerate(frames):
-        p = folder / (name.format(i) + ext)
+        p = folder / (name.format(start + i) + ext)
         if ext == ".exr":
             import OpenEXR
 

@@ -119,7 +119,7 @@ def media(tmp_path_factory) -> dict:
         painted = (255 - frames[i])[:, :, [1, 2, 0]]
         cv2.imwrite(str(keys / f"{i:04d}.png"), np.ascontiguousarray(painted[:, :, ::-1]))
     seq = root / "sequence"
-    write_sequence(seq, frames)
+    write_sequence(seq, frames, name="plate.{:04d}", start=1001)  # a VFX plate: numbered from 1001
     return {"clip": str(clip), "keys": str(keys), "root": root, "sequence": str(seq)}
 
 
@@ -206,7 +206,7 @@ def test_image_sequence_strip_is_processed_from_its_folder(addon_zip, media, tmp
     ref = reference_run(media["sequence"], media["keys"], tmp_path)
     for k in range(B - A):
         f = Path(r["files"][str(LEFT + k)])
-        assert f.name == f"{A + k:04d}.png"
+        assert f.name == f"plate_rerender.{1001 + A + k}.png"  # the plate's own naming and numbering
         np.testing.assert_array_equal(read_rgb(f), read_rgb(ref / f.name))
 
 
@@ -310,3 +310,34 @@ def test_ctrl_c_cancels_the_synchronous_operator(addon_zip, media, tmp_path):
     assert r["ret"] == ["CANCELLED"] and r["strips_after"] == r["strips_before"]
     assert "Rerender cancelled" in stdout + stderr
     assert process_gone(pids[0]) and process_gone(pids[1])
+
+
+@pytest.fixture(scope="module")
+def bundled_zip(rerender_wheel, tmp_path_factory) -> Path:
+    """The extension zip with rerender and its propagation dependencies bundled as wheels, built by
+    the project's own script and Blender's extension tool."""
+    out = tmp_path_factory.mktemp("bundled")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_blender_extension.py"), "--out", str(out),
+                           "--wheel", str(rerender_wheel), "--blender-python", str(BLENDER_PY)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (zip_path,) = out.glob("rerender-*-linux_x64.zip")
+    return zip_path
+
+
+@linux_only
+def test_bundled_extension_propagates_with_blenders_own_python(bundled_zip, media, tmp_path):
+    """Installed from the zip, "Propagate My Key Frames" runs with no Worker Python set: Blender's own
+    Python and the bundled wheels (Blender's numpy < 2). The strip's pixels equal a CLI run's."""
+    cfg = base_cfg(bundled_zip, media, tmp_path, worker_python="")
+    r = run_scenario("propagate", cfg, tmp_path, timeout=300)
+    assert r["ret"] == ["FINISHED"], r
+    (new,) = r["new"]
+    assert (new["left"], new["length"]) == (LEFT, B - A)
+    ref = reference_run(media["clip"], media["keys"], tmp_path)
+    for k in range(B - A):
+        f = Path(r["files"][str(LEFT + k)])
+        assert f.name == f"{A + k:04d}.png"
+        np.testing.assert_array_equal(read_rgb(f), read_rgb(ref / f.name))
+    # the bundled rerender, not one from this test environment, ran the job
+    assert str(tmp_path / "blender-user") in r["worker_site"]

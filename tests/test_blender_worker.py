@@ -129,7 +129,9 @@ def test_parse_event_and_progress_folding():
     p.feed({"event": "progress", "stage": "blend", "done": "x", "total": None})  # malformed: no crash
     assert (p.done, p.total) == (0, 0)
     p.feed({"event": "done", "output": "/out"})
-    assert p.output == "/out" and p.error is None
+    assert p.output == "/out" and p.error is None and p.files == []
+    p.feed({"event": "done", "output": "/out", "files": ["/out/s.1001.png", "/out/s.1002.png"]})
+    assert p.files == ["/out/s.1001.png", "/out/s.1002.png"]
 
 
 def test_worker_environment_drops_blenders_python_settings():
@@ -317,3 +319,27 @@ def test_compat_falls_back_to_the_pre_50_context_member():
     assert compat.active_strip(Ctx) is strip
     Ctx.scene = _Scene(None)
     assert compat.active_strip(Ctx) is None
+
+
+def test_worker_choice_propagate_runs_on_blenders_python_with_the_bundle():
+    python, env = worker.choose_worker("propagate", "", site="/ext/site-packages")
+    assert python == sys.executable and env["PYTHONPATH"] == "/ext/site-packages" and env["PYTHONNOUSERSITE"] == "1"
+    python, env = worker.choose_worker("translate", "/venv/bin/python", site="/ext/site-packages")
+    assert python == "/venv/bin/python" and "PYTHONPATH" not in env  # a set Worker Python runs every job
+    with pytest.raises(ValueError, match="need a Worker Python with torch and diffusers"):
+        worker.choose_worker("translate", "", site="/ext/site-packages")
+    with pytest.raises(ValueError, match="no bundled rerender"):
+        worker.choose_worker("propagate", "", site="")
+
+
+def test_check_worker_reports_what_the_interpreter_has(tmp_path):
+    ok, message = worker.check_worker(sys.executable)
+    assert ok and "rerender" in message and "torch" in message and "diffusers" in message, message
+    assert "CUDA" in message or "device" in message
+    ok, message = worker.check_worker(str(tmp_path / "no-python"))
+    assert not ok and "cannot run" in message
+    bare = tmp_path / "bare-python"  # a Python without rerender
+    bare.write_text('#!/bin/sh\nexec /usr/bin/env -i "' + sys.base_prefix + '/bin/python3" -I "$@"\n')
+    bare.chmod(0o755)
+    ok, message = worker.check_worker(str(bare))
+    assert not ok and "rerender is not installed" in message, message

@@ -39,7 +39,7 @@ def test_propagate_with_json_progress(small, capsys):
     assert all(e["eta"] is None or e["eta"] >= 0 for e in prog)
     logs = [e["message"] for e in events if e["event"] == "log"]
     assert any(m.startswith("work directory ") and "per frame" in m for m in logs)
-    assert events[-1] == {"event": "done", "output": str(out)}
+    assert events[-1] == {"event": "done", "output": str(out), "files": [str(out / f"{i:04d}.png") for i in range(12)]}
     assert sum(e["event"] == "done" for e in events) == 1
     assert len(list(out.glob("*.png"))) == 12
 

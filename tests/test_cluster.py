@@ -81,6 +81,17 @@ def test_cluster_run_gives_the_single_machine_bytes(cluster, shot, tmp_path, cap
     assert again.synthesized == 0 and again.segments_recomputed == []
 
 
+def test_segments_on_a_cluster_never_cross_a_shot_cut(cluster, shot, tmp_path):
+    _, client = cluster
+    root, frames, inp, keys, _, _ = shot
+    one = propagate(inp, keys, tmp_path / "one", config=fast_config(), cuts=[15])
+    many = propagate(inp, keys, tmp_path / "many", config=fast_config(), cuts=[15], client=client)
+    names = ["0000-0010", "0010-cut0015", "0020-0030", "cut0015-0020"]
+    assert sorted(one.segments_recomputed) == sorted(many.segments_recomputed) == names
+    assert read_all(tmp_path / "many") == read_all(tmp_path / "one")
+    assert read_all(tmp_path / "many") != read_all(root / "ref")  # the cut changed frames 11..19
+
+
 def test_a_worker_killed_mid_run_is_replaced_and_the_bytes_do_not_change(cluster, tmp_path):
     _, client = cluster
     # frames big enough that a pass takes seconds: the kill lands inside a running task
@@ -181,14 +192,13 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, capsys, monkeypatch
         cluster_module.connect("tcp://127.0.0.1:9")
 
 
-def test_rerender_run_on_a_cluster_matches_one_machine(cluster, tmp_path, capsys):
+def test_rerender_run_on_a_cluster_matches_one_machine(cluster, tiny_model, tmp_path, capsys):
     """Key frames by diffusion here (a tiny random model), propagation on the cluster: same bytes."""
     pytest.importorskip("diffusers")
     from _clips import write_sequence
-    from _tiny_models import save_model_folder
 
     c, _ = cluster
-    model, cn = save_model_folder(tmp_path / "model")
+    model, cn = tiny_model
     inp = tmp_path / "clip"
     write_sequence(inp, clip(7, 32, 32))
 
@@ -207,4 +217,5 @@ def test_rerender_run_on_a_cluster_matches_one_machine(cluster, tmp_path, capsys
     stages = [e["stage"] for e in events if e["event"] == "stage"]
     # propagation's bars open before the key-frame stage is done: segments start as keys arrive
     assert stages.index("propagate") < stages.index("keyframes")
-    assert events[-1] == {"event": "done", "output": str(tmp_path / "many")}
+    assert events[-1] == {"event": "done", "output": str(tmp_path / "many"),
+                          "files": [str(tmp_path / "many" / f"{i:04d}.png") for i in range(7)]}

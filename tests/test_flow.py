@@ -104,8 +104,12 @@ def test_registry_and_validation():
     a = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(ValueError, match="differ in size"):
         be(a, np.zeros((16, 17, 3), np.uint8))
-    with pytest.raises(ValueError, match="flow input b: expected uint8"):
-        be(a, a.astype(np.float32))
+    with pytest.raises(ValueError, match="flow input b: expected uint8 or float32"):
+        be(a, a.astype(np.float64))
+    # float frames of the working format (high bit depth, 0..255 scale) give the uint8 frames' flow
+    moving = [np.ascontiguousarray(np.roll(np.tile(np.arange(32, dtype=np.uint8)[None, :, None] * 8, (32, 1, 3)), k, 1))
+              for k in (0, 1)]
+    np.testing.assert_array_equal(be(moving[0].astype(np.float32), moving[1].astype(np.float32)), be(*moving))
     with pytest.raises(ValueError, match="already registered"):
         register_flow_backend("dis", DISFlow)
     with pytest.raises(ValueError, match="plain identifier"):

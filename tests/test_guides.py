@@ -20,7 +20,20 @@ def test_edge_guide_is_neutral_on_flat_and_signed_across_an_edge():
 
 def test_edge_guide_rejects_non_rgb():
     with pytest.raises(ValueError, match="frame"):
-        G.edge_guide(np.zeros((4, 4, 3), np.float32))
+        G.edge_guide(np.zeros((4, 4, 3), np.float64))
+    with pytest.raises(ValueError, match="frame"):
+        G.edge_guide(np.zeros((4, 4), np.uint8))
+
+
+def test_edge_guide_of_float_frames_keeps_their_precision():
+    rng = np.random.default_rng(0)
+    frame = (rng.random((16, 16, 3)) * 255).astype(np.float32)
+    f = G.edge_guide(frame)
+    assert f.dtype == np.float32 and f.shape == (16, 16, 1)
+    u = G.edge_guide(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
+    inside = (u > 0) & (u < 255)  # the uint8 guide clips; the float one keeps the whole range
+    assert inside.mean() > 0.5 and np.abs(f - u.astype(np.float32))[inside].max() < 4  # the same guide, unrounded
+    assert f.max() > 255 or f.min() < 0
 
 
 def test_coordinate_map_holds_pixel_positions():

@@ -15,43 +15,7 @@ from rerender import config as rconfig  # noqa: E402
 from rerender.keyframes import attention, constraints, encoder, models  # noqa: E402
 from rerender.keyframes.config import KeyframeConfig  # noqa: E402
 from rerender.keyframes.sampler import Geometry, KeyframeSampler  # noqa: E402
-
-H = W = 32
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A random tiny SD model + ControlNet saved as diffusers folders (built once per session)."""
-    from _tiny_models import save_model_folder
-
-    return save_model_folder(tmp_path_factory.mktemp("tiny_sd"))
-
-
-@pytest.fixture(scope="session")
-def comps(tiny_model):
-    model, cn = tiny_model
-    return models.load_components(str(model), [str(cn)], device="cpu")
-
-
-def make_cfg(tiny_model, **kw) -> KeyframeConfig:
-    model, cn = tiny_model
-    base = dict(model=str(model), controlnet=[str(cn)], control=["canny"], prompt="a cat", steps=8)
-    base.update(kw)
-    return KeyframeConfig(**base)
-
-
-def frame(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((H, W, 3), np.uint8)
-    img[:] = rng.integers(40, 200, 3, dtype=np.uint8)
-    img[8:24, 10:22] = rng.integers(0, 255, 3, dtype=np.uint8)
-    return img
-
-
-def conds(img: np.ndarray) -> list[np.ndarray]:
-    from rerender.keyframes.controls import canny
-
-    return [canny(img)]
+from _tiny_sd import H, W, conds, frame, make_cfg  # noqa: E402
 
 
 # --- windows ----------------------------------------------------------------------------------
@@ -411,11 +375,12 @@ def test_cli_run_renders_every_frame_and_resumes(tiny_model, tmp_path, capsys):
 def test_interrupted_stage_resumes_to_the_same_keys(tiny_model, comps, tmp_path):
     from rerender.media import read_image
 
-    from rerender.keyframes.stage import key_indices, render_keys
+    from rerender.keyframes.stage import render_keys
+    from rerender.keyselect import plan_keys
 
     clip = _clip(tmp_path / "clip")
     frames = {i: read_image(clip / f"{i:04d}.png") for i in range(7)}
-    keys = key_indices(range(7), 3)
+    keys = plan_keys(None, range(7), interval=3).keys
     assert keys == [0, 3, 6]
     cfg = make_cfg(tiny_model, steps=4, interval=3)
     zero = lambda a, b: np.zeros((H, W, 2), np.float32)  # noqa: E731
@@ -476,18 +441,11 @@ def test_cli_keyframes_first_only_config_sections_and_errors(tiny_model, tmp_pat
     assert "--prompt" in capsys.readouterr().err
 
 
-def test_match_histograms_and_colour_corrected_stage(tiny_model, comps, tmp_path):
+def test_colour_corrected_stage(tiny_model, comps, tmp_path):
     from rerender.media import read_image
 
     from rerender.keyframes.stage import render_keys
 
-    rng = np.random.default_rng(0)
-    ref = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    # all-distinct source values: matching must reproduce the reference's values exactly
-    img = np.stack([rng.permutation(256).reshape(16, 16) for _ in range(3)], axis=-1).astype(np.uint8)
-    out = constraints.match_histograms(img, ref)
-    for c in range(3):
-        assert np.array_equal(np.sort(out[..., c].ravel()), np.sort(ref[..., c].ravel()))
     frames = {0: frame(6), 3: frame(7)}
     cfg = make_cfg(tiny_model, steps=4, color_correction=True)
     zero = lambda a, b: np.zeros((H, W, 2), np.float32)  # noqa: E731
@@ -569,3 +527,30 @@ def test_pixel_fusion_blend_weights():
     half = constraints.pixel_fusion(d, d, ref, 0.5 * full, 1.0)
     assert abs(half.var().item() - 1.0) < 0.05
     assert abs(constraints.pixel_fusion(d, d, ref, 0.5 * full, 0.9).var().item() - (0.25 + 0.75 * 0.81)) < 0.05
+
+
+def test_cli_run_with_automatic_keys_anchors_every_shot(tiny_model, tmp_path, capsys, monkeypatch):
+    """--key-frames auto on a clip with a cut: the plan is printed and stored, each shot is rendered
+    as its own chain (its first key is its anchor), and the propagation stays inside each shot."""
+    import rerender.keyframes.stage as stage
+    from rerender.cli import main
+    from rerender.media import write_image
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((H + 16, W + 16, 3)) * 255).astype(np.uint8), (rng.random((H + 16, W + 16, 3)) * 90).astype(np.uint8)
+    clip = tmp_path / "clip"
+    for i in range(10):
+        src = a if i < 5 else b
+        write_image(clip / f"{i:04d}.png", np.ascontiguousarray(src[i % 3:i % 3 + H, i:i + W]))
+    chains = []
+    real = stage.render_keys
+    monkeypatch.setattr(stage, "render_keys", lambda frames, keys, *a, **k: chains.append(list(keys)) or real(frames, keys, *a, **k))
+    out = tmp_path / "out"
+    assert main(_cli_args(tiny_model, clip, out, "--key-frames", "auto", "--size", "32")) == 0
+    logs = [json.loads(line).get("message", "") for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert any("shot cuts before frames: 5" in m for m in logs)
+    plan = json.loads((tmp_path / "out.work" / "keyplan.json").read_text())
+    assert plan["cuts"] == [5] and {0, 4, 5, 9} <= set(plan["keys"])
+    assert [c[0] for c in chains] == [0, 5] and all(k < 5 for k in chains[0]) and all(k >= 5 for k in chains[1])
+    assert len(list(out.glob("*.png"))) == 10
+    assert not any(p.name.startswith("0004-") or p.name.endswith("-0005") for p in (tmp_path / "out.work" / "segments").iterdir())

@@ -118,3 +118,24 @@ def test_single_file_pickle_variant_needs_opt_in(ldm_file, tmp_path):
     ckpt.write_bytes(path.read_bytes())  # the extension alone decides: never unpickle without consent
     with pytest.raises(ValueError, match="allow-pickle"):
         models.load_components(str(ckpt), [str(cn_dir)], model_config=str(model_dir), device="cpu")
+
+
+def test_folder_with_only_pickle_weights_needs_opt_in(tmp_path):
+    """Folders and hub ids load with use_safetensors=True: a folder holding only
+    diffusion_pytorch_model.bin is refused (naming --allow-pickle) and loads once allowed."""
+    from _tiny_models import build_components
+
+    net = build_components("tiny")["controlnet"]
+    folder = tmp_path / "cn_bin"
+    net.save_pretrained(folder, safe_serialization=False)
+    assert (folder / "diffusion_pytorch_model.bin").is_file()
+    assert not list(folder.glob("*.safetensors"))
+    with pytest.raises(ValueError, match="allow-pickle"):
+        models.load_controlnet(str(folder))
+    loaded = models.load_controlnet(str(folder), allow_pickle=True)
+    for k, v in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    vae_dir = tmp_path / "vae_bin"
+    build_components("tiny")["vae"].save_pretrained(vae_dir, safe_serialization=False)
+    with pytest.raises(ValueError, match="allow-pickle"):
+        models.load_vae(str(vae_dir))

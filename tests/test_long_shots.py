@@ -39,6 +39,21 @@ def test_images_are_stored_losslessly_in_every_layout(tmp_path):
         assert "rgb.c3.png" in z.files and "grey.g.png" in z.files
 
 
+def test_float_candidates_of_high_bit_depth_plates_are_stored_exactly(tmp_path):
+    """Passes over 16-bit/float plates give float32 candidates (0..255 scale, fractional): the PNG
+    packing is for uint8 only, so they must come back bit for bit, never quantised to 8 bits."""
+    rng = np.random.default_rng(5)
+    image = (rng.random((13, 21, 3)) * 255).astype(np.float32)
+    image[0, 0] = [0.1234567, 254.99998, 1e-7]
+    error = rng.random((13, 21)).astype(np.float32)
+    save_npz(tmp_path / "c.npz", packed=True, image=image, error=error)
+    back = load_npz(tmp_path / "c.npz")
+    assert back["image"].dtype == np.float32 and back["image"].tobytes() == image.tobytes()
+    assert np.array_equal(back["error"], packing.quantise_map(error))  # the error map is bfloat16, as for uint8
+    save_npz(tmp_path / "d.npz", packed=True, **back)  # a resumed job re-stores what it read: same bytes
+    assert (tmp_path / "d.npz").read_bytes() == (tmp_path / "c.npz").read_bytes()
+
+
 def test_float_maps_keep_8_significant_bits_and_decode_exactly():
     rng = np.random.default_rng(1)
     values = np.concatenate([rng.random(1000) * 10.0 ** rng.integers(-6, 9, 1000),
@@ -213,6 +228,33 @@ def test_human_progress_bar_does_not_count_reused_work_in_its_rate():
     stage.skip(90)
     assert stage._bar.format_dict["initial"] == 90 and stage._bar.n == 90
     stage.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# a finished job keeps no flows; detected cuts are remembered
+
+
+def test_a_finished_job_keeps_no_flows_and_its_rerun_computes_none(tmp_path, monkeypatch):
+    from rerender.flow import DISFlow
+    from rerender.pipeline import propagate
+
+    # two shots: the flows of the pair across the cut belong to no segment, yet cut detection computes them
+    frames = moving_pattern(9, 48, 64, (1.0, 0.5), seed=1) + moving_pattern(8, 48, 64, (-0.5, 1.0), seed=7)
+    inp, keys = write_clip_and_keys(tmp_path, frames, (0, 9, 16))
+    res = propagate(inp, keys, tmp_path / "o", config=fast_config(), cuts="auto")
+    assert sorted(res.segments_recomputed) == ["0000-cut0009", "0009-0016"]
+    work = tmp_path / "o.work"
+    assert not list((work / "flow").rglob("*.npz"))
+    assert json.loads((work / "manifest.json").read_text())["cuts"]["cuts"] == [9]
+    calls = []
+    real = DISFlow.__call__
+    monkeypatch.setattr(DISFlow, "__call__", lambda self, a, b: calls.append(1) or real(self, a, b))
+    again = propagate(inp, keys, tmp_path / "o", config=fast_config(), cuts="auto")
+    assert again.synthesized == 0 and calls == []  # the cuts came from the manifest, not from new flows
+    kept = propagate(inp, keys, tmp_path / "k", config=fast_config(), cuts="auto", keep_intermediates=True)
+    assert kept.synthesized == res.synthesized and (tmp_path / "k.work" / "flow" / "dis" / "000008_000009.npz").is_file()
+    assert [(tmp_path / "k" / f"{i:04d}.png").read_bytes() for i in range(17)] == \
+        [(tmp_path / "o" / f"{i:04d}.png").read_bytes() for i in range(17)]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -238,10 +238,12 @@ def test_write_image_roundtrip_unicode(tmp_path):
     media.write_image(p, img)
     np.testing.assert_array_equal(media.read_image(p), img)
     assert [q.name for q in p.parent.iterdir()] == ["0007.png"]
-    with pytest.raises(ValueError, match="uint8 H x W x 3"):
+    with pytest.raises(MediaError, match=r"f.png: cannot write float32 images as .png; use .exr, .tif"):
         media.write_image(tmp_path / "f.png", img.astype(np.float32))
-    with pytest.raises(MediaError, match="cannot write"):
+    with pytest.raises(MediaError, match="cannot write uint8 images as .exr"):
         media.write_image(tmp_path / "f.exr", img)
+    with pytest.raises(ValueError, match="rgb: expected an H x W x 3 array"):
+        media.write_image(tmp_path / "f.png", img[:, :, 0])
 
 
 def test_list_indexed_images(tmp_path):
@@ -375,3 +377,36 @@ def test_containers_roundtrip(tmp_path, ext):
     got = list(media.read_frames(out))
     assert len(got) == 6
     assert luma_psnr(got[3], frames[3]) > 35  # measured 40-42 dB for H.264 / VP9 / MPEG-2
+
+
+@pytest.mark.parametrize("ext, dtype", [(".png", np.uint16), (".tif", np.uint16), (".exr", np.float16),
+                                        (".exr", np.float32), (".tif", np.float32), (".png", np.uint8)])
+def test_plates_keep_their_depth_and_alpha(tmp_path, ext, dtype):
+    rng = np.random.default_rng(3)
+    if np.dtype(dtype).kind == "f":
+        rgb = (rng.random((6, 9, 3)) * 3 - 0.2).astype(dtype)  # HDR values and negatives survive
+        alpha = rng.random((6, 9)).astype(dtype)
+    else:
+        top = np.iinfo(dtype).max
+        rgb, alpha = rng.integers(0, top + 1, (6, 9, 3), dtype=dtype), rng.integers(0, top + 1, (6, 9), dtype=dtype)
+    path = tmp_path / f"plate{ext}"
+    media.write_image(path, rgb, alpha=alpha)
+    got, got_alpha = media.read_plate(path)
+    assert got.dtype == dtype and got_alpha.dtype == dtype
+    np.testing.assert_array_equal(got, rgb)
+    np.testing.assert_array_equal(got_alpha, alpha)
+    media.write_image(path, rgb)
+    assert media.read_plate(path)[1] is None
+
+
+def test_working_format_round_trips_each_depth():
+    rng = np.random.default_rng(4)
+    u16 = rng.integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+    w = media.to_working(u16)
+    assert w.dtype == np.float32 and w.max() <= 255.0
+    np.testing.assert_array_equal(media.from_working(w, "uint16"), u16)  # exact
+    half = (rng.random((5, 7, 3)) * 4).astype(np.float16)
+    back = media.from_working(media.to_working(half), "float16")
+    np.testing.assert_array_equal(back, half)  # within half precision: bit-exact after the round trip
+    u8 = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert media.to_working(u8) is u8

@@ -5,6 +5,7 @@ import pytest
 from _stylised_clip import clip, fast_config, psnr, stylise
 from rerender import config
 from rerender.job import JobConfig
+from rerender.matte import synthesis_region
 from rerender.segments import plan_segments
 from rerender.passes import KeyFrame, PassState, PropagationConfig, build_guides, propagate_pass
 
@@ -106,3 +107,40 @@ def test_step_must_be_next_to_the_previous_frame():
         next(propagate_pass(key, [2], MemorySource(frames), fast_config()))
     with pytest.raises(ValueError, match="differ in size"):
         KeyFrame(0, stylise(frames[0])[:16], frames[0])
+
+
+class MattedSource(MemorySource):
+    """The translating pattern with a matte that moves with it (a disc, white = restyle)."""
+
+    def matte(self, i):
+        h, w = self.frames[0].shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w]
+        cx, cy = w / 2 + self.v[0] * i, h / 2 + self.v[1] * i
+        return (((yy - cy) ** 2 + (xx - cx) ** 2) < 12 ** 2).astype(np.uint8) * 255
+
+
+def test_a_matte_limits_synthesis_and_guides_it():
+    frames = clip(4, 48, 64)
+    src = MattedSource(frames)
+    key = KeyFrame(0, stylise(frames[0]), frames[0], matte=src.matte(0))
+    cfg = fast_config(matte_grow=3)
+    guides = build_guides(key, frames[1], np.zeros((48, 64, 2), np.float32), None, cfg, matte=src.matte(1))
+    assert guides[-1][2] == cfg.matte_weight and guides[-1][1].shape == (48, 64, 1)
+    for s in propagate_pass(key, [1, 2, 3], src, cfg, threads=1):
+        m = src.matte(s.index) > 0
+        region = synthesis_region(src.matte(s.index), 3 + cfg.patch_size // 2).astype(bool)
+        assert (s.image[~region] == 0).all() and (s.error[~region] == 0).all()  # nothing outside
+        assert psnr(s.image[m], stylise(frames[s.index])[m]) > 28  # inside: the known stylisation
+    with pytest.raises(ValueError, match="matte .* differ in size"):
+        KeyFrame(0, frames[0], frames[0], matte=np.zeros((8, 8), np.uint8))
+
+
+def test_float_frames_of_high_bit_depth_plates_propagate():
+    frames = clip(4, 48, 64)
+    as_float = [f.astype(np.float32) for f in frames]
+    key = KeyFrame(0, stylise(frames[0]).astype(np.float32), as_float[0])
+    steps = list(propagate_pass(key, [1, 2, 3], MemorySource(as_float), fast_config(), threads=1))
+    inner = (slice(8, -8), slice(8, -8))
+    for s in steps:
+        assert s.image.dtype == np.float32
+        assert psnr(np.clip(np.rint(s.image), 0, 255).astype(np.uint8)[inner], stylise(frames[s.index])[inner]) > 30

@@ -104,6 +104,19 @@ def test_error_is_the_plain_patch_error(displaced):
     assert res.error[y, x] == pytest.approx(e, rel=0.05, abs=30)
 
 
+def test_error_map_is_right_with_a_single_search_vote_iteration():
+    # Fewer iterations than guide-only searches: the last vote's style must still be in the
+    # target when the error map is computed (it was once cleared, adding |style|^2 to E).
+    src = texture(64, 64, seed=3)
+    style = stylise(src)
+    ident = coords(64, 64).astype(np.int32)
+    for iters in (1, 2, 3):
+        res = synthesize(style, [(src, src, 1.0)], init_nnf=ident, search_vote_iters=iters, patchmatch_iters=1)
+        assert (res.nnf == ident).all(axis=-1)[R:-R, R:-R].all()
+        assert np.array_equal(res.image[2 * R:-2 * R, 2 * R:-2 * R], style[2 * R:-2 * R, 2 * R:-2 * R])
+        assert np.abs(res.error[3 * R:-3 * R, 3 * R:-3 * R]).max() < 1e-3, iters  # (edge patches are clamped inwards)
+
+
 def test_identical_guides_give_identity():
     src = texture(N, N, seed=1)
     style = stylise(src)

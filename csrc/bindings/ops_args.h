@@ -23,13 +23,16 @@ inline void require_unit_interval(const Image& w, const std::string& name) {
 }
 
 struct HostLoader {
-  Image load(const py::handle& obj, const std::string& name, ImageRules rules = {}) const {
-    return as_image(obj, name, rules);
+  Budget budget;  // this call's host memory
+  explicit HostLoader(const std::string& call) : budget(call) {}
+  Image load(const py::handle& obj, const std::string& name, ImageRules rules = {}) {
+    return as_image(obj, name, budget, rules);
   }
   void finite(const Image& im, const std::string& name, bool allow_inf = false) const {
     require_finite_values(im, name, allow_inf);
   }
   void unit_interval(const Image& im, const std::string& name) const { require_unit_interval(im, name); }
+  void bounded(const Image& im, const std::string& name, float bound) const { require_bounded_values(im, name, bound); }
 };
 
 // ---- warp / occlusion ------------------------------------------------------------------------

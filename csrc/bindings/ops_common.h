@@ -24,13 +24,22 @@ ImageView<T> mutable_view(py::array& arr, const Image& like) {
   return {static_cast<T*>(arr.mutable_data()), like.h, like.w, like.c};
 }
 
-// A new array with the dtype and the exact shape (H x W or H x W x C) of `like`.
-inline py::array empty_like(const Image& like) {
+// A new result array with the dtype and the exact shape (H x W or H x W x C) of `like`.
+inline py::array empty_like(Budget& budget, const Image& like, const std::string& what = "result") {
   std::vector<py::ssize_t> shape(like.arr.shape(), like.arr.shape() + like.arr.ndim());
-  return py::array(like.arr.dtype(), shape);
+  return new_array(budget, budget.call() + " " + what, like.arr.dtype(), shape);
 }
 
-inline py::array_t<uint8_t> empty_mask(int h, int w) { return py::array_t<uint8_t>({h, w}); }
+// A new uint8 H x W result.
+inline py::array_t<uint8_t> empty_mask(Budget& budget, int h, int w, const std::string& what) {
+  return py::reinterpret_borrow<py::array_t<uint8_t>>(
+      new_array(budget, budget.call() + " " + what, py::dtype::of<uint8_t>(), {h, w}));
+}
+
+[[noreturn]] inline void fail_out_of_bound(const std::string& name, float bound, float value, size_t index) {
+  fail(name, ": values must be at most ", bound, " in magnitude (float32 images belong on a 0-255 scale), got ", value,
+       " at flat index ", index);
+}
 
 // NaN / inf would make sampling positions, ranks and comparisons meaningless: reject them here.
 inline void require_finite_values(const Image& im, const std::string& name, bool allow_inf = false) {
@@ -40,6 +49,16 @@ inline void require_finite_values(const Image& im, const std::string& name, bool
   for (size_t i = 0; i < n; ++i)
     if (std::isnan(p[i]) || (!allow_inf && std::isinf(p[i])))
       fail(name, ": contains ", std::isnan(p[i]) ? "NaN" : "infinite", " values (first at flat index ", i, ")");
+}
+
+// Float values beyond +-bound (after the finiteness check), with the argument named.
+inline void require_bounded_values(const Image& im, const std::string& name, float bound) {
+  require_finite_values(im, name);
+  if (im.dtype != DType::F32) return;
+  const float* p = im.as<float>();
+  const size_t n = static_cast<size_t>(im.h) * im.w * im.c;
+  for (size_t i = 0; i < n; ++i)
+    if (std::fabs(p[i]) > bound) fail_out_of_bound(name, bound, p[i], i);
 }
 
 inline void require_same_dtype(const Image& a, const std::string& an, const Image& b, const std::string& bn) {

@@ -16,7 +16,7 @@ py::object synthesize_binding(const py::object& style_obj, const py::object& gui
                               const py::object& patchmatch_iters, const py::object& uniformity,
                               const py::object& stop_threshold, const py::object& init_nnf,
                               const py::object& target_mask, const py::object& seed, const py::object& threads) {
-  HostLoader loader;
+  HostLoader loader("synthesize");
   const auto args = parse_synthesis_args(loader, style_obj, guides_obj, style_weight, patch_size, pyramid_levels,
                                          search_vote_iters, patchmatch_iters, uniformity, stop_threshold, init_nnf,
                                          target_mask, seed, threads);
@@ -25,13 +25,13 @@ py::object synthesize_binding(const py::object& style_obj, const py::object& gui
     guides.push_back({plane_of(args.sources[i], args.sources[i].data()),
                       plane_of(args.targets[i], args.targets[i].data()), args.weights[i]});
   const uint8_t* mask = args.has_mask ? args.mask.as<uint8_t>() : nullptr;
+  loader.budget.need("synthesize working buffers", synthesis_bytes(args));
   syn::Result res;
-  {
-    py::gil_scoped_release nogil;
+  without_gil("synthesize", [&] {
     res = syn::synthesize(plane_of(args.style, args.style.data()), guides, args.ht, args.wt, args.nnf_ptr(), mask,
                           args.params);
-  }
-  return result_arrays(res, args.image_shape, args.style.dtype);
+  });
+  return result_arrays(loader.budget, res, args.image_shape, args.style.dtype);
 }
 
 const RegisterBindings reg([](py::module_& m) {

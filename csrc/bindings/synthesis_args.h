@@ -3,7 +3,7 @@
 // reject the same inputs with the same messages and return the same arrays.
 //
 // The Loader is HostLoader (bindings/ops_args.h: numpy only) or DeviceLoader
-// (bindings/cuda/device_args.h: numpy or __cuda_array_interface__); `host_nnf(loader, obj, name)`
+// (bindings/cuda/device_args.h: numpy or __cuda_array_interface__); `host_nnf(loader, obj, name, ht, wt)`
 // brings a warm-start NNF to host memory for its bounds check (identity for HostLoader).
 #pragma once
 #include <pybind11/numpy.h>
@@ -66,8 +66,8 @@ inline uint64_t checked_seed(const py::handle& seed) {
   return v;
 }
 
-// Numpy warm starts are already on the host.
-inline py::object host_nnf(const HostLoader&, const py::object& obj, const std::string&) { return obj; }
+// Numpy warm starts are already on the host (their checks follow in parse_synthesis_args).
+inline py::object host_nnf(const HostLoader&, const py::object& obj, const std::string&, int, int) { return obj; }
 inline size_t rank_of(const Image& im) { return static_cast<size_t>(im.arr.ndim()); }
 
 // The validated arguments of one synthesis call. `Arg` keeps each array alive (and, for the
@@ -100,7 +100,7 @@ auto parse_synthesis_args(Loader& load, const py::object& style_obj, const py::o
   SynthesisArgs<Arg> r;
   r.style = load.load(style_obj, "style");
   const Image& style = meta(r.style);
-  load.finite(r.style, "style");
+  load.bounded(r.style, "style", syn::kMaxInputValue);
 
   if (!py::isinstance<py::sequence>(guides_obj) || py::isinstance<py::str>(guides_obj))
     fail("guides: expected a list of (source, target, weight) tuples, got ",
@@ -118,8 +118,8 @@ auto parse_synthesis_args(Loader& load, const py::object& style_obj, const py::o
     r.targets.push_back(load.load(tup[1], name + ".target"));
     const Image& src = meta(r.sources.back());
     const Image& tgt = meta(r.targets.back());
-    load.finite(r.sources.back(), name + ".source");
-    load.finite(r.targets.back(), name + ".target");
+    load.bounded(r.sources.back(), name + ".source", syn::kMaxInputValue);
+    load.bounded(r.targets.back(), name + ".target", syn::kMaxInputValue);
     require_same_size(style, "style", src, name + ".source");
     if (gi > 0) require_same_size(meta(r.targets[0]), "guides[0].target", tgt, name + ".target");
     if (src.c != tgt.c) fail(name, ": source has ", src.c, " channel(s) but target has ", tgt.c);
@@ -171,7 +171,7 @@ auto parse_synthesis_args(Loader& load, const py::object& style_obj, const py::o
   }
 
   if (!init_nnf.is_none()) {
-    const py::object nnf_obj = host_nnf(load, init_nnf, "init_nnf");
+    const py::object nnf_obj = host_nnf(load, init_nnf, "init_nnf", ht, wt);
     if (!py::isinstance<py::array>(nnf_obj))
       fail("init_nnf: expected a numpy int32 array, got ", std::string(py::str(nnf_obj.get_type().attr("__name__"))));
     auto a = py::reinterpret_borrow<py::array>(nnf_obj);
@@ -179,7 +179,7 @@ auto parse_synthesis_args(Loader& load, const py::object& style_obj, const py::o
       fail("init_nnf: unsupported dtype ", std::string(py::str(a.dtype())), " (expected int32)");
     if (a.ndim() != 3 || a.shape(0) != ht || a.shape(1) != wt || a.shape(2) != 2)
       fail("init_nnf: expected shape (", ht, ", ", wt, ", 2) (target H x W x (x, y)), got ", describe_shape(a));
-    r.init_nnf = py::array_t<int32_t, py::array::c_style>::ensure(a);
+    r.init_nnf = py::reinterpret_borrow<py::array_t<int32_t, py::array::c_style>>(contiguous(a, "init_nnf", load.budget));
     r.has_init_nnf = true;
     const int32_t* p = r.init_nnf.data();
     const size_t n = static_cast<size_t>(ht) * wt;
@@ -201,25 +201,33 @@ inline syn::Plane plane_of(const Image& im, const void* data) {
 
 // The core's result as numpy arrays (image, nnf, error); the image gets the style's dtype
 // (uint8: rounded and clamped) and rank.
-inline py::tuple result_arrays(const syn::Result& res, const std::vector<py::ssize_t>& image_shape, DType dtype) {
+inline py::tuple result_arrays(Budget& budget, const syn::Result& res, const std::vector<py::ssize_t>& image_shape,
+                               DType dtype) {
   const size_t n = static_cast<size_t>(image_shape[0]) * image_shape[1];
   const size_t values = res.image.size();
-  py::array image;
+  py::array image = new_array(budget, "synthesize image", dtype == DType::U8 ? py::dtype::of<uint8_t>() : py::dtype::of<float>(),
+                              image_shape);
   if (dtype == DType::U8) {
-    py::array_t<uint8_t> out(image_shape);
-    uint8_t* o = out.mutable_data();
+    auto* o = static_cast<uint8_t*>(image.mutable_data());
     for (size_t i = 0; i < values; ++i) o[i] = static_cast<uint8_t>(std::lround(std::clamp(res.image[i], 0.f, 255.f)));
-    image = out;
   } else {
-    py::array_t<float> out(image_shape);
-    std::memcpy(out.mutable_data(), res.image.data(), values * sizeof(float));
-    image = out;
+    std::memcpy(image.mutable_data(), res.image.data(), values * sizeof(float));
   }
-  py::array_t<int32_t> nnf({image_shape[0], image_shape[1], py::ssize_t(2)});
+  py::array nnf = new_array(budget, "synthesize nnf", py::dtype::of<int32_t>(), {image_shape[0], image_shape[1], 2});
   std::memcpy(nnf.mutable_data(), res.nnf.data(), n * 2 * sizeof(int32_t));
-  py::array_t<float> err({image_shape[0], image_shape[1]});
+  py::array err = new_array(budget, "synthesize error", py::dtype::of<float>(), {image_shape[0], image_shape[1]});
   std::memcpy(err.mutable_data(), res.error.data(), n * sizeof(float));
   return py::make_tuple(image, nnf, err);
+}
+
+// The working memory of one synthesis call (see synthesis::working_bytes).
+template <typename Arg>
+uint64_t synthesis_bytes(const SynthesisArgs<Arg>& args) {
+  const Image& style = meta(args.style);
+  int channels = style.c;
+  for (const Arg& s : args.sources) channels += meta(s).c;
+  return syn::working_bytes(style.h, style.w, args.ht, args.wt, style.c, channels, args.params.patch_size,
+                            args.params.threads);
 }
 
 }  // namespace rerender::bindings

@@ -1,6 +1,6 @@
 // Argument validation shared by every binding: turn Python objects into checked, C-contiguous
-// image views, or raise ValueError naming the argument. Native code past this point may assume
-// its inputs are well formed.
+// image views, or raise ValueError naming the argument (MemoryError where a needed copy cannot be
+// had). Native code past this point may assume its inputs are well formed.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -8,6 +8,8 @@
 #include <cmath>
 #include <sstream>
 #include <string>
+
+#include "bindings/memory.h"
 
 namespace rerender::bindings {
 namespace py = pybind11;
@@ -51,7 +53,24 @@ inline std::string describe_shape(const py::array& a) {
   return s.str();
 }
 
-inline Image as_image(const py::handle& obj, const std::string& name, ImageRules rules = {}) {
+// `a` itself when C-contiguous, else a C-contiguous copy of it (a slice, a transpose, or a
+// broadcast view whose few bytes stand for a huge array), counted in `budget`.
+inline py::array contiguous(const py::array& a, const std::string& name, Budget& budget) {
+  if (a.flags() & py::array::c_style) return a;
+  const uint64_t bytes = static_cast<uint64_t>(a.size()) * static_cast<uint64_t>(a.itemsize());
+  const std::string copying = name + ": copying the non-contiguous array of shape " + describe_shape(a);
+  budget.need(copying, bytes);
+  try {
+    return py::module_::import("numpy").attr("ascontiguousarray")(a);
+  } catch (py::error_already_set& e) {
+    if (!e.matches(PyExc_MemoryError)) throw;
+    fail_memory(copying, ": not enough memory (", gib(bytes), "); pass a C-contiguous array or a smaller one");
+  }
+}
+
+// `budget` counts the copy of a non-contiguous array (e.g. a slice, a transpose, or a broadcast
+// view whose few bytes stand for a huge array).
+inline Image as_image(const py::handle& obj, const std::string& name, Budget& budget, ImageRules rules = {}) {
   if (obj.is_none()) fail(name, ": expected a numpy array, got None");
   if (!py::isinstance<py::array>(obj))
     fail(name, ": expected a numpy array, got ", std::string(py::str(py::type::of(obj).attr("__name__"))));
@@ -81,11 +100,9 @@ inline Image as_image(const py::handle& obj, const std::string& name, ImageRules
     fail(name, ": ", im.c, " channels is too many (at most ", rules.max_channels, ")");
   if (rules.channels > 0 && im.c != rules.channels)
     fail(name, ": expected ", rules.channels, " channel(s), got shape ", describe_shape(a));
-  // Non-contiguous views (slices, transposes) are copied once; dtype never changes silently.
-  if (im.dtype == DType::U8)
-    im.arr = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(a);
-  else
-    im.arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+  // Non-contiguous views (slices, transposes, broadcasts) are copied once; the dtype is already
+  // the one wanted and never changes.
+  im.arr = contiguous(a, name, budget);
   return im;
 }
 

@@ -10,34 +10,32 @@ namespace {
 
 py::object warp_binding(const py::object& image, const py::object& flow, const std::string& mode,
                         bool return_valid, int threads) {
-  HostLoader loader;
+  HostLoader loader("warp");
   const auto args = parse_warp_args(loader, image, flow, mode, threads);
   const Image& img = args.image;
-  py::array out = empty_like(img);
-  py::array_t<uint8_t> valid = return_valid ? empty_mask(img.h, img.w) : py::array_t<uint8_t>();
+  py::array out = empty_like(loader.budget, img);
+  py::array_t<uint8_t> valid = return_valid ? empty_mask(loader.budget, img.h, img.w, "valid map") : py::array_t<uint8_t>();
   uint8_t* valid_ptr = return_valid ? valid.mutable_data() : nullptr;
-  {
-    py::gil_scoped_release nogil;
+  without_gil("warp", [&] {
     if (img.dtype == DType::U8)
       warp(view<uint8_t>(img), view<float>(args.flow), args.mode, mutable_view<uint8_t>(out, img), valid_ptr, threads);
     else
       warp(view<float>(img), view<float>(args.flow), args.mode, mutable_view<float>(out, img), valid_ptr, threads);
-  }
+  });
   if (return_valid) return py::make_tuple(out, valid);
   return std::move(out);
 }
 
 py::array occlusion_binding(const py::object& flow_ab, const py::object& flow_ba, double alpha1,
                             double alpha2, int threads) {
-  HostLoader loader;
+  HostLoader loader("occlusion");
   const auto args = parse_occlusion_args(loader, flow_ab, flow_ba, alpha1, alpha2, threads);
-  auto mask = empty_mask(args.forward.h, args.forward.w);
+  auto mask = empty_mask(loader.budget, args.forward.h, args.forward.w, "result");
   uint8_t* mask_ptr = mask.mutable_data();
-  {
-    py::gil_scoped_release nogil;
+  without_gil("occlusion", [&] {
     occlusion(view<float>(args.forward), view<float>(args.backward), static_cast<float>(alpha1),
               static_cast<float>(alpha2), mask_ptr, threads);
-  }
+  });
   return std::move(mask);
 }
 

@@ -1,6 +1,7 @@
 #include "core/histblend.h"
 
 #include "core/histblend_math.h"
+#include "core/sampling.h"  // round_u8
 
 #include <omp.h>
 
@@ -8,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -29,21 +31,25 @@ double normal_quantile(double p) {
                              3.754408661907416e+00};
   const double p_low = 0.02425;
   double x;
+  // (Horner steps as explicit fma: see core/sampling.h for why)
+  auto poly = [](const double* k, int degree, double t, double last) {
+    double v = k[0];
+    for (int i = 1; i <= degree; ++i) v = std::fma(v, t, i < degree ? k[i] : last);
+    return v;
+  };
   if (p < p_low || p > 1.0 - p_low) {
     const double q = std::sqrt(-2.0 * std::log(p < p_low ? p : 1.0 - p));
-    x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
-        ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0);
+    x = poly(c, 5, q, c[5]) / poly(d, 4, q, 1.0);
     if (p > p_low) x = -x;
   } else {
     const double q = p - 0.5, r = q * q;
-    x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
-        (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0);
+    x = poly(a, 5, r, a[5]) * q / poly(b, 5, r, 1.0);
   }
   // ... refined by one Halley step on Phi(x) = p to full double precision.
   const double e = normal_cdf(x) - p;
   const double sqrt_2pi = 2.5066282746310002;
   const double u = e * sqrt_2pi * std::exp(0.5 * x * x);
-  return x - u / (1.0 + 0.5 * x * u);
+  return x - u / std::fma(0.5 * x, u, 1.0);
 }
 
 ByteCdf byte_cdf(const uint64_t* hist) {
@@ -54,7 +60,9 @@ ByteCdf byte_cdf(const uint64_t* hist) {
   for (int v = 0; v < 256; ++v) {
     const uint64_t count = hist[v];
     // Mid-CDF of the value's step = (mid-rank + 0.5) / N: ties map to one Gaussian value.
-    out.to_gauss[v] = count ? normal_quantile((below + 0.5 * count) / n) : 0.0;
+    out.to_gauss[v] = count ? normal_quantile(std::fma(0.5, static_cast<double>(count), static_cast<double>(below)) /
+                                              static_cast<double>(n))
+                            : 0.0;
     below += count;
     out.upper[v] = below == n ? std::numeric_limits<double>::infinity()
                               : normal_quantile(static_cast<double>(below) / n);
@@ -95,7 +103,7 @@ void blend_bytes(ImageView<const uint8_t> a, ImageView<const uint8_t> b, BlendWe
       if (has_ref) {
         out.data[k] = static_cast<uint8_t>(byte_inverse(tr[ch].upper, g));
       } else {
-        const double v = wa * byte_inverse(ta[ch].upper, g) + (1.0 - wa) * byte_inverse(tb[ch].upper, g);
+        const double v = std::fma(wa, byte_inverse(ta[ch].upper, g), (1.0 - wa) * byte_inverse(tb[ch].upper, g));
         out.data[k] = round_u8(static_cast<float>(v));
       }
     }
@@ -138,13 +146,20 @@ void blend_floats(ImageView<const float> a, ImageView<const float> b, BlendWeigh
   // One sort per (image, channel): independent jobs, spread over the threads.
   std::vector<FloatChannel> ta(c), tb(c), tr(has_ref ? c : 0);
   const int jobs = (has_ref ? 3 : 2) * c;
+  int out_of_memory = 0;  // (an exception must not leave an OpenMP region)
 #pragma omp parallel for num_threads(resolve_threads(threads)) schedule(dynamic, 1)
   for (int j = 0; j < jobs; ++j) {
     const int ch = j % c, which = j / c;
-    if (which == 0) ta[ch] = float_channel(a, ch, true);
-    else if (which == 1) tb[ch] = float_channel(b, ch, true);
-    else tr[ch] = float_channel(ref, ch, false);
+    try {
+      if (which == 0) ta[ch] = float_channel(a, ch, true);
+      else if (which == 1) tb[ch] = float_channel(b, ch, true);
+      else tr[ch] = float_channel(ref, ch, false);
+    } catch (const std::bad_alloc&) {
+#pragma omp atomic write
+      out_of_memory = 1;
+    }
   }
+  if (out_of_memory) throw std::bad_alloc();
   const long n = static_cast<long>(a.pixels());
 #pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
   for (long i = 0; i < n; ++i) {
@@ -158,7 +173,7 @@ void blend_floats(ImageView<const float> a, ImageView<const float> b, BlendWeigh
       }
       const double g = blend_gauss(ta[ch].gauss[i], tb[ch].gauss[i], wa);
       out.data[k] = has_ref ? tr[ch].inverse(g)
-                            : static_cast<float>(wa * ta[ch].inverse(g) + wb * tb[ch].inverse(g));
+                            : static_cast<float>(std::fma(wa, ta[ch].inverse(g), wb * tb[ch].inverse(g)));
     }
   }
 }
@@ -178,6 +193,16 @@ void combine(ImageView<const T> a, ImageView<const T> b, const float* ea, const 
 }
 
 }  // namespace
+
+uint64_t histogram_blend_working_bytes(int h, int w, int c, int ref_h, int ref_w, bool is_float, int threads) {
+  const uint64_t n = static_cast<uint64_t>(h) * w, n_ref = static_cast<uint64_t>(ref_h) * ref_w;
+  const uint64_t tables = static_cast<uint64_t>(c) * 3 * (sizeof(ByteCdf) + 256 * sizeof(uint64_t));
+  if (!is_float) return tables;
+  // sorted values and Gaussian ranks of a and b per channel, the reference's sorted values, and
+  // the (value, index) pairs of the sorts running at once
+  const uint64_t jobs = static_cast<uint64_t>(resolve_threads(threads));
+  return static_cast<uint64_t>(c) * (16 * n + 4 * n_ref) + jobs * 8 * std::max(n, n_ref) + tables;
+}
 
 void histogram_blend(ImageView<const uint8_t> a, ImageView<const uint8_t> b, BlendWeight weight_a,
                      ImageView<const uint8_t> reference, ImageView<uint8_t> out, int threads) {

@@ -41,6 +41,11 @@ void histogram_blend(ImageView<const uint8_t> a, ImageView<const uint8_t> b, Ble
 void histogram_blend(ImageView<const float> a, ImageView<const float> b, BlendWeight weight_a,
                      ImageView<const float> reference, ImageView<float> out, int threads);
 
+// Bytes of working memory histogram_blend() needs beyond its inputs and output (the float
+// version sorts every channel), so that callers can refuse a call the machine cannot hold.
+// (ref_h, ref_w: the reference's size, 0 without one.)
+uint64_t histogram_blend_working_bytes(int h, int w, int c, int ref_h, int ref_w, bool is_float, int threads);
+
 // out(p) = a(p) where error_a(p) <= error_b(p), else b(p); take_a(p) = 1 where a was taken.
 void min_error_combine(ImageView<const uint8_t> a, ImageView<const uint8_t> b, const float* error_a,
                        const float* error_b, ImageView<uint8_t> out, uint8_t* take_a, int threads);

@@ -4,6 +4,7 @@
 //
 // Plain C++17 + OpenMP. Inputs are assumed validated (see csrc/bindings/synthesis.cpp).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -11,7 +12,7 @@
 namespace rerender::synthesis {
 
 // Each pyramid level's first searches compare guides only; the style term joins afterwards (see
-// synthesize() in synthesis.cpp for why). Shared by the CPU and CUDA backends.
+// run_schedule() in synthesis_schedule.h for why). Shared by the CPU and CUDA backends.
 constexpr int kGuideOnlySearches = 2;
 
 // One image as handed over by the caller: interleaved H x W x C, uint8 or float32.
@@ -29,6 +30,12 @@ struct Guide {
   Plane target;  // on the target grid, same channels as source
   float weight = 1.0f;  // split evenly over the guide's channels
 };
+
+// Float style and guide values must be finite and at most this in magnitude (the bindings check):
+// beyond it, patch errors (squares summed over patches, times weights up to 1e12) and the
+// half-float features could overflow. Images belong on a 0-255 scale; 1e9 leaves room for any
+// real data.
+constexpr float kMaxInputValue = 1e9f;
 
 struct Params {
   float style_weight = 1.0f;
@@ -49,13 +56,24 @@ struct Result {
 };
 
 // Number of levels that keeps the smaller image's short side >= 2 * patch + 1 (at least 1).
-int auto_pyramid_levels(int hs, int ws, int ht, int wt, int patch_size);
+inline int auto_pyramid_levels(int hs, int ws, int ht, int wt, int patch_size) {
+  const int short_side = std::min(std::min(hs, ws), std::min(ht, wt));
+  int levels = 0;
+  while (levels < 30 && (short_side >> levels) >= 2 * patch_size + 1) ++levels;
+  return std::max(levels, 1);
+}
 
 // Size of pyramid level `level` (0 = finest) of an image of size n: repeated halving.
 inline int level_size(int n, int level) {
   for (int i = 0; i < level; ++i) n = n / 2 > 0 ? n / 2 : 1;
   return n;
 }
+
+// Bytes of memory synthesize() uses at most for these sizes (its buffers over all levels and its
+// result), so that callers can refuse a call the machine cannot hold before starting it.
+// feature_channels: style channels + all guide channels. threads: as in Params (0 = default).
+uint64_t working_bytes(int hs, int ws, int ht, int wt, int style_channels, int feature_channels, int patch_size,
+                       int threads);
 
 // init_nnf: optional H_t x W_t x 2 (x, y) warm start at full resolution; (-1, -1) entries mean
 // "no guess" (random). target_mask: optional H_t x W_t, nonzero = synthesise.

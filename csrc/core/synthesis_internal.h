@@ -1,36 +1,39 @@
-// Internals of the guided synthesis shared by its translation units (pyramid, patchmatch, vote).
+// Internals of the guided synthesis shared by its translation units (cpu, pyramid, patchmatch,
+// vote), all compiled once per SIMD variant (see simd_variant.h): everything here lives in the
+// variant's namespace, rerender::synthesis::RR_SIMD_NS::detail.
 //
 // Every pixel is stored as one feature vector: style channels then all guide channels, each
 // pre-scaled by sqrt(weight / channels) (times one global factor, see Layout), zero-padded to a
 // multiple of 16 values. A patch error is then a plain SSD over `patch` contiguous rows of
-// patch * D values (SIMD friendly). Source features are stored as IEEE half floats where the CPU
-// converts them in hardware (F16C): PatchMatch reads source patches at random places, so its
-// speed is bound by memory traffic, and halving the footprint keeps far more of it in cache.
-// Target features stay float32 but are rounded through half precision, so that equal inputs
-// still give exactly zero error.
+// patch * D values (SIMD friendly). Source features are stored as IEEE half floats: PatchMatch
+// reads source patches at random places, so its speed is bound by memory traffic, and halving
+// the footprint keeps far more of it in cache. Target features stay float32 but are rounded
+// through half precision, so that equal inputs still give exactly zero error.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <utility>
 #include <vector>
 
-#if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
+#include "core/simd_variant.h"
+#if RR_SIMD_VARIANT != RR_SIMD_BASELINE || defined(__SSE2__)
+#if !defined(RR_SIMD_EMULATED)
 #include <immintrin.h>
 #endif
-
-#include "core/synthesis.h"
-
-namespace rerender::synthesis::detail {
-
-#if defined(__F16C__)
-using Feat = uint16_t;  // half-float bits
-inline Feat to_feat(float v) { return _cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT); }
-inline float from_feat(Feat h) { return _cvtsh_ss(h); }
-#else
-using Feat = float;
-inline Feat to_feat(float v) { return v; }
-inline float from_feat(Feat h) { return h; }
 #endif
-inline float round_feat(float v) { return from_feat(to_feat(v)); }
+
+#include "core/half.h"
+#include "core/rng.h"
+#include "core/synthesis.h"
+#include "core/synthesis_schedule.h"
+
+RR_SIMD_BEGIN
+#include "core/synthesis_kernels.h"
+
+namespace rerender::synthesis::RR_SIMD_NS::detail {
 
 // Feature layout shared by all levels.
 struct Layout {
@@ -56,29 +59,6 @@ struct LevelData {
 inline uint32_t pack(int x, int y) { return (static_cast<uint32_t>(y) << 16) | static_cast<uint32_t>(x); }
 inline int unpack_x(uint32_t v) { return static_cast<int>(v & 0xffffu); }
 inline int unpack_y(uint32_t v) { return static_cast<int>(v >> 16); }
-
-// Small fast generator (splitmix64 seeding + xorshift64*), one stream per row and pass so
-// results do not depend on how rows are split over threads.
-struct Rng {
-  uint64_t s;
-  static uint64_t mix(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  Rng(uint64_t a, uint64_t b, uint64_t c, uint64_t d) : s(mix(mix(mix(mix(a) ^ b) ^ c) ^ d) | 1u) {}
-  uint32_t next() {
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return static_cast<uint32_t>((s * 0x2545f4914f6cdd1dull) >> 32);
-  }
-  // uniform integer in [lo, hi]
-  int range(int lo, int hi) {
-    return lo + static_cast<int>((static_cast<uint64_t>(next()) * static_cast<uint64_t>(hi - lo + 1)) >> 32);
-  }
-};
 
 // Working state of the level being solved.
 struct State {
@@ -112,7 +92,7 @@ struct State {
   int qy_hi() const { return hs - 1 - lay.r; }
 };
 
-// pyramid.cpp
+// synthesis_pyramid.cpp
 // Level 0 packs the inputs; coarser levels are 2x2 box averages (the mask: any pixel set).
 std::vector<LevelData> build_pyramid(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,
                                      const uint8_t* target_mask, const Layout& lay, int levels);
@@ -123,13 +103,13 @@ void random_nnf(State& st, uint64_t seed, const int32_t* init_nnf, int init_w, i
 // Each coarse entry to its 2x2 block, doubled, plus the offset in the block.
 void upsample_nnf(State& fine, const State& coarse);
 
-// patchmatch.cpp
+// synthesis_patchmatch.cpp
 float patch_error(const State& st, int x, int y, uint32_t q, float bound);
 void compute_errors(State& st, int threads);  // plain E of every synthesised pixel
 void compute_omega(State& st);
 void patchmatch(State& st, const Params& prm, uint64_t seed, int threads);
 
-// vote.cpp
+// synthesis_vote.cpp
 // Re-synthesise `out` (and the target's style slots) from the NNF where it moved; when
 // track_changes, mark as active the pixels whose value changed by >= stop_threshold (max over
 // channels).
@@ -137,4 +117,5 @@ void vote(State& st, float stop_threshold, bool track_changes, int threads);
 // Zero the style slots of the target features (for a guide-only search).
 void clear_target_style(State& st);
 
-}  // namespace rerender::synthesis::detail
+}  // namespace rerender::synthesis::RR_SIMD_NS::detail
+RR_SIMD_END

@@ -1,150 +1,30 @@
 // PatchMatch with the uniformity (occupancy) term: propagation + random search, alternating
-// scan directions, rows split in bands over OpenMP threads.
+// scan directions, rows split in bands over OpenMP threads. (Compiled once per SIMD variant.)
 #include <omp.h>
-
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <new>
 #include <utility>
 #include <vector>
 
 #include "core/synthesis_internal.h"
 
-namespace rerender::synthesis::detail {
+RR_SIMD_BEGIN
+namespace rerender::synthesis::RR_SIMD_NS::detail {
 namespace {
 
-// SSD of a source patch (Feat) and a target patch (float) of `rows` rows of `len` contiguous
-// values (len is a multiple of 16); may stop early once it exceeds `bound` (the caller only
-// needs to know that the candidate lost).
-inline float ssd(const Feat* s, size_t s_stride, const float* t, size_t t_stride, int rows, int len,
-                 float bound) {
-  // Most losing candidates are recognised after one or two rows; a horizontal sum costs as much
-  // as a row, so later rows are only summed up at the end.
-  auto check = [rows](int j) { return j < 2 || j == rows - 1; };
-#if defined(__AVX512F__) && defined(__F16C__)
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-  for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
-    int i = 0;
-    for (; i + 32 <= len; i += 32) {
-      const __m512 s0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
-      const __m512 s1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 16)));
-      const __m512 d0 = _mm512_sub_ps(s0, _mm512_loadu_ps(t + i));
-      const __m512 d1 = _mm512_sub_ps(s1, _mm512_loadu_ps(t + i + 16));
-      a0 = _mm512_fmadd_ps(d0, d0, a0);
-      a1 = _mm512_fmadd_ps(d1, d1, a1);
-    }
-    if (i < len) {
-      const __m512 s0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
-      const __m512 d = _mm512_sub_ps(s0, _mm512_loadu_ps(t + i));
-      a0 = _mm512_fmadd_ps(d, d, a0);
-    }
-    if (check(j)) {
-      const float acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-      if (acc >= bound || j == rows - 1) return acc;
-    }
-  }
-  return 0.f;  // rows == 0
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-  for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
-    for (int i = 0; i < len; i += 16) {
-      const __m256 s0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
-      const __m256 s1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 8)));
-      const __m256 d0 = _mm256_sub_ps(s0, _mm256_loadu_ps(t + i));
-      const __m256 d1 = _mm256_sub_ps(s1, _mm256_loadu_ps(t + i + 8));
-      a0 = _mm256_fmadd_ps(d0, d0, a0);
-      a1 = _mm256_fmadd_ps(d1, d1, a1);
-    }
-    if (check(j)) {
-      const __m256 v = _mm256_add_ps(a0, a1);
-      __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-      h = _mm_add_ss(h, _mm_movehdup_ps(h));
-      const float acc = _mm_cvtss_f32(h);
-      if (acc >= bound || j == rows - 1) return acc;
-    }
-  }
-  return 0.f;
-#else
-  float acc = 0.f;
-  for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
-    for (int i = 0; i < len; ++i) {
-      const float d = from_feat(s[i]) - t[i];
-      acc += d * d;
-    }
-    if (check(j) && acc >= bound) return acc;
-  }
-  return acc;
-#endif
-}
-
-// Ask for the first rows of a source patch ahead of its evaluation (random candidates are
-// scattered over the source: their first touch is a cache miss).
-inline void prefetch_patch(const Feat* s, size_t stride, int len, int rows) {
-  const char* c = reinterpret_cast<const char*>(s);
-  const size_t bytes = static_cast<size_t>(len) * sizeof(Feat);
-  for (int j = 0; j < rows; ++j, c += stride * sizeof(Feat))
-    for (size_t b = 0; b < bytes + 63; b += 64) __builtin_prefetch(c + b, 0, 3);
-}
-
-#if defined(__AVX2__)
-// lanes [0, n) set (n <= 8): the part of a patch row that a chunk of 8 counts covers
-inline __m256i lanes(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-#endif
-
-// Sum of counts (hs x ws, like omega) over the source patch centred at q. (Masked loads never
-// touch memory outside the patch.)
+// Sum of counts (hs x ws, like omega) over the source patch centred at q.
 inline int64_t patch_sum(const State& st, const int32_t* counts, uint32_t q) {
-  const int p = st.lay.p;
   const int32_t* o = counts + static_cast<size_t>(unpack_y(q) - st.lay.r) * st.ws + (unpack_x(q) - st.lay.r);
-#if defined(__AVX2__)
-  // A lane sums one column of a chunk: at most p * |target| (each count is at most |target|),
-  // within int32 up to 69 Mpx targets at p = 31; chunks are summed in 64 bits.
-  __m256i acc64 = _mm256_setzero_si256();
-  for (int i = 0; i < p; i += 8) {
-    const __m256i m = lanes(std::min(8, p - i));
-    const int32_t* r = o + i;
-    __m256i acc = _mm256_setzero_si256();
-    for (int j = 0; j < p; ++j, r += st.ws) acc = _mm256_add_epi32(acc, _mm256_maskload_epi32(r, m));
-    acc64 = _mm256_add_epi64(acc64, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc)));
-    acc64 = _mm256_add_epi64(acc64, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc, 1)));
-  }
-  const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(acc64), _mm256_extracti128_si256(acc64, 1));
-  return _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
-#else
-  int64_t s = 0;
-  for (int j = 0; j < p; ++j, o += st.ws)
-    for (int i = 0; i < p; ++i) s += o[i];
-  return s;
-#endif
+  return detail::patch_sum(o, static_cast<size_t>(st.ws), st.lay.p);
 }
 
 // Add v to counts over the source patch centred at q (atomically where other threads add too).
 inline void patch_add(const State& st, int32_t* counts, uint32_t q, int v, bool atomic) {
-  const int p = st.lay.p;
   int32_t* o = counts + static_cast<size_t>(unpack_y(q) - st.lay.r) * st.ws + (unpack_x(q) - st.lay.r);
-  if (atomic) {
-    for (int j = 0; j < p; ++j, o += st.ws)
-      for (int i = 0; i < p; ++i) __atomic_fetch_add(o + i, v, __ATOMIC_RELAXED);
-    return;
-  }
-#if defined(__AVX2__)
-  const __m256i add = _mm256_set1_epi32(v);
-  for (int i = 0; i < p; i += 8) {
-    const __m256i m = lanes(std::min(8, p - i));
-    int32_t* r = o + i;
-    for (int j = 0; j < p; ++j, r += st.ws) _mm256_maskstore_epi32(r, m, _mm256_add_epi32(_mm256_maskload_epi32(r, m), add));
-  }
-#else
-  for (int j = 0; j < p; ++j, o += st.ws)
-    for (int i = 0; i < p; ++i) o[i] += v;
-#endif
+  detail::patch_add(o, static_cast<size_t>(st.ws), st.lay.p, v, atomic);
 }
 
 // Number of pixels two source patches centred at a and b share.
@@ -239,9 +119,28 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
   for (uint8_t a : st.active) work += a;
   const int team = work >= 16384 ? std::min(num_threads(threads), nbands) : 1;
 
+  int out_of_memory = 0;
 #pragma omp parallel num_threads(team)
   {
     const int t = omp_get_thread_num(), nteam = omp_get_num_threads();
+
+    // This thread's buffers. An exception must not leave an OpenMP region, and a thread that gave
+    // up alone would leave the others waiting at a barrier: a failed allocation is noted, and
+    // after the next barrier every thread skips the work alike.
+    std::vector<std::pair<uint32_t, uint32_t>> changes;  // (old, new) matches of this scan
+    // the changes of the band being scanned, which its later pixels see at once (zero between bands)
+    std::vector<int32_t> band_delta;
+    try {
+      if (lambda > 0) {
+        size_t mine = 0;  // a scan changes each of this thread's pixels at most once
+        for (int b = t; b < nbands; b += nteam) mine += static_cast<size_t>(std::min(ht, (b + 1) * kBand) - b * kBand) * wt;
+        changes.reserve(mine);
+        band_delta.assign(static_cast<size_t>(st.hs) * st.ws, 0);
+      }
+    } catch (const std::bad_alloc&) {
+#pragma omp atomic write
+      out_of_memory = 1;
+    }
 
     // the style changed since the last call: refresh the errors of the pixels to search
     const float inf = std::numeric_limits<float>::infinity();
@@ -255,12 +154,12 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
         }
     }
 #pragma omp barrier
+    int give_up;
+#pragma omp atomic read
+    give_up = out_of_memory;
 
     uint32_t next_cands[32], cands[32];  // random candidates, drawn one pixel ahead
-    std::vector<std::pair<uint32_t, uint32_t>> changes;  // (old, new) matches of this scan
-    // the changes of the band being scanned, which its later pixels see at once (zero between bands)
-    std::vector<int32_t> band_delta(lambda > 0 ? static_cast<size_t>(st.hs) * st.ws : 0, 0);
-    for (int it = 0; it < prm.patchmatch_iters; ++it) {
+    for (int it = 0; it < (give_up ? 0 : prm.patchmatch_iters); ++it) {
       const bool forward = (it % 2) == 0;
       const int step = forward ? 1 : -1;
       const int recent = it - 1;  // stamps >= this changed in one of the last two scans
@@ -296,7 +195,7 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
           const uint32_t* prop_row = yn >= 0 && yn < ht ? nnf_row(yn) : nullptr;
           const uint8_t* prop_mask = prop_row ? mask + static_cast<size_t>(yn) * wt : nullptr;
 
-          Rng rng(seed, static_cast<uint64_t>(it), 0x5eedu, static_cast<uint64_t>(y));
+          Rng rng(seed, static_cast<uint64_t>(it), kSearchStream, static_cast<uint64_t>(y));
           // Random search candidates of pixel x (radii halving from the image size down to 1,
           // around its match before propagation) are drawn and prefetched while the previous
           // pixel is processed: they are scattered over the source, so each is a cache miss.
@@ -395,6 +294,8 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
       }
     }
   }
+  if (out_of_memory) throw std::bad_alloc();
 }
 
-}  // namespace rerender::synthesis::detail
+}  // namespace rerender::synthesis::RR_SIMD_NS::detail
+RR_SIMD_END

@@ -5,7 +5,9 @@
 
 #include "core/synthesis_internal.h"
 
-namespace rerender::synthesis::detail {
+RR_SIMD_BEGIN
+
+namespace rerender::synthesis::RR_SIMD_NS::detail {
 namespace {
 
 // 2x2 box average (repeated halving keeps levels aligned with the NNF's 2x2 upsampling),
@@ -126,7 +128,7 @@ void init_state(State& st, const LevelData& lv, const Layout& lay) {
 
 void random_nnf(State& st, uint64_t seed, const int32_t* init_nnf, int init_w, int init_h, int scale) {
   for (int y = 0; y < st.ht; ++y) {
-    Rng rng(seed, 0x1u, static_cast<uint64_t>(st.ht), static_cast<uint64_t>(y));
+    Rng rng(seed, kInitStream, static_cast<uint64_t>(st.ht), static_cast<uint64_t>(y));
     for (int x = 0; x < st.wt; ++x) {
       int qx = -1, qy = -1;
       if (init_nnf) {
@@ -159,4 +161,5 @@ void upsample_nnf(State& fine, const State& coarse) {
   }
 }
 
-}  // namespace rerender::synthesis::detail
+}  // namespace rerender::synthesis::RR_SIMD_NS::detail
+RR_SIMD_END

@@ -8,21 +8,22 @@
 
 #include "core/synthesis_internal.h"
 
-namespace rerender::synthesis::detail {
+RR_SIMD_BEGIN
+
+namespace rerender::synthesis::RR_SIMD_NS::detail {
 namespace {
 
 // Vote row y (pixels flagged in `redo`): mean of the source pixels the covering patches map
 // each pixel to; flags in `changed` the pixels whose value moved by >= stop_threshold.
-// CS = channel count known at compile time, 0 = use st.lay.cs.
+// CS = channel count known at compile time, 0 = use st.lay.cs (then `scratch` holds cs floats).
 template <int CS>
-void vote_row(State& st, int y, const uint8_t* redo, uint8_t* changed, float stop_threshold) {
+void vote_row(State& st, int y, const uint8_t* redo, uint8_t* changed, float stop_threshold, float* scratch) {
   const int r = st.lay.r, cs = CS > 0 ? CS : st.lay.cs, d = st.lay.d, ht = st.ht, wt = st.wt, ws = st.ws;
   const float* src_style = st.lv->src_style.data();
   const uint8_t* mask = st.lv->mask.data();
   const float scale = st.lay.style_scale;
-  std::vector<float> heap_acc(CS > 0 ? 0 : cs);
   float fixed_acc[CS > 0 ? CS : 1];
-  float* acc = CS > 0 ? fixed_acc : heap_acc.data();
+  float* acc = CS > 0 ? fixed_acc : scratch;
   for (int x = 0; x < wt; ++x) {
     if (!redo[static_cast<size_t>(y) * wt + x]) continue;
     std::fill_n(acc, cs, 0.f);
@@ -65,6 +66,9 @@ void vote(State& st, float stop_threshold, bool track_changes, int threads) {
   // small levels are not worth the barriers (each can cost a time slice on a busy machine)
   const int nt = n_px >= 65536 ? (threads > 0 ? threads : omp_get_max_threads()) : 1;
   std::vector<uint8_t> near_moved(n_px), redo(n_px), changed(n_px, 0);
+  // every thread's accumulator for uncommon channel counts, allocated here: an exception must not
+  // leave an OpenMP region
+  std::vector<float> scratch(static_cast<size_t>(nt) * cs);
 
 #pragma omp parallel num_threads(nt)
   {
@@ -91,11 +95,12 @@ void vote(State& st, float stop_threshold, bool track_changes, int threads) {
 
 #pragma omp for schedule(static)
     for (int y = 0; y < ht; ++y) {
+      float* acc = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * cs;
       switch (cs) {  // the common channel counts get a fixed-size accumulator
-        case 1: vote_row<1>(st, y, redo.data(), changed.data(), stop_threshold); break;
-        case 3: vote_row<3>(st, y, redo.data(), changed.data(), stop_threshold); break;
-        case 4: vote_row<4>(st, y, redo.data(), changed.data(), stop_threshold); break;
-        default: vote_row<0>(st, y, redo.data(), changed.data(), stop_threshold); break;
+        case 1: vote_row<1>(st, y, redo.data(), changed.data(), stop_threshold, acc); break;
+        case 3: vote_row<3>(st, y, redo.data(), changed.data(), stop_threshold, acc); break;
+        case 4: vote_row<4>(st, y, redo.data(), changed.data(), stop_threshold, acc); break;
+        default: vote_row<0>(st, y, redo.data(), changed.data(), stop_threshold, acc); break;
       }
     }
 
@@ -128,4 +133,5 @@ void clear_target_style(State& st) {
   for (size_t i = 0; i < n; ++i) std::fill_n(&st.tgt[i * st.lay.d], st.lay.cs, 0.f);
 }
 
-}  // namespace rerender::synthesis::detail
+}  // namespace rerender::synthesis::RR_SIMD_NS::detail
+RR_SIMD_END

@@ -17,9 +17,11 @@ template <typename T>
 void warp_impl(ImageView<const T> src, ImageView<const float> flow, WarpMode mode, ImageView<T> out,
                uint8_t* valid, int threads) {
   const int nt = threads > 0 ? threads : omp_get_max_threads();
+  // every thread's sample buffer, allocated here: an exception must not leave an OpenMP region
+  std::vector<float> bufs(static_cast<size_t>(nt) * src.c);
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<float> buf(src.c);
+    float* buf = bufs.data() + static_cast<size_t>(omp_get_thread_num()) * src.c;
 #pragma omp for schedule(static)
     for (int y = 0; y < out.h; ++y) {
       for (int x = 0; x < out.w; ++x) {
@@ -30,8 +32,8 @@ void warp_impl(ImageView<const T> src, ImageView<const float> flow, WarpMode mod
         if (mode == WarpMode::Nearest) {
           std::copy_n(src.data + nearest_index(sx, sy, src.w, src.h) * src.c, src.c, dst);
         } else {
-          bilinear_at(src.data, src.h, src.w, src.c, sx, sy, buf.data());
-          store(dst, buf.data(), src.c);
+          bilinear_at(src.data, src.h, src.w, src.c, sx, sy, buf);
+          store(dst, buf, src.c);
         }
       }
     }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/histblend_math.h"
+#include "core/sampling.h"  // round_u8
 #include "cuda/check.cuh"
 #include "cuda/ops.h"
 

@@ -1,5 +1,7 @@
 #include <climits>
+#include <string>
 
+#include "core/synthesis.h"  // kMaxInputValue
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 
@@ -41,7 +43,12 @@ void set_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
 
 void* device_alloc(size_t bytes) {
   void* p = nullptr;
-  check(cudaMalloc(&p, bytes), "cudaMalloc");
+  const cudaError_t status = cudaMalloc(&p, bytes);
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // (not sticky: clear it)
+    throw OutOfMemory("CUDA out of memory: cannot allocate " + std::to_string(bytes) + " bytes on the device");
+  }
+  check(status, "cudaMalloc");
   return p;
 }
 
@@ -67,6 +74,7 @@ __device__ bool is_invalid(float v, ValueCheck check) {
   switch (check) {
     case ValueCheck::Finite: return !isfinite(v);
     case ValueCheck::NotNaN: return isnan(v);
+    case ValueCheck::FiniteBounded: return !(fabsf(v) <= synthesis::kMaxInputValue);
     default: return !(v >= 0.0f && v <= 1.0f);
   }
 }

@@ -12,6 +12,10 @@ namespace rerender::cuda {
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A device allocation that failed for want of memory (the bindings raise MemoryError).
+struct OutOfMemory : Error {
+  using Error::Error;
+};
 
 // Usable device count and, when 0, the reason (never throws: without a driver the count is 0).
 std::pair<int, std::string> device_count() noexcept;
@@ -78,7 +82,8 @@ class DeviceGuard {
 };
 
 // Value checks on device data, returning the flat index of the first offending element or -1.
-enum class ValueCheck { Finite, NotNaN, UnitInterval };
+// (FiniteBounded: finite and at most synthesis::kMaxInputValue in magnitude)
+enum class ValueCheck { Finite, NotNaN, UnitInterval, FiniteBounded };
 long long first_invalid(const float* data, size_t n, ValueCheck check);
 float read_float(const float* data, size_t index);  // one element back to the host (for messages)
 

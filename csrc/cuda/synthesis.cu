@@ -1,40 +1,20 @@
-// Guided patch-based synthesis on the GPU (see cuda/synthesis.h). One thread per target pixel
-// in every kernel; all per-level data stay on the device.
+// Guided patch-based synthesis on the GPU (see cuda/synthesis.h): the CUDA steps of the shared
+// schedule (core/synthesis_schedule.h) and their kernels. One thread per target pixel in every
+// kernel; all per-level data stay on the device.
 #include "cuda/synthesis.h"
 
 #include <cmath>
 #include <utility>
 
+#include "core/rng.h"
 #include "core/sampling.h"  // clampi, clampf
+#include "core/synthesis_schedule.h"
 #include "cuda/check.cuh"
 
 namespace rerender::cuda {
 namespace {
 
 namespace syn = rerender::synthesis;
-
-// ---- random numbers: splitmix64 hashing of (seed, pass, pixel) + xorshift64* per thread -------
-
-RR_HD inline uint64_t mix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-struct DeviceRng {
-  uint64_t s;
-  __device__ DeviceRng(uint64_t seed, uint64_t pass, uint64_t pixel) : s(mix64(mix64(seed ^ mix64(pass)) ^ pixel) | 1u) {}
-  __device__ uint32_t next() {
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return static_cast<uint32_t>((s * 0x2545f4914f6cdd1dull) >> 32);
-  }
-  __device__ int range(int lo, int hi) {  // uniform in [lo, hi]
-    return lo + static_cast<int>((static_cast<uint64_t>(next()) * static_cast<uint64_t>(hi - lo + 1)) >> 32);
-  }
-};
 
 // ---- the level being solved, as seen by the kernels ---------------------------------------------
 
@@ -47,7 +27,6 @@ struct Dev {
   float* err;              // ht x wt: plain patch error of the current match
   int* omega;              // hs x ws: target patches covering each source pixel
   uint8_t* active;         // ht x wt: searched in the next PatchMatch
-  uint8_t* changed;        // ht x wt: scratch of the vote
   int hs, ws, ht, wt, d, cs, p, r;
   float style_scale;
   // valid source centres (the whole patch inside the source)
@@ -193,7 +172,7 @@ __global__ void init_nnf_kernel(Dev s, int2* nnf, const int32_t* init, int init_
       if (e[0] >= 0 && e[1] >= 0) qx = e[0] / scale, qy = e[1] / scale;
     }
     if (qx < 0) {
-      DeviceRng rng(seed, 0x1u, i);
+      Rng rng(seed, kInitStream, n, i);
       qx = rng.range(s.r, s.ws - 1 - s.r);
       qy = rng.range(s.r, s.hs - 1 - s.r);
     }
@@ -258,7 +237,7 @@ __global__ void search_kernel(Dev s, Uniformity u, int k0, int2* nnf, uint64_t s
   for (size_t i = global_index(); i < n; i += grid_stride()) {
     if (!s.active[i]) continue;
     const int x = static_cast<int>(i % s.wt), y = static_cast<int>(i / s.wt);
-    DeviceRng rng(seed, static_cast<uint64_t>(pass), i);
+    Rng rng(seed, static_cast<uint64_t>(pass), kSearchStream, i);
     Match m = start_match(s, u, nnf[i], s.err[i]);
     const int2 centre = m.cur;
     for (int rad = max_radius; rad >= 1; rad /= 2) {
@@ -271,6 +250,7 @@ __global__ void search_kernel(Dev s, Uniformity u, int k0, int2* nnf, uint64_t s
 }
 
 // Every pixel becomes the mean of the source pixels the covering patches map it to (as the CPU).
+// With track_changes, the pixels whose value moved by >= stop_threshold become the active ones.
 __global__ void vote_kernel(Dev s, const int2* nnf, float stop_threshold, bool track_changes) {
   const size_t n = static_cast<size_t>(s.ht) * s.wt;
   for (size_t i = global_index(); i < n; i += grid_stride()) {
@@ -299,7 +279,7 @@ __global__ void vote_kernel(Dev s, const int2* nnf, float stop_threshold, bool t
       change = fmaxf(change, fabsf(v - s.out[i * s.cs + k]));
       s.out[i * s.cs + k] = v;
     }
-    if (track_changes) s.changed[i] = covered && change >= stop_threshold;
+    if (track_changes) s.active[i] = s.mask[i] && covered && change >= stop_threshold;
   }
 }
 
@@ -308,23 +288,6 @@ __global__ void refresh_style_kernel(Dev s) {
   const size_t n = static_cast<size_t>(s.ht) * s.wt;
   for (size_t i = global_index(); i < n; i += grid_stride())
     for (int k = 0; k < s.cs; ++k) s.tgt[i * s.d + k] = s.out[i * s.cs + k] * s.style_scale;
-}
-
-// A patch's error changes when any of its pixels changed: dilate `changed` by the patch radius.
-__global__ void active_kernel(Dev s) {
-  const size_t n = static_cast<size_t>(s.ht) * s.wt;
-  for (size_t i = global_index(); i < n; i += grid_stride()) {
-    const int x = static_cast<int>(i % s.wt), y = static_cast<int>(i / s.wt);
-    uint8_t a = 0;
-    if (s.mask[i])
-      for (int yy = max(0, y - s.r); yy <= min(s.ht - 1, y + s.r) && !a; ++yy)
-        for (int xx = max(0, x - s.r); xx <= min(s.wt - 1, x + s.r); ++xx)
-          if (s.changed[static_cast<size_t>(yy) * s.wt + xx]) {
-            a = 1;
-            break;
-          }
-    s.active[i] = a;
-  }
 }
 
 // The results in the caller's buffers; nothing is synthesised off the mask (as the CPU).
@@ -426,26 +389,33 @@ std::vector<Level> build_pyramid(const syn::Plane& style, const std::vector<syn:
 
 // Working state of one level (device buffers) and the kernels' view of it.
 struct State {
-  Buffer out, err, omega, active, changed, nnf, nnf_next;
+  Buffer out, err, omega, active, nnf, nnf_next;
   Dev dev{};
   double omega_best = 1.0;
   size_t n = 0;
   int2* nnf_ptr() const { return nnf.as<int2>(); }
 };
 
-void init_state(State& st, Level& lv, int d, int cs, int p, float style_scale) {
+// Number of nonzero bytes of a device array (`scratch`: a device unsigned long long).
+unsigned long long count_nonzero(const uint8_t* data, size_t n, const Buffer& scratch) {
+  check(cudaMemset(scratch.get(), 0, sizeof(unsigned long long)), "cudaMemset");
+  RR_LAUNCH(count_kernel, n, data, n, scratch.as<unsigned long long>());
+  unsigned long long count = 0;
+  copy_to_host(&count, scratch.get(), sizeof count);
+  return count;
+}
+
+void init_state(State& st, Level& lv, int d, int cs, int p, float style_scale, const Buffer& scratch) {
   const size_t nt = static_cast<size_t>(lv.ht) * lv.wt, ns = static_cast<size_t>(lv.hs) * lv.ws;
   st.n = nt;
   st.out = Buffer(nt * cs * sizeof(float));
   st.err = Buffer(nt * sizeof(float));
   st.omega = Buffer(ns * sizeof(int));
   st.active = Buffer(nt);
-  st.changed = Buffer(nt);
   st.nnf = Buffer(nt * sizeof(int2));
   st.nnf_next = Buffer(nt * sizeof(int2));
   check(cudaMemset(st.out.get(), 0, st.out.bytes()), "cudaMemset");
   check(cudaMemset(st.err.get(), 0, st.err.bytes()), "cudaMemset");
-  check(cudaMemset(st.changed.get(), 0, st.changed.bytes()), "cudaMemset");
   copy_device_to_device(st.active.get(), lv.mask.get(), nt);  // every synthesised pixel starts active
   Dev& s = st.dev;
   s.src = lv.src.as<float>();
@@ -456,21 +426,17 @@ void init_state(State& st, Level& lv, int d, int cs, int p, float style_scale) {
   s.err = st.err.as<float>();
   s.omega = st.omega.as<int>();
   s.active = st.active.as<uint8_t>();
-  s.changed = st.changed.as<uint8_t>();
   s.hs = lv.hs, s.ws = lv.ws, s.ht = lv.ht, s.wt = lv.wt;
   s.d = d, s.cs = cs, s.p = p, s.r = p / 2;
   s.style_scale = style_scale;
-  Buffer count(sizeof(unsigned long long));
-  check(cudaMemset(count.get(), 0, count.bytes()), "cudaMemset");
-  RR_LAUNCH(count_kernel, nt, s.mask, nt, count.as<unsigned long long>());
-  unsigned long long masked = 0;
-  copy_to_host(&masked, count.get(), sizeof masked);
+  const unsigned long long masked = count_nonzero(s.mask, nt, scratch);
   st.omega_best = (static_cast<double>(masked) / static_cast<double>(ns)) * p * p;
 }
 
-void patchmatch(State& st, const syn::Params& prm, bool use_style, uint64_t seed) {
+// One PatchMatch call: errors of the active pixels over feature slots [k0, d) (k0 = cs: guides
+// only), then jump-flood propagation and random search.
+void patchmatch(State& st, const syn::Params& prm, int k0, uint64_t seed) {
   Dev& s = st.dev;
-  const int k0 = use_style ? 0 : s.cs;  // guide-only search: the style slots are left out
   RR_LAUNCH(errors_kernel, st.n, s, st.nnf_ptr(), true, k0);
   Uniformity u{prm.uniformity, 0.f};
   if (prm.uniformity > 0) {
@@ -487,19 +453,58 @@ void patchmatch(State& st, const syn::Params& prm, bool use_style, uint64_t seed
   }
 }
 
-void vote(State& st, float stop_threshold, bool track_changes) {
-  Dev& s = st.dev;
-  RR_LAUNCH(vote_kernel, st.n, s, st.nnf_ptr(), stop_threshold, track_changes);
-  RR_LAUNCH(refresh_style_kernel, st.n, s);
-  if (track_changes) RR_LAUNCH(active_kernel, st.n, s);
-}
+// The schedule's steps on the GPU (see core/synthesis_schedule.h for what each does). Guide-only
+// searches leave the style slots out of the patch error (k0 = cs); the target's style slots
+// always follow the vote.
+class CudaSteps {
+ public:
+  CudaSteps(std::vector<Level>& pyr, const syn::Params& prm, int d, int cs, float style_scale, const int32_t* init,
+            int ht, int wt)
+      : pyr_(pyr), prm_(prm), d_(d), cs_(cs), style_scale_(style_scale), init_(init), ht_(ht), wt_(wt),
+        scratch_(sizeof(unsigned long long)) {}
+
+  void begin_level(int level) { init_state(st_, pyr_[level], d_, cs_, prm_.patch_size, style_scale_, scratch_); }
+  void init_coarsest(int level) {
+    RR_LAUNCH(init_nnf_kernel, st_.n, st_.dev, st_.nnf_ptr(), init_, wt_, ht_, 1 << level, prm_.seed);
+  }
+  void upsample() { RR_LAUNCH(upsample_kernel, st_.n, st_.dev, st_.nnf_ptr(), prev_.nnf_ptr(), prev_.dev.ht, prev_.dev.wt); }
+  void style_term(bool on) { k0_ = on ? 0 : cs_; }
+  void search(uint64_t seed) { patchmatch(st_, prm_, k0_, seed); }
+  void vote(bool track) {
+    RR_LAUNCH(vote_kernel, st_.n, st_.dev, st_.nnf_ptr(), prm_.stop_threshold, track);
+    RR_LAUNCH(refresh_style_kernel, st_.n, st_.dev);
+  }
+  void activate_all() { copy_device_to_device(st_.active.get(), st_.dev.mask, st_.n); }
+  bool any_active() { return count_nonzero(st_.dev.active, st_.n, scratch_) > 0; }
+  void end_level(int level) {
+    std::swap(prev_, st_);
+    if (level > 0) {  // the finer levels no longer need this one's pyramid data
+      pyr_[level].src = Buffer();
+      pyr_[level].src_style = Buffer();
+      pyr_[level].tgt = Buffer();
+    }
+  }
+  // After the schedule: the finest level's state.
+  State& finest() { return prev_; }
+
+ private:
+  std::vector<Level>& pyr_;
+  const syn::Params& prm_;
+  int d_, cs_;
+  float style_scale_;
+  const int32_t* init_;  // device copy of the warm start, or null
+  int ht_, wt_;
+  int k0_ = 0;
+  Buffer scratch_;  // one device counter
+  State prev_, st_;
+};
 
 }  // namespace
 
 void synthesize(const syn::Plane& style, const std::vector<syn::Guide>& guides, int ht, int wt, const int32_t* init_nnf,
                 const uint8_t* target_mask, const syn::Params& prm, const Outputs& out) {
-  if (prm.pyramid_levels < 1) throw Error("cuda::synthesize: pyramid_levels must be resolved by the caller (>= 1)");
-  const int cs = style.c, p = prm.patch_size, levels = prm.pyramid_levels;
+  const int cs = style.c;
+  const int levels = syn::resolved_levels(prm, init_nnf != nullptr, style.h, style.w, ht, wt);
   int d = cs;
   for (const syn::Guide& g : guides) d += g.source.c;
   const float style_scale = std::sqrt(prm.style_weight / static_cast<float>(cs));
@@ -510,37 +515,10 @@ void synthesize(const syn::Plane& style, const std::vector<syn::Guide>& guides, 
     init = Buffer(static_cast<size_t>(ht) * wt * 2 * sizeof(int32_t));
     copy_in(init.get(), init_nnf, init.bytes());
   }
+  CudaSteps steps(pyr, prm, d, cs, style_scale, init_nnf ? init.as<int32_t>() : nullptr, ht, wt);
+  syn::run_schedule(steps, levels, init_nnf != nullptr, prm.search_vote_iters, prm.seed);
 
-  State prev, st;
-  for (int l = levels - 1; l >= 0; --l) {
-    init_state(st, pyr[l], d, cs, p, style_scale);
-    if (l == levels - 1)
-      RR_LAUNCH(init_nnf_kernel, st.n, st.dev, st.nnf_ptr(), init_nnf ? init.as<int32_t>() : nullptr, wt, ht, 1 << l,
-                prm.seed);
-    else
-      RR_LAUNCH(upsample_kernel, st.n, st.dev, st.nnf_ptr(), prev.nnf_ptr(), prev.dev.ht, prev.dev.wt);
-    // The level schedule of the CPU core (core/synthesis.cpp): the first kGuideOnlySearches
-    // searches of every level, warm-started ones included, compare guides only (the style voted
-    // from a random, upsampled or warm-start NNF would hold matches in place). Unless the level
-    // starts from a random NNF, its NNF is voted first, so that the stop threshold after the
-    // first search compares against that vote.
-    const bool random_start = l == levels - 1 && !init_nnf;
-    if (!random_start) vote(st, prm.stop_threshold, false);
-    for (int s = 0; s < prm.search_vote_iters; ++s) {
-      const uint64_t pass_seed = mix64(prm.seed ^ (static_cast<uint64_t>(l) << 40) ^ static_cast<uint64_t>(s));
-      patchmatch(st, prm, /*use_style=*/s >= syn::kGuideOnlySearches, pass_seed);
-      // after a random start every pixel is new: all stay active for the second search
-      vote(st, prm.stop_threshold, !(s == 0 && random_start));
-    }
-    std::swap(prev, st);
-    if (l > 0) {  // the finer levels no longer need this one's pyramid data
-      pyr[l].src = Buffer();
-      pyr[l].src_style = Buffer();
-      pyr[l].tgt = Buffer();
-    }
-  }
-
-  State& fin = prev;
+  State& fin = steps.finest();
   RR_LAUNCH(errors_kernel, fin.n, fin.dev, fin.nnf_ptr(), false, 0);
   if (out.image_u8)
     RR_LAUNCH(export_kernel<uint8_t>, fin.n, fin.dev, fin.nnf_ptr(), static_cast<uint8_t*>(out.image), out.nnf, out.error);

@@ -66,8 +66,11 @@ def backends() -> dict[str, Any]:
 
     Returns a dict with ``compiled`` (list of backends built into ``rerender._native``: ``"cpu"``
     and possibly ``"cuda"``), ``cuda_devices`` (number of usable CUDA devices, 0 without a driver
-    or device), ``cuda_usable`` (bool), ``cuda_reason`` (why CUDA is not usable, or None) and
-    ``threads`` (OpenMP threads a CPU call uses by default).
+    or device), ``cuda_usable`` (bool), ``cuda_reason`` (why CUDA is not usable, or None),
+    ``threads`` (OpenMP threads a CPU call uses by default), ``simd`` (the SIMD path CPU calls use:
+    ``"avx512"``, ``"avx2"``, ``"sse2"`` or ``"scalar"``; picked at import from this CPU, or forced
+    by the environment variable ``RERENDER_SIMD``; every path gives the same bytes) and
+    ``simd_paths`` (the paths this CPU supports).
     """
     count, reason = _cuda_probe()
     return {
@@ -76,6 +79,8 @@ def backends() -> dict[str, Any]:
         "cuda_usable": count > 0,
         "cuda_reason": reason,
         "threads": int(_native.max_threads()),
+        "simd": _native.simd(),
+        "simd_paths": list(_native.simd_paths()),
     }
 
 

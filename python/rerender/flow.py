@@ -62,12 +62,13 @@ class FlowBackend(Protocol):
 
 
 def check_flow_pair(a: np.ndarray, b: np.ndarray) -> None:
-    """Validate two frames for a flow backend: uint8 RGB (H x W x 3) or grey, same size."""
+    """Validate two frames for a flow backend: RGB (H x W x 3) or grey, same size; uint8, or float32
+    on the 0..255 scale (high-bit-depth frames of the working format)."""
     for name, img in (("a", a), ("b", b)):
         if not isinstance(img, np.ndarray):
             raise ValueError(f"flow input {name}: expected a numpy array, got {type(img).__name__}")
-        if img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3))):
-            raise ValueError(f"flow input {name}: expected uint8 H x W x 3 RGB or H x W grey, "
+        if img.dtype not in (np.uint8, np.float32) or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3))):
+            raise ValueError(f"flow input {name}: expected uint8 or float32 H x W x 3 RGB or H x W grey, "
                              f"got {img.dtype} {img.shape}")
         if min(img.shape[:2]) < 8:
             raise ValueError(f"flow input {name}: image {img.shape[1]}x{img.shape[0]} is too small (min 8x8)")
@@ -77,6 +78,9 @@ def check_flow_pair(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
+    """uint8 grey, what OpenCV's flow methods take (float frames rounded on their 0..255 scale)."""
+    if img.dtype != np.uint8:
+        img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     if img.ndim == 2:
         return img
     if img.shape[2] == 1:

@@ -22,18 +22,22 @@ _EDGE_GAIN = 2.0
 
 
 def _check_frame(frame: np.ndarray, name: str) -> None:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+    if (not isinstance(frame, np.ndarray) or frame.dtype not in (np.uint8, np.float32) or frame.ndim != 3
+            or frame.shape[2] != 3):
         shape = getattr(frame, "shape", None)
         dtype = getattr(frame, "dtype", type(frame).__name__)
-        raise ValueError(f"{name}: expected a uint8 H x W x 3 RGB frame, got shape {shape} dtype {dtype}")
+        raise ValueError(f"{name}: expected a uint8 or float32 H x W x 3 RGB frame, got shape {shape} dtype {dtype}")
 
 
 def edge_guide(frame: np.ndarray) -> np.ndarray:
-    """Signed Laplacian-of-Gaussian of the grey frame, uint8 H x W x 1 centred on 128."""
+    """Signed Laplacian-of-Gaussian of the grey frame centred on 128, H x W x 1: uint8 for uint8
+    frames; float32 (unrounded, unclipped) for float frames of the working format."""
     _check_frame(frame, "frame")
     grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
     grey = cv2.GaussianBlur(grey, (0, 0), _EDGE_SIGMA)
     lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
+    if frame.dtype == np.float32:
+        return np.ascontiguousarray((128.0 - _EDGE_GAIN * lap)[:, :, None])
     out = np.clip(128.0 - _EDGE_GAIN * lap, 0, 255) + 0.5
     return out.astype(np.uint8)[:, :, None]
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from . import media
 from .errors import JobCancelled, JobError
-from .files import copy_if_changed, digest, file_digest, frame_name, remove_stale_temporaries
+from .files import copy_if_changed, digest, file_digest, remove_stale_temporaries
 from .overwrite_guard import KEY_FILE, KEYS, Inputs, check_output, check_work_dir
 from .passes import pass_memory, usable_memory
 from .progress import Progress
@@ -60,6 +60,9 @@ class JobConfig:
     10x the output per frame at 1080p). Off: a finished segment keeps only its output frames and
     stamp; a killed job still resumes to identical bytes, but changing a blending option later
     re-synthesises instead of only re-blending."""
+    key_numbering: Literal["auto", "index", "frame"] = "auto"
+    """How key-frame file names count: zero-based indices, the sequence's own frame numbers
+    (shot.1001.exr -> 1001), or auto (whichever fits; refused when both fit differently)."""
 
     def __post_init__(self) -> None:
         if self.size is not None and not 16 <= self.size <= media.MAX_WORKING_SIDE:
@@ -127,7 +130,10 @@ class Job:
         wd = WorkDir(cfg.work_dir_for(output), cfg.flow)
         inputs = _inputs(input_path, info, keys_dir)
         if output is not None:
-            check_output(output, inputs, is_folder=not media.is_video_path(output))
+            pattern = media.parse_output_pattern(output)
+            if pattern:
+                media.check_writable(pattern[1] + "0" + pattern[3])
+            check_output(pattern[0] if pattern else output, inputs, is_folder=not media.is_video_path(output))
         check_work_dir(wd.root, inputs, output)
         return cls(input_path, info, sel, (h, w), wd, cfg)
 
@@ -173,18 +179,25 @@ class Job:
             wd.update_manifest(flow={"fingerprint": fp, "method": wd.flow_method})
         return fp
 
-    def write_output(self, output: Path, progress: Progress) -> None:
-        """``WORK/out`` to a video (the input's fps; its sound unless the job says no) or to a
-        folder of ``NNNN.png``; final files are flushed to disk before they take their names."""
+    def write_output(self, output: Path, progress: Progress) -> list[Path]:
+        """``WORK/out`` to a video (the input's fps and timecode; its sound unless the job says no), a
+        folder, or a pattern such as ``out/shot.####.png`` (named and numbered like the input
+        sequence: :func:`rerender.media.output_frame_paths`); final files are flushed to disk before
+        they take their names. Returns the files written."""
         wd, sel, info = self.wd, self.frames, self.info
         if not media.is_video_path(output):
-            output.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(output)
+            targets = media.output_frame_paths(output, sel, info.numbering)
+            folder = next(iter(targets.values())).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(folder, targets=[t.name for t in targets.values()])
             with progress.stage("write", len(sel)) as bar:
-                for i in sel:
-                    copy_if_changed(wd.out_path(i), output / f"{frame_name(i)}.png", fsync=True)
+                for i, target in targets.items():
+                    if target.suffix.lower() == ".png":
+                        copy_if_changed(wd.out_path(i), target, fsync=True)
+                    else:
+                        media.write_image(target, media.read_image(wd.out_path(i)), fsync=True)
                     bar.update()
-            return
+            return list(targets.values())
         remove_stale_temporaries(output.parent, targets=[output.name])
         source = info.path if self.cfg.audio and info.has_audio else None
         if source is not None and (problem := media.audio_problem(source)):
@@ -201,7 +214,8 @@ class Job:
 
             media.write_video(frames(), output, info.fps, audio_from=audio_from,
                               audio_start=float(sel.start / info.fps),
-                              audio_duration=None if whole else float(len(sel) / info.fps), fsync=True)
+                              audio_duration=None if whole else float(len(sel) / info.fps), fsync=True,
+                              timecode=info.timecode and media.timecode_offset(info.timecode, sel.start, info.fps))
 
         try:
             encode(source)
@@ -210,6 +224,7 @@ class Job:
                 raise
             progress.log(f"warning: {e}; writing the video without sound")
             encode(None)
+        return [output]
 
 
 def _inputs(input_path: Path, info: media.MediaInfo, keys_dir: Path | None = None) -> Inputs:

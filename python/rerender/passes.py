@@ -41,6 +41,10 @@ class PropagationConfig:
     # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
     warm_start: Literal["advect", "reuse", "none"] = "advect"
     seed: int = 0
+    # with a matte: weight of the matte as a guide (patches from inside the key's matte fill the inside
+    # of the frame's) and how far beyond the matte texture is synthesised (pixels; covers the feather)
+    matte_weight: float = 2.0
+    matte_grow: int = 8
     # blending
     poisson: bool = False
     poisson_lambda: float = 0.1
@@ -51,7 +55,7 @@ class PropagationConfig:
 
     def __post_init__(self) -> None:
         for name in ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "uniformity",
-                     "stop_threshold"):
+                     "stop_threshold", "matte_weight", "matte_grow"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.style_weight <= 0:
@@ -72,7 +76,7 @@ class PropagationConfig:
         """The options that change synthesised candidates (blending options excluded)."""
         keys = ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "style_weight",
                 "patch_size", "uniformity", "search_vote_iters", "patchmatch_iters", "stop_threshold",
-                "pyramid_levels", "warm_start", "seed")
+                "pyramid_levels", "warm_start", "seed", "matte_weight", "matte_grow")
         return {k: getattr(self, k) for k in keys}
 
     def blend_fingerprint(self) -> dict:
@@ -114,7 +118,8 @@ def usable_memory() -> int:
 
 
 class FrameSource(Protocol):
-    """What a pass reads: input frames and consecutive flows (flow(a, b) = flow_{a->b}, |a - b| = 1)."""
+    """What a pass reads: input frames and consecutive flows (flow(a, b) = flow_{a->b}, |a - b| = 1);
+    optionally ``matte(index)`` (uint8 H x W, white = restyle, or None: the whole frame)."""
 
     def frame(self, index: int) -> np.ndarray: ...
 
@@ -123,15 +128,20 @@ class FrameSource(Protocol):
 
 @dataclass
 class KeyFrame:
-    """A key frame: its index, stylised image and input frame (uint8 RGB, same size)."""
+    """A key frame: its index, stylised image and input frame (RGB, same size: uint8, or float32 on
+    the 0..255 scale for high-bit-depth plates), and its matte (uint8 H x W, white = restyle) if any."""
 
     index: int
     style: np.ndarray
     frame: np.ndarray
+    matte: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.style.shape != self.frame.shape:
             raise ValueError(f"key {self.index}: style {self.style.shape} and input frame {self.frame.shape} "
+                             "differ in size")
+        if self.matte is not None and self.matte.shape != self.frame.shape[:2]:
+            raise ValueError(f"key {self.index}: matte {self.matte.shape} and input frame {self.frame.shape} "
                              "differ in size")
 
 
@@ -174,10 +184,12 @@ def _advect_nnf(nnf: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
 
 
 def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, temporal: np.ndarray | None,
-                 cfg: PropagationConfig, key_positions: np.ndarray | None = None) -> list:
+                 cfg: PropagationConfig, key_positions: np.ndarray | None = None,
+                 matte: np.ndarray | None = None) -> list:
     """The (source, target, weight) guide list for synthesising ``frame`` from ``key``.
 
-    Guides whose weight is 0 are left out; ``temporal`` None leaves out the temporal guide.
+    Guides whose weight is 0 are left out; ``temporal`` None leaves out the temporal guide; with
+    ``matte`` (the frame's) and the key's matte, the mattes are a guide too.
     """
     h, w = key.frame.shape[:2]
     if key_positions is None:
@@ -191,6 +203,8 @@ def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, tempor
         out.append((G.positional_guide(key_positions), G.positional_guide(positions), cfg.positional_weight))
     if cfg.temporal_weight > 0 and temporal is not None:
         out.append((key.style, temporal, cfg.temporal_weight))
+    if cfg.matte_weight > 0 and matte is not None and key.matte is not None:
+        out.append((key.matte[:, :, None], matte[:, :, None], cfg.matte_weight))
     return out
 
 
@@ -210,7 +224,13 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     occluded = occlusion(to_prev, from_prev)
     positions = G.advect_positions(state.positions, to_prev, occluded).astype(np.float16).astype(np.float32)
     temporal = G.temporal_guide(state.output, to_prev)
-    guides = build_guides(key, frame, positions, temporal, cfg)
+    matte = source.matte(index) if hasattr(source, "matte") else None
+    guides = build_guides(key, frame, positions, temporal, cfg, matte=matte)
+    region = None
+    if matte is not None:
+        from .matte import synthesis_region
+
+        region = synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2)
     if cfg.warm_start == "advect":
         init = _advect_nnf(state.nnf, to_prev)
     elif cfg.warm_start == "reuse":
@@ -221,7 +241,7 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     res = synthesize(key.style, guides, style_weight=cfg.style_weight, patch_size=cfg.patch_size,
                      pyramid_levels=cfg.pyramid_levels, search_vote_iters=cfg.search_vote_iters,
                      patchmatch_iters=cfg.patchmatch_iters, uniformity=cfg.uniformity,
-                     stop_threshold=cfg.stop_threshold, init_nnf=init,
+                     stop_threshold=cfg.stop_threshold, init_nnf=init, target_mask=region,
                      seed=cfg.seed * 1_000_003 + index, threads=threads)
     new_state = PassState(index, res.image, np.ascontiguousarray(res.nnf, dtype=np.int32), positions)
     t2 = time.thread_time()

@@ -45,8 +45,8 @@ def _job_config(job: JobConfig | None, options: dict[str, Any]) -> JobConfig:
 
 def propagate(input: str | os.PathLike, keys: str | os.PathLike, output: str | os.PathLike, *,
               config: PropagationConfig | None = None, job: JobConfig | None = None,
-              progress: Progress | None = None, on_step: StepHook | None = None, client=None,
-              **job_options) -> JobResult:
+              progress: Progress | None = None, on_step: StepHook | None = None,
+              cuts: list[int] | str | None = None, client=None, **job_options) -> JobResult:
     """Propagate the key frames in ``keys`` to every frame of ``input`` and write ``output``.
 
     ``input``: a video file or an image sequence (folder / pattern). ``keys``: a folder of images named
@@ -55,9 +55,10 @@ def propagate(input: str | os.PathLike, keys: str | os.PathLike, output: str | o
     ``job_options``: any :class:`JobConfig` field (``frames="10:50"``, ``size=512``, ``flow``,
     ``work_dir``, ``audio``). Rerunning with the same work directory resumes and reuses what is still
     valid. ``on_step(stage, frame)`` is called after every stored frame (from worker threads too);
-    raising from it stops the job, which can be resumed later. ``client``: a ``distributed.Client``
-    to run the segments as tasks of a Dask cluster (:mod:`rerender.cluster`; its workers must see the
-    work directory at the same path); None runs them in threads of this process.
+    raising from it stops the job, which can be resumed later. ``cuts``: shot cuts (first frames of
+    later shots) or ``"auto"`` to detect them: nothing is propagated across a cut. ``client``: a
+    ``distributed.Client`` to run the segments as tasks of a Dask cluster (:mod:`rerender.cluster`;
+    its workers must see the work directory at the same path); None runs them in threads of this process.
 
     Raises :class:`rerender.errors.JobError` / :class:`rerender.errors.MediaError` (ValueErrors)
     for bad inputs, before anything is written when the inputs themselves are at fault.
@@ -66,7 +67,8 @@ def propagate(input: str | os.PathLike, keys: str | os.PathLike, output: str | o
     _check_client(client)
     opened = Job.open(input, _job_config(job, job_options), output=output, keys=keys)
     with opened.wd.lock():
-        return run_propagation(opened, keys, output, config or PropagationConfig(), progress, on_step, client)
+        return run_propagation(opened, keys, output, config or PropagationConfig(), progress, on_step, cuts,
+                               client)
 
 
 def _check_client(client) -> None:
@@ -85,14 +87,18 @@ def render_keyframes(input: str | os.PathLike, config: "KeyframeConfig", *, job:
     where the propagation stage finds them again. Returns the opened job and the stage's result."""
     opened = Job.open(input, _job_config(job, job_options), output=output)
     with opened.wd.lock():
-        return opened, _render_keys(opened, config, progress or QUIET, first_only, components)
+        return opened, _render_keys(opened, config, progress or QUIET, first_only, components)[0]
 
 
 def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_only: bool, components,
                  start_propagation=None):
-    """Decode, then render the key frames. ``start_propagation(keys)``: called once the frames are
-    decoded, with the planned key indices; returns the callback to run for each key as it is stored."""
-    from .keyframes.stage import key_indices, render_keys
+    """Plan the key frames (printed, and stored as ``WORK/keyplan.json`` for a user to edit), then
+    render them shot by shot: every shot gets its own anchor. Returns (stage result, plan).
+
+    ``start_propagation(plan)``: called once the plan is made, before any key is rendered; returns
+    the callback to run for each key as it is stored."""
+    from .keyframes.stage import StageResult, load_components, render_keys
+    from .keyselect import check_shots_have_keys, plan_keys
 
     try:  # our own progress reporter speaks for the stage; diffusers' loading bars are noise here
         from diffusers.utils import logging as diffusers_logging
@@ -101,17 +107,36 @@ def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_o
     except ImportError:
         pass
     job.decode(progress)
-    keys = key_indices(job.frames, config.interval)
+    wd = job.wd
+    plan = plan_keys(config.key_frames, job.frames, interval=config.interval, frame=wd.frame,
+                     flow=wd.flow_cache.get, spacing=config.key_spacing)
+    check_shots_have_keys(plan, job.frames, "--key-frames")
+    progress.log(plan.describe())
+    plan_path = wd.root / "keyplan.json"
+    if config.key_frames is None or not plan_path.exists() or not plan_path.samefile(config.key_frames):
+        plan.save(plan_path)  # never rewrite the plan file a user passed in
     if min(job.hw) > 768:
         progress.log(f"working size: the short side is {min(job.hw)} px; Stable Diffusion 1.5 works best near 512 "
                      "(--size 512) and needs far more time and memory above it")
-    on_key = start_propagation(keys) if start_propagation is not None else None
-    res = render_keys(job.wd.frame, keys, job.wd.keys, config, flow=job.wd.flow_cache.get, progress=progress,
-                      first_only=first_only, components=components, on_key=on_key)
-    progress.log(f"key frames: {len(res.rendered)} rendered, {len(res.skipped)} reused")
-    if res.seconds_per_key is not None:
-        progress.log(f"key frames: {res.seconds_per_key:.2f} s per key frame")
-    return res
+    on_key = start_propagation(plan) if start_propagation is not None else None
+    chains = [[k for k in plan.keys if k in shot] for shot in plan.shots(job.frames)]
+    if len(chains) > 1 and components is None:
+        components = load_components(config)
+    total = StageResult(keys=[], rendered=[], skipped=[])
+    seconds = 0.0
+    for chain in chains[:1] if first_only else chains:
+        res = render_keys(wd.frame, chain, wd.keys, config, flow=wd.flow_cache.get, progress=progress,
+                          first_only=first_only, components=components, on_key=on_key)
+        total.keys += res.keys
+        total.rendered += res.rendered
+        total.skipped += res.skipped
+        seconds += (res.seconds_per_key or 0.0) * len(res.rendered)
+    if total.rendered:
+        total.seconds_per_key = seconds / len(total.rendered)
+    progress.log(f"key frames: {len(total.rendered)} rendered, {len(total.skipped)} reused")
+    if total.seconds_per_key is not None:
+        progress.log(f"key frames: {total.seconds_per_key:.2f} s per key frame")
+    return total, plan
 
 
 def translate(input: str | os.PathLike, output: str | os.PathLike, *, keyframes: "KeyframeConfig",
@@ -134,20 +159,20 @@ def translate(input: str | os.PathLike, output: str | os.PathLike, *, keyframes:
     propagation = propagation or PropagationConfig()
     with opened.wd.lock():
         if client is None or first_only:
-            keys = _render_keys(opened, keyframes, progress, first_only, components)
+            keys, plan = _render_keys(opened, keyframes, progress, first_only, components)
             if first_only:
                 return keys, None
-            return keys, run_propagation(opened, opened.wd.keys, output, propagation, progress)
+            return keys, run_propagation(opened, opened.wd.keys, output, propagation, progress, cuts=plan.cuts)
         from .propagation import KeyStream
 
         stream: list[KeyStream] = []
 
-        def start(key_list: list[int]):
-            stream.append(KeyStream(opened, key_list, propagation, progress, client))
+        def start(plan):
+            stream.append(KeyStream(opened, plan.keys, propagation, progress, client, cuts=plan.cuts))
             return stream[0].key_ready
 
         try:
-            keys = _render_keys(opened, keyframes, progress, False, components, start_propagation=start)
+            keys, _ = _render_keys(opened, keyframes, progress, False, components, start_propagation=start)
             return keys, stream[0].finish(output)
         except BaseException:
             if stream:

@@ -4,7 +4,7 @@ The JSON protocol (one object per line, flushed at once) is what the Blender add
   {"event": "stage", "stage": NAME, "total": N}
   {"event": "progress", "stage": NAME, "done": K, "total": N, "eta": SECONDS_LEFT_OR_NULL}
   {"event": "log", "message": TEXT}
-  {"event": "done", "output": PATH}
+  {"event": "done", "output": PATH[, "files": [FRAME FILES in frame order]]}
   {"event": "error", "message": TEXT}
 Reporters are thread-safe: segments are propagated in parallel threads that share one.
 """
@@ -123,9 +123,10 @@ class Progress:
             with self._lock:
                 print(message, file=self.stream_err, flush=True)
 
-    def done(self, output: str) -> None:
+    def done(self, output: str, files: list[str] | None = None) -> None:
+        """The job's result; ``files``: the frame files written (a sequence output), in frame order."""
         if self.mode == "json":
-            self._emit({"event": "done", "output": str(output)})
+            self._emit({"event": "done", "output": str(output), **({"files": list(map(str, files))} if files else {})})
         elif self.mode == "human":
             with self._lock:
                 print(f"wrote {output}", file=self.stream_err, flush=True)

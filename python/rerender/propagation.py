@@ -24,7 +24,7 @@ from .files import array_digest, copy_if_changed, digest
 from .job import Job, StepHook
 from .passes import PropagationConfig
 from .progress import Progress
-from .segments import (Fingerprints, PropagateSummary, Segment, Timer, plan_segments, propagate_segments,
+from .segments import (Fingerprints, PropagateSummary, Timer, plan_segments, propagate_segments,
                        remove_other_segments)
 
 
@@ -44,20 +44,53 @@ class JobResult:
     seconds: float = 0.0            # wall time of the stage
     work_dir_bytes: int = 0         # size of the work directory at the end
     tasks_retried: int = 0          # cluster tasks run again after their worker was lost
+    files: list[Path] = field(default_factory=list)  # what was written: frame files in order, or the video
+
+
+def key_files(job: Job, keys_dir: Path, progress: Progress) -> dict[int, Path]:
+    """The key frames of ``keys_dir`` by zero-based index. Their names count either indices or,
+    for a numbered sequence, its frame numbers (``shot.1001.png``); ``JobConfig.key_numbering``
+    says which, or "auto" tells them apart and refuses names that fit both differently."""
+    info = job.info
+    numbering = info.numbering
+    found = media.list_indexed_images(keys_dir, prefix=numbering.prefix if numbering else "")
+    if not found:
+        raise JobError(f"{keys_dir}: no key frames found (expected images named by zero-based frame "
+                       "index, e.g. 0000.png, 0010.png, or by the sequence's frame numbers)")
+    numbers = numbering.numbers if numbering is not None else None
+    mode = job.cfg.key_numbering
+    if mode == "auto":
+        fits_index = all(n < info.frame_count for n in found)
+        fits_frame = numbers is not None and all(n in numbers for n in found)
+        same = numbers is None or numbers == tuple(range(info.frame_count))
+        if fits_index and fits_frame and not same:
+            raise JobError(f"{keys_dir}: the key frames' names ({', '.join(map(str, list(found)[:4]))}...) fit both the "
+                           f"sequence's frame numbers ({numbers[0]}..{numbers[-1]}) and zero-based indices "
+                           f"(0..{info.frame_count - 1}); say which with --key-numbering frame or index")
+        mode = "frame" if fits_frame and not same else "index"
+        if mode == "frame":
+            progress.log(f"key frames are named by the sequence's frame numbers ({numbers[0]}..{numbers[-1]})")
+    if mode == "frame":
+        if numbers is None:
+            raise JobError(f"--key-numbering frame: {info.path} has no frame numbers in its file names")
+        position = {n: i for i, n in enumerate(numbers)}
+        for n, path in found.items():
+            if n not in position:
+                raise JobError(f"{path}: key frame number {n} is not a frame of {info.path} "
+                               f"(frames {numbers[0]}..{numbers[-1]})")
+        return {position[n]: path for n, path in found.items()}
+    for idx, path in found.items():
+        if idx >= info.frame_count:
+            raise JobError(f"{path}: key frame index {idx} is out of range (the input {info.path} has "
+                           f"{info.frame_count} frames, indices 0..{info.frame_count - 1})")
+    return found
 
 
 def copy_keys(job: Job, keys_dir: Path, progress: Progress) -> dict[int, str]:
     """Validate, resize and copy the key frames to ``WORK/keys``; returns index -> content digest
     of the keys inside the frame range."""
-    wd, info, sel = job.wd, job.info, job.frames
-    found = media.list_indexed_images(keys_dir)
-    if not found:
-        raise JobError(f"{keys_dir}: no key frames found (expected images named by zero-based frame "
-                       "index, e.g. 0000.png, 0010.png)")
-    for idx, path in found.items():
-        if idx >= info.frame_count:
-            raise JobError(f"{path}: key frame index {idx} is out of range (the input {info.path} has "
-                           f"{info.frame_count} frames, indices 0..{info.frame_count - 1})")
+    wd, sel = job.wd, job.frames
+    found = key_files(job, keys_dir, progress)
     in_range = {i: p for i, p in found.items() if sel.start <= i < sel.stop}
     skipped = sorted(set(found) - set(in_range))
     if skipped:
@@ -113,11 +146,14 @@ def _start(job: Job, cfg: PropagationConfig) -> None:
 
 
 def run_propagation(job: Job, keys: str | Path, output: str | Path, cfg: PropagationConfig, progress: Progress,
-                    on_step: StepHook | None = None, client=None) -> JobResult:
+                    on_step: StepHook | None = None, cuts: list[int] | str | None = None,
+                    client=None) -> JobResult:
     """Propagate the key frames in ``keys`` over ``job``'s frames and write ``output``.
 
-    ``client``: a ``distributed.Client`` to run the segments on a Dask cluster (None: threads of
-    this process). The caller holds the work directory's lock (:func:`rerender.pipeline.propagate` does).
+    ``cuts``: shot cuts (the first frame of every later shot), ``"auto"`` to detect them, or None;
+    nothing is propagated across a cut, so every shot needs a key frame. ``client``: a
+    ``distributed.Client`` to run the segments on a Dask cluster (None: threads of this process).
+    The caller holds the work directory's lock (:func:`rerender.pipeline.propagate` does).
     """
     keys_dir, output, wd = Path(keys), Path(output), job.wd
     t0 = time.perf_counter()
@@ -129,7 +165,9 @@ def run_propagation(job: Job, keys: str | Path, output: str | Path, cfg: Propaga
     flow_fp = job.flow_fingerprint()
     for k in sorted(key_digests):
         output_key(job, k)
-    segments = plan_segments(sorted(key_digests), job.frames.start, job.frames.stop)
+    if cuts == "auto":
+        cuts = detected_cuts(job, flow_fp, progress)
+    segments = plan_segments(sorted(key_digests), job.frames.start, job.frames.stop, list(cuts or ()))
     fingerprints = segment_fingerprints(segments, key_digests, flow_fp, cfg)
     if client is None:
         summary = propagate_segments(wd, segments, fingerprints, cfg, progress, on_step, timer,
@@ -149,6 +187,23 @@ def run_propagation(job: Job, keys: str | Path, output: str | Path, cfg: Propaga
     return _finish(job, output, progress, result, summary, t0)
 
 
+def detected_cuts(job: Job, flow_fp: str, progress: Progress) -> list[int]:
+    """Shot cuts found in the job's frames (:func:`rerender.keyselect.detect_cuts`), remembered in the
+    manifest by the flows' fingerprint: a resumed job does not recompute every flow of the shot (the
+    finished segments dropped theirs) just to find the same cuts again."""
+    from .keyselect import detect_cuts
+
+    wd = job.wd
+    known = wd.manifest().get("cuts") or {}
+    if known.get("flow") == flow_fp and known.get("frames") == [job.frames.start, job.frames.stop]:
+        cuts = list(known["cuts"])
+    else:
+        cuts = detect_cuts(job.frames, wd.frame, wd.flow)
+        wd.update_manifest(cuts={"flow": flow_fp, "frames": [job.frames.start, job.frames.stop], "cuts": cuts})
+    progress.log("shot cuts before frames: " + (", ".join(map(str, cuts)) if cuts else "none found"))
+    return cuts
+
+
 def _finish(job: Job, output: Path, progress: Progress, result: JobResult, summary: PropagateSummary,
             t0: float) -> JobResult:
     result.synthesized, result.blended = summary.synthesized, summary.blended
@@ -157,7 +212,13 @@ def _finish(job: Job, output: Path, progress: Progress, result: JobResult, summa
     result.timings = dict(summary.timings)
     if summary.retried:
         progress.log(f"propagate: {summary.retried} task(s) ran again after their worker was lost")
-    job.write_output(output, progress)
+    result.files = job.write_output(output, progress)
+    if not job.cfg.keep_intermediates:
+        # the segments dropped their own flows; consecutive pairs left over are those across shot
+        # cuts (computed to find them). The key-frame stage's pairs (anchor -> key) stay: a re-render
+        # of the keys with new options reuses them.
+        sel = job.frames
+        job.wd.flow_cache.drop(p for i in range(sel.start, sel.stop - 1) for p in ((i, i + 1), (i + 1, i)))
     result.seconds = time.perf_counter() - t0
     result.work_dir_bytes = job.wd.size()
     n = max(1, len(job.frames))
@@ -178,7 +239,7 @@ class KeyStream:
     """
 
     def __init__(self, job: Job, keys: list[int], cfg: PropagationConfig, progress: Progress, client,
-                 on_step: StepHook | None = None):
+                 on_step: StepHook | None = None, cuts: list[int] = ()):
         from .cluster import ClusterRun
 
         self.job, self.cfg, self.progress = job, cfg, progress
@@ -186,7 +247,7 @@ class KeyStream:
         _start(job, cfg)
         self.flow_fp = job.flow_fingerprint()
         self.keys = sorted(keys)
-        self.segments = plan_segments(self.keys, job.frames.start, job.frames.stop)
+        self.segments = plan_segments(self.keys, job.frames.start, job.frames.stop, list(cuts))
         self.digests: dict[int, str] = {}
         self._submitted: set[str] = set()
         remove_other_segments(job.wd, self.segments)

@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import JobCancelled
+from .errors import JobCancelled, JobError
 from .files import frame_name, load_npz, read_json, save_npz, write_json
 from .progress import Progress, Stage
 from .passes import KeyFrame, PassState, PropagationConfig, propagate_pass
@@ -45,15 +45,20 @@ StepHook = Callable[[str, int], None]
 
 @dataclass
 class Segment:
-    """Frames strictly between key ``a`` and key ``b`` (None = an open end of the clip)."""
+    """Frames strictly between key ``a`` and key ``b``; None on a side that is an end of the clip or a
+    shot cut (nothing is propagated across it), named by ``start``/``end`` or ``cut`` + frame."""
 
     a: int | None
     b: int | None
     frames: list[int]
+    cut_before: bool = False   # the open start is a shot cut (frames[0] starts a shot)
+    cut_after: bool = False    # the open end is a shot cut (a shot starts after frames[-1])
 
     @property
     def name(self) -> str:
-        return f"{'start' if self.a is None else frame_name(self.a)}-{'end' if self.b is None else frame_name(self.b)}"
+        first = (f"cut{frame_name(self.frames[0])}" if self.cut_before else "start") if self.a is None else frame_name(self.a)
+        last = (f"cut{frame_name(self.frames[-1] + 1)}" if self.cut_after else "end") if self.b is None else frame_name(self.b)
+        return f"{first}-{last}"
 
     def flow_pairs(self) -> list[tuple[int, int]]:
         """The flows its passes and blend use, (i, j) = flow_{i->j}: both directions of every
@@ -76,16 +81,23 @@ class Segment:
         return out
 
 
-def plan_segments(keys: list[int], start: int, stop: int) -> list[Segment]:
-    """Segments covering every non-key frame of ``start..stop-1`` given sorted key indices."""
+def plan_segments(keys: list[int], start: int, stop: int, cuts: list[int] = ()) -> list[Segment]:
+    """Segments covering every non-key frame of ``start..stop-1`` given sorted key indices; a segment
+    never spans a shot cut (``cuts``: the first frame of every later shot)."""
+    bounds = [start] + sorted(c for c in cuts if start < c < stop) + [stop]
     segs = []
-    if keys[0] > start:
-        segs.append(Segment(None, keys[0], list(range(start, keys[0]))))
-    for a, b in zip(keys, keys[1:]):
-        if b - a > 1:
-            segs.append(Segment(a, b, list(range(a + 1, b))))
-    if keys[-1] < stop - 1:
-        segs.append(Segment(keys[-1], None, list(range(keys[-1] + 1, stop))))
+    for lo, hi in zip(bounds, bounds[1:]):  # one shot at a time
+        shot_keys = [k for k in keys if lo <= k < hi]
+        if not shot_keys:
+            raise JobError(f"key frames: the shot of frames {lo}..{hi - 1} has no key frame (nothing is "
+                           "propagated across a shot cut); add one")
+        if shot_keys[0] > lo:
+            segs.append(Segment(None, shot_keys[0], list(range(lo, shot_keys[0])), cut_before=lo != start))
+        for a, b in zip(shot_keys, shot_keys[1:]):
+            if b - a > 1:
+                segs.append(Segment(a, b, list(range(a + 1, b))))
+        if shot_keys[-1] < hi - 1:
+            segs.append(Segment(shot_keys[-1], None, list(range(shot_keys[-1] + 1, hi)), cut_after=hi != stop))
     return segs
 
 

@@ -81,7 +81,9 @@ def synthesize(
     """Synthesise the target from the ``style`` exemplar, guided by ``guides``.
 
     Args:
-        style: H_s x W_s (x C) uint8 or float32 exemplar (any channel count).
+        style: H_s x W_s (x C) uint8 or float32 exemplar (any channel count). Float32 values
+            (here and in the guides) must be finite and at most 1e9 in magnitude, so that patch
+            errors stay finite; larger ones raise ValueError naming the array.
         guides: one or more ``(source, target, weight)``: source on the style's grid, target on
             the target grid (all targets the same size, which is the output size), same channel
             count and dtype within a pair; ``weight`` >= 0 is split over the guide's channels.

@@ -28,7 +28,8 @@ def warp(
     Args:
         image: H x W or H x W x C array, uint8 or float32, any channel count (images, flows,
             masks).
-        flow: float32 H x W x 2 flow a -> b on a's grid, same H x W as ``image``, finite.
+        flow: float32 H x W x 2 flow a -> b on a's grid, same H x W as ``image``, finite (of any
+            size: positions beyond the frame take its nearest border pixel).
         mode: ``"bilinear"`` (uint8 rounded to nearest) or ``"nearest"`` (keeps exact values:
             use it for masks and labels).
         return_valid: also return a uint8 H x W map, 1 where ``x + flow(x)`` lies inside the

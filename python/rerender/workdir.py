@@ -206,6 +206,13 @@ def _stale(holder: dict) -> bool:
 
 
 def default_work_dir(output: str | os.PathLike) -> Path:
-    """Where a job keeps its intermediate files unless told otherwise: ``OUT.work`` beside OUT."""
+    """Where a job keeps its intermediate files unless told otherwise: ``OUT.work`` beside OUT; for a
+    pattern output ``out/shot.####.exr``, ``out/shot.work``."""
+    from .media import parse_output_pattern
+
+    pattern = parse_output_pattern(output)
+    if pattern is not None:
+        folder, prefix = pattern[0], pattern[1]
+        return folder / f"{prefix.rstrip('._- ') or 'rerender'}.work"
     out = Path(output)
     return out.with_name(out.name + ".work")

@@ -108,8 +108,11 @@ def scenario_propagate(cfg) -> None:
     ret = bpy.ops.rerender.render_strip()
     seconds = time.monotonic() - t0
     new = [s for s in ed.strips if s.name not in before]
+    from importlib import import_module
+
     out = {"ret": sorted(ret), "seconds": seconds, "source": strip_summary(src),
-           "new": [strip_summary(s) for s in new]}
+           "new": [strip_summary(s) for s in new],
+           "worker_site": import_module(MODULE + ".worker").bundled_site()}
     if len(new) == 1:
         strip = new[0]
         out["active_is_new"] = ed.active_strip == strip

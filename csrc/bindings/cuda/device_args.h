@@ -25,6 +25,7 @@ struct DeviceArg {
   std::shared_ptr<cuda::Buffer> owned;  // the device copy of a host array
   bool on_device = false;
   int device = -1;
+  std::string name;  // the argument's (for errors)
   template <typename T> const T* as() const { return static_cast<const T*>(ptr); }
 };
 
@@ -60,7 +61,8 @@ struct CudaArray {
     return d;  // no "stream": the producing call synchronised before returning
   }
   py::array to_host() const {
-    py::array out(numpy_dtype(dtype), shape);
+    Budget budget("CudaArray.get");
+    py::array out = new_array(budget, "CudaArray.get", numpy_dtype(dtype), shape);
     void* dst = out.mutable_data();
     {
       py::gil_scoped_release nogil;
@@ -71,32 +73,65 @@ struct CudaArray {
   }
 };
 
+// The fields of a __cuda_array_interface__ (version 3) that the bindings use, read without
+// trusting the object: anything malformed is a ValueError naming the argument.
+struct ArrayInterface {
+  std::string typestr;
+  std::vector<py::ssize_t> shape;
+  std::vector<py::ssize_t> strides;  // empty: C-contiguous
+  uintptr_t data = 0;
+};
+
+inline ArrayInterface read_interface(const py::handle& obj, const std::string& name) {
+  ArrayInterface ai;
+  try {
+    const py::dict cai = obj.attr("__cuda_array_interface__");
+    ai.typestr = py::cast<std::string>(cai["typestr"]);
+    for (auto s : py::tuple(cai["shape"])) ai.shape.push_back(py::cast<py::ssize_t>(s));
+    if (cai.contains("strides") && !cai["strides"].is_none())
+      for (auto s : py::tuple(cai["strides"])) ai.strides.push_back(py::cast<py::ssize_t>(s));
+    ai.data = py::cast<uintptr_t>(py::tuple(cai["data"])[0]);
+  } catch (const py::error_already_set& e) {
+    fail(name, ": malformed __cuda_array_interface__ (", e.what(), ")");
+  } catch (const py::cast_error& e) {
+    fail(name, ": malformed __cuda_array_interface__ (", e.what(), ")");
+  }
+  if (!ai.strides.empty() && ai.strides.size() != ai.shape.size())
+    fail(name, ": malformed __cuda_array_interface__ (", ai.strides.size(), " strides for ", ai.shape.size(), " dimensions)");
+  return ai;
+}
+
+// True when strides (bytes) describe a C-contiguous layout of `shape` with elements of `itemsize`.
+inline bool c_contiguous(const ArrayInterface& ai, py::ssize_t itemsize) {
+  py::ssize_t expected = itemsize;
+  for (size_t i = ai.strides.size(); i-- > 0;) {
+    if (ai.shape[i] > 1 && ai.strides[i] != expected) return false;
+    expected *= ai.shape[i];
+  }
+  return true;
+}
+
 // Parses and checks device inputs; remembers their (common) device.
 class DeviceLoader {
  public:
+  Budget budget;  // this call's host memory (copies of non-contiguous numpy inputs)
+  explicit DeviceLoader(const std::string& call) : budget(call) {}
+
   DeviceArg load(const py::handle& obj, const std::string& name, ImageRules rules = {}) {
     DeviceArg arg;
     if (obj.is_none() || !py::hasattr(obj, "__cuda_array_interface__")) {
-      arg.meta = as_image(obj, name, rules);  // numpy: the CPU path's checks and messages
+      arg.meta = as_image(obj, name, budget, rules);  // numpy: the CPU path's checks and messages
       arg.shape.assign(arg.meta.arr.shape(), arg.meta.arr.shape() + arg.meta.arr.ndim());
+      arg.name = name;
       return arg;
     }
-    const py::dict cai = obj.attr("__cuda_array_interface__");
-    const std::string typestr = py::cast<std::string>(cai["typestr"]);
-    const py::tuple shape = cai["shape"];
-    for (auto s : shape) arg.shape.push_back(py::cast<py::ssize_t>(s));
-    check_meta(arg, name, rules, typestr);
-    if (cai.contains("strides") && !cai["strides"].is_none()) {
-      const py::tuple strides = cai["strides"];
-      py::ssize_t expected = static_cast<py::ssize_t>(arg.meta.dtype == DType::U8 ? 1 : 4);
-      for (size_t i = arg.shape.size(); i-- > 0;) {
-        if (arg.shape[i] > 1 && py::cast<py::ssize_t>(strides[i]) != expected)
-          fail(name, ": GPU arrays must be C-contiguous (e.g. call .contiguous() first)");
-        expected *= arg.shape[i];
-      }
-    }
-    const py::tuple data = cai["data"];
-    arg.ptr = reinterpret_cast<const void*>(py::cast<uintptr_t>(data[0]));
+    const ArrayInterface ai = read_interface(obj, name);
+    arg.shape = ai.shape;
+    check_meta(arg, name, rules, ai.typestr);
+    if (!c_contiguous(ai, arg.meta.dtype == DType::U8 ? 1 : 4))
+      fail(name, ": GPU arrays must be C-contiguous (e.g. call .contiguous() first)");
+    arg.ptr = reinterpret_cast<const void*>(ai.data);
+    arg.name = name;
     arg.device = cuda::pointer_device(arg.ptr);
     if (arg.device < 0) fail(name, ": __cuda_array_interface__ does not point to CUDA device memory");
     adopt(arg.device, name);
@@ -129,6 +164,15 @@ class DeviceLoader {
            " values (first at flat index ", bad, ")");
   }
 
+  void bounded(const DeviceArg& a, const std::string& name, float bound) const {
+    if (!a.on_device) return require_bounded_values(a.meta, name, bound);
+    finite(a, name);
+    if (a.meta.dtype != DType::F32) return;
+    cuda::DeviceGuard guard(a.device);
+    const long long bad = cuda::first_invalid(a.as<float>(), count(a), cuda::ValueCheck::FiniteBounded);
+    if (bad >= 0) fail_out_of_bound(name, bound, cuda::read_float(a.as<float>(), bad), static_cast<size_t>(bad));
+  }
+
   void unit_interval(const DeviceArg& a, const std::string& name) const {
     if (!a.on_device) return require_unit_interval(a.meta, name);
     cuda::DeviceGuard guard(a.device);
@@ -146,7 +190,8 @@ class DeviceLoader {
  private:
   static size_t count(const DeviceArg& a) { return static_cast<size_t>(a.meta.h) * a.meta.w * a.meta.c; }
 
-  // The checks of as_image (validate.h) on an interface's typestr and shape, same messages.
+  // The checks of as_image (validate.h) on an interface's typestr and shape, same messages
+  // (describe: memory.h).
   static void check_meta(DeviceArg& arg, const std::string& name, const ImageRules& rules, const std::string& typestr) {
     Image& im = arg.meta;
     const std::string kind = typestr.size() >= 2 ? typestr.substr(1) : typestr;
@@ -176,41 +221,47 @@ class DeviceLoader {
       fail(name, ": expected ", rules.channels, " channel(s), got shape ", describe(s));
   }
 
-  static std::string describe(const std::vector<py::ssize_t>& s) {
-    std::ostringstream o;
-    o << "(";
-    for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-    o << (s.size() == 1 ? ",)" : ")");
-    return o.str();
-  }
 
   int device_ = -1;
   std::string first_name_;
 };
 
-// Copies a host argument to `device` (no-op for device arguments). Call without the GIL held
-// only via upload_all below.
+// The name of a device allocation that failed, as cuda::OutOfMemory (the bindings' exception
+// translator raises it as MemoryError).
+[[noreturn]] inline void device_out_of_memory(const std::string& what, size_t bytes) {
+  throw cuda::OutOfMemory(what + ": not enough CUDA device memory for " + gib(bytes));
+}
+
+// Copies a host argument to the current device (no-op for device arguments); may run without
+// the GIL.
 inline void upload(DeviceArg& a) {
   if (a.on_device || a.ptr) return;
   const size_t bytes = a.meta.arr.nbytes();
-  a.owned = std::make_shared<cuda::Buffer>(bytes);
+  try {
+    a.owned = std::make_shared<cuda::Buffer>(bytes);
+  } catch (const cuda::OutOfMemory&) {
+    device_out_of_memory(a.name + ": copying to the GPU", bytes);
+  }
   cuda::copy_to_device(a.owned->get(), a.meta.data(), bytes);
   a.ptr = a.owned->get();
 }
 
-// Output buffer of the given shape on `device`.
-inline CudaArray device_output(const std::vector<py::ssize_t>& shape, Elem dtype, int device) {
+// Output buffer of the given shape on `device`; `what` names it in errors.
+inline CudaArray device_output(const std::vector<py::ssize_t>& shape, Elem dtype, int device, const std::string& what) {
   CudaArray out;
   out.shape = shape;
   out.dtype = dtype;
   out.device = device;
-  size_t n = 1;
-  for (auto s : shape) n *= static_cast<size_t>(s);
-  out.buffer = std::make_shared<cuda::Buffer>(n * out.itemsize());
+  const size_t bytes = element_count(shape) * out.itemsize();
+  try {
+    out.buffer = std::make_shared<cuda::Buffer>(bytes);
+  } catch (const cuda::OutOfMemory&) {
+    device_out_of_memory(what + " of shape " + describe(shape), bytes);
+  }
   return out;
 }
-inline CudaArray device_output(const std::vector<py::ssize_t>& shape, DType dtype, int device) {
-  return device_output(shape, elem_of(dtype), device);
+inline CudaArray device_output(const std::vector<py::ssize_t>& shape, DType dtype, int device, const std::string& what) {
+  return device_output(shape, elem_of(dtype), device, what);
 }
 
 // The result as the caller expects it: on the device if any input was, else a numpy array.

@@ -13,13 +13,13 @@ namespace {
 
 py::object cuda_warp(const py::object& image, const py::object& flow, const std::string& mode, bool return_valid,
                      int threads) {
-  DeviceLoader loader;
+  DeviceLoader loader("cuda_warp");
   auto args = parse_warp_args(loader, image, flow, mode, threads);
   const Image& m = args.image.meta;
   const int device = loader.device();
   cuda::DeviceGuard guard(device);
-  CudaArray out = device_output(args.image.shape, m.dtype, device);
-  CudaArray valid = return_valid ? device_output({m.h, m.w}, DType::U8, device) : CudaArray();
+  CudaArray out = device_output(args.image.shape, m.dtype, device, "cuda_warp result");
+  CudaArray valid = return_valid ? device_output({m.h, m.w}, DType::U8, device, "cuda_warp valid map") : CudaArray();
   {
     py::gil_scoped_release nogil;
     upload(args.image);
@@ -39,12 +39,12 @@ py::object cuda_warp(const py::object& image, const py::object& flow, const std:
 
 py::object cuda_occlusion(const py::object& flow_ab, const py::object& flow_ba, double alpha1, double alpha2,
                           int threads) {
-  DeviceLoader loader;
+  DeviceLoader loader("cuda_occlusion");
   auto args = parse_occlusion_args(loader, flow_ab, flow_ba, alpha1, alpha2, threads);
   const Image& m = args.forward.meta;
   const int device = loader.device();
   cuda::DeviceGuard guard(device);
-  CudaArray mask = device_output({m.h, m.w}, DType::U8, device);
+  CudaArray mask = device_output({m.h, m.w}, DType::U8, device, "cuda_occlusion result");
   {
     py::gil_scoped_release nogil;
     upload(args.forward);
@@ -78,12 +78,12 @@ HostByteTables byte_tables(const DeviceArg& img) {
 
 py::object cuda_histogram_blend(const py::object& a_obj, const py::object& b_obj, const py::object& weight_obj,
                                 const py::object& ref_obj, int threads) {
-  DeviceLoader loader;
+  DeviceLoader loader("cuda_histogram_blend");
   auto args = parse_blend_args(loader, a_obj, b_obj, weight_obj, ref_obj, threads, /*max_pixels=*/0x7FFFFFFFull);
   const Image& m = args.a.meta;
   const int device = loader.device();
   cuda::DeviceGuard guard(device);
-  CudaArray out = device_output(args.a.shape, m.dtype, device);
+  CudaArray out = device_output(args.a.shape, m.dtype, device, "cuda_histogram_blend result");
   {
     py::gil_scoped_release nogil;
     upload(args.a);
@@ -111,13 +111,13 @@ py::object cuda_histogram_blend(const py::object& a_obj, const py::object& b_obj
 
 py::tuple cuda_min_error_combine(const py::object& a_obj, const py::object& b_obj, const py::object& ea_obj,
                                  const py::object& eb_obj, int threads) {
-  DeviceLoader loader;
+  DeviceLoader loader("cuda_min_error_combine");
   auto args = parse_combine_args(loader, a_obj, b_obj, ea_obj, eb_obj, threads);
   const Image& m = args.a.meta;
   const int device = loader.device();
   cuda::DeviceGuard guard(device);
-  CudaArray out = device_output(args.a.shape, m.dtype, device);
-  CudaArray mask = device_output({m.h, m.w}, DType::U8, device);
+  CudaArray out = device_output(args.a.shape, m.dtype, device, "cuda_min_error_combine result");
+  CudaArray mask = device_output({m.h, m.w}, DType::U8, device, "cuda_min_error_combine mask");
   {
     py::gil_scoped_release nogil;
     upload(args.a);
@@ -136,8 +136,10 @@ py::tuple cuda_min_error_combine(const py::object& a_obj, const py::object& b_ob
 }
 
 const RegisterBindings reg([](py::module_& m) {
-  // CUDA failures (out of memory, launch errors) surface as RuntimeError with CUDA's message.
+  // CUDA failures (launch errors, a lost device) surface as RuntimeError with CUDA's message, and
+  // running out of device memory as MemoryError (registered last: tried first).
   py::register_exception<cuda::Error>(m, "CudaError", PyExc_RuntimeError);
+  py::register_exception<cuda::OutOfMemory>(m, "CudaOutOfMemoryError", PyExc_MemoryError);
 
   m.def("cuda_device_count", [] { return cuda::device_count(); },
         "(number of usable CUDA devices, reason when 0); never raises, also without a driver.");

@@ -17,26 +17,26 @@ namespace rerender::bindings {
 // lookup, hence outside the anonymous namespace).
 inline size_t rank_of(const DeviceArg& a) { return a.shape.size(); }
 
-inline py::object host_nnf(DeviceLoader& loader, const py::object& obj, const std::string& name) {
+inline py::object host_nnf(DeviceLoader& loader, const py::object& obj, const std::string& name, int ht, int wt) {
   if (!py::hasattr(obj, "__cuda_array_interface__")) return obj;  // numpy (or wrong): checked as on the CPU
-  const py::dict cai = obj.attr("__cuda_array_interface__");
-  const py::dtype dtype = py::module_::import("numpy").attr("dtype")(cai["typestr"]);
-  std::vector<py::ssize_t> shape;
-  for (auto s : py::tuple(cai["shape"])) shape.push_back(py::cast<py::ssize_t>(s));
-  py::array host(dtype, shape);
-  if (cai.contains("strides") && !cai["strides"].is_none()) {
-    const py::tuple strides = cai["strides"];
-    py::ssize_t expected = dtype.itemsize();
-    for (size_t i = shape.size(); i-- > 0;) {
-      if (shape[i] > 1 && py::cast<py::ssize_t>(strides[i]) != expected)
-        fail(name, ": GPU arrays must be C-contiguous (e.g. call .contiguous() first)");
-      expected *= shape[i];
-    }
+  const ArrayInterface ai = read_interface(obj, name);
+  py::dtype dtype;
+  try {
+    dtype = py::module_::import("numpy").attr("dtype")(ai.typestr);
+  } catch (const py::error_already_set& e) {
+    fail(name, ": malformed __cuda_array_interface__ (", e.what(), ")");
   }
-  const void* ptr = reinterpret_cast<const void*>(py::cast<uintptr_t>(py::tuple(cai["data"])[0]));
+  // the CPU path's checks and messages, before anything is allocated for the copy
+  if (!dtype.is(py::dtype::of<int32_t>()))
+    fail("init_nnf: unsupported dtype ", std::string(py::str(dtype)), " (expected int32)");
+  if (ai.shape.size() != 3 || ai.shape[0] != ht || ai.shape[1] != wt || ai.shape[2] != 2)
+    fail("init_nnf: expected shape (", ht, ", ", wt, ", 2) (target H x W x (x, y)), got ", describe(ai.shape));
+  if (!c_contiguous(ai, 4)) fail(name, ": GPU arrays must be C-contiguous (e.g. call .contiguous() first)");
+  const void* ptr = reinterpret_cast<const void*>(ai.data);
   const int device = cuda::pointer_device(ptr);
   if (device < 0) fail(name, ": __cuda_array_interface__ does not point to CUDA device memory");
   loader.adopt(device, name);  // a device input like the others (same device; waits for producers)
+  py::array host = new_array(loader.budget, name + ": copy to the host", dtype, ai.shape);
   void* dst = host.mutable_data();
   const size_t bytes = host.nbytes();
   {
@@ -57,7 +57,7 @@ py::object cuda_synthesize(const py::object& style_obj, const py::object& guides
                            const py::object& search_vote_iters, const py::object& patchmatch_iters,
                            const py::object& uniformity, const py::object& stop_threshold, const py::object& init_nnf,
                            const py::object& target_mask, const py::object& seed, const py::object& threads) {
-  DeviceLoader loader;
+  DeviceLoader loader("cuda_synthesize");
   const auto args = parse_synthesis_args(loader, style_obj, guides_obj, style_weight, patch_size, pyramid_levels,
                                          search_vote_iters, patchmatch_iters, uniformity, stop_threshold, init_nnf,
                                          target_mask, seed, threads);
@@ -67,22 +67,17 @@ py::object cuda_synthesize(const py::object& style_obj, const py::object& guides
     guides.push_back({plane_of(args.sources[i].meta, data_of(args.sources[i])),
                       plane_of(args.targets[i].meta, data_of(args.targets[i])), args.weights[i]});
   const auto* mask = args.has_mask ? static_cast<const uint8_t*>(data_of(args.mask)) : nullptr;
-  // The CUDA core takes resolved levels; this is the CPU core's rule (core/synthesis.cpp): a warm
-  // start solves the finest level only unless levels were asked for.
-  syn::Params prm = args.params;
-  if (prm.pyramid_levels <= 0)
-    prm.pyramid_levels = args.has_init_nnf ? 1 : syn::auto_pyramid_levels(style.h, style.w, args.ht, args.wt,
-                                                                         prm.patch_size);
   const int device = loader.device();
   cuda::DeviceGuard guard(device);
-  CudaArray image = device_output(args.image_shape, style.dtype, device);
-  CudaArray nnf = device_output({args.ht, args.wt, 2}, Elem::I32, device);
-  CudaArray error = device_output({args.ht, args.wt}, Elem::F32, device);
+  CudaArray image = device_output(args.image_shape, style.dtype, device, "cuda_synthesize image");
+  CudaArray nnf = device_output({args.ht, args.wt, 2}, Elem::I32, device, "cuda_synthesize nnf");
+  CudaArray error = device_output({args.ht, args.wt}, Elem::F32, device, "cuda_synthesize error");
   {
     py::gil_scoped_release nogil;
     const cuda::Outputs out{image.buffer->get(), style.dtype == DType::U8, nnf.buffer->as<int32_t>(),
                             error.buffer->as<float>()};
-    cuda::synthesize(plane_of(style, data_of(args.style)), guides, args.ht, args.wt, args.nnf_ptr(), mask, prm, out);
+    cuda::synthesize(plane_of(style, data_of(args.style)), guides, args.ht, args.wt, args.nnf_ptr(), mask, args.params,
+                     out);
   }
   return py::make_tuple(deliver(image, loader), deliver(nnf, loader), deliver(error, loader));
 }

@@ -49,7 +49,8 @@ def add_command(sub, name: str, **kw) -> Parser:
 def add_job_options(p: argparse.ArgumentParser, *, output_required: bool = True) -> None:
     """The options of the job (rerender.job.JobConfig), the same for every command that runs one."""
     p.add_argument("-o", "--output", required=output_required, default=None, metavar="OUT",
-                   help="output video file (the input's fps and sound) or folder (OUT/NNNN.png)")
+                   help="output video file (the input's fps, sound and timecode), folder (frames named and "
+                        "numbered like the input sequence, or OUT/NNNN.png for a video) or pattern (out/shot.####.png)")
     p.add_argument("--work-dir", metavar="DIR", default=None,
                    help="intermediate files (frames, flow, key frames, candidates); default: OUT.work")
     p.add_argument("--frames", metavar="A:B", default=None,
@@ -103,4 +104,5 @@ def load_configs(args, stages: tuple[str, ...], stage_overrides: dict[str, dict[
     """The configurations of ``stages`` from ``--config`` and the flags (flags win)."""
     from ..pipeline import load_configs
 
-    return load_configs(args.config, stages, {"job": job_overrides(args), **stage_overrides})
+    job = {**job_overrides(args), **stage_overrides.pop("job", {})}
+    return load_configs(args.config, stages, {"job": job, **stage_overrides})

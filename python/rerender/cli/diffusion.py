@@ -25,9 +25,12 @@ example:
 
 # KeyframeConfig fields set by flags of the same name
 KEYFRAME_FLAGS = ("prompt", "negative_prompt", "added_prompt", "model", "model_config", "vae", "controlnet",
-                  "control", "control_strength", "control_images", "lora", "interval", "strength", "steps",
+                  "control", "control_strength", "control_images", "lora", "interval", "key_frames", "strength", "steps",
                   "guidance_scale", "seed", "allow_pickle", "device", "dtype", "cross_frame_layers",
-                  "color_correction", "cross_frame_attention", "shape_fusion", "pixel_fusion", "adain")
+                  "color_correction", "cross_frame_attention", "shape_fusion", "pixel_fusion", "adain", "prompt_schedule",
+                  "negative_prompt_schedule", "depth_model", "control_window", "cross_window", "freeu", "offload",
+                  "vae_tiling", "raft_weights", "raft_iters", "init", "source_prompt", "inversion_refine", "reference",
+                  "reference_scale", "ip_adapter", "image_encoder", "reanchor_every")
 
 
 def add(sub) -> None:
@@ -54,6 +57,10 @@ def add(sub) -> None:
 def _add_keyframe_options(p) -> None:
     p.add_argument("--prompt", default=None, help="text prompt describing the result")
     p.add_argument("--negative-prompt", default=None, help="what to avoid (has a sensible default)")
+    p.add_argument("--prompt-at", dest="prompt_schedule", action="append", default=None, metavar="FRAME:PROMPT",
+                   help="from input frame FRAME on, key frames use PROMPT (repeatable; a prompt per shot section)")
+    p.add_argument("--negative-prompt-at", dest="negative_prompt_schedule", action="append", default=None,
+                   metavar="FRAME:TEXT", help="from input frame FRAME on, the negative prompt is TEXT (repeatable)")
     p.add_argument("--added-prompt", default=None, help="appended to the prompt (default: quality words)")
     p.add_argument("--model", default=None, metavar="ID|DIR|FILE", help="Stable Diffusion 1.5-type base model")
     p.add_argument("--model-config", default=None, metavar="DIR|ID",
@@ -61,14 +68,23 @@ def _add_keyframe_options(p) -> None:
     p.add_argument("--vae", default=None, metavar="ID|DIR|FILE", help="custom VAE")
     p.add_argument("--controlnet", action="append", default=None, metavar="ID|DIR|FILE",
                    help="ControlNet (repeat for several; pairs with --control in order)")
-    p.add_argument("--control", action="append", default=None, choices=("canny", "hed", "images"),
+    p.add_argument("--control", action="append", default=None, choices=("canny", "hed", "depth", "images"),
                    help="condition of each ControlNet (default: hed)")
+    p.add_argument("--depth-model", default=None, metavar="DIR|ID",
+                   help="depth estimator for --control depth: a transformers depth-estimation folder or hub id "
+                        "(safetensors; no default)")
+    p.add_argument("--control-window", type=float, nargs=2, default=None, metavar=("START", "END"),
+                   help="ControlNet guidance start/end as fractions of the steps run (default 0 1)")
     p.add_argument("--control-strength", action="append", type=float, default=None, metavar="S",
                    help="conditioning scale (one for all or one per ControlNet; default 0.7)")
     p.add_argument("--control-images", action="append", default=None, metavar="DIR",
                    help="condition images NNNN.png for an 'images' control")
     p.add_argument("--lora", action="append", default=None, metavar="FILE[:SCALE]", help="LoRA file, repeatable")
     p.add_argument("--interval", type=int, default=None, metavar="K", help="render every K-th frame (default 10)")
+    p.add_argument("--key-frames", default=None, metavar="auto|LIST|FILE",
+                   help="key frames instead of --interval: 'auto' (by content change; shot cuts detected, every shot "
+                        "gets its own anchor), a list such as 0,14,37,80, or WORK/keyplan.json as written (and "
+                        "perhaps edited) after an earlier run")
     p.add_argument("--strength", type=float, default=None, metavar="S",
                    help="SDEdit strength in (0, 1]: lower keeps more of the input (default 0.75)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default 20)")
@@ -79,11 +95,42 @@ def _add_keyframe_options(p) -> None:
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
     p.add_argument("--dtype", default=None, choices=("auto", "fp16", "fp32"))
     p.add_argument("--cross-frame-layers", default=None, choices=("decoder", "decoder-light", "all"))
+    p.add_argument("--cross-window", type=float, nargs=2, default=None, metavar=("START", "END"),
+                   help="steps (fractions of those run) with cross-frame attention (default 0 1)")
+    p.add_argument("--freeu", type=float, nargs=4, default=None, metavar=("B1", "B2", "S1", "S2"),
+                   help="FreeU backbone/skip factors (SD 1.5: 1.5 1.6 0.9 0.2); off by default")
+    p.add_argument("--offload", default=None, choices=("none", "model", "sequential"),
+                   help="low VRAM: model = one model on the GPU at a time + attention caches in CPU memory; "
+                        "sequential = layer by layer (slowest, least memory)")
+    p.add_argument("--vae-tiling", action="store_true", default=None,
+                   help="encode/decode in tiles (bounds VAE memory above 512 px)")
+    p.add_argument("--raft-weights", default=None, metavar="FILE",
+                   help="RAFT weights (torchvision layout, .safetensors; .pth needs --allow-pickle): "
+                        "key-frame fusions use RAFT flow instead of the job's --flow")
+    p.add_argument("--raft-iters", type=int, default=None, metavar="N", help="RAFT refinement iterations (12)")
     p.add_argument("--color-correction", action="store_true", default=None,
-                   help="match the inputs' colours to a frame generated from noise first (prompted colours win)")
+                   help="give the inputs the colours (chroma) of a frame generated from noise first, keeping their "
+                        "lightness (prompted colours win)")
     for name in ("cross-frame-attention", "shape-fusion", "pixel-fusion", "adain"):
         p.add_argument(f"--no-{name}", dest=name.replace("-", "_"), action="store_false", default=None,
                        help=f"switch {name.replace('-', ' ')} off (ablation)")
+    p.add_argument("--init", default=None, choices=("sdedit", "inversion"),
+                   help="start latent: sdedit (noised input, the paper's default) or inversion (DDIM inversion of "
+                        "the input under --source-prompt: keeps structure at high strength; cached in WORK/keys)")
+    p.add_argument("--source-prompt", default=None, metavar="TEXT", help="describes the input, for --init inversion")
+    p.add_argument("--inversion-refine", type=int, default=None, metavar="N",
+                   help="fixed-point iterations per inversion step (default 1; 0 = plain DDIM inversion)")
+    p.add_argument("--reference", default=None, metavar="IMAGE",
+                   help="condition every key frame on this image beside the prompt (IP-Adapter)")
+    p.add_argument("--reference-scale", type=float, default=None, metavar="S",
+                   help="IP-Adapter scale: 0 = prompt only, 1 = mostly the image (default 0.5)")
+    p.add_argument("--ip-adapter", default=None, metavar="FILE|DIR|ID",
+                   help="IP-Adapter weights (default h94/IP-Adapter: models/ip-adapter_sd15.safetensors)")
+    p.add_argument("--image-encoder", default=None, metavar="DIR|ID",
+                   help="the IP-Adapter's CLIP image encoder (default: image_encoder next to the adapter)")
+    p.add_argument("--reanchor-every", type=int, default=None, metavar="N",
+                   help="long shots: every N keys the latest key becomes the fusion anchor while the first key stays "
+                        "in the attention references and AdaIN (0 = one anchor for the shot)")
     p.add_argument("--first-only", action="store_true", help="render only the anchor (first key) as a preview")
 
 
@@ -123,8 +170,10 @@ def run(args) -> int:
     require_diffusion()
     cfg = _configs(args, ("job", "keyframes", "propagation"))
     with cluster_client(None if args.first_only else args.scheduler) as client:
-        translate(args.input, args.output, keyframes=cfg["keyframes"], propagation=cfg["propagation"],
-                  job=cfg["job"], progress=args.reporter, first_only=args.first_only, client=client)
-    # a preview's result is the anchor key frame
-    args.reporter.done(str(cfg["job"].work_dir_for(args.output) / "keys") if args.first_only else args.output)
+        _, result = translate(args.input, args.output, keyframes=cfg["keyframes"], propagation=cfg["propagation"],
+                              job=cfg["job"], progress=args.reporter, first_only=args.first_only, client=client)
+    if result is None:  # a preview: its result is the anchor key frame
+        args.reporter.done(str(cfg["job"].work_dir_for(args.output) / "keys"))
+    else:
+        args.reporter.done(args.output, files=result.files if len(result.files) > 1 else None)
     return 0

@@ -31,6 +31,12 @@ def add(sub) -> None:
                    "(a folder, or a pattern such as 'shot/%%04d.png' or 'shot/*.exr')")
     p.add_argument("--keys", required=True, metavar="KEYDIR", help="folder of key frames named by frame index")
     add_job_options(p)
+    p.add_argument("--key-numbering", choices=("auto", "index", "frame"), default=None,
+                   help="key-frame names count zero-based indices or the sequence's own frame numbers "
+                        "(shot.1001.png); auto (default) tells them apart and refuses names that fit both")
+    p.add_argument("--cuts", default=None, metavar="auto|LIST",
+                   help="shot cuts (first frames of later shots, e.g. 30,76) or 'auto' to detect them: nothing is "
+                        "propagated across a cut, so every shot needs a key frame (default: none)")
     p.add_argument("--poisson", action="store_true", default=None,
                    help="add screened Poisson (gradient-domain) blending after the histogram-preserving blend")
     p.add_argument("--workers", type=int, metavar="N", default=None,
@@ -42,13 +48,24 @@ def add(sub) -> None:
     p.set_defaults(func=run)
 
 
+def parse_cuts(text: str | None) -> list[int] | str | None:
+    if text is None or text.strip().lower() in ("", "none"):
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return sorted({int(t) for t in text.replace(" ", "").split(",") if t})
+    except ValueError:
+        raise ValueError(f"--cuts: expected 'auto' or frame numbers separated by commas, got {text!r}") from None
+
+
 def run(args) -> int:
     from ..pipeline import propagate
 
     flags = {"poisson": args.poisson, "workers": args.workers, "threads": args.threads}
-    cfg = load_configs(args, ("job", "propagation"), {"propagation": flags})
+    cfg = load_configs(args, ("job", "propagation"), {"propagation": flags, "job": {"key_numbering": args.key_numbering}})
     with cluster_client(args.scheduler) as client:
-        propagate(args.input, args.keys, args.output, config=cfg["propagation"], job=cfg["job"],
-                  progress=args.reporter, client=client)
-    args.reporter.done(args.output)
+        result = propagate(args.input, args.keys, args.output, config=cfg["propagation"], job=cfg["job"],
+                           progress=args.reporter, cuts=parse_cuts(args.cuts), client=client)
+    args.reporter.done(args.output, files=result.files if len(result.files) > 1 else None)
     return 0

@@ -1,4 +1,5 @@
-"""``rerender metrics`` (temporal consistency of a result) and ``rerender demo`` (the built-in clip)."""
+"""``rerender metrics`` (temporal consistency of a result), ``rerender demo`` (the built-in clip) and
+``rerender info`` (what this installation has: the first thing a bug report should include)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,6 +31,13 @@ def add(sub) -> None:
     d.add_argument("--key-every", type=int, default=10, metavar="K", help="key frame spacing (default: 10)")
     d.set_defaults(func=demo)
 
+    i = add_command(
+        sub, "info",
+        help="versions, native backends and SIMD path, CUDA, diffusion extras, HED weights, caches",
+        description="Describe this installation (paste it into bug reports). With --progress json, one "
+                    "'info' event holds the same as data.")
+    i.set_defaults(func=info)
+
 
 def metrics(args) -> int:
     from ..files import atomic_write_bytes
@@ -51,4 +59,15 @@ def demo(args) -> int:
 
     run_demo(args.output, frames=args.frames, key_every=args.key_every, progress=args.reporter)
     args.reporter.done(args.output)
+    return 0
+
+
+def info(args) -> int:
+    from ..info import collect, describe
+
+    report = collect()
+    if args.reporter.mode == "json":
+        args.reporter.event("info", **report)
+    else:
+        print(describe(report))
     return 0

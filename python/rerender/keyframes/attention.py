@@ -28,6 +28,7 @@ class CrossFrameState:
         self.step: int = 0
         self.refs: list[dict[tuple[str, int], torch.Tensor]] = []
         self.recording: dict[tuple[str, int], torch.Tensor] | None = None
+        self.store_device: torch.device | None = None  # where recordings go (None: where they are computed)
         self.calls: int = 0  # processor invocations with references (lets tests check it ran)
 
     def reset(self) -> None:
@@ -63,7 +64,8 @@ class CrossFrameAttnProcessor:
         st = self.state
         slot = (self.name, st.step)
         if st.recording is not None:
-            st.recording[slot] = hidden_states.detach()
+            kept = hidden_states.detach()
+            st.recording[slot] = kept if st.store_device is None else kept.to(st.store_device)
         if st.refs:
             refs = []
             for cache in st.refs:
@@ -74,7 +76,7 @@ class CrossFrameAttnProcessor:
                 if ref.shape != hidden_states.shape:
                     raise RuntimeError(f"cross-frame attention: cached {tuple(ref.shape)} vs current "
                                        f"{tuple(hidden_states.shape)} at layer {self.name}")
-                refs.append(ref.to(hidden_states.dtype))
+                refs.append(ref.to(device=hidden_states.device, dtype=hidden_states.dtype))
             key_src = torch.cat(refs, dim=1)  # [v_anchor; v_prev] along the token axis
             st.calls += 1
 

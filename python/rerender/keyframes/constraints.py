@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -128,14 +129,33 @@ def fusion_weight(both_occluded: torch.Tensor, strength: float, smooth: bool, di
     return strength * reliable
 
 
-def match_histograms(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Per-channel histogram matching of a uint8 RGB image to ``reference`` (colour correction)."""
-    if image.dtype != np.uint8 or reference.dtype != np.uint8:
-        raise ValueError(f"match_histograms: need uint8 images, got {image.dtype} and {reference.dtype}")
-    out = np.empty_like(image)
-    for c in range(image.shape[2]):
-        src_cdf = np.cumsum(np.bincount(image[..., c].ravel(), minlength=256)) / image[..., c].size
-        ref_cdf = np.cumsum(np.bincount(reference[..., c].ravel(), minlength=256)) / reference[..., c].size
-        lut = np.searchsorted(ref_cdf, src_cdf - 1e-12).clip(0, 255).astype(np.uint8)
-        out[..., c] = lut[image[..., c]]
-    return out
+def _match_quantiles(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Map float ``values`` so their distribution matches ``reference``'s (rank -> reference quantile;
+    equal values stay equal)."""
+    uniq, inverse, counts = np.unique(values.ravel(), return_inverse=True, return_counts=True)
+    q_src = (np.cumsum(counts) - 0.5 * counts) / values.size  # mid-rank quantile of each distinct value
+    ref = np.sort(reference.ravel())
+    q_ref = (np.arange(ref.size) + 0.5) / ref.size
+    return np.interp(q_src, q_ref, ref)[inverse].reshape(values.shape).astype(values.dtype)
+
+
+def match_colour(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Colour correction: give uint8 RGB ``image`` the colours of ``reference`` but keep its lightness.
+
+    Works in CIE Lab (float, D65): the a and b (chroma) histograms are matched to the reference's,
+    L is the image's own, so the brightness and contrast that drive SDEdit's structure are unchanged.
+    Chroma that leaves the sRGB gamut is clipped on the way back (the only place L can move)."""
+    for name, im in (("image", image), ("reference", reference)):
+        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+            raise ValueError(f"match_colour: {name} must be uint8 H x W x 3, got {im.dtype} {im.shape}")
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    ref = cv2.cvtColor(reference.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    for c in (1, 2):
+        lab[..., c] = _match_quantiles(lab[..., c], ref[..., c])
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def lightness(image: np.ndarray) -> np.ndarray:
+    """CIE L* (0..100) of a uint8 RGB image, float32."""
+    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)[..., 0]

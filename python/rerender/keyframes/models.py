@@ -2,8 +2,14 @@
 
 Sources: a hub id, a local diffusers folder, or a single weights file. Single ``.safetensors``
 files are loaded by diffusers' ``from_single_file``; pickle checkpoints (``.ckpt``, ``.pt``,
-``.pth``, ``.bin``) can run code when unpickled, so they are refused unless explicitly allowed.
+``.pth``, ``.bin``) can run code when unpickled, so they are refused unless explicitly allowed:
+single files by their extension, folders and hub ids by loading with ``use_safetensors=True``
+(a folder holding only ``.bin`` weights is refused with an error naming ``--allow-pickle``).
 LoRA files are applied through diffusers' LoRA loader (peft) with a scale, not merged by hand.
+
+Memory (``offload``): ``model`` keeps one group of models on the GPU at a time (text encoder;
+UNet + ControlNets; VAE; image encoder) through accelerate's offload hooks, ``sequential`` streams
+every layer's weights (accelerate's ``cpu_offload``).
 """
 from __future__ import annotations
 
@@ -28,6 +34,10 @@ class Components:
     controlnets: list
     device: torch.device
     dtype: torch.dtype
+    offload: str = "none"
+    offloader: object = None  # the GroupOffload of offload="model" (tests inspect it)
+    image_encoder: object = None  # CLIP image encoder of an IP-Adapter
+    ip_pipeline: object = None  # the pipeline holding the IP-Adapter (image embeddings, adapter scale)
 
 
 def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
@@ -71,6 +81,24 @@ def source_kind(source: str, allow_pickle: bool = False, what: str = "model") ->
     return "hub"
 
 
+def safetensors_only(allow_pickle: bool) -> bool | None:
+    """``use_safetensors`` for diffusers/transformers loaders: True (refuse pickle) unless allowed;
+    None lets the loader prefer safetensors and fall back to pickle weights."""
+    return None if allow_pickle else True
+
+
+def _refuse_pickle_errors(what: str, source: str, allow_pickle: bool, load):
+    """Run ``load()``; a failure to find safetensors weights becomes an error naming --allow-pickle."""
+    try:
+        return load()
+    except (OSError, ValueError) as e:
+        if allow_pickle or "safetensors" not in str(e):
+            raise
+        raise ValueError(f"{what}: {source} has no .safetensors weights (pickle .bin/.pt weights can execute code "
+                         "when loaded); convert them to .safetensors or pass --allow-pickle (allow_pickle: true) "
+                         f"if you trust them. Loader said: {e}") from None
+
+
 def parse_lora(spec: str) -> tuple[str, float]:
     """``FILE`` or ``FILE:SCALE`` -> (file, scale); the suffix is a scale only if it parses as a number."""
     path, sep, tail = spec.rpartition(":")
@@ -99,7 +127,8 @@ def load_base(model: str, *, model_config: str | None = None, allow_pickle: bool
         if model_config is not None:
             kwargs["config"] = model_config
         return StableDiffusionPipeline.from_single_file(str(Path(model).expanduser()), **kwargs)
-    return StableDiffusionPipeline.from_pretrained(model, **_pipeline_kwargs(dtype, local=kind == "folder"))
+    return _refuse_pickle_errors("model", model, allow_pickle, lambda: StableDiffusionPipeline.from_pretrained(
+        model, use_safetensors=safetensors_only(allow_pickle), **_pipeline_kwargs(dtype, local=kind == "folder")))
 
 
 def load_vae(source: str, *, config: str | None = None, subfolder: str | None = None,
@@ -116,7 +145,8 @@ def load_vae(source: str, *, config: str | None = None, subfolder: str | None = 
             kwargs["subfolder"] = subfolder
         return AutoencoderKL.from_single_file(str(Path(source).expanduser()), **kwargs)
     sub = "vae" if kind == "folder" and (Path(source) / "vae").is_dir() else None
-    return AutoencoderKL.from_pretrained(source, subfolder=sub, local_files_only=kind == "folder")
+    return _refuse_pickle_errors("vae", source, allow_pickle, lambda: AutoencoderKL.from_pretrained(
+        source, subfolder=sub, local_files_only=kind == "folder", use_safetensors=safetensors_only(allow_pickle)))
 
 
 def load_controlnet(source: str, *, config: str | None = None, allow_pickle: bool = False,
@@ -130,7 +160,8 @@ def load_controlnet(source: str, *, config: str | None = None, allow_pickle: boo
         if config is not None:
             kwargs["config"] = config
         return ControlNetModel.from_single_file(str(Path(source).expanduser()), **kwargs)
-    return ControlNetModel.from_pretrained(source, local_files_only=kind == "folder")
+    return _refuse_pickle_errors("controlnet", source, allow_pickle, lambda: ControlNetModel.from_pretrained(
+        source, local_files_only=kind == "folder", use_safetensors=safetensors_only(allow_pickle)))
 
 
 def apply_loras(pipe, loras: list[str], allow_pickle: bool = False) -> None:
@@ -146,10 +177,64 @@ def apply_loras(pipe, loras: list[str], allow_pickle: bool = False) -> None:
             p = Path(path).expanduser()
             pipe.load_lora_weights(str(p.parent), weight_name=p.name, adapter_name=name)
         else:
-            pipe.load_lora_weights(path, adapter_name=name)
+            _refuse_pickle_errors(f"lora[{i}]", path, allow_pickle, lambda: pipe.load_lora_weights(
+                path, adapter_name=name, use_safetensors=safetensors_only(allow_pickle)))
         names.append(name)
         scales.append(scale)
     pipe.set_adapters(names, adapter_weights=scales)
+
+
+IP_ADAPTER_HUB_FILE = ("models", "ip-adapter_sd15.safetensors")  # subfolder, file in a hub repo like h94/IP-Adapter
+IP_ADAPTER_HUB_ENCODER = "models/image_encoder"
+
+
+def load_ip_adapter(pipe, source: str, image_encoder: str | None = None, *, allow_pickle: bool = False) -> None:
+    """Load an IP-Adapter into ``pipe`` (diffusers' ``load_ip_adapter``) with its CLIP image encoder.
+
+    ``source``: the adapter file (.safetensors), a folder holding one adapter file (and optionally an
+    ``image_encoder/`` folder), or a hub id (file ``models/ip-adapter_sd15.safetensors``, encoder
+    ``models/image_encoder``, as in h94/IP-Adapter). ``image_encoder``: a CLIPVisionModelWithProjection
+    folder or hub id (default: next to the adapter). Safetensors only unless ``allow_pickle``. Load it
+    before installing cross-frame attention: diffusers rebuilds every attention processor here.
+    """
+    from transformers import CLIPVisionModelWithProjection
+
+    kind = source_kind(source, allow_pickle, "ip_adapter")
+    encoder_sub = None
+    if kind == "file":
+        p = Path(source).expanduser()
+        repo, sub, weight = str(p.parent), "", p.name
+        default_encoder = p.parent / "image_encoder"
+    elif kind == "folder":
+        p = Path(source).expanduser()
+        suffixes = {".safetensors"} | (PICKLE_SUFFIXES if allow_pickle else set())
+        files = sorted(f.name for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        if len(files) != 1:
+            raise ValueError(f"ip_adapter: {source} must hold exactly one adapter weights file (.safetensors"
+                             f"{', or a pickle file with --allow-pickle' if not allow_pickle else ''}), found {files}")
+        repo, sub, weight = str(p), "", files[0]
+        default_encoder = p / "image_encoder"
+    else:
+        repo, (sub, weight) = source, IP_ADAPTER_HUB_FILE
+        default_encoder = None
+    if image_encoder is None:
+        if default_encoder is not None:
+            if not default_encoder.is_dir():
+                raise FileNotFoundError(f"image_encoder: no image_encoder/ folder next to {source}; "
+                                        "give the CLIP image encoder with --image-encoder DIR|ID")
+            image_encoder = str(default_encoder)
+        else:
+            image_encoder, encoder_sub = source, IP_ADAPTER_HUB_ENCODER
+    enc_kind = source_kind(image_encoder, allow_pickle, "image_encoder")
+    if enc_kind == "file":
+        raise ValueError(f"image_encoder: {image_encoder} is a file; give the encoder's folder or a hub id")
+    enc = _refuse_pickle_errors("image_encoder", image_encoder, allow_pickle, lambda: (
+        CLIPVisionModelWithProjection.from_pretrained(image_encoder, subfolder=encoder_sub or "",
+                                                      use_safetensors=safetensors_only(allow_pickle),
+                                                      local_files_only=enc_kind == "folder")))
+    pipe.register_modules(image_encoder=enc)  # diffusers then does not load an encoder itself
+    pipe.load_ip_adapter(repo, subfolder=sub, weight_name=weight, image_encoder_folder=None,
+                         local_files_only=kind != "hub")
 
 
 def prepare(module, device: torch.device, dtype: torch.dtype):
@@ -160,15 +245,93 @@ def prepare(module, device: torch.device, dtype: torch.dtype):
     return module.eval().requires_grad_(False)
 
 
+class GroupOffload:
+    """Keeps one group of models on the execution device at a time (offload="model").
+
+    Each model gets an accelerate hook (``ModelHook``: it also fires for the VAE's ``encode`` /
+    ``decode``) that, before the model runs, moves the model's group to the device and every other
+    group to CPU memory. UNet and ControlNets form one group: they alternate every step, and moving
+    them apart would copy gigabytes per step.
+    """
+
+    def __init__(self, groups: dict[str, list], device: torch.device):
+        from accelerate.hooks import add_hook_to_module
+
+        self.groups = {k: [m for m in v if m is not None] for k, v in groups.items()}
+        self.device = device
+        self.active: str | None = None
+        self.switches: list[str] = []  # the order groups were activated in (tests, diagnostics)
+        for name, mods in self.groups.items():
+            for m in mods:
+                add_hook_to_module(m, _group_hook(self, name))
+
+    def activate(self, name: str) -> None:
+        if self.active == name:
+            return
+        for other, mods in self.groups.items():
+            if other != name:
+                for m in mods:
+                    m.to("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()  # give the freed blocks back before the next group allocates
+        for m in self.groups[name]:
+            m.to(self.device)
+        self.active = name
+        self.switches.append(name)
+
+
+def _group_hook(owner: GroupOffload, group: str):
+    from accelerate.hooks import ModelHook
+    from accelerate.utils import send_to_device
+
+    class GroupHook(ModelHook):
+        def init_hook(self, module):
+            return module.to("cpu")
+
+        def pre_forward(self, module, *args, **kwargs):
+            owner.activate(group)
+            return send_to_device(args, owner.device), send_to_device(kwargs, owner.device)
+
+    return GroupHook()
+
+
+def apply_offload(comps: Components, mode: str) -> Components:
+    """Put the components' models under ``mode`` offloading (see the module docstring)."""
+    if mode == "none":
+        return comps
+    if mode not in ("model", "sequential"):
+        raise ValueError(f"offload: {mode!r} is not one of 'none', 'model', 'sequential'")
+    groups = {"text": [comps.text_encoder], "denoise": [comps.unet, *comps.controlnets], "vae": [comps.vae],
+              "image": [comps.image_encoder]}
+    if mode == "model":
+        comps.offloader = GroupOffload(groups, comps.device)
+    else:
+        from accelerate import cpu_offload
+
+        for mods in groups.values():
+            for m in mods:
+                if m is not None:
+                    cpu_offload(m, execution_device=comps.device)
+    comps.offload = mode
+    return comps
+
+
 def load_components(model: str, controlnets: list[str], *, model_config: str | None = None,
                     vae: str | None = None, loras: list[str] | None = None, allow_pickle: bool = False,
-                    device: str = "auto", dtype: str = "auto") -> Components:
-    """Everything the sampler needs, moved to the device, in eval mode, with a DDIM scheduler."""
+                    device: str = "auto", dtype: str = "auto", offload: str = "none",
+                    ip_adapter: str | None = None, image_encoder: str | None = None) -> Components:
+    """Everything the sampler needs, in eval mode, with a DDIM scheduler: on the device, or in CPU
+    memory under ``offload`` ("model" / "sequential") hooks that move them to the device when they run.
+    ``ip_adapter``/``image_encoder``: an IP-Adapter for a reference image (see :func:`load_ip_adapter`)."""
     from diffusers import DDIMScheduler
 
+    if offload not in ("none", "model", "sequential"):
+        raise ValueError(f"offload: {offload!r} is not one of 'none', 'model', 'sequential'")
     dev, dt = resolve_device(device, dtype)
     pipe = load_base(model, model_config=model_config, allow_pickle=allow_pickle, dtype=dt)
     apply_loras(pipe, list(loras or []), allow_pickle)
+    if ip_adapter:
+        load_ip_adapter(pipe, ip_adapter, image_encoder, allow_pickle=allow_pickle)
     vae_model = pipe.vae
     if vae:
         # a single-file VAE takes its config from the base model's (folder, id or --model-config)
@@ -177,7 +340,11 @@ def load_components(model: str, controlnets: list[str], *, model_config: str | N
                              allow_pickle=allow_pickle, dtype=dt)
     nets = [load_controlnet(c, allow_pickle=allow_pickle, dtype=dt) for c in controlnets]
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    for m in (pipe.unet, vae_model, pipe.text_encoder, *nets):
-        prepare(m, dev, dt)
-    return Components(unet=pipe.unet, vae=vae_model, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                      scheduler=scheduler, controlnets=nets, device=dev, dtype=dt)
+    home = dev if offload == "none" else torch.device("cpu")  # offloaded models never sit on the GPU all at once
+    enc = pipe.image_encoder if ip_adapter else None
+    for m in (pipe.unet, vae_model, pipe.text_encoder, *nets, *([enc] if enc is not None else [])):
+        prepare(m, home, dt)
+    comps = Components(unet=pipe.unet, vae=vae_model, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                       scheduler=scheduler, controlnets=nets, device=dev, dtype=dt, image_encoder=enc,
+                       ip_pipeline=pipe if ip_adapter else None)
+    return apply_offload(comps, offload)

@@ -13,6 +13,15 @@ With pixel-aware fusion on, a rough pass (no pixel fusion) renders the frame fir
 fill the reference where both the anchor and the previous key are occluded. The second pass is
 identical to the rough one until the pixel window opens, so it resumes from the rough pass's latent
 at that step instead of repeating those steps (same result, about a quarter fewer UNet calls).
+ControlNet runs only in ``control_window`` and cross-frame attention only in ``cross_window``
+(fractions of the steps run, like the constraint windows).
+
+Start latent: SDEdit (above), or with ``init="inversion"`` the DDIM inversion of E(I_i) under the
+source prompt (Tune-A-Video): the latent that DDIM maps back to the input, so structure is kept
+at any strength. A reference image (``reference``) conditions every step through an IP-Adapter,
+whose processors sit on the cross-attention layers beside ours on the self-attention layers.
+Over a long shot, ``origin`` (the shot's first key) can be kept in the attention references next
+to a newer segment anchor (re-anchoring), and AdaIN follows the origin.
 """
 from __future__ import annotations
 
@@ -32,7 +41,8 @@ class FrameMemory:
     """What later key frames need from a rendered one.
 
     ``attn``: self-attention inputs per (layer, step) of its final pass; ``x0``/``stats``: its
-    predicted clean latent (shape-fusion steps) and channel statistics (AdaIN steps), kept for the anchor.
+    predicted clean latent (shape-fusion steps) and channel statistics (AdaIN steps), read when it is
+    the anchor (or a segment anchor).
     """
 
     image: np.ndarray
@@ -90,6 +100,7 @@ class KeyResult:
     memory: FrameMemory
     trace: dict  # constraint name -> step indices where it ran in the final pass
     rough: np.ndarray | None = None
+    latent: torch.Tensor | None = None  # the final latent (before decoding)
 
 
 class KeyframeSampler:
@@ -99,21 +110,60 @@ class KeyframeSampler:
         self.c = comps
         self.cfg = cfg
         self.state = attention.CrossFrameState()
+        # with offloading, the attention caches (the largest per-frame state) live in CPU memory
+        self.state.store_device = torch.device("cpu") if comps.offload != "none" else None
         self.attn_layers: list[str] = []
         if cfg.cross_frame_attention:
             self.attn_layers = attention.install(comps.unet, cfg.cross_frame_layers, self.state)
         else:
             attention.uninstall(comps.unet)  # components may be shared with an earlier sampler
+        # components may be shared: every sampler sets (or clears) the options that live on the models
+        if cfg.freeu:
+            b1, b2, s1, s2 = cfg.freeu
+            comps.unet.enable_freeu(s1=s1, s2=s2, b1=b1, b2=b2)
+        else:
+            comps.unet.disable_freeu()
+        if cfg.vae_tiling:
+            comps.vae.enable_tiling()
+        else:
+            comps.vae.disable_tiling()
         self.cfg_batch = cfg.guidance_scale > 1.0
-        self._embeddings = self._encode_prompts()
+        self._prompt_cache: dict[tuple[str, str], torch.Tensor] = {}
         self.timesteps = self.schedule(cfg.strength)
         self.n_steps = len(self.timesteps)
+        n = self.n_steps
         self.windows = {
-            "shape": constraints.window_steps(self.n_steps, cfg.shape_window) if cfg.shape_fusion else range(0),
-            "pixel": constraints.window_steps(self.n_steps, cfg.pixel_window) if cfg.pixel_fusion else range(0),
-            "adain": constraints.window_steps(self.n_steps, cfg.adain_window) if cfg.adain else range(0),
+            "shape": constraints.window_steps(n, cfg.shape_window) if cfg.shape_fusion else range(0),
+            "pixel": constraints.window_steps(n, cfg.pixel_window) if cfg.pixel_fusion else range(0),
+            "adain": constraints.window_steps(n, cfg.adain_window) if cfg.adain else range(0),
+            "control": constraints.window_steps(n, cfg.control_window),
+            "cross": constraints.window_steps(n, cfg.cross_window) if self.attn_layers else range(0),
         }
         self._noise: dict[tuple, torch.Tensor] = {}
+        self.image_embeds = self._reference_embeds()
+
+    def _reference_embeds(self) -> list[torch.Tensor] | None:
+        """IP-Adapter image embeddings of the reference (``[negative; positive]`` with CFG), or None."""
+        cfg, pipe = self.cfg, self.c.ip_pipeline
+        if pipe is None:
+            if cfg.reference:
+                raise ValueError("reference: the components were loaded without an IP-Adapter "
+                                 "(load_components(..., ip_adapter=...))")
+            return None
+        if not cfg.reference:
+            raise ValueError("reference: these components carry an IP-Adapter, so a reference image is needed")
+        from rerender.media import read_image
+
+        image = read_image(cfg.reference)
+        pipe.set_ip_adapter_scale(cfg.reference_scale)
+        with torch.no_grad():
+            embeds = pipe.prepare_ip_adapter_image_embeds(image, None, self.c.device, 1, self.cfg_batch)
+        return [e.to(self.c.device, self.c.dtype) for e in embeds]
+
+    @property
+    def cache_device(self) -> torch.device:
+        """Where attention caches are kept (CPU memory when offloading)."""
+        return self.state.store_device or self.c.device
 
     # --- set-up -------------------------------------------------------------------------------
     def schedule(self, strength: float) -> list[int]:
@@ -126,14 +176,18 @@ class KeyframeSampler:
         return [int(t) for t in sch.timesteps[self.cfg.steps - n_run:]]
 
     @torch.no_grad()
-    def _encode_prompts(self) -> torch.Tensor:
-        cfg = self.cfg
-        positive = ", ".join(p for p in (cfg.prompt.strip(), cfg.added_prompt.strip()) if p)
-        texts = [cfg.negative_prompt, positive] if self.cfg_batch else [positive]
-        tok = self.c.tokenizer(texts, padding="max_length", max_length=self.c.tokenizer.model_max_length,
-                               truncation=True, return_tensors="pt")
-        emb = self.c.text_encoder(tok.input_ids.to(self.c.device))[0]
-        return emb.to(self.c.dtype)
+    def embeddings(self, prompts: tuple[str, str] | None = None) -> torch.Tensor:
+        """Text embeddings of (positive, negative) prompts, ``[negative; positive]`` with CFG;
+        ``None``: the config's prompts for frame 0 (no schedule). Cached per pair."""
+        positive, negative = prompts if prompts is not None else self.cfg.prompts_for(0)
+        key = (positive, negative)
+        if key not in self._prompt_cache:
+            texts = [negative, positive] if self.cfg_batch else [positive]
+            tok = self.c.tokenizer(texts, padding="max_length", max_length=self.c.tokenizer.model_max_length,
+                                   truncation=True, return_tensors="pt")
+            emb = self.c.text_encoder(tok.input_ids.to(self.c.device))[0]
+            self._prompt_cache[key] = emb.to(self.c.device, self.c.dtype)
+        return self._prompt_cache[key]
 
     def noise(self, shape: tuple) -> torch.Tensor:
         """The SDEdit noise z: one draw per seed and latent shape, shared by every frame."""
@@ -162,20 +216,25 @@ class KeyframeSampler:
         raise ValueError(f"scheduler prediction_type {kind!r} is not supported")
 
     # --- one UNet evaluation --------------------------------------------------------------------
-    def _eps(self, x: torch.Tensor, t: int, conds: list[torch.Tensor]) -> torch.Tensor:
+    def _eps(self, x: torch.Tensor, t: int, conds: list[torch.Tensor], emb: torch.Tensor,
+             control: bool = True) -> torch.Tensor:
+        """Guided model output at ``t``; ``control``: add the ControlNets' residuals (their window)."""
         c = self.c
-        n = 2 if self.cfg_batch else 1
+        n = emb.shape[0]
         x_in = x.expand(n, -1, -1, -1)
         t_in = torch.full((n,), t, device=c.device, dtype=torch.long)
         down = mid = None
-        for net, cond, scale in zip(c.controlnets, conds, self.cfg.strengths()):
-            d, m = net(x_in, t_in, encoder_hidden_states=self._embeddings, controlnet_cond=cond.expand(n, -1, -1, -1),
+        for net, cond, scale in zip(c.controlnets if control else [], conds, self.cfg.strengths()):
+            d, m = net(x_in, t_in, encoder_hidden_states=emb, controlnet_cond=cond.expand(n, -1, -1, -1),
                        conditioning_scale=scale, return_dict=False)
             down = list(d) if down is None else [a + b for a, b in zip(down, d)]
             mid = m if mid is None else mid + m
-        out = c.unet(x_in, t_in, encoder_hidden_states=self._embeddings, down_block_additional_residuals=down,
-                     mid_block_additional_residual=mid, return_dict=False)[0]
-        if self.cfg_batch:
+        extra = None
+        if self.image_embeds is not None:  # [negative; positive] rows, or the positive one without CFG
+            extra = {"image_embeds": [e if e.shape[0] == n else e[-n:] for e in self.image_embeds]}
+        out = c.unet(x_in, t_in, encoder_hidden_states=emb, down_block_additional_residuals=down,
+                     mid_block_additional_residual=mid, added_cond_kwargs=extra, return_dict=False)[0]
+        if n == 2:
             u, p = out.chunk(2)
             return u + self.cfg.guidance_scale * (p - u)
         return out
@@ -186,28 +245,37 @@ class KeyframeSampler:
               refs: list[dict], record: FrameMemory | None = None, keep_anchor: bool = False,
               shape: tuple | None = None, adain_ref: FrameMemory | None = None,
               pixel: tuple | None = None, hook: Callable | None = None, start: int = 0,
-              snapshot: int | None = None) -> tuple[torch.Tensor, dict]:
+              snapshot: int | None = None, emb: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """DDIM from ``x`` (the input of step ``start``) over ``timesteps[start:]``. ``shape`` = (anchor
         memory, latent flow, latent occlusion); ``pixel`` = (E* latent, weight, generator); ``snapshot``:
-        keep the input of that step in ``trace["snapshot"]``. Returns the final latent and the trace."""
-        trace: dict = {"shape": [], "adain": [], "pixel": []}
-        self.state.refs = refs
-        self.state.recording = record.attn if record is not None else None
+        keep the input of that step in ``trace["snapshot"]``; ``emb``: text embeddings (default: the
+        config's prompts). Returns the final latent and the trace."""
+        trace: dict = {"shape": [], "adain": [], "pixel": [], "cross": [], "control": []}
+        emb = emb if emb is not None else self.embeddings()
         try:
             for k in range(start, len(timesteps)):
                 t = timesteps[k]
                 if k == snapshot:
                     trace["snapshot"] = x
                 self.state.step = k
+                # cross-frame attention (and its caches) only in its window; plain self-attention outside
+                cross = k in self.windows["cross"]
+                self.state.refs = refs if cross else []
+                self.state.recording = record.attn if record is not None and cross else None
+                if cross and refs:
+                    trace["cross"].append(k)
+                control = k in self.windows["control"]
+                if control:
+                    trace["control"].append(k)
                 a_t, a_prev = self._alphas(t)
-                out = self._eps(x, t, conds)
+                out = self._eps(x, t, conds, emb, control)
                 eps, x0 = self._split(out, x, a_t)
                 if shape is not None and k in self.windows["shape"]:
                     anchor, flow, occ = shape
-                    x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k], flow), occ)
+                    x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k].to(x0.device), flow), occ)
                     trace["shape"].append(k)
                 if adain_ref is not None and k in self.windows["adain"]:
-                    x0 = constraints.adain(x0, *adain_ref.stats[k])
+                    x0 = constraints.adain(x0, *(t.to(x0.device) for t in adain_ref.stats[k]))
                     trace["adain"].append(k)
                 if keep_anchor:
                     if k in self.windows["shape"]:
@@ -244,43 +312,98 @@ class KeyframeSampler:
                              "pick a working size with --size")
 
     @torch.no_grad()
-    def generate(self, frame: np.ndarray, conditions: list[np.ndarray]) -> np.ndarray:
-        """A frame generated from pure noise (strength 1), no constraints: the colour-correction target."""
+    def generate(self, frame: np.ndarray, conditions: list[np.ndarray],
+                 prompts: tuple[str, str] | None = None) -> np.ndarray:
+        """A frame generated from pure noise, no constraints: the colour-correction target. Only the
+        conditions (edges) and the frame's size come from the input; none of its colours (SDEdit at
+        strength 1 would still keep sqrt(a_T) ~ 0.07 of E(input))."""
         self._check_frame(frame)
         conds = self._conditions(conditions)
         ts = self.schedule(1.0)
-        latent = encoder.encode(self.c.vae, encoder.to_tensor(frame, self.c.device, self.c.dtype))
-        z = self.noise(tuple(latent.shape))
-        x = self.c.scheduler.add_noise(latent, z, torch.tensor([ts[0]]))
-        saved = self.state.refs
-        x, _ = self._loop(x, ts, conds, refs=[])
-        self.state.refs = saved
+        f = encoder.vae_factor(self.c.vae)
+        channels = self.c.unet.config.in_channels
+        z = self.noise((1, channels, frame.shape[0] // f, frame.shape[1] // f))
+        x = z * self.c.scheduler.init_noise_sigma
+        x, _ = self._loop(x, ts, conds, refs=[], emb=self.embeddings(prompts))
         return encoder.to_image(encoder.decode(self.c.vae, x))
+
+    @torch.no_grad()
+    def invert(self, frame: np.ndarray, conditions: list[np.ndarray], source_prompt: str | None = None,
+               refine: int | None = None) -> torch.Tensor:
+        """DDIM inversion of E(frame) to the first timestep run: the latent x_T that this sampler's DDIM
+        steps (eta 0, no guidance, ``source_prompt``, the same ControlNet conditions and window) map back
+        to E(frame). Each step k inverts x_{t_k} -> x_{t_{k-1}}; ``refine`` fixed-point iterations
+        evaluate the noise at the inverted latent itself instead of at the cleaner one (exact inversion
+        when they converge). Plain self-attention (no references)."""
+        self._check_frame(frame)
+        c, cfg = self.c, self.cfg
+        refine = cfg.inversion_refine if refine is None else refine
+        conds = self._conditions(conditions)
+        text = cfg.source_prompt if source_prompt is None else source_prompt
+        tok = c.tokenizer([text], padding="max_length", max_length=c.tokenizer.model_max_length, truncation=True,
+                          return_tensors="pt")
+        emb = c.text_encoder(tok.input_ids.to(c.device))[0].to(c.device, c.dtype)
+        x = encoder.encode(c.vae, encoder.to_tensor(frame, c.device, c.dtype))
+        self.state.refs, self.state.recording = [], None
+        if self.image_embeds is not None:  # the reference describes the target, not the input: scale 0
+            c.ip_pipeline.set_ip_adapter_scale(0.0)
+        try:
+            return self._invert_steps(x, conds, emb, refine)
+        finally:
+            if self.image_embeds is not None:
+                c.ip_pipeline.set_ip_adapter_scale(cfg.reference_scale)
+
+    def _invert_steps(self, x: torch.Tensor, conds: list[torch.Tensor], emb: torch.Tensor, refine: int) -> torch.Tensor:
+        for k in reversed(range(self.n_steps)):
+            t = self.timesteps[k]
+            self.state.step = k
+            a_t, a_prev = self._alphas(t)
+            control = k in self.windows["control"]
+            x_prev, x_t = x, x
+            for _ in range(refine + 1):
+                eps, _ = self._split(self._eps(x_t, t, conds, emb, control), x_t, a_t)
+                x0 = (x_prev - (1.0 - a_prev) ** 0.5 * eps) / a_prev ** 0.5
+                x_t = a_t ** 0.5 * x0 + (1.0 - a_t) ** 0.5 * eps
+            x = x_t
+        return x
+
+    def initial_latent(self, frame: np.ndarray, latent: torch.Tensor) -> torch.Tensor:
+        """SDEdit start: E(I) noised to the first timestep run with the shared noise z."""
+        z = self.noise(tuple(latent.shape))
+        return self.c.scheduler.add_noise(latent, z, torch.tensor([self.timesteps[0]]))
 
     @torch.no_grad()
     def render(self, frame: np.ndarray, conditions: list[np.ndarray], anchor: FrameMemory | None = None,
                prev: FrameMemory | None = None, geometry: Geometry | None = None,
-               keep_memory: bool = True) -> KeyResult:
+               keep_memory: bool = True, prompts: tuple[str, str] | None = None,
+               init_latent: torch.Tensor | None = None, origin: FrameMemory | None = None) -> KeyResult:
         """Render one key frame. The anchor itself: ``anchor=None``. Later keys: the anchor's and the
-        previous key's memories and the ``geometry`` (flows / occlusions) to them."""
+        previous key's memories and the ``geometry`` (flows / occlusions) to them. ``prompts``:
+        (positive, negative) for this key (default: the config's prompts). ``init_latent``: the start
+        latent x_T (e.g. from :meth:`invert`; default: SDEdit). ``origin``: the shot's first key when
+        ``anchor`` is a newer segment anchor: attention then reads [origin; anchor; previous], AdaIN
+        follows the origin, and the fusions use the (nearer) anchor."""
         self._check_frame(frame)
         if self.attn_layers:
             attention.verify_installed(self.c.unet, self.attn_layers)
         c, cfg = self.c, self.cfg
         dev, dt = c.device, c.dtype
         conds = self._conditions(conditions)
+        emb = self.embeddings(prompts)
         image = encoder.to_tensor(frame, dev, dt)
         latent = encoder.encode(c.vae, image)
-        z = self.noise(tuple(latent.shape))
-        x_T = c.scheduler.add_noise(latent, z, torch.tensor([self.timesteps[0]]))
+        x_T = init_latent.to(dev, dt) if init_latent is not None else self.initial_latent(frame, latent)
+        if tuple(x_T.shape) != tuple(latent.shape):
+            raise ValueError(f"init_latent: shape {tuple(x_T.shape)} does not match the frame's latent {tuple(latent.shape)}")
         is_anchor = anchor is None
         memory = FrameMemory(image=np.zeros(0, np.uint8)) if keep_memory else None
         if is_anchor:
-            x, trace = self._loop(x_T, self.timesteps, conds, refs=[], record=memory, keep_anchor=keep_memory)
+            x, trace = self._loop(x_T, self.timesteps, conds, refs=[], record=memory, keep_anchor=keep_memory,
+                                  emb=emb)
             out = encoder.to_image(encoder.decode(c.vae, x))
             if memory is not None:
                 memory.image = out
-            return KeyResult(out, memory, trace)
+            return KeyResult(out, memory, trace, latent=x)
 
         if geometry is None:
             raise ValueError("geometry: flows to the anchor and previous key are needed for a non-anchor key frame")
@@ -291,12 +414,13 @@ class KeyframeSampler:
                                ("flow_prev", geometry.flow_prev, (h, w, 2)), ("occ_prev", geometry.occ_prev, (h, w))):
             if tuple(arr.shape) != shp:
                 raise ValueError(f"geometry.{name}: expected shape {shp}, got {tuple(arr.shape)}")
-        refs = [anchor.attn, prev.attn] if self.attn_layers else []
+        carried = origin is not None and origin is not anchor
+        refs = ([origin.attn] if carried else []) + [anchor.attn, prev.attn] if self.attn_layers else []
         shape = None
         if self.windows["shape"]:
             shape = (anchor, constraints.flow_to_latent(geometry.flow_anchor, factor, dev, dt),
                      constraints.occlusion_to_latent(geometry.occ_anchor, cfg.mask_dilate, True, factor, dev, dt))
-        adain_ref = anchor if self.windows["adain"] else None
+        adain_ref = (origin if carried else anchor) if self.windows["adain"] else None
 
         rough_img = None
         pixel = None
@@ -306,25 +430,34 @@ class KeyframeSampler:
             # attention inputs are recorded here, later steps are overwritten by the fused pass).
             start = self.windows["pixel"].start
             x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, refs=refs, record=memory, shape=shape,
-                                              adain_ref=adain_ref, snapshot=start)
+                                              adain_ref=adain_ref, snapshot=start, emb=emb,
+                                              keep_anchor=keep_memory)
             x_start = rough_trace["snapshot"]
             rough = encoder.decode(c.vae, x_rough).clamp(-1, 1)
             rough_img = encoder.to_image(rough)
             target_img = self.pixel_reference(rough, anchor.image, prev.image, geometry)
             target, _ = encoder.fidelity_encode(c.vae, target_img, cfg.fidelity_lambda, cfg.fidelity_threshold)
-            both = np.logical_and(geometry.occ_anchor > 0, geometry.occ_prev > 0)
-            occ_both = constraints.occlusion_to_latent(both, cfg.mask_dilate, cfg.smooth_boundary, factor, dev, dt)
-            weight = constraints.fusion_weight(occ_both, cfg.fusion_strength, cfg.smooth_boundary)
+            weight = self.inpainting_weight(geometry, factor)
             pixel = (target, weight, torch.Generator("cpu").manual_seed(cfg.seed + 1))
+        # every key keeps its x0 / statistics too: any key can become a segment anchor (re-anchoring)
         x, trace = self._loop(x_start, self.timesteps, conds, refs=refs, record=memory, shape=shape,
-                              adain_ref=adain_ref, pixel=pixel, start=start)
+                              adain_ref=adain_ref, pixel=pixel, start=start, emb=emb, keep_anchor=keep_memory)
         if start:
-            trace["shape"] = [k for k in rough_trace["shape"] if k < start] + trace["shape"]
-            trace["adain"] = [k for k in rough_trace["adain"] if k < start] + trace["adain"]
+            for name in ("shape", "adain", "cross", "control"):
+                trace[name] = [k for k in rough_trace[name] if k < start] + trace[name]
         out = encoder.to_image(encoder.decode(c.vae, x))
         if memory is not None:
             memory.image = out
-        return KeyResult(out, memory, trace, rough_img)
+        return KeyResult(out, memory, trace, rough_img, latent=x)
+
+    def inpainting_weight(self, geometry: Geometry, factor: int) -> torch.Tensor:
+        """Latent-size weight of the pixel reference: 0 where both references are occluded (ControlNet
+        inpaints there). The occlusion mask is always dilated and blurred at pixel level;
+        ``smooth_boundary`` only decides whether the weight is feathered at the boundary."""
+        cfg = self.cfg
+        both = np.logical_and(geometry.occ_anchor > 0, geometry.occ_prev > 0)
+        occ_both = constraints.occlusion_to_latent(both, cfg.mask_dilate, True, factor, self.c.device, self.c.dtype)
+        return constraints.fusion_weight(occ_both, cfg.fusion_strength, cfg.smooth_boundary)
 
     def pixel_reference(self, rough: torch.Tensor, anchor_img: np.ndarray, prev_img: np.ndarray,
                         geometry: Geometry) -> torch.Tensor:

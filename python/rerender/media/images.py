@@ -66,7 +66,8 @@ def _to_uint8_rgb(img: np.ndarray, is_bgr: bool, where: str) -> np.ndarray:
 
 
 def _read_exr_raw(path: Path) -> np.ndarray:
-    """Float RGB (or grey) pixels of an EXR file, H x W x C float32."""
+    """Float RGB(A) (or grey) pixels of an EXR file, H x W x C, float16 for a half-float file (its
+    own precision), else float32. EXR alpha is premultiplied ("associated")."""
     try:
         import OpenEXR  # the ASWF's official bindings; OpenCV wheels often lack EXR support
     except ImportError:
@@ -91,11 +92,14 @@ def _read_exr_raw(path: Path) -> np.ndarray:
         return ch[hits[0]] if hits else None
 
     rgb = [pick(n) for n in ("R", "G", "B")]
+    alpha = pick("A")
     if all(x is not None for x in rgb):
-        return np.stack([x.astype(np.float32) for x in rgb], axis=2)
+        planes = rgb + ([alpha] if alpha is not None else [])
+        dtype = np.float16 if all(x.dtype == np.float16 for x in planes) else np.float32
+        return np.stack([x.astype(dtype) for x in planes], axis=2)
     y = pick("Y")
     if y is not None:
-        return y.astype(np.float32)
+        return y if y.dtype in (np.float16, np.float32) else y.astype(np.float32)
     if len(ch) == 1:
         return next(iter(ch.values())).astype(np.float32)
     raise MediaError(f"{path}: EXR has no R,G,B or Y channels (found {', '.join(sorted(ch))})")
@@ -126,6 +130,54 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _to_uint8_rgb(img, bgr, str(p))
 
 
+def read_plate(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """An image at source precision, as (RGB, alpha or None) in RGB order: uint8, uint16, or float
+    (float16/float32, scene-linear for EXR: convert with :mod:`rerender.colour`). Alpha is returned
+    as stored: straight for PNG/TIFF, premultiplied for EXR."""
+    p = Path(path)
+    img, bgr = read_image_raw(p)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise MediaError(f"{p}: unsupported image layout {img.shape}")
+    if img.dtype not in (np.uint8, np.uint16, np.float16, np.float32):
+        raise MediaError(f"{p}: unsupported pixel type {img.dtype}")
+    c = img.shape[2]
+    alpha = img[:, :, c - 1] if c in (2, 4) else None
+    rgb = np.repeat(img[:, :, :1], 3, axis=2) if c in (1, 2) else img[:, :, :3]
+    if bgr:
+        rgb = rgb[:, :, ::-1]
+    return np.ascontiguousarray(rgb), (None if alpha is None else np.ascontiguousarray(alpha))
+
+
+def to_working(rgb: np.ndarray, colour=None) -> np.ndarray:
+    """Source pixels -> the working format: uint8 stays uint8 (the 8-bit pipeline); uint16 and
+    float become float32 on the 0..255 scale of the native core (16-bit: ``v / 257``, exact;
+    float: through ``colour`` (a :class:`rerender.colour.ColourSpace`) to display-referred)."""
+    if rgb.dtype == np.uint8:
+        return rgb
+    if rgb.dtype == np.uint16:
+        return rgb.astype(np.float32) / np.float32(257.0)
+    from ..colour import SceneLinearSRGB
+
+    f = np.nan_to_num(rgb.astype(np.float32), nan=0.0, posinf=65504.0, neginf=-65504.0)
+    return np.ascontiguousarray((colour or SceneLinearSRGB()).to_working(f) * np.float32(255.0))
+
+
+def from_working(img: np.ndarray, dtype: str, colour=None) -> np.ndarray:
+    """The working format back to a source type (``"uint8"``, ``"uint16"``, ``"float16"``,
+    ``"float32"``), undoing :func:`to_working`."""
+    if dtype == "uint8":
+        return img if img.dtype == np.uint8 else np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    f = img.astype(np.float32)
+    if dtype == "uint16":
+        return np.clip(np.rint(f * 257.0), 0, 65535).astype(np.uint16)
+    from ..colour import SceneLinearSRGB
+
+    lin = (colour or SceneLinearSRGB()).from_working(f / np.float32(255.0))
+    return lin.astype(np.float16 if dtype == "float16" else np.float32)
+
+
 def check_rgb(rgb: np.ndarray, name: str) -> np.ndarray:
     if not isinstance(rgb, np.ndarray):
         raise ValueError(f"{name}: expected a numpy array, got {type(rgb).__name__}")
@@ -134,20 +186,59 @@ def check_rgb(rgb: np.ndarray, name: str) -> np.ndarray:
     return rgb
 
 
-def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write a uint8 RGB image atomically; the format follows the extension (PNG: lossless,
-    JPEG quality 95). Parent folders are created."""
+_DEPTHS = {".png": ("uint8", "uint16"), ".tif": ("uint8", "uint16", "float32"), ".tiff": ("uint8", "uint16", "float32"),
+           ".exr": ("float16", "float32"), ".jpg": ("uint8",), ".jpeg": ("uint8",), ".bmp": ("uint8",),
+           ".webp": ("uint8",), ".ppm": ("uint8", "uint16"), ".pgm": ("uint8", "uint16")}
+
+
+def check_writable(path: str | os.PathLike, dtype: str = "uint8") -> None:
+    """Raise :class:`MediaError` unless :func:`write_image` can write ``dtype`` pixels to this
+    extension."""
     p = Path(path)
-    check_rgb(rgb, "rgb")
     ext = p.suffix.lower()
-    if ext not in IMAGE_EXTENSIONS or ext in (".exr", ".hdr"):
-        raise MediaError(f"{p}: cannot write 8-bit images with extension {p.suffix!r}; use .png")
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    allowed = _DEPTHS.get(ext, ())
+    if dtype not in allowed:
+        writable = sorted(e for e, d in _DEPTHS.items() if dtype in d)
+        raise MediaError(f"{p}: cannot write {dtype} images as {p.suffix or 'a file without extension'}; "
+                         f"use {', '.join(writable)}")
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None,
+                fsync: bool = False) -> None:
+    """Write an RGB image atomically, at its own depth: uint8 (PNG lossless, JPEG quality 95, ...),
+    uint16 (PNG, TIFF), float16/float32 (EXR half/float, ZIP-compressed; float32 TIFF). ``alpha``
+    (H x W, same dtype) adds a fourth channel, stored as given (straight for PNG/TIFF, premultiplied
+    for EXR: the caller converts). Parent folders are created; ``fsync``: flushed to disk first."""
+    p = Path(path)
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
+        raise ValueError(f"rgb: expected an H x W x 3 array, got {getattr(rgb, 'dtype', type(rgb).__name__)} "
+                         f"{getattr(rgb, 'shape', '')}")
+    if alpha is not None and (alpha.shape != rgb.shape[:2] or alpha.dtype != rgb.dtype):
+        raise ValueError(f"alpha: expected {rgb.dtype} {rgb.shape[:2]}, got {alpha.dtype} {alpha.shape}")
+    check_writable(p, str(rgb.dtype))
+    img = rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
+    if p.suffix.lower() == ".exr":
+        _write_exr(p, img, fsync)
+        return
+    bgr = img[:, :, [2, 1, 0] + ([3] if alpha is not None else [])]
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if p.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(p.suffix.lower(), np.ascontiguousarray(bgr), params)
     if not ok:
         raise MediaError(f"{p}: image encoding failed")
-    with atomic_path(p) as tmp:
+    with atomic_path(p, fsync=fsync) as tmp:
         buf.tofile(tmp)
+
+
+def _write_exr(path: Path, img: np.ndarray, fsync: bool) -> None:
+    try:
+        import OpenEXR
+    except ImportError:
+        raise MediaError(f"{path}: writing EXR needs the 'openexr' package") from None
+    name = "RGBA" if img.shape[2] == 4 else "RGB"
+    with atomic_path(path, fsync=fsync) as tmp:
+        header = {"type": OpenEXR.scanlineimage, "compression": OpenEXR.ZIP_COMPRESSION}
+        with OpenEXR.File(header, {name: np.ascontiguousarray(img)}) as f:
+            f.write(os.fspath(tmp))
 
 
 def encode_png(img: np.ndarray, compression: int = 1) -> bytes:

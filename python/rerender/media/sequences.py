@@ -6,10 +6,12 @@ is the frame index. Key-frame folders name each image by its zero-based frame in
 """
 from __future__ import annotations
 
+import dataclasses
 import fractions
 import glob
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MediaError
@@ -78,12 +80,12 @@ def list_sequence(path: str | os.PathLike) -> list[Path]:
     raise MediaError(f"{text}: not a folder or a sequence pattern")
 
 
-def list_indexed_images(folder: str | os.PathLike) -> dict[int, Path]:
-    """Images in ``folder`` whose name stem is a zero-based frame index (``0000.png``, ``17.jpg``).
+def list_indexed_images(folder: str | os.PathLike, prefix: str = "") -> dict[int, Path]:
+    """Images in ``folder`` named by a frame number: ``0000.png``, ``17.jpg``, or ``prefix`` + digits
+    (``shot_v001.1001.png`` with prefix ``shot_v001.``: key frames named like their plate).
 
-    Other files (non-images, hidden files, images with non-numeric names) are ignored. Two files
-    for one index (``0010.png`` and ``10.jpg``) are an error naming both. Returns index -> path,
-    sorted by index.
+    Other files (non-images, hidden files, other names) are ignored. Two files for one number
+    (``0010.png`` and ``10.jpg``) are an error naming both. Returns number -> path, sorted.
     """
     p = Path(folder)
     if not p.is_dir():
@@ -93,12 +95,101 @@ def list_indexed_images(folder: str | os.PathLike) -> dict[int, Path]:
     for f in p.iterdir():
         if f.name.startswith(".") or f.suffix.lower() not in IMAGE_EXTENSIONS or not f.is_file():
             continue
-        if not (f.stem.isascii() and f.stem.isdigit()):
+        stem = f.stem[len(prefix):] if prefix and f.stem.startswith(prefix) else f.stem
+        if not (stem.isascii() and stem.isdigit()):
             continue
-        idx = int(f.stem)
+        idx = int(stem)
         if idx in found:
             a, b = sorted([found[idx], f])
             raise MediaError(f"{p}: two files for frame {idx}: {a.name} and {b.name}")
         found[idx] = f
     return dict(sorted(found.items()))
 
+
+# --------------------------------------------------------------------------------------------
+# frame numbers in file names (VFX sequences: shot_v001.1001.exr ... shot_v001.1100.exr)
+
+@dataclass(frozen=True)
+class Numbering:
+    """How a sequence's files are numbered: ``prefix`` + number zero-padded to ``padding`` digits +
+    ``suffix`` (the rest of the name, extension included); ``numbers`` per file, in order."""
+
+    prefix: str
+    padding: int
+    suffix: str
+    numbers: tuple[int, ...]
+
+    def name(self, number: int, suffix: str | None = None) -> str:
+        return f"{self.prefix}{number:0{self.padding}d}{self.suffix if suffix is None else suffix}"
+
+    def renamed(self, tag: str = "_rerender") -> "Numbering":
+        """The same numbering with ``tag`` before the separator of the prefix (``shot_v001.`` ->
+        ``shot_v001_rerender.``); names that are only a number stay as they are."""
+        if not self.prefix:
+            return self
+        base = self.prefix.rstrip("._-")
+        return dataclasses.replace(self, prefix=base + tag + self.prefix[len(base):])
+
+
+def sequence_numbering(files: list[Path] | tuple[Path, ...]) -> Numbering | None:
+    """The frame-number field of a sequence's names: the one run of digits that changes from file to
+    file (``p_0007_v2.png``: 0007; with a single file, the last run), the rest of every name the same
+    and the numbers increasing; None when the names do not follow one numbering (the files are then
+    numbered by their position)."""
+    split = [re.split(r"(\d+)", f.name) for f in files]
+    if not split or len({len(t) for t in split}) != 1 or len(split[0]) < 3:
+        return None
+    varying = [k for k in range(1, len(split[0]), 2) if len({t[k] for t in split}) > 1]
+    fixed = [k for k in range(0, len(split[0])) if k not in varying]
+    if len(varying) > 1 or any(len({t[k] for t in split}) > 1 for k in fixed):
+        return None
+    # the number: the varying run, else (one file) the last run before the extension
+    k = varying[0] if varying else len(split[0]) - 2
+    first = split[0]
+    numbers = tuple(int(t[k]) for t in split)
+    if any(b <= a for a, b in zip(numbers, numbers[1:])):
+        return None
+    widths = {len(t[k]) for t in split}
+    padding = widths.pop() if len(widths) == 1 else 1  # unpadded numbers have varying widths
+    return Numbering("".join(first[:k]), padding, "".join(first[k + 1:]), numbers)
+
+
+def parse_output_pattern(path: str | os.PathLike) -> tuple[Path, str, int, str] | None:
+    """``out/shot.####.exr`` or ``out/shot.%04d.exr`` -> (folder, prefix, padding, suffix); None for a
+    plain folder or file name."""
+    p = Path(path)
+    m = re.search(r"#+", p.name) or _PRINTF.search(p.name)
+    if m is None:
+        return None
+    padding = len(m.group(0)) if m.group(0).startswith("#") else int(m.group(2) or 1)
+    return p.parent, p.name[:m.start()], padding, p.name[m.end():]
+
+
+def output_frame_paths(output: str | os.PathLike, indices: range, numbering: Numbering | None,
+                       extension: str = ".png") -> dict[int, Path]:
+    """Where each frame (by index) goes in a folder or pattern output.
+
+    - a pattern (``out/shot.####.exr``): its name, padding and extension, numbered like the input
+      sequence (or by index for a video);
+    - a folder: a numbered sequence keeps its numbering and naming with ``_rerender`` added
+      (``shot_v001.1001.exr`` -> ``OUT/shot_v001_rerender.1001.png``; bare numbers stay bare);
+      otherwise ``OUT/NNNN.png`` by zero-based index.
+    """
+    number = (lambda i: numbering.numbers[i]) if numbering is not None else (lambda i: i)
+    pattern = parse_output_pattern(output)
+    if pattern is not None:
+        folder, prefix, padding, suffix = pattern
+        if _extension(suffix).lower() not in IMAGE_EXTENSIONS:
+            raise MediaError(f"{output}: the pattern must end in an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        return {i: folder / f"{prefix}{number(i):0{padding}d}{suffix}" for i in indices}
+    folder = Path(output)
+    if numbering is None:
+        return {i: folder / f"{i:04d}{extension}" for i in indices}
+    named = numbering.renamed()
+    keep = named.suffix[:len(named.suffix) - len(_extension(named.suffix))]
+    return {i: folder / named.name(number(i), keep + extension) for i in indices}
+
+
+def _extension(name_tail: str) -> str:
+    """The extension of the end of a file name (``".exr"`` of ``".exr"`` and of ``"_v2.exr"``)."""
+    return Path("x" + name_tail).suffix

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from ..errors import MediaError
 from ..files import atomic_path
 from .audio import AudioSource, has_audio
 from .images import check_rgb, read_image, read_image_raw, resize_to, working_size
-from .sequences import DEFAULT_SEQUENCE_FPS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_pattern, list_sequence
+from .sequences import (DEFAULT_SEQUENCE_FPS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Numbering, is_pattern, list_sequence,
+                        sequence_numbering)
 
 @dataclasses.dataclass(frozen=True)
 class MediaInfo:
@@ -44,6 +46,10 @@ class MediaInfo:
     bit_depth: int
     dtype: str
     files: tuple[Path, ...] = ()
+    numbering: Numbering | None = None
+    """A sequence's frame numbers and file naming (None: numbered by position, or a video)."""
+    timecode: str | None = None
+    """The video's start timecode (HH:MM:SS:FF, ';' before FF for drop-frame), when it has one."""
 
     @property
     def duration(self) -> float:
@@ -79,6 +85,7 @@ def _probe_video(path: Path) -> MediaInfo:
     with _open_video(path) as container:
         stream = container.streams.video[0]
         has_audio = bool(container.streams.audio)
+        timecode = _timecode(container)
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not fps or fps <= 0:
             raise MediaError(f"{path}: video stream has no usable frame rate")
@@ -112,7 +119,48 @@ def _probe_video(path: Path) -> MediaInfo:
         depth = _pix_depth(frame.format)
     return MediaInfo(path=path, is_sequence=False, frame_count=count, fps=fractions.Fraction(fps),
                      width=w, height=h, has_audio=has_audio, bit_depth=depth,
-                     dtype="uint8" if depth <= 8 else ("uint16" if depth <= 16 else "float32"))
+                     dtype="uint8" if depth <= 8 else ("uint16" if depth <= 16 else "float32"), timecode=timecode)
+
+
+# --------------------------------------------------------------------------------------------
+# timecode
+
+_TIMECODE = re.compile(r"\A(\d{1,2}):(\d{2}):(\d{2})([:;.,])(\d{2})\Z")
+
+
+def _timecode(container: av.container.InputContainer) -> str | None:
+    """The start timecode in a container's or one of its streams' metadata (a QuickTime tmcd
+    track, MXF, Matroska TIMECODE tag), if any."""
+    for meta in [container.metadata] + [st.metadata for st in container.streams]:
+        for key, value in meta.items():
+            if key.lower() == "timecode" and _TIMECODE.match(value.strip()):
+                return value.strip()
+    return None
+
+
+def timecode_offset(timecode: str, frames: int, fps: fractions.Fraction) -> str:
+    """``timecode`` moved on by ``frames`` frames at ``fps`` (the start of ``--frames A:B``).
+
+    Non-drop timecode counts the nominal rate (24 for 23.976); drop-frame (``;``), for 29.97 and
+    59.94, skips frame numbers 0-1 (0-3) at every minute not divisible by ten, as SMPTE 12M does.
+    """
+    m = _TIMECODE.match(timecode.strip())
+    if m is None:
+        raise MediaError(f"timecode: {timecode!r} is not HH:MM:SS:FF")
+    hh, mm, ss, sep, ff = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4), int(m.group(5))
+    nominal = max(1, round(float(fps)))
+    drop = (2 * nominal // 30) if sep in ";," and nominal % 30 == 0 else 0
+    minutes = 60 * hh + mm
+    n = (3600 * hh + 60 * mm + ss) * nominal + ff - drop * (minutes - minutes // 10) + frames
+    if drop:
+        per_10 = nominal * 600 - 9 * drop
+        per_min = nominal * 60 - drop
+        tens, rest = divmod(n, per_10)
+        n += 9 * drop * tens + (drop * ((rest - drop) // per_min) if rest > drop else 0)
+    ff, n = n % nominal, n // nominal
+    ss, n = n % 60, n // 60
+    mm, hh = n % 60, (n // 60) % 24
+    return f"{hh:02d}:{mm:02d}:{ss:02d}{sep}{ff:02d}"
 
 
 def _probe_sequence(path: str | os.PathLike, fps: fractions.Fraction) -> MediaInfo:
@@ -122,7 +170,7 @@ def _probe_sequence(path: str | os.PathLike, fps: fractions.Fraction) -> MediaIn
     depth = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(raw.dtype, 32 if raw.dtype.kind == "f" else 8)
     return MediaInfo(path=Path(path), is_sequence=True, frame_count=len(files), fps=fps,
                      width=w, height=h, has_audio=False, bit_depth=depth, dtype=str(raw.dtype),
-                     files=tuple(files))
+                     files=tuple(files), numbering=sequence_numbering(files))
 
 
 def _as_fps(fps) -> fractions.Fraction:
@@ -352,7 +400,8 @@ def _pick_video_codec(container: av.container.OutputContainer, path: Path) -> st
 
 def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float | fractions.Fraction,
                 audio_from: str | os.PathLike | None = None, audio_start: float = 0.0,
-                audio_duration: float | None = None, *, crf: int = 18, fsync: bool = False) -> int:
+                audio_duration: float | None = None, *, crf: int = 18, fsync: bool = False,
+                timecode: str | None = None) -> int:
     """Encode uint8 RGB frames to a video file; returns the number of frames written.
 
     Codec: H.264 (libx264, ``crf`` quality, yuv420p) for mp4/mov/mkv/avi..., VP9 for WebM,
@@ -366,7 +415,8 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
     is re-encoded (AAC; Opus for WebM) and trimmed to the sample. A source without audio (or an
     image sequence) gives a silent video. The file is written atomically (``fsync``: and flushed
     to disk before it takes its name). An audio track that cannot be carried raises
-    :class:`AudioError`.
+    :class:`AudioError`. ``timecode``: the start timecode to record (a tmcd track in MOV/MP4, a tag in
+    Matroska), e.g. the input's moved on to the first frame written (:func:`timecode_offset`).
     """
     p = Path(path)
     rate = _as_fps(fps)
@@ -410,6 +460,8 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
                     vstream.width, vstream.height = w + (w % 2), h + (h % 2)
                     vstream.pix_fmt = "yuv420p" if codec != "gif" else "rgb8"
                     vstream.codec_context.time_base = 1 / rate
+                    if timecode:
+                        vstream.metadata["timecode"] = timecode
                     if codec == "libx264":
                         vstream.options = {"crf": str(crf), "preset": "medium"}
                     elif codec in ("libvpx-vp9", "libvpx"):

@@ -1,0 +1,135 @@
+// The CPU backend of the guided synthesis: its steps of the shared schedule
+// (synthesis_schedule.h) over the feature pyramid, and the whole call. Compiled once per SIMD
+// variant; synthesis.cpp picks the variant.
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "core/synthesis_internal.h"
+
+RR_SIMD_BEGIN
+
+namespace rerender::synthesis::RR_SIMD_NS {
+namespace {
+
+using namespace detail;
+
+// The schedule's steps on the CPU (see synthesis_schedule.h for what each does). Guide-only
+// searches zero the style slots of the source and target features; the source's are kept aside
+// and put back when the style term returns.
+class CpuSteps {
+ public:
+  CpuSteps(std::vector<LevelData>& pyr, const Layout& lay, const Params& prm, const int32_t* init_nnf, int ht, int wt)
+      : pyr_(pyr), lay_(lay), prm_(prm), init_nnf_(init_nnf), ht_(ht), wt_(wt) {}
+
+  void begin_level(int level) {
+    init_state(st_, pyr_[level], lay_);
+    std::vector<Feat>().swap(pyr_[level].tgt);  // now copied into the state's padded target
+    level_ = level;
+  }
+  void init_coarsest(int level) { random_nnf(st_, prm_.seed, init_nnf_, wt_, ht_, 1 << level); }
+  void upsample() { upsample_nnf(st_, prev_); }
+  void style_term(bool on) {
+    std::vector<Feat>& src = pyr_[level_].src;
+    if (!on) {
+      saved_style_.resize(src.size() / lay_.d * lay_.cs);
+      for (size_t i = 0, j = 0; i < src.size(); i += lay_.d, j += lay_.cs) {
+        std::copy_n(&src[i], lay_.cs, &saved_style_[j]);
+        std::fill_n(&src[i], lay_.cs, to_feat(0.f));
+      }
+      clear_target_style(st_);
+    } else {
+      for (size_t i = 0, j = 0; i < src.size(); i += lay_.d, j += lay_.cs) std::copy_n(&saved_style_[j], lay_.cs, &src[i]);
+      std::vector<Feat>().swap(saved_style_);
+      std::fill(st_.moved.begin(), st_.moved.end(), 1);  // the next vote restores every target style slot
+    }
+    style_on_ = on;
+  }
+  void search(uint64_t seed) { patchmatch(st_, prm_, seed, prm_.threads); }
+  void vote(bool track) {
+    detail::vote(st_, prm_.stop_threshold, track, prm_.threads);
+    if (!style_on_) clear_target_style(st_);  // the vote wrote them
+  }
+  void activate_all() { st_.active.assign(pyr_[level_].mask.begin(), pyr_[level_].mask.end()); }
+  bool any_active() const { return std::any_of(st_.active.begin(), st_.active.end(), [](uint8_t a) { return a; }); }
+  void end_level(int level) {
+    std::swap(prev_, st_);
+    if (level > 0) {  // only the level above reads this one's state (its NNF), not its inputs
+      std::vector<float>().swap(pyr_[level].src_style);
+      std::vector<Feat>().swap(pyr_[level].src);
+    }
+  }
+  // After the schedule: the finest level's state.
+  State& finest() { return prev_; }
+
+ private:
+  std::vector<LevelData>& pyr_;
+  const Layout& lay_;
+  const Params& prm_;
+  const int32_t* init_nnf_;
+  int ht_, wt_;
+  int level_ = 0;
+  bool style_on_ = true;
+  std::vector<Feat> saved_style_;  // the source's style slots while they are zeroed
+  State prev_, st_;
+};
+
+}  // namespace
+
+Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,
+                  const int32_t* init_nnf, const uint8_t* target_mask, const Params& prm) {
+  Layout lay;
+  lay.cs = style.c;
+  int channels = style.c;
+  for (const Guide& g : guides) channels += g.source.c;
+  lay.d = (channels + 15) / 16 * 16;
+  lay.p = prm.patch_size;
+  lay.r = prm.patch_size / 2;
+  lay.style_scale = std::sqrt(prm.style_weight / static_cast<float>(style.c));
+  {
+    auto max_abs = [](const Plane& pl) {
+      float m = 0.f;
+      const size_t n = static_cast<size_t>(pl.h) * pl.w * pl.c;
+      for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(pl.at(i)));
+      return m;
+    };
+    float largest = max_abs(style) * lay.style_scale;
+    for (const Guide& g : guides) {
+      const float s = std::sqrt(g.weight / static_cast<float>(g.source.c));
+      largest = std::max({largest, max_abs(g.source) * s, max_abs(g.target) * s});
+    }
+    // (bounded so that squared errors and lambda stay finite in float)
+    lay.feature_scale = largest > 0.f ? std::clamp(1000.f / largest, 1e-12f, 1e12f) : 1.f;
+    lay.style_scale *= lay.feature_scale;
+  }
+
+  const int levels = resolved_levels(prm, init_nnf != nullptr, style.h, style.w, ht, wt);
+  std::vector<LevelData> pyr = build_pyramid(style, guides, ht, wt, target_mask, lay, levels);
+  CpuSteps steps(pyr, lay, prm, init_nnf, ht, wt);
+  run_schedule(steps, levels, init_nnf != nullptr, prm.search_vote_iters, prm.seed);
+
+  State& fin = steps.finest();
+  compute_errors(fin, prm.threads);
+  Result res;
+  const size_t n = static_cast<size_t>(ht) * wt;
+  res.image = std::move(fin.out);
+  res.nnf.resize(n * 2);
+  res.error = std::move(fin.err);
+  const std::vector<uint8_t>& mask = pyr[0].mask;
+  const float to_data_units = static_cast<float>(1.0 / (static_cast<double>(lay.feature_scale) * lay.feature_scale));
+  for (size_t i = 0; i < n; ++i) {
+    if (mask[i]) {
+      res.nnf[2 * i] = unpack_x(fin.nnf[i]);
+      res.nnf[2 * i + 1] = unpack_y(fin.nnf[i]);
+      res.error[i] *= to_data_units;
+    } else {
+      res.nnf[2 * i] = res.nnf[2 * i + 1] = -1;
+      res.error[i] = 0.f;
+      std::fill_n(&res.image[i * lay.cs], lay.cs, 0.f);
+    }
+  }
+  return res;
+}
+
+}  // namespace rerender::synthesis::RR_SIMD_NS
+RR_SIMD_END

