@@ -21,7 +21,8 @@ and the ratio, and the time and disk a 10-minute shot at 24 fps (14400 frames) w
 ``--preset light`` (search-vote 1 x PatchMatch 1 iterations, DIS "fast" flow) keeps long series
 feasible on 2 shared cores: memory and disk do not depend on iteration counts. ``--non-key-every K``
 makes every frame a key frame except one in K (each a one-frame segment): the job still handles every
-frame, key and segment of the shot, with 2/K of the syntheses. ``--seek`` times a job on the last 10
+frame, key and segment of the shot, with 2/K of the syntheses. ``--size 360`` propagates at a smaller
+working size (short side; the same 1080p file is decoded and resized). ``--seek`` times a job on the last 10
 frames of the 10-minute clip up to its first decoded frame (probe, input digest, seek), against
 decoding from the start.
 """
