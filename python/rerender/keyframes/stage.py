@@ -144,6 +144,24 @@ def load_components(cfg: KeyframeConfig):
                                   image_encoder=cfg.image_encoder)
 
 
+class _RecentFrames:
+    """``frames(i)`` by index, the last few kept (a key reads its own frame, the anchor's and the
+    previous key's), so that the stage's memory does not grow with the number of keys."""
+
+    def __init__(self, frames: Callable[[int], np.ndarray], keep: int = 4):
+        self._frames, self._keep = frames, keep
+        self._recent: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        img = self._recent.pop(i, None)
+        if img is None:
+            img = self._frames(i)
+        self._recent[i] = img  # most recent last
+        while len(self._recent) > self._keep:
+            del self._recent[next(iter(self._recent))]
+        return img
+
+
 def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_dir: str | os.PathLike,
                 cfg: KeyframeConfig, *, flow: FlowFn | None = None, occlusion: Callable | None = None,
                 components=None, progress=None, first_only: bool = False,
@@ -184,8 +202,9 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
 
         cfg_fp = _chain(cfg_fp, _digest(_read(cfg.reference)))
 
-    # fingerprints chain over the previous key: a key is valid only if everything before it is
-    inputs = {i: frames(i) for i in keys}
+    # fingerprints chain over the previous key: a key is valid only if everything before it is.
+    # Input frames are read when needed and only the last few kept: a long shot has thousands of keys
+    inputs = _RecentFrames(frames)
     fps, prev_fp = {}, "anchor"
     for i in keys:
         fps[i] = _chain(cfg_fp, _digest(inputs[i]), prev_fp if i != keys[0] else "anchor")
