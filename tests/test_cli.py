@@ -33,9 +33,12 @@ def test_propagate_with_json_progress(small, capsys):
     assert code == 0
     events = json_lines(capsys.readouterr().out)
     stages = [e["stage"] for e in events if e["event"] == "stage"]
-    assert {"decode", "flow", "propagate", "blend", "write"} <= set(stages)
+    assert stages == ["decode", "propagate", "blend", "write"]  # flows are computed by the passes
     prog = [e for e in events if e["event"] == "progress" and e["stage"] == "propagate"]
-    assert prog[-1]["done"] == prog[-1]["total"] == 2 * 10
+    assert prog[-1]["done"] == prog[-1]["total"] == 2 * 10 and prog[-1]["eta"] == 0
+    assert all(e["eta"] is None or e["eta"] >= 0 for e in prog)
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert any(m.startswith("work directory ") and "per frame" in m for m in logs)
     assert events[-1] == {"event": "done", "output": str(out), "files": [str(out / f"{i:04d}.png") for i in range(12)]}
     assert sum(e["event"] == "done" for e in events) == 1
     assert len(list(out.glob("*.png"))) == 12

@@ -127,7 +127,7 @@ class _ConstantFlow:
     def __call__(self, a, b):
         self.calls += 1
         f = np.empty((*a.shape[:2], 2), np.float32)
-        f[..., 0], f[..., 1] = 0.1, -1234.567  # not representable in float16 exactly
+        f[..., 0], f[..., 1] = 0.1, -1234.567  # neither is a multiple of the stored 1/32 px step
         return f
 
 
@@ -144,8 +144,10 @@ def test_cache_computes_once_and_roundtrips(tmp_path):
     cache = FlowCache(tmp_path, be)
     fresh = cache.get(0, 1, frames[0], frames[1])
     assert be.calls == 1 and cache.path(0, 1).parent.name == "constant_test"
-    # the fresh result already went through float16, so cached reads are bit-identical
-    assert fresh[0, 0, 1] == np.float32(np.float16(-1234.567)) and fresh.dtype == np.float32
+    # the fresh result already went through the stored fixed point, so cached reads are bit-identical;
+    # one step per flow: 1/32 px, doubled while the largest motion exceeds 1024 px (here 1/16 px)
+    assert fresh.dtype == np.float32
+    assert fresh[0, 0, 1] == np.float32(-1234.5625) and fresh[0, 0, 0] == np.float32(2 / 16)
     again = FlowCache(tmp_path, be).get(0, 1)  # no frames needed once cached
     np.testing.assert_array_equal(again, fresh)
     assert be.calls == 1

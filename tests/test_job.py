@@ -1,6 +1,7 @@
 """The propagation job end to end: quality on a clip with a known answer, resume, partial recompute,
 video/audio output, paths, and clear errors for bad inputs."""
 import fractions
+import json
 import os
 import shutil
 
@@ -53,16 +54,27 @@ def test_propagated_frames_match_the_known_stylisation(reference_run):
             assert psnr(got, truth) > psnr(stylise(frames[nearest]), truth) + 10
 
 
-def test_work_directory_layout(reference_run):
+def test_work_directory_layout(reference_run, tmp_path):
     root, frames, inp, keys, out, result = reference_run
     wd = out.with_name(out.name + ".work")
     assert (wd / "manifest.json").exists()
     assert len(list((wd / "frames").glob("*.png"))) == N
     assert sorted(p.name for p in (wd / "keys").iterdir()) == [f"{k:04d}.png" for k in KEYS]
     assert sorted(p.name for p in (wd / "segments").iterdir()) == ["0000-0010", "0010-0020", "0020-0030"]
-    seg = wd / "segments" / "0010-0020"
-    assert len(list((seg / "fwd").glob("*.npz"))) == 9 and len(list((seg / "masks").glob("*.png"))) == 9
+    # finished segments keep only their stamp; their candidates, masks and flows are gone
+    assert sorted(p.name for p in (wd / "segments" / "0010-0020").iterdir()) == ["stamp.json"]
+    assert not list((wd / "flow").rglob("*.npz"))
+    on_disk = sum(p.stat().st_size for p in wd.rglob("*") if p.is_file())
+    assert 0 <= result.work_dir_bytes - on_disk < 200  # measured while the job's lock file was there
     assert not list(wd.rglob("*.tmp*"))  # atomic writes leave no temporaries
+    # kept on request: every step's candidate, every mask, every consecutive flow
+    kept = tmp_path / "kept"
+    same = propagate(inp, keys, tmp_path / "o", work_dir=kept, keep_intermediates=True, config=fast_config())
+    seg = kept / "segments" / "0010-0020"
+    assert len(list((seg / "fwd").glob("*.npz"))) == 9 and len(list((seg / "masks").glob("*.png"))) == 9
+    assert len(list((kept / "flow" / "dis").glob("*.npz"))) == 2 * (N - 1)
+    assert out_bytes(tmp_path / "o") == out_bytes(out)
+    assert same.work_dir_bytes > 2 * result.work_dir_bytes
 
 
 def test_rerun_reuses_everything(reference_run, tmp_path):
@@ -97,11 +109,23 @@ def test_killed_job_resumes_to_identical_output(reference_run, tmp_path):
     with pytest.raises(Killed):
         propagate(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=fast_config(),
                         on_step=kill_after_20)
-    stored = len(list((tmp_path / "w" / "segments").rglob("[0-9]*.npz")))
+    stored = stored_steps(tmp_path / "w")
     assert 20 <= stored < 54
     result = propagate(inp, keys, tmp_path / "o", work_dir=tmp_path / "w", config=fast_config())
     assert result.synthesized == 54 - stored  # continued, not restarted
     assert out_bytes(tmp_path / "o") == out_bytes(out)
+
+
+def stored_steps(work, steps_per_segment=18):
+    """Pass steps a stopped job has kept: those of finished segments (only their stamp is left)
+    and the candidates of the others."""
+    total = 0
+    for seg in (work / "segments").iterdir():
+        if json.loads((seg / "stamp.json").read_text()).get("blend"):
+            total += steps_per_segment
+        else:
+            total += len(list(seg.rglob("[0-9]*.npz")))
+    return total
 
 
 def test_changed_key_recomputes_only_its_two_segments(reference_run, tmp_path):
@@ -120,13 +144,23 @@ def test_changed_key_recomputes_only_its_two_segments(reference_run, tmp_path):
     for i, mtime in untouched.items():
         assert (tmp_path / "o" / f"{i:04d}.png").stat().st_mtime_ns == mtime
     assert out_bytes(tmp_path / "o")[21:] == out_bytes(out)[21:]
-    # a blending option recomputes the blending only
+    # a blending option: without the intermediates (the default) the segments are synthesised again,
+    # to the same result as a fresh job
     result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
-                             config=fast_config(poisson=True))
+                       config=fast_config(poisson=True))
+    assert result.synthesized == 54 and result.blended == 27
+    fresh = propagate(inp, tmp_path / "keys", tmp_path / "fresh", config=fast_config(poisson=True))
+    assert out_bytes(tmp_path / "o") == out_bytes(tmp_path / "fresh") and fresh.synthesized == 54
+    # with them kept, only the blending is done again
+    propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work", config=fast_config(),
+              keep_intermediates=True)
+    result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
+                       config=fast_config(poisson=True), keep_intermediates=True)
     assert result.synthesized == 0 and result.blended == 27
+    assert out_bytes(tmp_path / "o") == out_bytes(tmp_path / "fresh")
     for blend in ("select", "linear"):
         result = propagate(inp, tmp_path / "keys", tmp_path / "o", work_dir=tmp_path / "work",
-                           config=fast_config(blend=blend))
+                           config=fast_config(blend=blend), keep_intermediates=True)
         assert result.synthesized == 0 and result.blended == 27
     assert not list((tmp_path / "work" / "segments").rglob("blend-scratch"))
 

@@ -360,8 +360,8 @@ def test_cli_run_renders_every_frame_and_resumes(tiny_model, tmp_path, capsys):
     assert sorted(p.name for p in keys.glob("*.png")) == ["0000.png", "0003.png", "0006.png"]
     assert not (keys / ".state").exists()  # attention caches freed once every key exists
     # one decode and one flow cache for both stages: the key-pair flows (anchor -> key) survive propagation
-    flows = {p.name for p in (out.with_name("out.work") / "flow").rglob("*.npy")}
-    assert {"000000_000003.npy", "000000_000006.npy"} <= flows, sorted(flows)
+    flows = {p.name for p in (out.with_name("out.work") / "flow").rglob("*.npz")}
+    assert {"000000_000003.npz", "000000_000006.npz"} <= flows, sorted(flows)
     before = {p.name: p.read_bytes() for p in keys.glob("*.png")}
     assert main(_cli_args(tiny_model, clip, out)) == 0
     logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]

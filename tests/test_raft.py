@@ -115,6 +115,6 @@ def test_registered_backend_and_key_frame_fusions_use_raft(small_weights, tmp_pa
     work = tmp_path / "work"
     res = render_keys(frames.__getitem__, [0, 3], work / "keys", cfg, flow=no_dis, components=comps)
     assert res.rendered == [0, 3]
-    cached = sorted(p.name for p in (work / "flow").rglob("*.npy"))
-    assert cached == ["000000_000003.npy", "000003_000000.npy"]
+    cached = sorted(p.name for p in (work / "flow").rglob("*.npz"))
+    assert cached == ["000000_000003.npz", "000003_000000.npz"]
     assert next((work / "flow").iterdir()).name.startswith("raft_")

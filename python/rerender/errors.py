@@ -24,3 +24,8 @@ class JobError(ValueError):
 
 class JobCancelled(RuntimeError):
     """Raised inside worker threads after another worker failed or the job was cancelled."""
+
+
+class ClusterError(JobError):
+    """A Dask cluster could not run the job (scheduler unreachable, workers lost again and again, work
+    directory not shared with a worker); the message says what to check."""

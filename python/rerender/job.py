@@ -8,10 +8,14 @@ before anything is written. The stages it runs, each stamped in ``WORK/manifest.
 :mod:`rerender.workdir`) and reused when its fingerprint matches:
 
 - :meth:`Job.decode`: the selected frames at the working size into ``WORK/frames`` (8-bit PNG, or the
-  float32 working format of a 16-bit/float plate) and the matte, if any, into ``WORK/mattes``;
-- :meth:`Job.compute_flows`: forward and backward flows of consecutive frames into ``WORK/flow``;
+  float32 working format of a 16-bit/float plate; streamed, one frame in memory at a time; a late
+  range or a resumed decode seeks instead of decoding from the start) and the matte, if any, into
+  ``WORK/mattes``;
 - :meth:`Job.write_output`: ``WORK/out`` to the output video or folder, at the plate's depth and in
   its colour space, composited over the plate through the matte (or with the matte as alpha).
+
+Optical flows (``WORK/flow``) are computed when first needed, by whichever stage, process or
+machine needs them (:class:`rerender.flow.FlowCache`); :meth:`Job.flow_fingerprint` names them.
 
 The key-frame stage (:mod:`rerender.keyframes`) and the propagation stage (:mod:`rerender.propagation`)
 run between decode and output; :mod:`rerender.pipeline` composes them.
@@ -60,6 +64,11 @@ class JobConfig:
     """Intermediate files; None = OUT.work beside the output."""
     audio: bool = True
     """Carry the input's sound into a video output."""
+    keep_intermediates: bool = False
+    """Keep finished segments' candidates, masks and flows (the work directory then grows by about
+    10x the output per frame at 1080p). Off: a finished segment keeps only its output frames and
+    stamp; a killed job still resumes to identical bytes, but changing a blending option later
+    re-synthesises instead of only re-blending."""
     key_numbering: Literal["auto", "index", "frame"] = "auto"
     """How key-frame file names count: zero-based indices, the sequence's own frame numbers
     (shot.1001.exr -> 1001), or auto (whichever fits; refused when both fit differently)."""
@@ -191,8 +200,11 @@ class Job:
             self._decode_matte(progress)
             return
         wd.frames.mkdir(parents=True, exist_ok=True)
+        # frames are written in order, so the first missing one is where a stopped decode resumes
+        first = next((i for i in sel if not wd.frame_path(i).exists()), sel.stop)
         with progress.stage("decode", len(sel)) as bar:
-            for i, img in zip(sel, self._working_frames()):
+            bar.skip(first - sel.start)
+            for i, img in zip(range(first, sel.stop), self._working_frames(first)):
                 if not wd.frame_path(i).exists():
                     media.write_image(wd.frame_path(i), img)
                 bar.update()
@@ -203,13 +215,16 @@ class Job:
         wd.update_manifest(frames=m["frames"])
         self._decode_matte(progress)
 
-    def _working_frames(self):
-        """The selected frames in the working format (uint8, or float32 0..255 for deep plates)."""
+    def _working_frames(self, first: int):
+        """The selected frames from ``first`` on, in the working format (uint8, or float32 0..255 for
+        deep plates)."""
         sel = self.frames
-        if self.depth == "uint8":
-            yield from media.read_frames(self.input, frames=slice(sel.start, sel.stop), size=self.cfg.size)
+        if first >= sel.stop:
             return
-        for i in sel:
+        if self.depth == "uint8":
+            yield from media.read_frames(self.input, frames=slice(first, sel.stop), size=self.cfg.size, info=self.info)
+            return
+        for i in range(first, sel.stop):
             rgb, _ = self._plate_file(i)
             yield np.ascontiguousarray(media.resize_to(media.to_working(rgb, self.colour), self.hw), dtype=np.float32)
 
@@ -246,26 +261,13 @@ class Job:
         of work that depends on it."""
         return self.wd.manifest().get("mattes", {}).get("fingerprint") if self.matte is not None else None
 
-    def compute_flows(self, progress: Progress, on_step: StepHook | None = None) -> str:
-        """Forward and backward flows of consecutive frames (rerender.flow.FlowCache); returns
-        their fingerprint."""
+    def flow_fingerprint(self) -> str:
+        """What the job's flows are computed from (the decoded frames and the flow method); recorded
+        in the manifest. The flows themselves are computed on demand."""
         wd = self.wd
         fp = digest({"frames": wd.manifest()["frames"]["fingerprint"], "method": wd.flow_method})
-        m = wd.manifest()
-        if m.get("flow", {}).get("fingerprint") != fp:
-            wd.update_manifest(flow={"fingerprint": fp, "complete": False, "method": wd.flow_method})
-        elif m["flow"].get("complete"):
-            return fp
-        with progress.stage("flow", max(0, len(self.frames) - 1)) as bar:
-            def tick(i: int) -> None:
-                bar.update()
-                if on_step:
-                    on_step("flow", i - 1)
-
-            wd.flow_cache.precompute(((i, wd.frame(i)) for i in self.frames), progress=tick)
-        m = wd.manifest()
-        m["flow"]["complete"] = True
-        wd.update_manifest(flow=m["flow"])
+        if wd.manifest().get("flow", {}).get("fingerprint") != fp:
+            wd.update_manifest(flow={"fingerprint": fp, "method": wd.flow_method})
         return fp
 
     def write_output(self, output: Path, progress: Progress) -> list[Path]:

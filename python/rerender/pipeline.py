@@ -46,25 +46,38 @@ def _job_config(job: JobConfig | None, options: dict[str, Any]) -> JobConfig:
 def propagate(input: str | os.PathLike, keys: str | os.PathLike, output: str | os.PathLike, *,
               config: PropagationConfig | None = None, job: JobConfig | None = None,
               progress: Progress | None = None, on_step: StepHook | None = None,
-              cuts: list[int] | str | None = None, **job_options) -> JobResult:
+              cuts: list[int] | str | None = None, client=None, **job_options) -> JobResult:
     """Propagate the key frames in ``keys`` to every frame of ``input`` and write ``output``.
 
     ``input``: a video file or an image sequence (folder / pattern). ``keys``: a folder of images named
     by zero-based absolute frame index (``0000.png``, ``0010.png`` ...). ``output``: a video path (the
     input's fps and sound carried over) or a folder receiving ``NNNN.png`` for every selected frame.
     ``job_options``: any :class:`JobConfig` field (``frames="10:50"``, ``size=512``, ``flow``,
-    ``work_dir``, ``audio``, ``matte``, ``matte_feather``, ``alpha``, ``ocio``, ``colorspace``). Rerunning with the same work directory resumes and reuses what is still
+    ``work_dir``, ``audio``, ``matte``, ``matte_feather``, ``alpha``, ``ocio``, ``colorspace``,
+    ``keep_intermediates``). Rerunning with the same work directory resumes and reuses what is still
     valid. ``on_step(stage, frame)`` is called after every stored frame (from worker threads too);
     raising from it stops the job, which can be resumed later. ``cuts``: shot cuts (first frames of
-    later shots) or ``"auto"`` to detect them: nothing is propagated across a cut.
+    later shots) or ``"auto"`` to detect them: nothing is propagated across a cut. ``client``: a
+    ``distributed.Client`` to run the segments as tasks of a Dask cluster (:mod:`rerender.cluster`;
+    its workers must see the work directory at the same path); None runs them in threads of this process.
 
     Raises :class:`rerender.errors.JobError` / :class:`rerender.errors.MediaError` (ValueErrors)
     for bad inputs, before anything is written when the inputs themselves are at fault.
     """
     progress = progress or QUIET
+    _check_client(client)
     opened = Job.open(input, _job_config(job, job_options), output=output, keys=keys)
     with opened.wd.lock():
-        return run_propagation(opened, keys, output, config or PropagationConfig(), progress, on_step, cuts)
+        return run_propagation(opened, keys, output, config or PropagationConfig(), progress, on_step, cuts,
+                               client)
+
+
+def _check_client(client) -> None:
+    """A cluster client is a ``distributed.Client`` (checked before any work; Dask is imported only then)."""
+    if client is not None:
+        from .cluster import check_client
+
+        check_client(client)
 
 
 def render_keyframes(input: str | os.PathLike, config: "KeyframeConfig", *, job: JobConfig | None = None,
@@ -78,9 +91,13 @@ def render_keyframes(input: str | os.PathLike, config: "KeyframeConfig", *, job:
         return opened, _render_keys(opened, config, progress or QUIET, first_only, components)[0]
 
 
-def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_only: bool, components):
+def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_only: bool, components,
+                 start_propagation=None):
     """Plan the key frames (printed, and stored as ``WORK/keyplan.json`` for a user to edit), then
-    render them shot by shot: every shot gets its own anchor. Returns (stage result, plan)."""
+    render them shot by shot: every shot gets its own anchor. Returns (stage result, plan).
+
+    ``start_propagation(plan)``: called once the plan is made, before any key is rendered; returns
+    the callback to run for each key as it is stored."""
     from .keyframes.stage import StageResult, load_components, render_keys
     from .keyselect import check_shots_have_keys, plan_keys
 
@@ -102,6 +119,7 @@ def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_o
     if min(job.hw) > 768:
         progress.log(f"working size: the short side is {min(job.hw)} px; Stable Diffusion 1.5 works best near 512 "
                      "(--size 512) and needs far more time and memory above it")
+    on_key = start_propagation(plan) if start_propagation is not None else None
     chains = [[k for k in plan.keys if k in shot] for shot in plan.shots(job.frames)]
     if len(chains) > 1 and components is None:
         components = load_components(config)
@@ -109,7 +127,8 @@ def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_o
     seconds = 0.0
     for chain in chains[:1] if first_only else chains:
         res = render_keys(wd.frame8, chain, wd.keys, config, flow=wd.flow_cache.get, progress=progress,
-                          first_only=first_only, components=components, matte=wd.matte if wd.matted else None)
+                          first_only=first_only, components=components, matte=wd.matte if wd.matted else None,
+                          on_key=on_key)
         total.keys += res.keys
         total.rendered += res.rendered
         total.skipped += res.skipped
@@ -124,22 +143,43 @@ def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_o
 
 def translate(input: str | os.PathLike, output: str | os.PathLike, *, keyframes: "KeyframeConfig",
               propagation: PropagationConfig | None = None, job: JobConfig | None = None,
-              progress: Progress | None = None, first_only: bool = False, components=None,
+              progress: Progress | None = None, first_only: bool = False, components=None, client=None,
               **job_options) -> tuple["StageResult", JobResult | None]:
     """The whole translation: key frames by diffusion (``keyframes``: prompt, models, constraints),
     then propagation to every frame of ``output``. ``first_only``: render only the anchor key as a
     preview and stop. Both stages share one work directory (frames decoded once, flows computed
     once) and hold its lock throughout. Returns the key-frame stage's result and the job's
-    (None for a preview)."""
+    (None for a preview).
+
+    ``client``: a ``distributed.Client``: the key frames are still rendered here, in order (each
+    needs the anchor and the previous key), while the cluster propagates every segment as soon as
+    both its keys exist.
+    """
     progress = progress or QUIET
+    _check_client(client)
     opened = Job.open(input, _job_config(job, job_options), output=output)
+    propagation = propagation or PropagationConfig()
     with opened.wd.lock():
-        keys, plan = _render_keys(opened, keyframes, progress, first_only, components)
-        if first_only:
-            return keys, None
-        result = run_propagation(opened, opened.wd.keys, output, propagation or PropagationConfig(), progress,
-                                 cuts=plan.cuts)
-    return keys, result
+        if client is None or first_only:
+            keys, plan = _render_keys(opened, keyframes, progress, first_only, components)
+            if first_only:
+                return keys, None
+            return keys, run_propagation(opened, opened.wd.keys, output, propagation, progress, cuts=plan.cuts)
+        from .propagation import KeyStream
+
+        stream: list[KeyStream] = []
+
+        def start(plan):
+            stream.append(KeyStream(opened, plan.keys, propagation, progress, client, cuts=plan.cuts))
+            return stream[0].key_ready
+
+        try:
+            keys, _ = _render_keys(opened, keyframes, progress, False, components, start_propagation=start)
+            return keys, stream[0].finish(output)
+        except BaseException:
+            if stream:
+                stream[0].stop()  # no task may write into the work directory once its lock is released
+            raise
 
 
 def load_configs(path: str | os.PathLike | None, stages: tuple[str, ...],

@@ -8,10 +8,19 @@ Passes of all segments run in a thread pool; everything they need is in one :cla
 Per segment, in ``WORK/segments/A-B/``::
 
     stamp.json                    fingerprints of what the segment was computed from
-    fwd/NNNN.npz, bwd/NNNN.npz    candidate and patch-error map of each pass step
+    fwd/NNNN.npz, bwd/NNNN.npz    candidate (PNG) and patch-error map (bfloat16) of each pass step
     fwd/state.npz, bwd/state.npz  NNF and positional map of the last step (while a pass runs)
     masks/NNNN.png                blend weight of the candidate from key A (255 = only A; binary for
                                   blend "select")
+
+Flows are computed by the passes as they need them (each consecutive pair belongs to exactly one
+segment, :meth:`Segment.flow_pairs`). Once a segment is blended and stamped, its intermediates --
+candidates, masks, its flows -- are dropped unless the job keeps them (``keep_intermediates``):
+what stays is ``stamp.json`` and the output frames, which is all a resumed job needs to skip it.
+The price: a later change of a blending option re-synthesises the segment instead of re-blending.
+
+The functions here are the units both engines run: :func:`propagate_segments` (threads of this
+process) and :mod:`rerender.cluster` (tasks of a Dask cluster sharing the work directory).
 """
 from __future__ import annotations
 
@@ -51,6 +60,17 @@ class Segment:
         first = (f"cut{frame_name(self.frames[0])}" if self.cut_before else "start") if self.a is None else frame_name(self.a)
         last = (f"cut{frame_name(self.frames[-1] + 1)}" if self.cut_after else "end") if self.b is None else frame_name(self.b)
         return f"{first}-{last}"
+
+    def flow_pairs(self) -> list[tuple[int, int]]:
+        """The flows its passes and blend use, (i, j) = flow_{i->j}: both directions of every
+        consecutive pair from its first key (or first frame) to its last key (or last frame)."""
+        first = self.frames[0] if self.a is None else self.a
+        last = self.frames[-1] if self.b is None else self.b
+        return [p for i in range(first, last) for p in ((i, i + 1), (i + 1, i))]
+
+    def steps(self) -> int:
+        """Pass steps to propagate it: one per frame and pass."""
+        return len(self.frames) * len(self.passes())
 
     def passes(self) -> list[tuple[str, int, list[int]]]:
         """(direction, key index, frames in pass order)."""
@@ -161,28 +181,57 @@ def _resume_point(pass_dir: Path, order: list[int]) -> tuple[int, PassState | No
     return done, PassState(order[done - 1], image, st["nnf"].astype(np.int32), st["positions"].astype(np.float32))
 
 
+class _TimedSource:
+    """The work directory as a pass's frame source, timing the flows it computes on the way (CPU
+    seconds of this thread), so that flow time is not counted as guide time."""
+
+    def __init__(self, wd: WorkDir, timer: Timer):
+        self.wd, self.timer, self._pending = wd, timer, 0.0
+
+    def frame(self, index: int) -> np.ndarray:
+        return self.wd.frame(index)
+
+    def matte(self, index: int) -> np.ndarray | None:
+        return self.wd.matte(index)
+
+    def flow(self, a: int, b: int) -> np.ndarray:
+        t0 = time.thread_time()
+        flow = self.wd.flow(a, b)
+        dt = time.thread_time() - t0
+        self.timer.add("flow", dt)
+        self._pending += dt
+        return flow
+
+    def take(self) -> float:
+        """Flow seconds since the last call (the step's guide time includes them)."""
+        dt, self._pending = self._pending, 0.0
+        return dt
+
+
 def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, order: list[int]) -> None:
     """Propagate key ``key_index`` over ``order``, storing every step; resumes a stopped pass."""
     pass_dir = seg_dir / direction
     pass_dir.mkdir(parents=True, exist_ok=True)
     done, state = _resume_point(pass_dir, order)
     if done:
-        ctx.propagate_bar.update(done)
+        ctx.propagate_bar.skip(done)
     if done == len(order):
         return
     wd = ctx.wd
     key = KeyFrame(key_index, wd.key(key_index).astype(wd.frame(key_index).dtype), wd.frame(key_index),
                    matte=wd.matte(key_index))
     nnf_type = np.int16 if max(key.style.shape) < 32768 else np.int32
-    for s in propagate_pass(key, order[done:], ctx.wd, ctx.cfg, state=state, threads=ctx.threads):
+    source = _TimedSource(ctx.wd, ctx.timer)
+    for s in propagate_pass(key, order[done:], source, ctx.cfg, state=state, threads=ctx.threads):
         ctx.check()
-        save_npz(pass_dir / f"{frame_name(s.index)}.npz", image=s.image, error=s.error.astype(np.float32))
+        save_npz(pass_dir / f"{frame_name(s.index)}.npz", packed=True, image=s.image,
+                 error=s.error.astype(np.float32))
         if s.index != order[-1]:
             save_npz(pass_dir / "state.npz", index=np.int64(s.index), nnf=s.state.nnf.astype(nnf_type),
                      positions=s.state.positions.astype(np.float16))
         else:
             (pass_dir / "state.npz").unlink(missing_ok=True)
-        ctx.timer.add("guides", s.timings.get("guides", 0.0))
+        ctx.timer.add("guides", s.timings.get("guides", 0.0) - source.take())
         ctx.timer.add("synthesis", s.timings.get("synthesis", 0.0))
         ctx.count_step()
         ctx.propagate_bar.update()
@@ -237,7 +286,7 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
-# all segments
+# a segment's life: prepared (is there work?), passes, blend, finished (stamped, intermediates dropped)
 
 
 @dataclass
@@ -248,47 +297,86 @@ class Fingerprints:
     blend: str
 
 
+def prepare_segment(wd: WorkDir, seg: Segment, fp: Fingerprints) -> bool:
+    """Make ``seg``'s folder agree with ``fp``; True when the segment has work left (passes or blend).
+
+    Results computed from other inputs or synthesis options are deleted; a finished segment
+    (stamped with ``fp`` and with every output frame present) needs nothing.
+    """
+    seg_dir = wd.segments / seg.name
+    stamp = read_json(seg_dir / "stamp.json") or {}
+    if stamp.get("synth") != fp.synth:
+        shutil.rmtree(seg_dir, ignore_errors=True)
+        seg_dir.mkdir(parents=True)
+        write_json(seg_dir / "stamp.json", {"synth": fp.synth, "blend": None})
+        return True
+    return not (stamp.get("blend") == fp.blend and all(wd.out_path(i).exists() for i in seg.frames))
+
+
+INTERMEDIATES = ("fwd", "bwd", "masks")  # a segment's sub-folders that only its own run needs
+
+
+def finish_segment(wd: WorkDir, seg: Segment, fp: Fingerprints, keep_intermediates: bool) -> None:
+    """Stamp a blended segment as done, then (unless kept) drop its candidates, masks and flows.
+
+    The stamp comes first: a job killed while dropping finds the segment finished and its outputs
+    in place; one killed before the stamp blends again from the candidates, which are still there.
+    """
+    seg_dir = wd.segments / seg.name
+    write_json(seg_dir / "stamp.json", {"synth": fp.synth, "blend": fp.blend})
+    if keep_intermediates:
+        return
+    for name in INTERMEDIATES:  # rerender's own sub-folders of a managed folder (see rerender.workdir)
+        shutil.rmtree(seg_dir / name, ignore_errors=True)
+    wd.flow_cache.drop(seg.flow_pairs())
+
+
+def remove_other_segments(wd: WorkDir, segments: list[Segment]) -> None:
+    """Delete the folders of segments that the current key frames no longer form."""
+    live = {s.name for s in segments}
+    if wd.segments.is_dir():
+        for d in wd.segments.iterdir():
+            if d.is_dir() and d.name not in live:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# all segments, in threads of this process
+
+
 @dataclass
 class PropagateSummary:
     synthesized: int = 0                 # pass steps computed
     blended: int = 0                     # frames blended
     recomputed: list[str] = field(default_factory=list)  # segments (re)computed
     timings: dict[str, float] = field(default_factory=dict)
+    retried: int = 0                     # tasks restarted after a lost worker (cluster runs)
 
 
 def propagate_segments(wd: WorkDir, segments: list[Segment], fingerprints: dict[str, Fingerprints],
                        cfg: PropagationConfig, progress: Progress, on_step: StepHook | None = None,
-                       timer: Timer | None = None) -> PropagateSummary:
-    """Bring every segment's passes and blend up to date with ``fingerprints``; reuse what matches."""
+                       timer: Timer | None = None, keep_intermediates: bool = False) -> PropagateSummary:
+    """Bring every segment's passes and blend up to date with ``fingerprints``; reuse what matches.
+
+    Passes run in a thread pool (``cfg.parallelism``); a segment is blended and finished by this
+    thread as soon as both its passes are stored, so that at most a few segments' intermediates
+    exist at a time however long the shot.
+    """
     summary = PropagateSummary()
     wd.segments.mkdir(parents=True, exist_ok=True)
-    todo: list[Segment] = []
-    for seg in segments:
-        seg_dir = wd.segments / seg.name
-        fp = fingerprints[seg.name]
-        stamp = read_json(seg_dir / "stamp.json") or {}
-        if stamp.get("synth") != fp.synth:
-            shutil.rmtree(seg_dir, ignore_errors=True)
-            seg_dir.mkdir(parents=True)
-            write_json(seg_dir / "stamp.json", {"synth": fp.synth, "blend": None})
-            stamp = {"synth": fp.synth}
-        if stamp.get("blend") == fp.blend and all(wd.out_path(i).exists() for i in seg.frames):
-            continue
-        todo.append(seg)
-        summary.recomputed.append(seg.name)
-    live = {s.name for s in segments}  # folders of an older key layout go
-    for d in wd.segments.iterdir():
-        if d.is_dir() and d.name not in live:
-            shutil.rmtree(d, ignore_errors=True)
-    if not todo:
-        return summary
+    todo = [seg for seg in segments if prepare_segment(wd, seg, fingerprints[seg.name])]
+    summary.recomputed = [seg.name for seg in todo]
+    remove_other_segments(wd, segments)
     n_passes = sum(len(s.passes()) for s in todo)
-    h, w = wd.frame(todo[0].frames[0]).shape[:2]
+    h, w = wd.frame(segments[0].frames[0]).shape[:2] if segments else (0, 0)
     workers, threads = cfg.parallelism(n_passes, h * w)
-    total_steps = sum(len(s.frames) * len(s.passes()) for s in todo)
-    with progress.stage("propagate", total_steps) as pbar, \
-            progress.stage("blend", sum(len(s.frames) for s in todo)) as bbar, \
+    with progress.stage("propagate", sum(s.steps() for s in segments)) as pbar, \
+            progress.stage("blend", sum(len(s.frames) for s in segments)) as bbar, \
             cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rerender-pass") as pool:
+        for seg in segments:  # finished in an earlier run: done, but not work of this run
+            if seg.name not in summary.recomputed:
+                pbar.skip(seg.steps())
+                bbar.skip(len(seg.frames))
         ctx = RunContext(wd, cfg, threads, pbar, bbar, on_step, timer or Timer())
         pending: dict[cf.Future, Segment] = {}
         remaining = {s.name: len(s.passes()) for s in todo}
@@ -301,10 +389,8 @@ def propagate_segments(wd: WorkDir, segments: list[Segment], fingerprints: dict[
                 seg = pending[fut]
                 remaining[seg.name] -= 1
                 if remaining[seg.name] == 0:
-                    seg_dir = wd.segments / seg.name
-                    summary.blended += blend_segment(ctx, seg, seg_dir)
-                    fp = fingerprints[seg.name]
-                    write_json(seg_dir / "stamp.json", {"synth": fp.synth, "blend": fp.blend})
+                    summary.blended += blend_segment(ctx, seg, wd.segments / seg.name)
+                    finish_segment(wd, seg, fingerprints[seg.name], keep_intermediates)
         except BaseException:
             ctx.cancelled.set()
             for f in pending:

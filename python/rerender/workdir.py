@@ -8,9 +8,10 @@ Layout (every file is written atomically, see :mod:`rerender.files`)::
     WORK/frames/NNNN.png          decoded input frames at the working size (NNNN = input index);
                                   NNNN.exr (float32, 0..255 working scale) for 16-bit and float plates
     WORK/mattes/NNNN.png          the matte at the working size (with --matte)
-    WORK/flow/METHOD/I_J.npy      flows of consecutive frames (rerender.flow.FlowCache)
+    WORK/flow/METHOD/I_J.npz      flows between frames, computed when needed (rerender.flow.FlowCache)
     WORK/keys/NNNN.png            key frames at the working size (NNNN.exr: a key painted at high depth)
-    WORK/segments/A-B/            per-segment candidates, error maps and selection masks
+    WORK/segments/A-B/            per-segment candidates, error maps and selection masks (dropped
+                                  when the segment is done, unless the job keeps intermediates)
     WORK/out/NNNN.png             final frames in the working format (.exr like frames/)
 
 Rerender deletes only what it can prove it wrote: it clears its own sub-folders only inside a
@@ -34,7 +35,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import JobError
-from .files import frame_name, read_json, remove_stale_temporaries, write_json
+from .files import frame_name, is_own_temporary, read_json, remove_stale_temporaries, write_json
 
 MANIFEST_VERSION = 1
 MARKER = ".rerender-workdir"
@@ -77,7 +78,9 @@ class WorkDir:
         marker = root / MARKER
         if marker.is_file():
             return
-        if root.is_dir() and any(root.iterdir()):
+        # another rerender process creating the same folder right now may have its marker's
+        # temporary there: that folder is being claimed by rerender, not a user's
+        if root.is_dir() and any(not is_own_temporary(p.name) for p in root.iterdir()):
             raise JobError(f"{root}: this folder is not empty and was not created by rerender (it has no "
                            f"{MARKER} marker); rerender would manage (and clear) sub-folders in it, so choose "
                            "a new or empty --work-dir")
@@ -225,6 +228,17 @@ class WorkDir:
     def flow(self, a: int, b: int) -> np.ndarray:
         """flow_{a->b} (float32 H x W x 2), from the flow cache (computed if missing)."""
         return np.ascontiguousarray(self.flow_cache.get(a, b))
+
+    def size(self) -> int:
+        """Bytes of all files in the work directory."""
+        total = 0
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_size
+                except FileNotFoundError:  # removed while we looked
+                    pass
+        return total
 
     def manifest(self) -> dict:
         return read_json(self.manifest_path) or {}

@@ -8,7 +8,8 @@ never a traceback. Whatever a job already produced stays in its work directory.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -74,6 +75,9 @@ def add_job_options(p: argparse.ArgumentParser, *, output_required: bool = True)
                         "without one, float plates (EXR) are scene-linear Rec.709 seen through the sRGB curve")
     p.add_argument("--colorspace", metavar="NAME", default=None,
                    help="the plate's colour space in the OCIO config (default: its scene_linear role)")
+    p.add_argument("--keep-intermediates", action="store_true", default=None,
+                   help="keep finished segments' candidates, masks and flows (about 10x the output's size per "
+                        "frame): a later change of a blending option then re-blends instead of re-synthesising")
     p.add_argument("--config", metavar="FILE", default=None,
                    help="YAML/JSON option file, flat or in sections job:, keyframes:, propagation:; "
                         "command-line flags override it")
@@ -81,7 +85,34 @@ def add_job_options(p: argparse.ArgumentParser, *, output_required: bool = True)
 
 def job_overrides(args) -> dict[str, Any]:
     return {k: getattr(args, k, None) for k in ("frames", "size", "flow", "work_dir", "audio", "matte",
-                                                 "matte_feather", "alpha", "ocio", "colorspace")}
+                                                 "matte_feather", "alpha", "ocio", "colorspace",
+                                                 "keep_intermediates")}
+
+
+def add_cluster_option(p: argparse.ArgumentParser) -> None:
+    """``--scheduler``: run the propagation's segments on a Dask cluster."""
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="propagate on a Dask distributed cluster: the scheduler's address, e.g. tcp://HOST:8786 "
+                        "(pip install \"rerender[cluster]\"; every worker must see the work directory at the "
+                        "same path)")
+
+
+@contextlib.contextmanager
+def cluster_client(address: str | None) -> Iterator[Any]:
+    """A client of the Dask scheduler at ``address`` for the block, or None without one (and then
+    Dask is not imported)."""
+    if address is None:
+        yield None
+        return
+    try:
+        from ..cluster import connect
+    except ImportError as e:
+        raise ValueError(f"--scheduler: {e}") from None
+    client = connect(address)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def load_configs(args, stages: tuple[str, ...], stage_overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Importing this module is cheap (no torch): the commands check the diffusion extr
 """
 from __future__ import annotations
 
-from .common import add_command, add_job_options, load_configs
+from .common import add_cluster_option, add_command, add_job_options, cluster_client, load_configs
 from .propagate import add_blend_options, blend_flags
 
 EPILOG = """\
@@ -44,6 +44,7 @@ def add(sub) -> None:
     add_job_options(p)
     _add_keyframe_options(p)
     add_blend_options(p)
+    add_cluster_option(p)
     p.set_defaults(func=run)
     k = add_command(
         sub, "keyframes", epilog=EPILOG,
@@ -173,8 +174,9 @@ def run(args) -> int:
 
     require_diffusion()
     cfg = _configs(args, ("job", "keyframes", "propagation"))
-    _, result = translate(args.input, args.output, keyframes=cfg["keyframes"], propagation=cfg["propagation"],
-                          job=cfg["job"], progress=args.reporter, first_only=args.first_only)
+    with cluster_client(None if args.first_only else args.scheduler) as client:
+        _, result = translate(args.input, args.output, keyframes=cfg["keyframes"], propagation=cfg["propagation"],
+                              job=cfg["job"], progress=args.reporter, first_only=args.first_only, client=client)
     if result is None:  # a preview: its result is the anchor key frame
         args.reporter.done(str(cfg["job"].work_dir_for(args.output) / "keys"))
     else:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..blend_methods import BLEND_METHODS
-from .common import add_command, add_job_options, load_configs
+from .common import add_cluster_option, add_command, add_job_options, cluster_client, load_configs
 
 EPILOG = """\
 key frames: images named by zero-based input frame index, e.g. KEYDIR/0000.png, KEYDIR/0010.png
@@ -13,6 +13,9 @@ fps and audio; anything else is a folder receiving OUT/NNNN.png for every select
 resume: intermediate results live in the work directory (default OUT.work). Rerunning the same
 command continues a stopped job; after repainting a key frame only the segments next to it are
 recomputed.
+
+cluster: --scheduler tcp://HOST:8786 runs the segments as tasks of a Dask cluster (dask scheduler /
+dask worker ... --nthreads 1); every worker must see the work directory at the same path.
 
 example:
   rerender propagate shot.mp4 --keys shot_keys/ -o shot_styled.mp4
@@ -39,8 +42,9 @@ def add(sub) -> None:
     p.add_argument("--workers", type=int, metavar="N", default=None,
                    help="propagation passes run in parallel (default: one per CPU core)")
     p.add_argument("--threads", type=int, metavar="N", default=None,
-                   help="native threads per synthesis (default: the cores not used by parallel passes; "
-                        "results do not depend on it)")
+                   help="native threads per synthesis (default: the cores not used by parallel passes; on a "
+                        "cluster 1 per task; results do not depend on it)")
+    add_cluster_option(p)
     p.set_defaults(func=run)
 
 
@@ -75,7 +79,8 @@ def run(args) -> int:
 
     flags = {**blend_flags(args), "workers": args.workers, "threads": args.threads}
     cfg = load_configs(args, ("job", "propagation"), {"propagation": flags, "job": {"key_numbering": args.key_numbering}})
-    result = propagate(args.input, args.keys, args.output, config=cfg["propagation"], job=cfg["job"],
-                       progress=args.reporter, cuts=parse_cuts(args.cuts))
+    with cluster_client(args.scheduler) as client:
+        result = propagate(args.input, args.keys, args.output, config=cfg["propagation"], job=cfg["job"],
+                           progress=args.reporter, cuts=parse_cuts(args.cuts), client=client)
     args.reporter.done(args.output, files=result.files if len(result.files) > 1 else None)
     return 0

@@ -144,11 +144,30 @@ def load_components(cfg: KeyframeConfig):
                                   image_encoder=cfg.image_encoder)
 
 
+class _RecentFrames:
+    """``frames(i)`` by index, the last few kept (a key reads its own frame, the anchor's and the
+    previous key's), so that the stage's memory does not grow with the number of keys."""
+
+    def __init__(self, frames: Callable[[int], np.ndarray], keep: int = 4):
+        self._frames, self._keep = frames, keep
+        self._recent: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        img = self._recent.pop(i, None)
+        if img is None:
+            img = self._frames(i)
+        self._recent[i] = img  # most recent last
+        while len(self._recent) > self._keep:
+            del self._recent[next(iter(self._recent))]
+        return img
+
+
 def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_dir: str | os.PathLike,
                 cfg: KeyframeConfig, *, flow: FlowFn | None = None, occlusion: Callable | None = None,
                 components=None, progress=None, first_only: bool = False,
                 flow_dir: str | os.PathLike | None = None,
-                matte: Callable[[int], np.ndarray] | None = None) -> StageResult:
+                matte: Callable[[int], np.ndarray] | None = None,
+                on_key: Callable[[int], None] | None = None) -> StageResult:
     """Render the key frames ``keys`` (absolute indices, anchor first) into ``keys_dir/NNNN.png``.
 
     ``frames(i)`` returns input frame i (uint8 RGB at the working size). ``flow(a, b)`` returns
@@ -157,6 +176,8 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
     ``occlusion(f_ab, f_ba)`` defaults to ``rerender.occlusion``. ``components``: preloaded
     :class:`models.Components` (else loaded from cfg). ``matte(i)``: uint8 H x W (255 = restyle) or
     None; keys then change only inside it (masked SDEdit, then composited over the input).
+    ``on_key(i)``: called once per key as soon as ``keys_dir/NNNN.png`` holds its final image (kept
+    from an earlier run, or just written), e.g. to start propagating the segments next to it.
     """
     import time
 
@@ -183,13 +204,15 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
 
         cfg_fp = _chain(cfg_fp, _digest(_read(cfg.reference)))
 
-    # fingerprints chain over the previous key: a key is valid only if everything before it is
-    inputs = {i: frames(i) for i in keys}
-    mattes = {i: matte(i) for i in keys} if matte is not None else {}
+    # fingerprints chain over the previous key: a key is valid only if everything before it is.
+    # Input frames (and mattes) are read when needed and only the last few kept: a long shot has
+    # thousands of keys
+    inputs = _RecentFrames(frames)
+    mattes = _RecentFrames(matte) if matte is not None else None
     fps, prev_fp = {}, "anchor"
     for i in keys:
         fps[i] = _chain(cfg_fp, _digest(inputs[i]), prev_fp if i != keys[0] else "anchor",
-                        *([_digest(mattes[i])] if mattes else []))
+                        *([_digest(mattes[i])] if mattes is not None else []))
         prev_fp = fps[i]
     done = [i for i in keys if manifest.get(_name(i)) == fps[i] and (keys_dir / f"{_name(i)}.png").is_file()]
     first_todo = next((n for n, i in enumerate(keys) if i not in done), len(keys))
@@ -202,6 +225,8 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
             reporter_stage.close()
         if not first_only:
             store.clear()
+        for i in keys if on_key is not None else ():
+            on_key(i)
         return result
 
     from rerender.media import read_image, write_image
@@ -286,6 +311,8 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
         fp_, fp_back = (fa, fa_back) if prev == anchor else (fusion_flow(i, prev), fusion_flow(prev, i))
         return Geometry(fa, occlusion(fa, fa_back), fp_, occlusion(fp_, fp_back))
 
+    for i in keys[:first_todo] if on_key is not None else ():  # kept from an earlier run
+        on_key(i)
     t0 = time.perf_counter()
     try:
         for n in range(first_todo, len(keys)):
@@ -297,14 +324,14 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
             init = start_latent(i, frame, conds)
             if n == 0:
                 res = sampler.render(frame, conds, keep_memory=need_memory, prompts=prompts, init_latent=init,
-                                     matte=mattes.get(i))
+                                     matte=mattes[i] if mattes is not None else None)
             else:
                 a = keys[cfg.segment_anchor(n)]
                 res = sampler.render(frame, conds, memories[a], memories[keys[n - 1]], geometry(i, a, keys[n - 1]),
                                      keep_memory=need_memory, prompts=prompts, init_latent=init,
-                                     origin=memories[keys[0]], matte=mattes.get(i))
+                                     origin=memories[keys[0]], matte=mattes[i] if mattes is not None else None)
             image = res.image
-            if i in mattes:  # outside the matte the key is the input's, exactly
+            if mattes is not None:  # outside the matte the key is the input's, exactly
                 from rerender.matte import composite
 
                 image = composite(res.image, inputs[i], mattes[i].astype(np.float32) / 255.0)
@@ -325,6 +352,8 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
             result.rendered.append(i)
             if reporter_stage is not None:
                 reporter_stage.update(1)
+            if on_key is not None:
+                on_key(i)
     finally:
         if reporter_stage is not None:
             reporter_stage.close()

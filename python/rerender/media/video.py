@@ -249,15 +249,17 @@ def resolve_frames(frames: slice | range | None, count: int, where: str) -> rang
 
 
 def read_frames(path: str | os.PathLike, frames: slice | range | None = None, size: int | None = None,
-                *, fps: float | fractions.Fraction | None = None) -> Iterator[np.ndarray]:
+                *, fps: float | fractions.Fraction | None = None, info: MediaInfo | None = None) -> Iterator[np.ndarray]:
     """Yield the selected frames of a video or image sequence as uint8 RGB, in order, streamed.
 
     ``frames``: absolute zero-based selection (``slice(10, 20)``, ``range(0, 30, 2)``); bounds are
     checked up front (:class:`MediaError`). ``size``: working short side (see :func:`working_size`);
     None keeps the source size. The number of frames yielded is exactly ``len(selection)``; a
-    stream that ends early (truncated file) raises :class:`MediaError`.
+    stream that ends early (truncated file) raises :class:`MediaError`. A selection that starts
+    late seeks to the key frame before it rather than decoding from the start (same pixels).
+    ``info``: :func:`probe`'s result for ``path`` when the caller has it (saves probing again).
     """
-    info = probe(path, fps=fps)
+    info = info if info is not None else probe(path, fps=fps)
     sel = resolve_frames(frames, info.frame_count, str(info.path))
     hw = working_size(info.width, info.height, size)
     if info.is_sequence:
@@ -276,6 +278,54 @@ def _iter_sequence(info: MediaInfo, sel: range, hw: tuple[int, int]) -> Iterator
 
 
 def _iter_video(info: MediaInfo, sel: range, hw: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Decode the selected frames; a range that starts late seeks to the key frame before it
+    instead of decoding from the start (:func:`_seek_target`), with the same pixels."""
+    target = _seek_target(info.path, sel.start) if sel.start > 0 else None
+    if target is not None:
+        frames = _decode(info, sel, hw, seek=target)
+        try:
+            first = next(frames)
+        except _SeekMissed:
+            pass  # the container could not seek there: decode from the start instead
+        else:
+            yield first
+            yield from frames
+            return
+    yield from _decode(info, sel, hw, seek=None)
+
+
+class _SeekMissed(Exception):
+    """Decoding after a seek did not reach the wanted frame exactly (an odd container)."""
+
+
+def _seek_target(path: Path, start: int) -> tuple[int, dict[int, int]] | None:
+    """(presentation time of frame ``start``, index of every frame by presentation time), or None
+    when the stream's timestamps cannot name frames (missing or repeated), which decodes from
+    the start. Frames are the packets :func:`probe` counts, in presentation order."""
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        times = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                if packet.pts is None:
+                    return None
+                times.append(packet.pts)
+        except av.FFmpegError:
+            return None
+    times.sort()
+    index = {t: i for i, t in enumerate(times)}
+    if len(index) != len(times) or start >= len(times):
+        return None
+    return times[start], index
+
+
+def _decode(info: MediaInfo, sel: range, hw: tuple[int, int],
+            seek: tuple[int, dict[int, int]] | None) -> Iterator[np.ndarray]:
+    """Yield the frames of ``sel``. ``seek``: (time, index by time) from :func:`_seek_target`; frames
+    are then named by their timestamps, and :class:`_SeekMissed` is raised before anything is
+    yielded if decoding does not land on frame ``sel.start`` exactly."""
     path = info.path
     wanted = iter(sel)
     nxt = next(wanted)
@@ -283,8 +333,22 @@ def _iter_video(info: MediaInfo, sel: range, hw: tuple[int, int]) -> Iterator[np
     with _open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads; output order is unchanged
+        if seek is not None:
+            try:
+                # backward: the key frame at or before the target, from which decoding is exact
+                container.seek(seek[0], stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                raise _SeekMissed from None
         try:
             for frame in container.decode(stream):
+                if seek is not None:  # name the frame by its timestamp
+                    at = seek[1].get(frame.pts) if frame.pts is not None else None
+                    if at is None:
+                        if nxt == sel.start:
+                            raise _SeekMissed
+                        raise MediaError(f"{path}: a frame after frame {index - 1} has a timestamp ({frame.pts}) "
+                                         "that no packet of the stream has (corrupt stream)")
+                    index = at
                 if index == nxt:
                     rgb = frame.to_ndarray(format="rgb24")
                     k = _rotation_k(frame)
@@ -297,12 +361,19 @@ def _iter_video(info: MediaInfo, sel: range, hw: tuple[int, int]) -> Iterator[np
                     nxt = next(wanted, None)
                     if nxt is None:
                         return
+                elif index > nxt:  # only after a seek: the wanted frame never came out of the decoder
+                    if nxt == sel.start:
+                        raise _SeekMissed
+                    raise MediaError(f"{path}: the decoder skipped frame {nxt} (corrupt stream)")
                 index += 1
         except av.FFmpegError as e:
+            if seek is not None and nxt == sel.start:
+                raise _SeekMissed from None
             raise MediaError(f"{path}: decoding failed at frame {index} ({e.strerror or e})") from None
+    if seek is not None and nxt == sel.start:
+        raise _SeekMissed
     raise MediaError(f"{path}: stream ended after {index} decoded frames, but frame {nxt} was "
                      f"requested (truncated or corrupt file; {info.frame_count} frames expected)")
-
 
 
 def _pick_video_codec(container: av.container.OutputContainer, path: Path) -> str:
