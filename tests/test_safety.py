@@ -402,3 +402,23 @@ def test_no_file_is_written_when_the_inputs_are_refused(project):
     with pytest.raises(JobError):
         propagate(inp, keys, inp, config=fast_config())
     assert snapshot(tmp) == before and not (inp.with_name(inp.name + ".work")).exists()
+
+
+def test_link_or_copy_shares_the_file_and_never_writes_through(tmp_path):
+    from rerender.files import link_or_copy
+
+    key, out = tmp_path / "keys" / "0010.png", tmp_path / "out" / "0010.png"
+    key.parent.mkdir()
+    out.parent.mkdir()
+    key.write_bytes(b"first")
+    link_or_copy(key, out)
+    assert out.read_bytes() == b"first" and os.path.samefile(key, out)
+    # a repainted key replaces its file atomically: the output keeps the old bytes until linked again
+    (tmp_path / "new").write_bytes(b"second")
+    os.replace(tmp_path / "new", key)
+    assert out.read_bytes() == b"first"
+    link_or_copy(key, out)
+    assert out.read_bytes() == b"second" and os.path.samefile(key, out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["0010.png"]  # no temporary left
+    wd = WorkDir(tmp_path)
+    assert wd.size() == len(b"second")  # one file, linked twice, counts once

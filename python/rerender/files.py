@@ -138,6 +138,23 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return dict(unpack(k, z[k]) for k in z.files)
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` the same file as ``source`` (a hard link, put in place atomically), or a copy
+    where the file system cannot link; nothing is done when it already holds the same bytes."""
+    try:
+        if os.path.samefile(source, target) or target.read_bytes() == source.read_bytes():
+            return
+    except OSError:
+        pass
+    tmp = target.with_name(f".{target.name}.rr-{_HOST}-{os.getpid()}-link.tmp")
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        write_bytes_if_changed(target, source.read_bytes())
+
+
 def write_bytes_if_changed(target: str | os.PathLike, data: bytes, *, fsync: bool = False) -> bool:
     """Write ``data`` atomically unless ``target`` already holds these bytes (a resumed job leaves
     finished files, and their timestamps, alone); True when written."""

@@ -22,7 +22,7 @@ import numpy as np
 from . import config as _config
 from . import media
 from .errors import JobError
-from .files import array_digest, digest, frame_name, write_bytes_if_changed
+from .files import array_digest, digest, frame_name, link_or_copy
 from .job import Job, StepHook
 from .passes import PropagationConfig
 from .progress import Progress
@@ -143,8 +143,8 @@ def output_key(job: Job, idx: int) -> None:
     wd = job.wd
     wd.out.mkdir(parents=True, exist_ok=True)
     key, out = wd.key_path(idx), wd.out_path(idx)
-    if key.suffix == out.suffix:  # already in the output's format: its bytes
-        write_bytes_if_changed(out, key.read_bytes())
+    if key.suffix == out.suffix:  # already in the output's format: the same file, hard-linked
+        link_or_copy(key, out)     # (a long shot of dense keys would otherwise hold them twice)
     else:  # an 8-bit key of a deep job
         wd.write_out(idx, wd.key(idx))
 

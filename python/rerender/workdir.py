@@ -230,14 +230,18 @@ class WorkDir:
         return np.ascontiguousarray(self.flow_cache.get(a, b))
 
     def size(self) -> int:
-        """Bytes of all files in the work directory."""
-        total = 0
+        """Bytes of all files in the work directory (a file hard-linked twice, such as a key frame
+        and its output, counts once)."""
+        total, seen = 0, set()
         for folder, _, files in os.walk(self.root):
             for name in files:
                 try:
-                    total += os.lstat(os.path.join(folder, name)).st_size
+                    st = os.lstat(os.path.join(folder, name))
                 except FileNotFoundError:  # removed while we looked
-                    pass
+                    continue
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size
         return total
 
     def manifest(self) -> dict:
