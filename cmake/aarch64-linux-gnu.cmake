@@ -1,5 +1,5 @@
 # Cross-compiling for 64-bit Arm Linux with Debian's cross toolchain (g++-aarch64-linux-gnu); the
-# results run under qemu-aarch64 (scripts/cpp_tests_arm64.sh).
+# results run under qemu-aarch64 (scripts/cpp_tests.sh arm64).
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)

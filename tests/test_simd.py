@@ -3,7 +3,7 @@ this CPU supports is forced in turn (rerender._native.set_simd, or RERENDER_SIMD
 the outputs of synthesize, histogram_blend and warp compared. (The AVX-512 kernels are also
 checked on machines without AVX-512, and the NEON ones on x86, on an emulation of their
 instructions: the ctest target emulated_kernels; the AArch64 build runs its tests under
-qemu-aarch64: scripts/cpp_tests_arm64.sh.)"""
+qemu-aarch64: scripts/cpp_tests.sh arm64.)"""
 from __future__ import annotations
 
 import os

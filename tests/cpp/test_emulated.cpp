@@ -2,7 +2,7 @@
 // AVX-512 kernels and, on x86, the NEON ones. They compute the bits of the plain C++ definition,
 // as the variants that run natively do (test_simd.cpp). (What this proves is the kernels' order
 // of operations; the emulated conversions are SIMDe's own, and NEON's real ones are checked on
-// AArch64 under emulation of the whole CPU: scripts/cpp_tests_arm64.sh.)
+// AArch64 under emulation of the whole CPU: scripts/cpp_tests.sh arm64.)
 #include <doctest/doctest.h>
 
 #include <vector>
