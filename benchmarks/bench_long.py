@@ -43,7 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # _footage: the shared clip fetcher
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # _footage, _clips: the shared clip helpers
 
 CACHE = Path(os.environ.get("RERENDER_BENCH_CACHE", "~/.cache/rerender-bench")).expanduser()
 SOURCES = ("vtest", "bikes")  # names known to tests/_footage.py
@@ -76,21 +76,11 @@ def _to_hd(rgb: np.ndarray) -> np.ndarray:
 
 
 def _encode(frames, path: Path) -> None:
-    import av
+    from _clips import write_test_video
 
     part = path.with_name(f".{path.stem}.{os.getpid()}.part.mp4")
-    with av.open(str(part), "w") as out:
-        vs = out.add_stream("libx264", rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = HD[1], HD[0], "yuv420p"
-        # no B-frames: any packet boundary is then a clean end for the stream copies below
-        vs.options = {"crf": "18", "preset": "veryfast", "bf": "0"}
-        for i, rgb in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            vf.pts = i
-            for pk in vs.encode(vf):
-                out.mux(pk)
-        for pk in vs.encode(None):
-            out.mux(pk)
+    # no B-frames: any packet boundary is then a clean end for the stream copies below
+    write_test_video(part, frames, fps=FPS, options={"crf": "18", "preset": "veryfast", "bf": "0"})
     os.replace(part, path)
 
 

@@ -8,8 +8,9 @@ Everything is deterministic (seeded) and small, so tests stay fast.
 from __future__ import annotations
 
 import fractions
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import av
@@ -47,25 +48,33 @@ def moving_pattern(n: int = 20, h: int = 48, w: int = 64, velocity: tuple[float,
     return frames
 
 
-def write_test_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | None = None,
+def write_test_video(path: str | os.PathLike, frames: Iterable[np.ndarray] | None = None,
                      fps: fractions.Fraction | int = 24, audio_seconds: float | None = None,
-                     audio_rate: int = 44100, codec: str | None = None, timecode: str | None = None) -> Path:
-    """Encode ``frames`` (default: ``moving_pattern()``) at ``fps`` with PyAV.
+                     audio_rate: int = 44100, codec: str | None = None, timecode: str | None = None,
+                     pix_fmt: str = "yuv420p", options: dict[str, str] | None = None,
+                     rotation: int | None = None) -> Path:
+    """Encode ``frames`` (default: ``moving_pattern()``; any iterable, streamed) at ``fps`` with PyAV.
 
     ``audio_seconds``: add a 440 Hz stereo sine track of that length (AAC; Vorbis/Opus for
-    .webm/.mkv if asked via ``codec``). Near-lossless video (crf 0 for libx264) so pixel checks
-    stay meaningful.
+    .webm/.mkv if asked via ``codec``). Near-lossless video by default (crf 0 for libx264) so pixel
+    checks stay meaningful; ``options`` replaces the encoder's options (e.g. a GOP structure),
+    ``rotation`` sets the display-rotation side data (degrees).
     """
     path = Path(path)
-    frames = moving_pattern() if frames is None else frames
+    frames = iter(moving_pattern() if frames is None else frames)
+    first = next(frames)
     rate = fractions.Fraction(fps)
-    h, w = frames[0].shape[:2]
+    h, w = first.shape[:2]
     with av.open(os.fspath(path), "w") as out:
         vcodec = codec or ("libvpx-vp9" if path.suffix == ".webm" else "libx264")
         vs = out.add_stream(vcodec, rate=rate)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        if vcodec == "libx264":
+        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+        if options is not None:
+            vs.options = options
+        elif vcodec == "libx264":
             vs.options = {"crf": "0", "preset": "ultrafast"}
+        if rotation is not None:
+            vs.set_display_rotation(rotation)
         if timecode:
             vs.metadata["timecode"] = timecode
         aus = None
@@ -73,7 +82,7 @@ def write_test_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | Non
             acodec = "libopus" if path.suffix == ".webm" else "aac"
             aus = out.add_stream(acodec, rate=48000 if acodec == "libopus" else audio_rate)
             aus.layout = "stereo"
-        for i, f in enumerate(frames):
+        for i, f in enumerate(itertools.chain([first], frames)):
             vf = av.VideoFrame.from_ndarray(f, format="rgb24")
             vf.pts = i
             vf.time_base = 1 / rate

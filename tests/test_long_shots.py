@@ -4,12 +4,11 @@ import json
 import subprocess
 import sys
 
-import av
 import numpy as np
 import pytest
 
 import rerender.media as media
-from _clips import decode_all, moving_pattern
+from _clips import decode_all, moving_pattern, write_test_video
 from _stylised_clip import clip, fast_config, write_clip_and_keys
 from rerender import packing
 from rerender.files import load_npz, save_npz
@@ -99,17 +98,7 @@ def gop_video(tmp_path_factory):
     presentation order, and a late frame is far from the start."""
     path = tmp_path_factory.mktemp("seek") / "gop.mp4"
     frames = moving_pattern(90, 48, 64, velocity=(1.5, 0.5))
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=24)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-        vs.options = {"crf": "18", "preset": "medium", "g": "12", "bf": "3"}
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for pk in vs.encode(vf):
-                out.mux(pk)
-        for pk in vs.encode(None):
-            out.mux(pk)
+    write_test_video(path, frames, options={"crf": "18", "preset": "medium", "g": "12", "bf": "3"})
     reference, _ = decode_all(path)
     assert len(reference) == 90
     return path, reference

@@ -342,22 +342,10 @@ def test_display_rotation_is_applied(tmp_path, degrees, corner):
     # phone videos store upright frames as rotated pixels + a display matrix; we return them
     # upright. A red marker in the stored top-left corner must end up where a counter-clockwise
     # rotation by `degrees` puts it (corner = (bottom?, right?)).
-    import av
-
     frames = moving_pattern(2, 48, 64)
     frames[0][:4, :4] = (255, 0, 0)
     p = tmp_path / f"rot{degrees}.mp4"
-    with av.open(os.fspath(p), "w") as out:
-        s = out.add_stream("libx264", rate=24)
-        s.width, s.height, s.pix_fmt, s.options = 64, 48, "yuv444p", {"crf": "0"}
-        s.set_display_rotation(degrees)
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for pkt in s.encode(vf):
-                out.mux(pkt)
-        for pkt in s.encode(None):
-            out.mux(pkt)
+    write_test_video(p, frames, pix_fmt="yuv444p", options={"crf": "0"}, rotation=degrees)
     info = media.probe(p)
     upright = next(media.read_frames(p))
     expected_hw = (48, 64) if degrees == 180 else (64, 48)
