@@ -14,6 +14,7 @@ rest of a render farm).
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import hashlib
 import io
 import json
@@ -77,10 +78,12 @@ def array_digest(a: np.ndarray) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, fsync: bool = False, if_changed: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same extension, so encoders pick the format) and
     move it into place when the block succeeds; on failure it is removed. ``fsync``: flush the file
     to disk before it replaces the target (final outputs: a crash right after "done" loses nothing).
+    ``if_changed``: a target that already holds the same bytes is left alone (a resumed job keeps
+    finished files and their timestamps).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +94,8 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Pat
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if if_changed and path.is_file() and filecmp.cmp(tmp_path, path, shallow=False):
+            return
         if fsync:
             with open(tmp_path, "rb") as f:
                 os.fsync(f.fileno())

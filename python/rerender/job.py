@@ -159,7 +159,7 @@ class Job:
         if need > have:
             raise JobError(f"{input_path}: propagating frames of {w}x{h} needs about {need / 2**30:.1f} GiB, more "
                            f"than this machine's {have / 2**30:.1f} GiB; choose a smaller --size")
-        depth, plate_alpha = _plate_format(info, sel)
+        depth, plate_alpha = _plate_format(info)
         colour = colour_space_for(depth.startswith("float"), cfg.ocio, cfg.colorspace)
         matte = MatteSource.open(cfg.matte, info) if cfg.matte is not None else None
         wd = WorkDir(cfg.work_dir_for(output), cfg.flow, deep=depth != "uint8", matted=matte is not None)
@@ -229,12 +229,8 @@ class Job:
             yield np.ascontiguousarray(media.resize_to(media.to_working(rgb, self.colour), self.hw), dtype=np.float32)
 
     def _plate_file(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        f = self.info.files[i]
-        rgb, alpha = media.read_plate(f)
-        if rgb.shape[:2] != (self.info.height, self.info.width):
-            raise media.MediaError(f"{f}: frame {i} is {rgb.shape[1]}x{rgb.shape[0]}, but the sequence starts "
-                                   f"with {self.info.width}x{self.info.height} ({self.info.files[0].name})")
-        return rgb, alpha
+        rgb, alpha = media.read_plate(self.info.files[i])
+        return media.check_sequence_frame(self.info, i, rgb), alpha
 
     def _decode_matte(self, progress: Progress) -> None:
         """The matte at the working size into ``WORK/mattes`` (uint8, 255 = restyle)."""
@@ -333,11 +329,10 @@ class Job:
         weight = feather(self.wd.matte(i), self.cfg.matte_feather)
         if not self.cfg.alpha:
             return composite(restyled, plate, weight), plate_alpha
+        alpha = _convert_alpha(weight, dtype)
         if dtype.startswith("float"):  # EXR stores colour premultiplied by alpha
-            a = weight.astype(dtype)
-            return (restyled.astype(np.float32) * weight[:, :, None]).astype(dtype), a
-        scale = 255.0 if dtype == "uint8" else 65535.0
-        return restyled, np.rint(weight * scale).astype(dtype)
+            return (restyled.astype(np.float32) * weight[:, :, None]).astype(dtype), alpha
+        return restyled, alpha
 
     def _plate_at(self, i: int, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
         """The plate's frame i at the working size as ``dtype`` (its own pixels when the depth and
@@ -391,13 +386,14 @@ def _convert_alpha(alpha: np.ndarray, dtype: str) -> np.ndarray:
     return a.astype(dtype)
 
 
-def _plate_format(info: media.MediaInfo, sel: range) -> tuple[str, bool]:
+def _plate_format(info: media.MediaInfo) -> tuple[str, bool]:
     """(pixel type, has alpha) of the plate: uint8 without alpha for video (decoded as 8-bit RGB);
-    for a sequence, its first selected file's (EXR half stays half)."""
+    a sequence's own (EXR half stays half)."""
     if not info.is_sequence:
         return "uint8", False
-    rgb, alpha = media.read_plate(info.files[sel.start])
-    return ("uint8" if info.dtype == "uint8" else str(rgb.dtype)), alpha is not None
+    if info.dtype not in ("uint8", "uint16", "float16", "float32"):
+        raise media.MediaError(f"{info.files[0]}: unsupported pixel type {info.dtype}")
+    return info.dtype, info.has_alpha
 
 
 def _inputs(input_path: Path, info: media.MediaInfo, keys_dir: Path | None = None) -> Inputs:

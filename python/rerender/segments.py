@@ -218,8 +218,7 @@ def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, ord
     if done == len(order):
         return
     wd = ctx.wd
-    key = KeyFrame(key_index, wd.key(key_index).astype(wd.frame(key_index).dtype), wd.frame(key_index),
-                   matte=wd.matte(key_index))
+    key = KeyFrame(key_index, wd.key(key_index), wd.frame(key_index), matte=wd.matte(key_index))
     nnf_type = np.int16 if max(key.style.shape) < 32768 else np.int32
     source = _TimedSource(ctx.wd, ctx.timer)
     for s in propagate_pass(key, order[done:], source, ctx.cfg, state=state, threads=ctx.threads):
@@ -271,7 +270,7 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
 
             return synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2) > 0
 
-        keys = [wd.key(k).astype(wd.frame(k).dtype) for k in (seg.a, seg.b)]
+        keys = [wd.key(k) for k in (seg.a, seg.b)]
         for i, out, weight in temporal_blend.blend_segment(
                 seg.a, seg.b, *keys, candidates, wd.flow, method=cfg.blend, smoothing=cfg.blend_smoothing,
                 detail=cfg.blend_detail, poisson=cfg.poisson, poisson_lambda=cfg.poisson_lambda,

@@ -175,7 +175,9 @@ class WorkDir:
 
     def frame8(self, i: int) -> np.ndarray:
         """Input frame i as uint8 RGB (what diffusion and shot detection see)."""
-        return self.to8(self.frame(i))
+        from .media import from_working
+
+        return from_working(self.frame(i), "uint8")
 
     def key(self, i: int) -> np.ndarray:
         """Key frame i in the working format."""
@@ -197,10 +199,10 @@ class WorkDir:
         self.write_working(self.out_path(i), img)
 
     def write_working(self, path: Path, img: np.ndarray) -> None:
-        from .media import write_image, write_png_if_changed
+        from .media import from_working, write_image, write_png_if_changed
 
         if path.suffix == ".png":
-            write_png_if_changed(path, self.to8(img))
+            write_png_if_changed(path, from_working(img, "uint8"))
         else:
             write_image(path, np.ascontiguousarray(img, dtype=np.float32), if_changed=True)
 
@@ -211,10 +213,6 @@ class WorkDir:
             return read_image(path)
         rgb = read_plate(path)[0]
         return rgb.astype(np.float32) if rgb.dtype != np.float32 else rgb
-
-    @staticmethod
-    def to8(img: np.ndarray) -> np.ndarray:
-        return img if img.dtype == np.uint8 else np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     @property
     def flow_cache(self):

@@ -26,7 +26,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..errors import MediaError  # noqa: E402
-from ..files import atomic_write_bytes, write_bytes_if_changed  # noqa: E402
+from ..files import atomic_path, write_bytes_if_changed  # noqa: E402
 from .sequences import IMAGE_EXTENSIONS  # noqa: E402
 
 # Bounds of the working size: 8K plates fit; beyond, one frame's synthesis would need tens of GB.
@@ -216,13 +216,13 @@ def check_writable(path: str | os.PathLike, dtype: str = "uint8") -> None:
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None,
-                fsync: bool = False, if_changed: bool = False) -> bool:
+                fsync: bool = False, if_changed: bool = False) -> None:
     """Write an RGB image atomically, at its own depth: uint8 (PNG lossless, JPEG quality 95, ...),
     uint16 (PNG, TIFF), float16/float32 (EXR half/float, ZIP-compressed; float32 TIFF). ``alpha``
     (H x W, same dtype) adds a fourth channel, stored as given (straight for PNG/TIFF, premultiplied
     for EXR: the caller converts). Parent folders are created; ``fsync``: flushed to disk first;
     ``if_changed``: a file that already holds these bytes is left alone (a resumed job keeps
-    finished files and their timestamps). Returns whether the file was written."""
+    finished files and their timestamps)."""
     p = Path(path)
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
         raise ValueError(f"rgb: expected an H x W x 3 array, got {getattr(rgb, 'dtype', type(rgb).__name__)} "
@@ -231,37 +231,31 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray |
         raise ValueError(f"alpha: expected {rgb.dtype} {rgb.shape[:2]}, got {alpha.dtype} {alpha.shape}")
     check_writable(p, str(rgb.dtype))
     img = rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
-    data = _encode_exr(p, img) if p.suffix.lower() == ".exr" else _encode(p, img)
-    if if_changed:
-        return write_bytes_if_changed(p, data, fsync=fsync)
-    atomic_write_bytes(p, data, fsync=fsync)
-    return True
+    with atomic_path(p, fsync=fsync, if_changed=if_changed) as tmp:
+        if p.suffix.lower() == ".exr":
+            _write_exr(tmp, img)
+        else:
+            _encode(p, img).tofile(tmp)
 
 
-def _encode(path: Path, img: np.ndarray) -> bytes:
+def _encode(path: Path, img: np.ndarray) -> np.ndarray:
     bgr = img[:, :, [2, 1, 0] + ([3] if img.shape[2] == 4 else [])]
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(path.suffix.lower(), np.ascontiguousarray(bgr), params)
     if not ok:
         raise MediaError(f"{path}: image encoding failed")
-    return buf.tobytes()
+    return buf
 
 
-def _encode_exr(path: Path, img: np.ndarray) -> bytes:
+def _write_exr(path: Path, img: np.ndarray) -> None:
     try:
         import OpenEXR
     except ImportError:
         raise MediaError(f"{path}: writing EXR needs the 'openexr' package") from None
-    import tempfile
-
     name = "RGBA" if img.shape[2] == 4 else "RGB"
     header = {"type": OpenEXR.scanlineimage, "compression": OpenEXR.ZIP_COMPRESSION}
-    with tempfile.TemporaryDirectory(prefix="rerender-exr-") as d:  # the bindings write files only
-        tmp = os.path.join(d, "image.exr")
-        with OpenEXR.File(header, {name: np.ascontiguousarray(img)}) as f:
-            f.write(tmp)
-        with open(tmp, "rb") as f:
-            return f.read()
+    with OpenEXR.File(header, {name: np.ascontiguousarray(img)}) as f:
+        f.write(os.fspath(path))
 
 
 def encode_png(img: np.ndarray, compression: int = 1) -> bytes:

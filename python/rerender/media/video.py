@@ -50,6 +50,8 @@ class MediaInfo:
     """A sequence's frame numbers and file naming (None: numbered by position, or a video)."""
     timecode: str | None = None
     """The video's start timecode (HH:MM:SS:FF, ';' before FF for drop-frame), when it has one."""
+    has_alpha: bool = False
+    """A sequence's (first) image has an alpha channel."""
 
     @property
     def duration(self) -> float:
@@ -163,14 +165,18 @@ def timecode_offset(timecode: str, frames: int, fps: fractions.Fraction) -> str:
     return f"{hh:02d}:{mm:02d}:{ss:02d}{sep}{ff:02d}"
 
 
+def _image_info(path: Path, files: list[Path], fps: fractions.Fraction, **extra) -> MediaInfo:
+    """A sequence's (or a single image's) description, from its first file."""
+    raw, _ = read_image_raw(files[0])
+    depth = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(raw.dtype, 32 if raw.dtype.kind == "f" else 8)
+    return MediaInfo(path=path, is_sequence=True, frame_count=len(files), fps=fps, width=raw.shape[1],
+                     height=raw.shape[0], has_audio=False, bit_depth=depth, dtype=str(raw.dtype),
+                     files=tuple(files), has_alpha=raw.ndim == 3 and raw.shape[2] in (2, 4), **extra)
+
+
 def _probe_sequence(path: str | os.PathLike, fps: fractions.Fraction) -> MediaInfo:
     files = list_sequence(path)
-    raw, _ = read_image_raw(files[0])
-    h, w = raw.shape[:2]
-    depth = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(raw.dtype, 32 if raw.dtype.kind == "f" else 8)
-    return MediaInfo(path=Path(path), is_sequence=True, frame_count=len(files), fps=fps,
-                     width=w, height=h, has_audio=False, bit_depth=depth, dtype=str(raw.dtype),
-                     files=tuple(files), numbering=sequence_numbering(files))
+    return _image_info(Path(path), files, fps, numbering=sequence_numbering(files))
 
 
 def _as_fps(fps) -> fractions.Fraction:
@@ -209,11 +215,7 @@ def probe(path: str | os.PathLike, fps: float | fractions.Fraction | None = None
 
 
 def _single_image_info(p: Path, rate: fractions.Fraction | None) -> MediaInfo:
-    raw, _ = read_image_raw(p)
-    depth = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(raw.dtype, 32 if raw.dtype.kind == "f" else 8)
-    return MediaInfo(path=p, is_sequence=True, frame_count=1, fps=rate or DEFAULT_SEQUENCE_FPS,
-                     width=raw.shape[1], height=raw.shape[0], has_audio=False, bit_depth=depth,
-                     dtype=str(raw.dtype), files=(p,))
+    return _image_info(p, [p], rate or DEFAULT_SEQUENCE_FPS)
 
 
 
@@ -267,14 +269,18 @@ def read_frames(path: str | os.PathLike, frames: slice | range | None = None, si
     return _iter_video(info, sel, hw)
 
 
+def check_sequence_frame(info: MediaInfo, i: int, img: np.ndarray) -> np.ndarray:
+    """``img``, frame ``i`` of the sequence ``info``, or a :class:`MediaError` when its size is not
+    the sequence's."""
+    if img.shape[:2] != (info.height, info.width):
+        raise MediaError(f"{info.files[i]}: frame {i} is {img.shape[1]}x{img.shape[0]}, but the sequence "
+                         f"starts with {info.width}x{info.height} ({info.files[0].name})")
+    return img
+
+
 def _iter_sequence(info: MediaInfo, sel: range, hw: tuple[int, int]) -> Iterator[np.ndarray]:
     for i in sel:
-        f = info.files[i]
-        img = read_image(f)
-        if img.shape[:2] != (info.height, info.width):
-            raise MediaError(f"{f}: frame {i} is {img.shape[1]}x{img.shape[0]}, but the sequence "
-                             f"starts with {info.width}x{info.height} ({info.files[0].name})")
-        yield resize_to(img, hw)
+        yield resize_to(check_sequence_frame(info, i, read_image(info.files[i])), hw)
 
 
 def _iter_video(info: MediaInfo, sel: range, hw: tuple[int, int]) -> Iterator[np.ndarray]:
