@@ -57,6 +57,7 @@ from _footage import DEFAULT_CACHE, clip_path  # noqa: E402  (the shared real-fo
 from rerender import media  # noqa: E402
 from rerender.blend_methods import BLEND_METHODS  # noqa: E402
 from rerender.demo import stylise as painted_filter  # noqa: E402
+from rerender.files import load_npz  # noqa: E402
 from rerender.flow import get_flow_backend  # noqa: E402
 from rerender.metrics import warping_error  # noqa: E402
 from rerender.passes import PropagationConfig  # noqa: E402
@@ -169,8 +170,8 @@ def score(outputs: list[np.ndarray], truth: list[np.ndarray], keys: set[int], fl
 
 def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: Path, blends: list[str]):
     """The whole job (flow, both passes, blending) from an empty work directory with the first blend
-    option, then the others on the same work directory (a changed ``--blend`` re-blends only: the
-    job's fingerprints keep the passes, which the run checks).
+    option, then the others on the same work directory (with the intermediates kept, a changed
+    ``--blend`` re-blends only: the job's fingerprints keep the passes, which the run checks).
 
     Returns ({method: outputs}, {method: blend CPU seconds per frame}, seconds of the first run) plus
     the single candidates as "forward only" / "backward only" (the stored pass steps).
@@ -185,7 +186,7 @@ def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: 
     for n, blend in enumerate(blends):
         t0 = time.perf_counter()
         res = propagate(root / "input", root / "keys", root / f"out_{blend}", work_dir=root / "work",
-                        config=PropagationConfig(blend=blend))
+                        config=PropagationConfig(blend=blend), keep_intermediates=True)
         if n == 0:
             first = time.perf_counter() - t0
         elif res.synthesized:
@@ -200,8 +201,7 @@ def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: 
                 outs.append(keys_style[i])
                 continue
             seg = next(d for d in segments.iterdir() if (d / direction / f"{i:04d}.npz").exists())
-            with np.load(seg / direction / f"{i:04d}.npz") as z:
-                outs.append(z["image"])
+            outs.append(load_npz(seg / direction / f"{i:04d}.npz")["image"])
         outputs[label] = outs
     return outputs, blend_secs, first
 
@@ -347,9 +347,9 @@ def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> dict[st
         flows[(i + 1, i)] = flow(big[i + 1], big[i])
     cands = {}
     for i in range(a + 1, b):
-        with np.load(seg / "fwd" / f"{i:04d}.npz") as za, np.load(seg / "bwd" / f"{i:04d}.npz") as zb:
-            cands[i] = (media.resize_to(za["image"], size), media.resize_to(zb["image"], size),
-                        cv2.resize(za["error"], size[::-1]), cv2.resize(zb["error"], size[::-1]))
+        za, zb = load_npz(seg / "fwd" / f"{i:04d}.npz"), load_npz(seg / "bwd" / f"{i:04d}.npz")
+        cands[i] = (media.resize_to(za["image"], size), media.resize_to(zb["image"], size),
+                    cv2.resize(za["error"], size[::-1]), cv2.resize(zb["error"], size[::-1]))
     keys = [media.resize_to(media.read_image(root / "keys" / f"{k:04d}.png"), size) for k in (a, b)]
     cfg = PropagationConfig()
     out = {}
