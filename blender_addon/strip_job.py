@@ -16,7 +16,8 @@ from .settings import MODE_TO_REQUEST
 from .worker import JobProgress, JobRequest, WorkerProcess, build_command, choose_worker
 
 SUPPORTED_TYPES = {"MOVIE": "movie", "IMAGE": "image sequence"}
-# The image types the worker reads as a sequence (rerender.media.IMAGE_EXTENSIONS).
+# The image types the worker reads as a sequence: the image rows of rerender.media.formats.FORMATS
+# (a copy: the add-on runs without rerender; tests/test_addon_constants.py checks it).
 _IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".hdr", ".ppm", ".pgm"}
 
 

@@ -373,3 +373,40 @@ def test_fuzz_worker_reports_a_crash_as_a_failure(worker):
         worker.call({"op": "__crash__", "args": [], "kwargs": {}})
     assert "ok" in worker.call({"op": "occlusion", "args": [recipe((4, 4, 2), "float32"), recipe((4, 4, 2), "float32")],
                                 "kwargs": {"backend": value("cpu")}})
+
+
+# ---- sizes beyond int (issue 21): checked in 64 bits, refused by name ------------------------------
+
+def huge_channels_view(channels: int, layout: str) -> str:
+    """Code making ``a``: a uint8 (1, 2, channels) array that allocates nothing: a broadcast view, or
+    a view over 16 bytes whose strides claim a C-contiguous layout (what a native call would read
+    past, were the shape truncated to int)."""
+    if layout == "broadcast":
+        return f"a = np.broadcast_to(np.uint8(7), (1, 2, {channels}))\n"
+    return (f"a = np.lib.stride_tricks.as_strided(np.zeros(16, np.uint8), (1, 2, {channels}), "
+            f"(2 * {channels}, {channels}, 1))\nassert a.flags.c_contiguous\n")
+
+
+@pytest.mark.parametrize("channels", [2**32 + 3, 2**31, 2**32, 2**33 + 1])
+@pytest.mark.parametrize("layout", ["broadcast", "strided"])
+@pytest.mark.parametrize("call, name", [
+    ("rerender.warp(a, np.zeros((1, 2, 2), np.float32), 'nearest', backend='cpu')", "image"),
+    ("rerender.min_error_combine(a, a, np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32), backend='cpu')", "a"),
+    ("rerender.histogram_blend(a, a, 0.5, backend='cpu')", "a"),
+])
+def test_channel_counts_beyond_int_are_refused_by_name(call, name, layout, channels):
+    # (the count was cast to int: 2**32 + 3 became 3 and gave wrong pixels, 2**31 and 2**32 "empty")
+    out = run_limited(huge_channels_view(channels, layout) + f"try:\n    {call}\n"
+                      "except ValueError as e:\n    print('ValueError', e)\n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith(f"ValueError {name}: {channels} channels is too many (at most "), out.stdout
+
+
+@pytest.mark.parametrize("shape", [(2**32 + 1, 1, 3), (1, 2**32 + 1, 3), (2**31, 1, 3)])
+def test_sides_beyond_int_are_refused_by_name(shape):
+    out = run_limited(f"a = np.broadcast_to(np.uint8(7), {shape})\n"
+                      "try:\n    rerender.histogram_blend(a, a, 0.5, backend='cpu')\n"
+                      "except ValueError as e:\n    print('ValueError', e)\n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith(f"ValueError a: image of shape {shape} is too large (at most 65536 per side)".replace(
+        ",)", ")")), out.stdout

@@ -68,6 +68,15 @@ inline py::array contiguous(const py::array& a, const std::string& name, Budget&
   }
 }
 
+// Every dimension is checked as the 64-bit size numpy holds, before it is narrowed to int: a
+// channel count of 2**32 + 3 must not pass as 3, nor 2**31 as "empty".
+inline void check_dims(const std::string& name, py::ssize_t h, py::ssize_t w, py::ssize_t c, const std::string& shape,
+                       const ImageRules& rules) {
+  if (h <= 0 || w <= 0 || c <= 0) fail(name, ": empty array of shape ", shape);
+  if (h > (1 << 16) || w > (1 << 16)) fail(name, ": image of shape ", shape, " is too large (at most 65536 per side)");
+  if (c > rules.max_channels) fail(name, ": ", c, " channels is too many (at most ", rules.max_channels, ")");
+}
+
 // `budget` counts the copy of a non-contiguous array (e.g. a slice, a transpose, or a broadcast
 // view whose few bytes stand for a huge array).
 inline Image as_image(const py::handle& obj, const std::string& name, Budget& budget, ImageRules rules = {}) {
@@ -90,14 +99,10 @@ inline Image as_image(const py::handle& obj, const std::string& name, Budget& bu
   }
   if (a.ndim() != 2 && a.ndim() != 3)
     fail(name, ": expected an H x W or H x W x C array, got shape ", describe_shape(a));
+  check_dims(name, a.shape(0), a.shape(1), a.ndim() == 3 ? a.shape(2) : 1, describe_shape(a), rules);
   im.h = static_cast<int>(a.shape(0));
   im.w = static_cast<int>(a.shape(1));
   im.c = a.ndim() == 3 ? static_cast<int>(a.shape(2)) : 1;
-  if (im.h <= 0 || im.w <= 0 || im.c <= 0) fail(name, ": empty array of shape ", describe_shape(a));
-  if (a.shape(0) > (1 << 16) || a.shape(1) > (1 << 16))
-    fail(name, ": image of shape ", describe_shape(a), " is too large (at most 65536 per side)");
-  if (im.c > rules.max_channels)
-    fail(name, ": ", im.c, " channels is too many (at most ", rules.max_channels, ")");
   if (rules.channels > 0 && im.c != rules.channels)
     fail(name, ": expected ", rules.channels, " channel(s), got shape ", describe_shape(a));
   // Non-contiguous views (slices, transposes, broadcasts) are copied once; the dtype is already

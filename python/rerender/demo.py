@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from . import media
+from .files import frame_name
 from .pipeline import JobResult, propagate
 from .progress import QUIET, Progress
 from .passes import PropagationConfig
@@ -118,17 +119,17 @@ def run_demo(output: str | os.PathLike = "rerender-demo", frames: int = 31, key_
     if keys[-1] != len(clip) - 1 and len(clip) - 1 - keys[-1] > key_every // 2:
         keys.append(len(clip) - 1)  # end on a key so the last frames are not extrapolated far
     for i, f in enumerate(clip):
-        path = out / "input" / f"{i:04d}.png"
+        path = out / "input" / f"{frame_name(i)}.png"
         if not path.exists() or not np.array_equal(media.read_image(path), f):
             media.write_image(path, f)
     for k in keys:
-        path = out / "keys" / f"{k:04d}.png"
+        path = out / "keys" / f"{frame_name(k)}.png"
         styled = stylise(clip[k])
         if not path.exists() or not np.array_equal(media.read_image(path), styled):
             media.write_image(path, styled)
     result = propagate(out / "input", out / "keys", out / "frames", work_dir=out / "work", config=config,
                        progress=progress)
-    result_frames = [media.read_image(out / "frames" / f"{i:04d}.png") for i in range(len(clip))]
+    result_frames = [media.read_image(out / "frames" / f"{frame_name(i)}.png") for i in range(len(clip))]
     media.write_video(result_frames, out / "result.mp4", DEMO_FPS)
     media.write_video((np.concatenate([a, b], axis=1) for a, b in zip(clip, result_frames)),
                     out / "preview.mp4", DEMO_FPS)

@@ -14,6 +14,7 @@ rest of a render farm).
 from __future__ import annotations
 
 import contextlib
+import errno
 import filecmp
 import hashlib
 import io
@@ -39,6 +40,28 @@ def _read_umask() -> int:
 
 
 _FILE_MODE = 0o666 & ~_read_umask()
+
+# a write that fails for lack of room: the disk or quota is full, or the file is over the size limit
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class NoRoomError(OSError):
+    """A file could not be written for lack of space (disk or quota full, file size limit); the
+    message names the file and the cause, and the partial file is gone."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write this file: {self.strerror}; free some space (or write elsewhere) and rerun"
+
+
+def no_room(path: str | os.PathLike, code: int = errno.ENOSPC) -> NoRoomError:
+    return NoRoomError(code, os.strerror(code), os.fspath(path))
+
+
+def write_all(path: str | os.PathLike, data) -> None:
+    """Write the bytes of ``data`` (bytes or a buffer) to ``path``: the one place rerender's files get
+    their bytes (``ndarray.tofile`` reports a full disk only as "N requested and M written")."""
+    with open(path, "wb") as f:
+        f.write(memoryview(data).cast("B"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -100,6 +123,10 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False, if_changed: boo
             with open(tmp_path, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp_path, path)
+    except OSError as e:
+        if e.errno in _NO_ROOM:  # named by the file it was for, not by its temporary
+            raise no_room(path, e.errno) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -107,7 +134,7 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False, if_changed: boo
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> None:
     with atomic_path(path, fsync=fsync) as tmp:
-        tmp.write_bytes(data)
+        write_all(tmp, data)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

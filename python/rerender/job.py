@@ -11,14 +11,13 @@ before anything is written. The stages it runs, each stamped in ``WORK/manifest.
   float32 working format of a 16-bit/float plate; streamed, one frame in memory at a time; a late
   range or a resumed decode seeks instead of decoding from the start) and the matte, if any, into
   ``WORK/mattes``;
-- :meth:`Job.write_output`: ``WORK/out`` to the output video or folder, at the plate's depth and in
-  its colour space, composited over the plate through the matte (or with the matte as alpha).
 
 Optical flows (``WORK/flow``) are computed when first needed, by whichever stage, process or
 machine needs them (:class:`rerender.flow.FlowCache`); :meth:`Job.flow_fingerprint` names them.
 
 The key-frame stage (:mod:`rerender.keyframes`) and the propagation stage (:mod:`rerender.propagation`)
-run between decode and output; :mod:`rerender.pipeline` composes them.
+run between decode and output (:mod:`rerender.output` writes ``WORK/out`` to the output video or
+folder); :mod:`rerender.pipeline` composes them.
 """
 from __future__ import annotations
 
@@ -32,17 +31,15 @@ import numpy as np
 from . import media
 from .colour import ColourSpace, colour_space_for
 from .errors import JobCancelled, JobError
-from .files import digest, file_digest, remove_stale_temporaries
-from .matte import MatteSource, composite, feather
+from .files import digest, file_digest
+from .matte import MatteSource
+from .output import check_target
 from .overwrite_guard import KEY_FILE, KEYS, Inputs, check_output, check_work_dir
 from .passes import pass_memory, usable_memory
 from .progress import Progress
 from .workdir import WorkDir, default_work_dir
 
 __all__ = ["JobConfig", "Job", "JobError", "JobCancelled", "parse_frame_range", "MIN_FRAME_SIDE", "StepHook"]
-
-# image formats whose files carry an alpha channel
-ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".exr")
 
 # The optical flow (OpenCV DIS) needs frames of at least 12 px on each side.
 MIN_FRAME_SIDE = 12
@@ -167,16 +164,8 @@ class Job:
         if matte is not None:
             inputs.add_files("the matte", matte.info.files or [matte.path])
         if output is not None:
+            check_target(output, depth, cfg.alpha)
             pattern = media.parse_output_pattern(output)
-            if media.is_video_path(output) and cfg.alpha:
-                raise JobError(f"{output}: --alpha writes RGBA frames; give an image output (a folder, or a "
-                               "pattern such as out/shot.####.png or .exr)")
-            if pattern:
-                target = Path(pattern[1] + "0" + pattern[3])
-                media.check_writable(target, output_depth(target.suffix, depth))
-                if cfg.alpha and target.suffix.lower() not in ALPHA_EXTENSIONS:
-                    raise JobError(f"{output}: {target.suffix} cannot hold the alpha channel --alpha writes; "
-                                   "use .png, .tif or .exr")
             check_output(pattern[0] if pattern else output, inputs, is_folder=not media.is_video_path(output))
         check_work_dir(wd.root, inputs, output)
         return cls(input_path, info, sel, (h, w), wd, cfg, depth, colour, matte, plate_alpha)
@@ -225,12 +214,8 @@ class Job:
             yield from media.read_frames(self.input, frames=slice(first, sel.stop), size=self.cfg.size, info=self.info)
             return
         for i in range(first, sel.stop):
-            rgb, _ = self._plate_file(i)
+            rgb, _ = self.plate_file(i)
             yield np.ascontiguousarray(media.resize_to(media.to_working(rgb, self.colour), self.hw), dtype=np.float32)
-
-    def _plate_file(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        rgb, alpha = media.read_plate(self.info.files[i])
-        return media.check_sequence_frame(self.info, i, rgb), alpha
 
     def _decode_matte(self, progress: Progress) -> None:
         """The matte at the working size into ``WORK/mattes`` (uint8, 255 = restyle)."""
@@ -266,124 +251,10 @@ class Job:
             wd.update_manifest(flow={"fingerprint": fp, "method": wd.flow_method})
         return fp
 
-    def write_output(self, output: Path, progress: Progress) -> list[Path]:
-        """``WORK/out`` to a video (the input's fps and timecode; its sound unless the job says no), a
-        folder, or a pattern such as ``out/shot.####.png`` (named and numbered like the input
-        sequence: :func:`rerender.media.output_frame_paths`); final files are flushed to disk before
-        they take their names. Frames are written at the plate's depth where the format allows
-        (:func:`output_depth`), composited over the plate through the matte (or with it as alpha).
-        Returns the files written."""
-        sel, info = self.frames, self.info
-        if not media.is_video_path(output):
-            ext = _default_extension(info, self.depth, alpha=self.cfg.alpha)
-            targets = media.output_frame_paths(output, sel, info.numbering, extension=ext)
-            folder = next(iter(targets.values())).parent
-            folder.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(folder, targets=[t.name for t in targets.values()])
-            with progress.stage("write", len(sel)) as bar:
-                for i, target in targets.items():
-                    rgb, alpha = self.final_frame(i, output_depth(target.suffix, self.depth))
-                    keep_alpha = alpha is not None and target.suffix.lower() in ALPHA_EXTENSIONS
-                    media.write_image(target, rgb, alpha=alpha if keep_alpha else None, fsync=True, if_changed=True)
-                    bar.update()
-            return list(targets.values())
-        remove_stale_temporaries(output.parent, targets=[output.name])
-        source = info.path if self.cfg.audio and info.has_audio else None
-        if source is not None and (problem := media.audio_problem(source)):
-            progress.log(f"warning: {problem}; writing the video without sound")
-            source = None
-        whole = sel.start == 0 and sel.stop == info.frame_count
-
-        def encode(audio_from) -> None:
-            def frames():
-                with progress.stage("write", len(sel)) as bar:
-                    for i in sel:
-                        yield self.final_frame(i, "uint8")[0]
-                        bar.update()
-
-            media.write_video(frames(), output, info.fps, audio_from=audio_from,
-                              audio_start=float(sel.start / info.fps),
-                              audio_duration=None if whole else float(len(sel) / info.fps), fsync=True,
-                              timecode=info.timecode and media.timecode_offset(info.timecode, sel.start, info.fps))
-
-        try:
-            encode(source)
-        except media.AudioError as e:
-            if source is None:
-                raise
-            progress.log(f"warning: {e}; writing the video without sound")
-            encode(None)
-        return [output]
-
-    def final_frame(self, i: int, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """Output frame i as (RGB, alpha or None) of ``dtype``: the restyled frame back in the plate's
-        colour space; with a matte, composited over the plate (its pixels exact where the matte is
-        0) or, with ``alpha``, carrying the feathered matte as alpha (premultiplied for EXR). A
-        plate's own alpha is kept otherwise."""
-        restyled = media.from_working(self.wd.out_frame(i), dtype, self.colour)
-        if self.matte is None and not self.plate_alpha:
-            return restyled, None
-        plate, plate_alpha = self._plate_at(i, dtype)
-        if self.matte is None:
-            return restyled, plate_alpha
-        weight = feather(self.wd.matte(i), self.cfg.matte_feather)
-        if not self.cfg.alpha:
-            return composite(restyled, plate, weight), plate_alpha
-        alpha = _convert_alpha(weight, dtype)
-        if dtype.startswith("float"):  # EXR stores colour premultiplied by alpha
-            return (restyled.astype(np.float32) * weight[:, :, None]).astype(dtype), alpha
-        return restyled, alpha
-
-    def _plate_at(self, i: int, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """The plate's frame i at the working size as ``dtype`` (its own pixels when the depth and
-        size match, so that they come back exactly), and its alpha (converted likewise) or None."""
-        if not self.info.is_sequence:
-            return media.from_working(self.wd.frame(i), dtype, self.colour), None
-        rgb, alpha = self._plate_file(i)
-        rgb = media.resize_to(rgb, self.hw)
-        if str(rgb.dtype) != dtype:
-            rgb = media.from_working(media.to_working(rgb, self.colour), dtype, self.colour)
-        if alpha is not None:
-            alpha = _convert_alpha(media.resize_to(alpha, self.hw), dtype)
-        return rgb, alpha
-
-
-def output_depth(extension: str, plate: str) -> str:
-    """The pixel type written to a file of ``extension`` for a plate of type ``plate``: the plate's
-    own when the format holds it, else the closest it does (float -> float32/float16/uint16/uint8).
-    Integer plates written as EXR keep their display-referred values (their colour space, identity
-    unless ``--colorspace`` names one)."""
-    order = {"uint8": ("uint8", "float16", "float32"), "uint16": ("uint16", "float32", "uint8"),
-             "float16": ("float16", "float32", "uint16", "uint8"),
-             "float32": ("float32", "float16", "uint16", "uint8")}[plate]
-    for dtype in order:
-        try:
-            media.check_writable("x" + extension, dtype)
-            return dtype
-        except media.MediaError:
-            continue
-    media.check_writable("x" + extension, plate)  # raises, naming the extension
-    return plate
-
-
-def _default_extension(info: media.MediaInfo, depth: str, alpha: bool = False) -> str:
-    """Frames of a folder output take the input sequence's extension when it holds the plate's depth
-    (EXR in, EXR out) and, with ``alpha``, an alpha channel; else PNG (float plates: EXR)."""
-    if info.is_sequence:
-        ext = info.files[0].suffix.lower()
-        if output_depth(ext, depth) == depth and (ext in ALPHA_EXTENSIONS or not alpha):
-            return ext
-    return ".exr" if depth.startswith("float") else ".png"
-
-
-def _convert_alpha(alpha: np.ndarray, dtype: str) -> np.ndarray:
-    """An alpha channel of any stored type as ``dtype`` (integer alphas scaled to the full range)."""
-    scale = {"uint8": 255.0, "uint16": 65535.0}.get(str(alpha.dtype), 1.0)
-    a = alpha.astype(np.float32) / np.float32(scale)
-    if dtype in ("uint8", "uint16"):
-        top = 255.0 if dtype == "uint8" else 65535.0
-        return np.clip(np.rint(a * top), 0, top).astype(dtype)
-    return a.astype(dtype)
+    def plate_file(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The plate's frame i as stored (RGB at its own depth, and its alpha or None)."""
+        rgb, alpha = media.read_plate(self.info.files[i])
+        return media.check_sequence_frame(self.info, i, rgb), alpha
 
 
 def _plate_format(info: media.MediaInfo) -> tuple[str, bool]:

@@ -24,6 +24,7 @@ from . import media
 from .errors import JobError
 from .files import array_digest, digest, frame_name, link_or_copy
 from .job import Job, StepHook
+from .output import write_output
 from .passes import PropagationConfig
 from .progress import Progress
 from .segments import (Fingerprints, PropagateSummary, Timer, plan_segments, propagate_segments,
@@ -233,7 +234,7 @@ def _finish(job: Job, output: Path, progress: Progress, result: JobResult, summa
     result.timings = dict(summary.timings)
     if summary.retried:
         progress.log(f"propagate: {summary.retried} task(s) ran again after their worker was lost")
-    result.files = job.write_output(output, progress)
+    result.files = write_output(job, output, progress)
     if not job.cfg.keep_intermediates:
         # the segments dropped their own flows; consecutive pairs left over are those across shot
         # cuts (computed to find them). The key-frame stage's pairs (anchor -> key) stay: a re-render

@@ -210,13 +210,10 @@ class DeviceLoader {
     }
     const auto& s = arg.shape;
     if (s.size() != 2 && s.size() != 3) fail(name, ": expected an H x W or H x W x C array, got shape ", describe(s));
+    check_dims(name, s[0], s[1], s.size() == 3 ? s[2] : 1, describe(s), rules);
     im.h = static_cast<int>(s[0]);
     im.w = static_cast<int>(s[1]);
     im.c = s.size() == 3 ? static_cast<int>(s[2]) : 1;
-    if (s[0] <= 0 || s[1] <= 0 || (s.size() == 3 && s[2] <= 0)) fail(name, ": empty array of shape ", describe(s));
-    if (s[0] > (1 << 16) || s[1] > (1 << 16))
-      fail(name, ": image of shape ", describe(s), " is too large (at most 65536 per side)");
-    if (im.c > rules.max_channels) fail(name, ": ", im.c, " channels is too many (at most ", rules.max_channels, ")");
     if (rules.channels > 0 && im.c != rules.channels)
       fail(name, ": expected ", rules.channels, " channel(s), got shape ", describe(s));
   }

@@ -16,6 +16,7 @@ platform. Files are written atomically (:mod:`rerender.files`).
 """
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -26,8 +27,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..errors import MediaError  # noqa: E402
-from ..files import atomic_path, write_bytes_if_changed  # noqa: E402
-from .sequences import IMAGE_EXTENSIONS  # noqa: E402
+from ..files import atomic_path, no_room, write_all, write_bytes_if_changed  # noqa: E402
+from .formats import FORMATS, IMAGE_EXTENSIONS, writable_depths  # noqa: E402
 
 # Bounds of the working size: 8K plates fit; beyond, one frame's synthesis would need tens of GB.
 MAX_WORKING_SIDE = 8192
@@ -198,19 +199,13 @@ def check_rgb(rgb: np.ndarray, name: str) -> np.ndarray:
     return rgb
 
 
-_DEPTHS = {".png": ("uint8", "uint16"), ".tif": ("uint8", "uint16", "float32"), ".tiff": ("uint8", "uint16", "float32"),
-           ".exr": ("float16", "float32"), ".jpg": ("uint8",), ".jpeg": ("uint8",), ".bmp": ("uint8",),
-           ".webp": ("uint8",), ".ppm": ("uint8", "uint16"), ".pgm": ("uint8", "uint16")}
-
-
 def check_writable(path: str | os.PathLike, dtype: str = "uint8") -> None:
     """Raise :class:`MediaError` unless :func:`write_image` can write ``dtype`` pixels to this
     extension."""
     p = Path(path)
     ext = p.suffix.lower()
-    allowed = _DEPTHS.get(ext, ())
-    if dtype not in allowed:
-        writable = sorted(e for e, d in _DEPTHS.items() if dtype in d)
+    if dtype not in writable_depths(ext):
+        writable = sorted(e for e, f in FORMATS.items() if f.kind == "image" and dtype in f.depths)
         raise MediaError(f"{p}: cannot write {dtype} images as {p.suffix or 'a file without extension'}; "
                          f"use {', '.join(writable)}")
 
@@ -235,7 +230,7 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray |
         if p.suffix.lower() == ".exr":
             _write_exr(tmp, img)
         else:
-            _encode(p, img).tofile(tmp)
+            write_all(tmp, _encode(p, img))
 
 
 def _encode(path: Path, img: np.ndarray) -> np.ndarray:
@@ -255,7 +250,13 @@ def _write_exr(path: Path, img: np.ndarray) -> None:
     name = "RGBA" if img.shape[2] == 4 else "RGB"
     header = {"type": OpenEXR.scanlineimage, "compression": OpenEXR.ZIP_COMPRESSION}
     with OpenEXR.File(header, {name: np.ascontiguousarray(img)}) as f:
-        f.write(os.fspath(path))
+        try:
+            f.write(os.fspath(path))
+        except RuntimeError as e:  # OpenEXR reports the system's error only in its message
+            code = next((c for c in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) if os.strerror(c) in str(e)), None)
+            if code is not None:
+                raise no_room(path, code) from None
+            raise MediaError(f"{path}: writing the EXR failed ({e})") from None
 
 
 def encode_png(img: np.ndarray, compression: int = 1) -> bytes:

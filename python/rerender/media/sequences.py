@@ -15,14 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MediaError
+from ..files import frame_name
+from .formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".hdr", ".ppm", ".pgm"}
-)
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpeg", ".mpg", ".ts", ".m2ts", ".mts",
-     ".wmv", ".flv", ".gif", ".3gp", ".ogv", ".mxf"}
-)
 DEFAULT_SEQUENCE_FPS = fractions.Fraction(24)
 
 
@@ -184,7 +179,7 @@ def output_frame_paths(output: str | os.PathLike, indices: range, numbering: Num
         return {i: folder / f"{prefix}{number(i):0{padding}d}{suffix}" for i in indices}
     folder = Path(output)
     if numbering is None:
-        return {i: folder / f"{i:04d}{extension}" for i in indices}
+        return {i: folder / f"{frame_name(i)}{extension}" for i in indices}
     named = numbering.renamed()
     keep = named.suffix[:len(named.suffix) - len(_extension(named.suffix))]
     return {i: folder / named.name(number(i), keep + extension) for i in indices}

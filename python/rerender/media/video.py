@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import MediaError
 from ..files import atomic_path
 from .audio import AudioSource, has_audio
+from .formats import format_of
 from .images import check_rgb, read_image, read_image_raw, resize_to, working_size
 from .sequences import (DEFAULT_SEQUENCE_FPS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Numbering, is_pattern, list_sequence,
                         sequence_numbering)
@@ -383,16 +384,8 @@ def _decode(info: MediaInfo, sel: range, hw: tuple[int, int],
 
 
 def _pick_video_codec(container: av.container.OutputContainer, path: Path) -> str:
-    ext = path.suffix.lower()
+    prefs = format_of(path.suffix).codecs
     supported = container.supported_codecs
-    if ext in (".webm",):
-        prefs = ["libvpx-vp9", "libvpx", "libaom-av1"]
-    elif ext in (".mpeg", ".mpg"):
-        prefs = ["mpeg2video", "mpeg1video"]
-    elif ext == ".gif":
-        prefs = ["gif"]
-    else:
-        prefs = ["libx264", "libopenh264", "h264", "mpeg4", "mjpeg"]
     for name in prefs:
         if name in av.codecs_available and name in supported:
             try:
@@ -506,6 +499,4 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
 
 def _muxer_for(path: Path) -> str | None:
     # the temporary file keeps the extension, but name the muxer explicitly for odd ones
-    return {".mkv": "matroska", ".m2ts": "mpegts", ".mts": "mpegts", ".ts": "mpegts",
-            ".mpeg": "mpeg", ".mpg": "mpeg", ".ogv": "ogg", ".3gp": "3gp"}.get(path.suffix.lower())
-
+    return format_of(path.suffix).muxer
