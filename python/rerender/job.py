@@ -33,7 +33,7 @@ from .colour import ColourSpace, colour_space_for
 from .errors import JobCancelled, JobError
 from .files import digest, file_digest
 from .matte import MatteSource
-from .output import check_target
+from .output import check_replaced, check_target
 from .overwrite_guard import KEY_FILE, KEYS, Inputs, check_output, check_work_dir
 from .passes import pass_memory, usable_memory
 from .progress import Progress
@@ -69,6 +69,9 @@ class JobConfig:
     key_numbering: Literal["auto", "index", "frame"] = "auto"
     """How key-frame file names count: zero-based indices, the sequence's own frame numbers
     (shot.1001.exr -> 1001), or auto (whichever fits; refused when both fit differently)."""
+    overwrite: bool = False
+    """Let the output replace files that rerender did not write for it (by default an existing file
+    that no earlier run of this output, recorded in its work directory, wrote is refused)."""
     matte: str | None = None
     """Matte (video, image sequence or single image; white = restyle, alpha if it has one, else
     luminance): only the matted region is restyled (rerender.matte)."""
@@ -168,7 +171,10 @@ class Job:
             pattern = media.parse_output_pattern(output)
             check_output(pattern[0] if pattern else output, inputs, is_folder=not media.is_video_path(output))
         check_work_dir(wd.root, inputs, output)
-        return cls(input_path, info, sel, (h, w), wd, cfg, depth, colour, matte, plate_alpha)
+        job = cls(input_path, info, sel, (h, w), wd, cfg, depth, colour, matte, plate_alpha)
+        if output is not None and not cfg.overwrite:
+            check_replaced(job, output)
+        return job
 
     # -------------------------------------------------------------------------------- stages
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import media
 from .errors import JobError
-from .files import remove_stale_temporaries
+from .files import content_digest, remove_stale_temporaries
 from .matte import composite, feather
 from .media.formats import holds_alpha
 from .progress import Progress
@@ -76,11 +76,56 @@ def planned_files(job: "Job", output: str | os.PathLike) -> list[Path]:
     return list(media.output_frame_paths(output, job.frames, job.info.numbering, extension=ext).values())
 
 
+def check_replaced(job: "Job", output: str | os.PathLike) -> None:
+    """Refuse (:class:`JobError`) an output that would replace a file rerender did not write there:
+    only files recorded by an earlier run of this output in the job's work directory (and unchanged
+    since), or that a stopped run was writing, may be replaced without ``--overwrite``."""
+    recorded = _record(job)
+    foreign = [p for p in planned_files(job, output) if os.path.lexists(p) and not _ours(p, recorded)]
+    if not foreign:
+        return
+    more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+    where = "another output file" if media.is_video_path(output) else "a new or empty output folder"
+    raise JobError(f"{foreign[0]}{more}: exists and was not written by rerender for this output (no record of it "
+                   f"in the work directory {job.wd.root}); pass --overwrite to replace it, or choose {where}")
+
+
+def _record(job: "Job") -> dict[str, str | None]:
+    """Real path -> content digest of the output files rerender wrote (None: being written)."""
+    if not job.wd.is_claimed():
+        return {}
+    record = job.wd.manifest().get("outputs")
+    return record if isinstance(record, dict) else {}
+
+
+def _ours(path: Path, recorded: dict[str, str | None]) -> bool:
+    key = os.path.realpath(path)
+    return key in recorded and (recorded[key] is None or recorded[key] == content_digest(path))
+
+
+def _recording(job: "Job", files: list[Path], written: bool) -> None:
+    """Record ``files`` in the work directory: before writing (digest None, so that a stopped write
+    may be finished by the next run) and after (their digests)."""
+    record = dict(_record(job))
+    for p in files:
+        record[os.path.realpath(p)] = content_digest(p) if written else None
+    job.wd.update_manifest(outputs=record)
+
+
 def write_output(job: "Job", output: Path, progress: Progress) -> list[Path]:
     """``WORK/out`` to a video (the input's fps and timecode; its sound unless the job says no), a
     folder, or a pattern such as ``out/shot.####.png`` (named and numbered like the input
-    sequence: :func:`rerender.media.output_frame_paths`). Frames are written at the plate's depth
-    where the format allows (:func:`output_depth`). Returns the files written."""
+    sequence: :func:`rerender.media.output_frame_paths`), recorded in the work directory (what
+    :func:`check_replaced` lets a later run replace). Returns the files written."""
+    files = planned_files(job, output)
+    _recording(job, files, written=False)
+    written = _write(job, output, progress)
+    _recording(job, written, written=True)
+    return written
+
+
+def _write(job: "Job", output: Path, progress: Progress) -> list[Path]:
+    """Frames are written at the plate's depth where the format allows (:func:`output_depth`)."""
     if not media.is_video_path(output):
         return _write_frames(job, output, progress)
     sel, info = job.frames, job.info

@@ -87,6 +87,10 @@ class WorkDir:
         root.mkdir(parents=True, exist_ok=True)
         write_json(marker, {"created_by": "rerender", "version": MANIFEST_VERSION})
 
+    def is_claimed(self) -> bool:
+        """Whether the folder carries rerender's marker (what it holds may be trusted as ours)."""
+        return (self.root / MARKER).is_file()
+
     def clear(self, *names: str) -> None:
         """Delete managed sub-folders (``frames``, ``flow``, ...) of a claimed work directory."""
         if not (self.root / MARKER).is_file():

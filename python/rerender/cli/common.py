@@ -51,6 +51,9 @@ def add_job_options(p: argparse.ArgumentParser, *, output_required: bool = True)
     p.add_argument("-o", "--output", required=output_required, default=None, metavar="OUT",
                    help="output video file (the input's fps, sound and timecode), folder (frames named and "
                         "numbered like the input sequence, or OUT/NNNN.png for a video) or pattern (out/shot.####.png)")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="let the output replace existing files that rerender did not write for it (by default "
+                        "they are refused: only a file an earlier run of this output wrote is replaced)")
     p.add_argument("--work-dir", metavar="DIR", default=None,
                    help="intermediate files (frames, flow, key frames, candidates); default: OUT.work")
     p.add_argument("--frames", metavar="A:B", default=None,
@@ -86,7 +89,7 @@ def add_job_options(p: argparse.ArgumentParser, *, output_required: bool = True)
 def job_overrides(args) -> dict[str, Any]:
     return {k: getattr(args, k, None) for k in ("frames", "size", "flow", "work_dir", "audio", "matte",
                                                  "matte_feather", "alpha", "ocio", "colorspace",
-                                                 "keep_intermediates")}
+                                                 "keep_intermediates", "overwrite")}
 
 
 def add_cluster_option(p: argparse.ArgumentParser) -> None:
