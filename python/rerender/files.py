@@ -23,6 +23,7 @@ import os
 import re
 import socket
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -104,6 +105,89 @@ def content_digest(path: str | os.PathLike) -> str | None:
     return f"{size}:{h.hexdigest()}"
 
 
+def bytes_digest(data) -> str:
+    """``SIZE:HASH`` of bytes, as :func:`content_digest` gives for a file holding them."""
+    view = memoryview(data).cast("B")
+    return f"{view.nbytes}:{hashlib.blake2b(view, digest_size=16).hexdigest()}"
+
+
+# ------------------------------------------------------------------------------------------------
+# work-directory entries: a digest recorded beside each file when it is written, checked when read
+
+
+class DamagedEntry(ValueError):
+    """A work-directory entry is unreadable or not what rerender wrote: a cache miss, recomputed."""
+
+    def __init__(self, path: str | os.PathLike, why: str):
+        super().__init__(f"{path}: {why}")
+        self.path = Path(path)
+
+
+_reported: set[str] = set()
+
+
+def report_damaged(path: str | os.PathLike) -> None:
+    """Say once per file (on stderr) that a damaged entry is being recomputed."""
+    import sys
+
+    key = os.fspath(path)
+    if key not in _reported:
+        _reported.add(key)
+        print(f"rerender: {key}: unreadable or changed since rerender wrote it; recomputing it", file=sys.stderr)
+
+
+def _digest_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_name(f".{p.name}.b2")
+
+
+def record_entry(path: str | os.PathLike, data=None) -> None:
+    """Record the size and digest of the entry at ``path`` (of ``data``, its bytes, when the writer
+    has them; else read back). Written after the entry: a job killed between the two leaves a
+    stale or missing record, so the entry is checked by decoding or recomputed, never trusted wrongly."""
+    d = bytes_digest(data) if data is not None else content_digest(path)
+    if d is not None:
+        write_bytes_if_changed(_digest_path(path), d.encode())
+
+
+def read_entry(path: str | os.PathLike) -> bytes:
+    """The bytes of an entry, checked against its record (:class:`DamagedEntry` when they differ or
+    the file cannot be read; an entry with no record, e.g. from an older version, is returned as is
+    and checked by decoding)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise DamagedEntry(path, f"cannot be read ({e.strerror or e})") from None
+    try:
+        recorded = _digest_path(path).read_bytes().decode("ascii", "replace")
+    except OSError:
+        return data
+    if recorded != bytes_digest(data):
+        raise DamagedEntry(path, "is not the file rerender wrote there (size or digest differ)")
+    return data
+
+
+def entry_ok(path: str | os.PathLike) -> bool:
+    """Whether the entry exists and matches its record (one without a record counts as good); a
+    damaged one is reported (:func:`report_damaged`)."""
+    try:
+        read_entry(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except DamagedEntry as e:
+        report_damaged(e.path)
+        return False
+
+
+def remove_entry(path: str | os.PathLike) -> None:
+    """Delete an entry and its record."""
+    for p in (Path(path), _digest_path(path)):
+        p.unlink(missing_ok=True)
+
+
 def array_digest(a: np.ndarray) -> str:
     """Hash of an array's shape, dtype and bytes."""
     h = hashlib.sha256(f"{a.shape}{a.dtype}".encode())
@@ -174,15 +258,20 @@ def save_npz(path: str | os.PathLike, *, compressed: bool = False, packed: bool 
         arrays = dict(pack(k, np.asarray(v)) for k, v in arrays.items())
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getbuffer())
+    record_entry(path, buf.getbuffer())
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The arrays of an .npz file by name, packed entries decoded (see :func:`save_npz`)."""
     from .packing import unpack
 
-    with np.load(path, allow_pickle=False) as z:
-        return dict(unpack(k, z[k]) for k in z.files)
+    data = read_entry(path)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return dict(unpack(k, z[k]) for k in z.files)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise DamagedEntry(path, f"is not a readable .npz file ({e})") from None
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -222,10 +222,13 @@ class FlowCache:
         return self.directory / f"{int(i):06d}_{int(j):06d}.npz"
 
     def _load(self, i: int, j: int, shape: tuple[int, int] | None) -> np.ndarray | None:
-        from .files import load_npz
+        from .files import DamagedEntry, load_npz, report_damaged
 
         try:
             data = decode_flow(load_npz(self.path(i, j)))
+        except DamagedEntry as e:  # recomputed
+            report_damaged(e.path)
+            return None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None
         if shape is not None and data.shape[:2] != tuple(shape):
@@ -242,13 +245,14 @@ class FlowCache:
 
     def drop(self, pairs: Iterable[tuple[int, int]]) -> int:
         """Delete the stored flows of ``pairs`` ((i, j): flow_{i->j}); returns how many were stored."""
+        from .files import remove_entry
+
         removed = 0
         for i, j in pairs:
-            try:
-                self.path(i, j).unlink()
+            path = self.path(i, j)
+            if path.exists():
                 removed += 1
-            except FileNotFoundError:
-                pass
+            remove_entry(path)
         return removed
 
     def get(self, i: int, j: int, frame_i: np.ndarray | None = None,

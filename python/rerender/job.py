@@ -31,7 +31,7 @@ import numpy as np
 from . import media
 from .colour import ColourSpace, colour_space_for
 from .errors import JobCancelled, JobError
-from .files import digest, file_digest
+from .files import digest, entry_ok, file_digest, record_entry, report_damaged
 from .matte import MatteSource
 from .output import check_replaced, check_target
 from .overwrite_guard import KEY_FILE, KEYS, Inputs, check_output, check_work_dir
@@ -192,6 +192,7 @@ class Job:
             wd.clear("frames", "flow", "segments", "out")
             wd.update_manifest(frames={"fingerprint": fp, "complete": False, **stamp}, flow={})
         elif m["frames"].get("complete"):
+            self._redecode_damaged()
             self._decode_matte(progress)
             return
         wd.frames.mkdir(parents=True, exist_ok=True)
@@ -199,27 +200,39 @@ class Job:
         first = next((i for i in sel if not wd.frame_path(i).exists()), sel.stop)
         with progress.stage("decode", len(sel)) as bar:
             bar.skip(first - sel.start)
-            for i, img in zip(range(first, sel.stop), self._working_frames(first)):
+            for i, img in zip(range(first, sel.stop), self._working_frames(first, sel.stop)):
                 if not wd.frame_path(i).exists():
-                    media.write_image(wd.frame_path(i), img)
+                    self._store_frame(i, img)
                 bar.update()
                 if on_step:
                     on_step("decode", i)
+        self._redecode_damaged(range(sel.start, first))
         m = wd.manifest()
         m["frames"]["complete"] = True
         wd.update_manifest(frames=m["frames"])
         self._decode_matte(progress)
 
-    def _working_frames(self, first: int):
-        """The selected frames from ``first`` on, in the working format (uint8, or float32 0..255 for
-        deep plates)."""
-        sel = self.frames
-        if first >= sel.stop:
+    def _store_frame(self, i: int, img: np.ndarray) -> None:
+        media.write_image(self.wd.frame_path(i), img)
+        record_entry(self.wd.frame_path(i))
+
+    def _redecode_damaged(self, frames: range | None = None) -> None:
+        """Decode again the stored frames that are missing or not what was written (each checked
+        against its recorded digest; a damaged one is reported)."""
+        for i in self.frames if frames is None else frames:
+            if not entry_ok(self.wd.frame_path(i)):
+                report_damaged(self.wd.frame_path(i))
+                self._store_frame(i, next(iter(self._working_frames(i, i + 1))))
+
+    def _working_frames(self, first: int, stop: int):
+        """The selected frames ``first`` to ``stop`` (exclusive) in the working format (uint8, or
+        float32 0..255 for deep plates)."""
+        if first >= stop:
             return
         if self.depth == "uint8":
-            yield from media.read_frames(self.input, frames=slice(first, sel.stop), size=self.cfg.size, info=self.info)
+            yield from media.read_frames(self.input, frames=slice(first, stop), size=self.cfg.size, info=self.info)
             return
-        for i in range(first, sel.stop):
+        for i in range(first, stop):
             rgb, _ = self.plate_file(i)
             yield np.ascontiguousarray(media.resize_to(media.to_working(rgb, self.colour), self.hw), dtype=np.float32)
 
@@ -240,6 +253,7 @@ class Job:
         with progress.stage("matte", len(sel)) as bar:
             for i, matte in src.frames(sel, self.hw):
                 media.write_png_if_changed(wd.matte_path(i), matte)
+                record_entry(wd.matte_path(i))
                 bar.update()
         wd.update_manifest(mattes={"fingerprint": fp, "complete": True})
 

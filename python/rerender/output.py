@@ -81,7 +81,7 @@ def check_replaced(job: "Job", output: str | os.PathLike) -> None:
     only files recorded by an earlier run of this output in the job's work directory (and unchanged
     since), or that a stopped run was writing, may be replaced without ``--overwrite``."""
     recorded = _record(job)
-    foreign = [p for p in planned_files(job, output) if os.path.lexists(p) and not _ours(p, recorded)]
+    foreign = [p for p in planned_files(job, output) if os.path.lexists(p) and not _ours(job, p, recorded)]
     if not foreign:
         return
     more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
@@ -91,15 +91,21 @@ def check_replaced(job: "Job", output: str | os.PathLike) -> None:
 
 
 def _record(job: "Job") -> dict[str, str | None]:
-    """Real path -> content digest of the output files rerender wrote (None: being written)."""
+    """File (see :func:`_key`) -> content digest of the output files rerender wrote (None: being written)."""
     if not job.wd.is_claimed():
         return {}
     record = job.wd.manifest().get("outputs")
     return record if isinstance(record, dict) else {}
 
 
-def _ours(path: Path, recorded: dict[str, str | None]) -> bool:
-    key = os.path.realpath(path)
+def _key(job: "Job", path: Path) -> str:
+    """A file's name in the record: relative to the work directory (a project moved or copied with
+    its work directory keeps its record)."""
+    return os.path.relpath(os.path.realpath(path), os.path.realpath(job.wd.root))
+
+
+def _ours(job: "Job", path: Path, recorded: dict[str, str | None]) -> bool:
+    key = _key(job, path)
     return key in recorded and (recorded[key] is None or recorded[key] == content_digest(path))
 
 
@@ -108,7 +114,7 @@ def _recording(job: "Job", files: list[Path], written: bool) -> None:
     may be finished by the next run) and after (their digests)."""
     record = dict(_record(job))
     for p in files:
-        record[os.path.realpath(p)] = content_digest(p) if written else None
+        record[_key(job, p)] = content_digest(p) if written else None
     job.wd.update_manifest(outputs=record)
 
 

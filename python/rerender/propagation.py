@@ -22,7 +22,7 @@ import numpy as np
 from . import config as _config
 from . import media
 from .errors import JobError
-from .files import array_digest, digest, frame_name, link_or_copy
+from .files import array_digest, digest, frame_name, link_or_copy, record_entry
 from .job import Job, StepHook
 from .output import write_output
 from .passes import PropagationConfig
@@ -146,6 +146,7 @@ def output_key(job: Job, idx: int) -> None:
     key, out = wd.key_path(idx), wd.out_path(idx)
     if key.suffix == out.suffix:  # already in the output's format: the same file, hard-linked
         link_or_copy(key, out)     # (a long shot of dense keys would otherwise hold them twice)
+        record_entry(out)
     else:  # an 8-bit key of a deep job
         wd.write_out(idx, wd.key(idx))
 

@@ -35,7 +35,8 @@ from typing import Callable
 import numpy as np
 
 from .errors import JobCancelled, JobError
-from .files import frame_name, load_npz, read_json, save_npz, write_json
+from .files import (DamagedEntry, entry_ok, frame_name, load_npz, read_json, remove_entry, report_damaged, save_npz,
+                    write_json)
 from .progress import Progress, Stage
 from .passes import KeyFrame, PassState, PropagationConfig, propagate_pass
 from . import temporal_blend
@@ -150,7 +151,7 @@ def _last_done(pass_dir: Path, order: list[int]) -> int:
     """How many steps of a pass are stored (a prefix of ``order``)."""
     n = 0
     for i in order:
-        if not (pass_dir / f"{frame_name(i)}.npz").exists():
+        if not entry_ok(pass_dir / f"{frame_name(i)}.npz"):  # missing, or damaged (and reported)
             break
         n += 1
     return n
@@ -162,6 +163,16 @@ def _resume_point(pass_dir: Path, order: list[int]) -> tuple[int, PassState | No
     Each step stores ``NNNN.npz`` (candidate and error map) and then overwrites ``state.npz`` (what the
     next step needs: NNF and positional map). A job killed between the two writes redoes one step.
     """
+    try:
+        return _resume_from(pass_dir, order)
+    except DamagedEntry as e:  # a cache: what cannot be read is computed again
+        report_damaged(e.path)
+        for p in pass_dir.glob("*.npz"):
+            remove_entry(p)
+        return 0, None
+
+
+def _resume_from(pass_dir: Path, order: list[int]) -> tuple[int, PassState | None]:
     done = _last_done(pass_dir, order)
     state_path = pass_dir / "state.npz"
     if done == len(order):
@@ -309,7 +320,7 @@ def prepare_segment(wd: WorkDir, seg: Segment, fp: Fingerprints) -> bool:
         seg_dir.mkdir(parents=True)
         write_json(seg_dir / "stamp.json", {"synth": fp.synth, "blend": None})
         return True
-    return not (stamp.get("blend") == fp.blend and all(wd.out_path(i).exists() for i in seg.frames))
+    return not (stamp.get("blend") == fp.blend and all(wd.out_ok(i) for i in seg.frames))
 
 
 INTERMEDIATES = ("fwd", "bwd", "masks")  # a segment's sub-folders that only its own run needs

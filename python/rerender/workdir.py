@@ -35,7 +35,8 @@ from typing import Iterator
 import numpy as np
 
 from .errors import JobError
-from .files import frame_name, is_own_temporary, read_json, remove_stale_temporaries, write_json
+from .files import (DamagedEntry, entry_ok, frame_name, is_own_temporary, read_entry, read_json, record_entry,
+                    remove_stale_temporaries, write_json)
 
 MANIFEST_VERSION = 1
 MARKER = ".rerender-workdir"
@@ -202,20 +203,35 @@ class WorkDir:
         """Final frame i in the working format (a PNG whose bytes are unchanged is left alone)."""
         self.write_working(self.out_path(i), img)
 
+    def out_ok(self, i: int) -> bool:
+        """Whether output frame i is there and is what rerender wrote (else it is recomputed)."""
+        return entry_ok(self.out_path(i))
+
     def write_working(self, path: Path, img: np.ndarray) -> None:
-        from .media import from_working, write_image, write_png_if_changed
+        """An entry in the working format, its digest recorded (see :func:`rerender.files.record_entry`)."""
+        from .media import encode_png, from_working, write_image
+        from .files import write_bytes_if_changed
 
         if path.suffix == ".png":
-            write_png_if_changed(path, from_working(img, "uint8"))
+            data = encode_png(from_working(img, "uint8"))
+            write_bytes_if_changed(path, data)
+            record_entry(path, data)
         else:
             write_image(path, np.ascontiguousarray(img, dtype=np.float32), if_changed=True)
+            record_entry(path)
 
     def _working(self, path: Path) -> np.ndarray:
-        from .media import read_image, read_plate
+        """An entry in the working format, checked against its recorded digest: :class:`DamagedEntry`
+        when it is not what rerender wrote or cannot be decoded."""
+        from .media import MediaError, read_image, read_plate
 
-        if not self.deep:
-            return read_image(path)
-        rgb = read_plate(path)[0]
+        read_entry(path)
+        try:
+            if not self.deep:
+                return read_image(path)
+            rgb = read_plate(path)[0]
+        except MediaError as e:
+            raise DamagedEntry(path, f"cannot be decoded ({e})") from None
         return rgb.astype(np.float32) if rgb.dtype != np.float32 else rgb
 
     @property
@@ -247,13 +263,32 @@ class WorkDir:
         return total
 
     def manifest(self) -> dict:
-        return read_json(self.manifest_path) or {}
+        """The manifest ({} before the first one); a damaged one is refused (:class:`JobError`) with the
+        fix, rather than guessed at."""
+        path = self.manifest_path
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise _damaged_manifest(path, f"not readable JSON: {e}") from None
+        if not isinstance(m, dict):
+            raise _damaged_manifest(path, f"expected a JSON object, got {type(m).__name__}")
+        for key in ("frames", "mattes", "flow", "cuts", "outputs"):
+            if m.get(key) is not None and not isinstance(m[key], dict):
+                raise _damaged_manifest(path, f"{key!r} should be an object, got {type(m[key]).__name__}")
+        return m
 
     def update_manifest(self, **entries) -> None:
         m = self.manifest()
         m.update(entries)
         m["version"] = MANIFEST_VERSION
         write_json(self.manifest_path, m)
+
+
+def _damaged_manifest(path: Path, why: str) -> JobError:
+    return JobError(f"{path}: the work directory's manifest is damaged ({why}); delete {path} (or the whole work "
+                    "directory) to start over")
 
 
 def _stale(holder: dict) -> bool:
