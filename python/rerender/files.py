@@ -119,7 +119,8 @@ class DamagedEntry(ValueError):
     """A work-directory entry is unreadable or not what rerender wrote: a cache miss, recomputed."""
 
     def __init__(self, path: str | os.PathLike, why: str):
-        super().__init__(f"{path}: {why}")
+        # (seen only when found mid-job: a rerun checks every entry first and recomputes this one)
+        super().__init__(f"{path}: {why}; rerun the same command to recompute it")
         self.path = Path(path)
 
 

@@ -99,9 +99,9 @@ def _record(job: "Job") -> dict[str, str | None]:
 
 
 def _key(job: "Job", path: Path) -> str:
-    """A file's name in the record: relative to the work directory (a project moved or copied with
-    its work directory keeps its record)."""
-    return os.path.relpath(os.path.realpath(path), os.path.realpath(job.wd.root))
+    """A file's name in the record: its name alone, as its digest is what proves it is rerender's
+    (a project moved, copied or renamed with its work directory keeps its record)."""
+    return path.name
 
 
 def _ours(job: "Job", path: Path, recorded: dict[str, str | None]) -> bool:

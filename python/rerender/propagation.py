@@ -136,6 +136,8 @@ def store_key(job: Job, idx: int, path: Path) -> str:
                 old.unlink()
     if target.resolve() != path.resolve():
         wd.write_working(target, img)
+    else:  # a key rendered into WORK/keys is the source itself: what is there now is what counts
+        record_entry(target)
     return array_digest(img)
 
 
