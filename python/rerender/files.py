@@ -142,6 +142,16 @@ def _digest_path(path: str | os.PathLike) -> Path:
     return p.with_name(f".{p.name}.b2")
 
 
+# entries whose digest this process has written or checked, by path: (device, inode, size, mtime) then.
+# A file read again unchanged is not hashed again; one replaced or rewritten since has another stat.
+_checked: dict[str, tuple[int, int, int, int]] = {}
+
+
+def _stat_key(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def record_entry(path: str | os.PathLike, data=None) -> None:
     """Record the size and digest of the entry at ``path`` (of ``data``, its bytes, when the writer
     has them; else read back). Written after the entry: a job killed between the two leaves a
@@ -149,24 +159,42 @@ def record_entry(path: str | os.PathLike, data=None) -> None:
     d = bytes_digest(data) if data is not None else content_digest(path)
     if d is not None:
         write_bytes_if_changed(_digest_path(path), d.encode())
+        _checked[os.fspath(path)] = _stat_key(path)
+
+
+def check_entry(path: str | os.PathLike, data=None) -> None:
+    """Raise :class:`DamagedEntry` unless the entry (whose bytes are ``data`` when the caller has
+    read them) matches its record; an entry with no record (e.g. from an older version) passes and
+    is checked by decoding. ``FileNotFoundError`` for a missing one."""
+    key = os.fspath(path)
+    stat = _stat_key(path)
+    if _checked.get(key) == stat:
+        return
+    try:
+        recorded = _digest_path(path).read_bytes().decode("ascii", "replace")
+    except OSError:
+        return
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise DamagedEntry(path, f"cannot be read ({e.strerror or e})") from None
+    if recorded != bytes_digest(data):
+        raise DamagedEntry(path, "is not the file rerender wrote there (size or digest differ)")
+    _checked[key] = stat
 
 
 def read_entry(path: str | os.PathLike) -> bytes:
-    """The bytes of an entry, checked against its record (:class:`DamagedEntry` when they differ or
-    the file cannot be read; an entry with no record, e.g. from an older version, is returned as is
-    and checked by decoding)."""
+    """The bytes of an entry, checked against its record (:func:`check_entry`)."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise
     except OSError as e:
         raise DamagedEntry(path, f"cannot be read ({e.strerror or e})") from None
-    try:
-        recorded = _digest_path(path).read_bytes().decode("ascii", "replace")
-    except OSError:
-        return data
-    if recorded != bytes_digest(data):
-        raise DamagedEntry(path, "is not the file rerender wrote there (size or digest differ)")
+    check_entry(path, data)
     return data
 
 
@@ -174,7 +202,7 @@ def entry_ok(path: str | os.PathLike) -> bool:
     """Whether the entry exists and matches its record (one without a record counts as good); a
     damaged one is reported (:func:`report_damaged`)."""
     try:
-        read_entry(path)
+        check_entry(path)
         return True
     except FileNotFoundError:
         return False

@@ -35,7 +35,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import JobError
-from .files import (DamagedEntry, entry_ok, frame_name, is_own_temporary, read_entry, read_json, record_entry,
+from .files import (DamagedEntry, check_entry, entry_ok, frame_name, is_own_temporary, read_json, record_entry,
                     remove_stale_temporaries, write_json)
 
 MANIFEST_VERSION = 1
@@ -225,7 +225,7 @@ class WorkDir:
         when it is not what rerender wrote or cannot be decoded."""
         from .media import MediaError, read_image, read_plate
 
-        read_entry(path)
+        check_entry(path)
         try:
             if not self.deep:
                 return read_image(path)
