@@ -114,3 +114,23 @@ def test_a_broken_manifest_is_refused_with_its_path_and_the_fix(shot, text):
     assert code == 2
     assert f"{manifest}:" in err and f"delete {manifest}" in err, err
     assert manifest.read_text() == text
+
+
+def test_a_damaged_matte_is_decoded_again(tmp_path):
+    import numpy as np
+
+    from rerender import media
+
+    inp, keys = write_clip_and_keys(tmp_path, clip(7, 32, 48), (0, 6))
+    (tmp_path / "fast.yaml").write_text("search_vote_iters: 2\npatchmatch_iters: 1\n")
+    matte = np.zeros((32, 48, 3), np.uint8)
+    matte[8:24, 10:40] = 255
+    media.write_image(tmp_path / "matte.png", matte)
+    assert run(tmp_path, tmp_path / "o", "--matte", str(tmp_path / "matte.png"))[0] == 0
+    clean = outputs(tmp_path / "o")
+    damaged = tmp_path / "o.work" / "mattes" / "0003.png"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    code, err = run(tmp_path, tmp_path / "o", "--matte", str(tmp_path / "matte.png"))
+    assert code == 0, err
+    assert err.count(str(damaged)) == 1, err
+    assert outputs(tmp_path / "o") == clean

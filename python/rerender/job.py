@@ -244,8 +244,8 @@ class Job:
         files = list(src.info.files) if src.info.is_sequence else [src.path]
         fp = digest({"matte": file_digest(files), "start": sel.start, "stop": sel.stop, "size": list(self.hw)})
         m = wd.manifest().get("mattes", {})
-        if m.get("fingerprint") == fp and m.get("complete"):
-            return
+        if m.get("fingerprint") == fp and m.get("complete") and all(entry_ok(wd.matte_path(i)) for i in sel):
+            return  # (a damaged matte is written again, with the others left as they are)
         if m.get("fingerprint") != fp:
             wd.clear("mattes")
         wd.update_manifest(mattes={"fingerprint": fp, "complete": False})

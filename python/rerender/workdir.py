@@ -13,6 +13,9 @@ Layout (every file is written atomically, see :mod:`rerender.files`)::
     WORK/segments/A-B/            per-segment candidates, error maps and selection masks (dropped
                                   when the segment is done, unless the job keeps intermediates)
     WORK/out/NNNN.png             final frames in the working format (.exr like frames/)
+    WORK/**/.NAME.b2              beside each entry: its size and BLAKE2b digest, recorded when it is
+                                  written and checked when it is read (rerender.files.record_entry);
+                                  an entry that does not match is recomputed
 
 Rerender deletes only what it can prove it wrote: it clears its own sub-folders only inside a
 folder that carries the marker, and it refuses a folder that is not empty and has no marker (a
@@ -195,9 +198,14 @@ class WorkDir:
         """The matte of frame i (uint8, 255 = restyle) when the job has one, else None."""
         if not self.matted:
             return None
-        from .media import read_grey
+        from .media import MediaError, read_grey
 
-        return read_grey(self.matte_path(i))
+        path = self.matte_path(i)
+        check_entry(path)
+        try:
+            return read_grey(path)
+        except MediaError as e:
+            raise DamagedEntry(path, f"cannot be decoded ({e})") from None
 
     def write_out(self, i: int, img: np.ndarray) -> None:
         """Final frame i in the working format (a PNG whose bytes are unchanged is left alone)."""
