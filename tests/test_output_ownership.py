@@ -108,3 +108,29 @@ def test_an_existing_video_not_written_by_rerender_is_refused(shot, capsys):
     code, err = propagate(shot, video, capsys)  # its own video: replaced (here: identical) without asking
     assert code == 0, err
     assert sha(video) == written
+
+
+def test_a_stopped_write_lets_only_its_own_files_be_finished(shot, capsys, monkeypatch):
+    """A run killed while writing its output may finish those files; the same names elsewhere stay
+    the user's."""
+    import rerender.output as output
+
+    tmp = shot[0]
+    out, other = tmp / "o", tmp / "other"
+    work = tmp / "w"
+
+    def killed(job, target, progress):
+        (target / "0000.png").parent.mkdir(parents=True, exist_ok=True)
+        (target / "0000.png").write_bytes(b"half")  # as a kill mid-write leaves it (were writes not atomic)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(output, "_write", killed)
+    assert propagate(shot, out, capsys, "--work-dir", str(work))[0] == 130
+    monkeypatch.undo()
+    other.mkdir()
+    (other / "0000.png").write_bytes(b"user's")
+    code, err = propagate(shot, other, capsys, "--work-dir", str(work))
+    assert code == 2 and str(other / "0000.png") in err, err
+    code, err = propagate(shot, out, capsys, "--work-dir", str(work))
+    assert code == 0, err
+    assert (out / "0000.png").read_bytes() != b"half"

@@ -142,9 +142,11 @@ class Job:
 
     @classmethod
     def open(cls, input: str | os.PathLike, cfg: JobConfig, *, output: str | os.PathLike | None = None,
-             keys: str | os.PathLike | None = None) -> "Job":
+             keys: str | os.PathLike | None = None, writes_output: bool = True) -> "Job":
         """Probe ``input``, select the frames and check the paths: raises :class:`JobError` /
-        :class:`rerender.media.MediaError` before anything is written."""
+        :class:`rerender.media.MediaError` before anything is written. ``writes_output``: False when
+        ``output`` only names the default work directory (the key-frame stage alone): files there
+        are then not checked for being replaced."""
         input_path = Path(input)
         keys_dir = None if keys is None else Path(keys)
         if keys_dir is not None and not keys_dir.exists():
@@ -172,7 +174,7 @@ class Job:
             check_output(pattern[0] if pattern else output, inputs, is_folder=not media.is_video_path(output))
         check_work_dir(wd.root, inputs, output)
         job = cls(input_path, info, sel, (h, w), wd, cfg, depth, colour, matte, plate_alpha)
-        if output is not None and not cfg.overwrite:
+        if output is not None and writes_output and not cfg.overwrite:
             check_replaced(job, output)
         return job
 

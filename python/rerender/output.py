@@ -77,11 +77,17 @@ def planned_files(job: "Job", output: str | os.PathLike) -> list[Path]:
 
 
 def check_replaced(job: "Job", output: str | os.PathLike) -> None:
-    """Refuse (:class:`JobError`) an output that would replace a file rerender did not write there:
-    only files recorded by an earlier run of this output in the job's work directory (and unchanged
-    since), or that a stopped run was writing, may be replaced without ``--overwrite``."""
-    recorded = _record(job)
-    foreign = [p for p in planned_files(job, output) if os.path.lexists(p) and not _ours(job, p, recorded)]
+    """Refuse (:class:`JobError`) an output that would replace a file rerender did not write there.
+    Replaced without ``--overwrite`` are only files that the job's work directory records as written
+    by rerender (same name and bytes: the project may have been moved or copied with its work
+    directory) or as being written here by a run that stopped."""
+    record = _record(job)
+    written = {(os.path.basename(k), v) for k, v in record.items() if v is not None}
+
+    def ours(p: Path) -> bool:
+        return record.get(os.path.realpath(p), "") is None or (p.name, content_digest(p)) in written
+
+    foreign = [p for p in planned_files(job, output) if os.path.lexists(p) and not ours(p)]
     if not foreign:
         return
     more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
@@ -91,22 +97,11 @@ def check_replaced(job: "Job", output: str | os.PathLike) -> None:
 
 
 def _record(job: "Job") -> dict[str, str | None]:
-    """File (see :func:`_key`) -> content digest of the output files rerender wrote (None: being written)."""
+    """Real path -> content digest of the output files rerender wrote (None: being written)."""
     if not job.wd.is_claimed():
         return {}
     record = job.wd.manifest().get("outputs")
     return record if isinstance(record, dict) else {}
-
-
-def _key(job: "Job", path: Path) -> str:
-    """A file's name in the record: its name alone, as its digest is what proves it is rerender's
-    (a project moved, copied or renamed with its work directory keeps its record)."""
-    return path.name
-
-
-def _ours(job: "Job", path: Path, recorded: dict[str, str | None]) -> bool:
-    key = _key(job, path)
-    return key in recorded and (recorded[key] is None or recorded[key] == content_digest(path))
 
 
 def _recording(job: "Job", files: list[Path], written: bool) -> None:
@@ -114,7 +109,7 @@ def _recording(job: "Job", files: list[Path], written: bool) -> None:
     may be finished by the next run) and after (their digests)."""
     record = dict(_record(job))
     for p in files:
-        record[_key(job, p)] = content_digest(p) if written else None
+        record[os.path.realpath(p)] = content_digest(p) if written else None
     job.wd.update_manifest(outputs=record)
 
 

@@ -86,7 +86,7 @@ def render_keyframes(input: str | os.PathLike, config: "KeyframeConfig", *, job:
     """Render the key frames of ``input`` into ``WORK/keys/NNNN.png`` (the work directory of ``job``,
     or ``OUT.work`` for ``output``). Frames are decoded and flows computed into the work directory,
     where the propagation stage finds them again. Returns the opened job and the stage's result."""
-    opened = Job.open(input, _job_config(job, job_options), output=output)
+    opened = Job.open(input, _job_config(job, job_options), output=output, writes_output=False)
     with opened.wd.lock():
         return opened, _render_keys(opened, config, progress or QUIET, first_only, components)[0]
 
