@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from _stylised_clip import clip, write_clip_and_keys
@@ -34,6 +33,18 @@ def test_an_image_too_large_for_the_room_left_names_the_file_and_leaves_nothing(
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith(f"NoRoomError {errno.EFBIG} {target}: cannot write this file: File too large"), out.stdout
     assert list(tmp_path.iterdir()) == []  # no partial file, no temporary
+
+
+def test_a_video_too_large_for_the_room_left_names_the_file_and_leaves_nothing(tmp_path):
+    target = tmp_path / "film.mp4"
+    out = run_limited(
+        "import numpy as np\nfrom rerender.media import write_video\n"
+        "frames = [(np.random.default_rng(i).random((128, 128, 3)) * 255).astype(np.uint8) for i in range(20)]\n"
+        f"try:\n    write_video(frames, {str(target)!r}, 24)\n"
+        "except OSError as e:\n    print(type(e).__name__, e.errno, e)\n", limit=20000)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith(f"NoRoomError {errno.EFBIG} {target}: cannot write this file: File too large"), out.stdout
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_job_whose_work_directory_fills_up_exits_non_zero_naming_the_file(tmp_path):
