@@ -10,7 +10,8 @@ import av
 import numpy as np
 
 from ..errors import AudioError, MediaError
-from .sequences import IMAGE_EXTENSIONS, is_pattern
+from .formats import IMAGE_EXTENSIONS
+from .sequences import is_pattern
 
 def pick_audio_codec(container: av.container.OutputContainer, path: Path) -> str:
     prefs = ["libopus", "opus", "libvorbis"] if path.suffix.lower() == ".webm" else ["aac", "libmp3lame", "mp2"]

@@ -44,8 +44,8 @@ FORMATS: dict[str, Format] = {f.extension: f for f in (
     _image(".tiff", ("uint8", "uint16", "float32"), alpha=True),
     _image(".exr", ("float16", "float32"), alpha=True),
     _image(".jpg"), _image(".jpeg"), _image(".bmp"), _image(".webp"),
-    _image(".ppm", _U8_U16), _image(".pgm", _U8_U16),
-    _image(".hdr", ()),  # read only
+    _image(".ppm", _U8_U16),
+    _image(".pgm", ()), _image(".hdr", ()),  # read only (PGM holds grey only; outputs are RGB)
     _video(".mp4"), _video(".m4v"), _video(".mov"), _video(".avi"), _video(".wmv"), _video(".flv"),
     _video(".mxf"),
     _video(".mkv", muxer="matroska"),

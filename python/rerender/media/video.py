@@ -22,9 +22,9 @@ import numpy as np
 from ..errors import MediaError
 from ..files import atomic_path
 from .audio import AudioSource, has_audio
-from .formats import format_of
+from .formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, format_of
 from .images import check_rgb, read_image, read_image_raw, resize_to, working_size
-from .sequences import (DEFAULT_SEQUENCE_FPS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Numbering, is_pattern, list_sequence,
+from .sequences import (DEFAULT_SEQUENCE_FPS, Numbering, is_pattern, list_sequence,
                         sequence_numbering)
 
 @dataclasses.dataclass(frozen=True)
