@@ -134,3 +134,36 @@ def test_a_damaged_matte_is_decoded_again(tmp_path):
     assert code == 0, err
     assert err.count(str(damaged)) == 1, err
     assert outputs(tmp_path / "o") == clean
+
+
+def test_a_damaged_frame_of_a_video_is_decoded_again_to_the_same_pixels(tmp_path):
+    from _clips import write_test_video
+    from _stylised_clip import stylise
+
+    from rerender import media
+
+    frames = clip(9, 32, 48)
+    write_test_video(tmp_path / "clip.mp4", frames)
+    keys = tmp_path / "keys"
+    for k in (0, 8):
+        media.write_image(keys / f"{k:04d}.png", stylise(frames[k]))
+    (tmp_path / "fast.yaml").write_text("search_vote_iters: 2\npatchmatch_iters: 1\n")
+
+    def go():
+        import contextlib
+        import io
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["propagate", str(tmp_path / "clip.mp4"), "--keys", str(keys), "-o", str(tmp_path / "o"),
+                         "--progress", "quiet", "--config", str(tmp_path / "fast.yaml")])
+        return code, err.getvalue()
+
+    assert go()[0] == 0
+    decoded = (tmp_path / "o.work" / "frames" / "0005.png").read_bytes()
+    clean = outputs(tmp_path / "o")
+    (tmp_path / "o.work" / "frames" / "0005.png").write_bytes(decoded[:60])
+    code, err = go()
+    assert code == 0 and "frames/0005.png" in err, err
+    assert (tmp_path / "o.work" / "frames" / "0005.png").read_bytes() == decoded  # a seek gives the same pixels
+    assert outputs(tmp_path / "o") == clean
