@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     for w in args.wheel:
         check_portable(w)
+    tool = extension_tool(args.blender, args.blender_python)  # before any build or download
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rerender-ext-") as tmp:
         tmp = Path(tmp)
@@ -169,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         for name in platforms:
             wheels += download(name, wheels_dir)
         write_manifest(stage, wheels, platforms)
-        tool = extension_tool(args.blender, args.blender_python)
         run(tool + ["validate", str(stage)])
         run(tool + ["build", "--source-dir", str(stage), "--output-dir", str(args.out), "--split-platforms"])
     for z in sorted(args.out.glob("*.zip")):

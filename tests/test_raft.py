@@ -54,7 +54,8 @@ def test_equals_torchvision_raft(tmp_path):
     with torch.no_grad():
         flow = ours(torch.from_numpy(ref["a"]), torch.from_numpy(ref["b"]), 4)
     assert flow.shape == ref["flow"].shape and float(np.abs(ref["flow"]).max()) > 0
-    assert torch.allclose(flow, torch.from_numpy(ref["flow"]), atol=1e-4), float((flow - torch.from_numpy(ref["flow"])).abs().max())
+    want = torch.from_numpy(ref["flow"])
+    assert torch.allclose(flow, want, atol=1e-4), float((flow - want).abs().max())
 
 
 def test_correlation_lookup_and_convex_upsampling_known_answers():

@@ -28,17 +28,18 @@ def add(sub) -> None:
         help="propagate stylised key frames to every frame of a video (EbSynth-style)",
         description="Propagate stylised key frames to every frame of INPUT by guided patch-based synthesis "
                     "(colour, edge, positional and temporal guides) and temporal-aware blending.")
-    group(p, "input/output").add_argument("input", metavar="INPUT", help="video file (mp4, mov, avi, mkv, ...) or image sequence "
-                   "(a folder, or a pattern such as 'shot/%%04d.png' or 'shot/*.exr')")
     io = group(p, "input/output")
+    io.add_argument("input", metavar="INPUT", help="video file (mp4, mov, avi, mkv, ...) or image sequence "
+                    "(a folder, or a pattern such as 'shot/%%04d.png' or 'shot/*.exr')")
     io.add_argument("--keys", required=True, metavar="KEYDIR", help="folder of key frames named by frame index")
     add_job_options(p)
     io.add_argument("--key-numbering", choices=("auto", "index", "frame"), default=None,
-                   help="key-frame names count zero-based indices or the sequence's own frame numbers "
-                        "(shot.1001.png); auto tells them apart and refuses names that fit both")
-    group(p, "propagation").add_argument("--cuts", default=None, metavar="auto|LIST",
-                   help="shot cuts (first frames of later shots, e.g. 30,76) or 'auto' to detect them: nothing is "
-                        "propagated across a cut, so every shot needs a key frame (default: none)")
+                    help="key-frame names count zero-based indices or the sequence's own frame numbers "
+                         "(shot.1001.png); auto tells them apart and refuses names that fit both")
+    group(p, "propagation").add_argument(
+        "--cuts", default=None, metavar="auto|LIST",
+        help="shot cuts (first frames of later shots, e.g. 30,76) or 'auto' to detect them: nothing is "
+             "propagated across a cut, so every shot needs a key frame (default: none)")
     add_blend_options(p)
     memory = group(p, "memory")
     memory.add_argument("--workers", type=int, metavar="N", default=None,
