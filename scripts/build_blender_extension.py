@@ -1,24 +1,32 @@
 """Build the Blender extension zip with the wheels that "Propagate My Key Frames" needs bundled, so
 that it runs on Blender's own Python with nothing else installed.
 
-Bundled: rerender's own wheel and the libraries the propagation imports beyond Blender's numpy
-(OpenCV, PyAV). Full translation still runs in a Worker Python set in the add-on's preferences:
-torch and diffusers are far too large to bundle.
+Bundled: rerender's own portable wheel and the libraries the propagation imports beyond Blender's
+numpy: OpenCV with its contrib modules (opencv-contrib-python-headless: `--flow deepflow` lives in
+cv2.optflow) and PyAV. Full translation still runs in a Worker Python set in the add-on's
+preferences: torch and diffusers are far too large to bundle.
 
-    python scripts/build_blender_extension.py --out dist/blender [--wheel dist/rerender-*.whl]
-        [--platform linux-x64 ...] [--blender /path/to/blender | --blender-python PY]
+    python scripts/build_blender_extension.py --out dist/blender [--wheel dist/rerender-*.whl ...]
+        [--blender /path/to/blender | --blender-python PY]
 
-Without ``--wheel`` rerender's wheel is built from this checkout (``pip wheel``). The other wheels
-are downloaded for each platform (``pip download --only-binary``), unmodified, as Blender requires.
-The zip is built by Blender's own extension tool with ``--split-platforms`` (one zip per platform):
-the ``blender`` binary when given, else the tool inside the ``bpy`` module of ``--blender-python``
-(default: ``.venv-blender/bin/python``). Prints the zips and their sizes.
+One zip per platform that a rerender wheel is given (or built) for. rerender's wheel holds native
+code, so a machine builds it for its own platform only: without ``--wheel``, a Linux x86-64 machine
+builds the portable manylinux wheel with scripts/build_wheel.sh (auditwheel vendors the OpenMP
+runtime; a raw ``linux_x86_64`` wheel from ``pip wheel`` links this machine's libgomp and is
+refused). For Windows and macOS, build rerender's wheel on that system (cibuildwheel, configured in
+pyproject.toml) and pass every platform's wheel with ``--wheel``: the other wheels are pure
+downloads (``pip download --only-binary`` for each platform, unmodified, as Blender requires), so
+one machine then packs the zips of all of them. The zip is built by Blender's own extension tool
+with ``--split-platforms``: the ``blender`` binary when given, else the tool inside the ``bpy``
+module of ``--blender-python`` (default: ``.venv-blender/bin/python``). Prints the platforms, the
+zips and their sizes.
 """
 from __future__ import annotations
 
 import argparse
 import glob
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -35,8 +43,9 @@ PLATFORMS = {
     "macos-arm64": ["macosx_11_0_arm64"],
     "macos-x64": ["macosx_10_15_x86_64", "macosx_11_0_x86_64"],
 }
-# what `rerender propagate` imports beyond the standard library, rerender and Blender's numpy
-BUNDLED = ("opencv-python-headless", "av")
+# what `rerender propagate` imports beyond the standard library, rerender and Blender's numpy; OpenCV's
+# contrib build (the one rerender depends on) holds DeepFlow (cv2.optflow) for --flow deepflow
+BUNDLED = ("opencv-contrib-python-headless", "av")
 
 
 def run(cmd: list[str], **kw) -> None:
@@ -44,12 +53,35 @@ def run(cmd: list[str], **kw) -> None:
     subprocess.run(cmd, check=True, **kw)
 
 
+def host_platform() -> str | None:
+    """This machine's Blender platform name (None: one Blender has no build for)."""
+    machine = platform.machine().lower()
+    cpu = "arm64" if machine in ("arm64", "aarch64") else "x64" if machine in ("x86_64", "amd64") else machine
+    system = {"linux": "linux", "win32": "windows", "darwin": "macos"}.get(sys.platform, sys.platform)
+    name = f"{system}-{cpu}"
+    return name if name in PLATFORMS else None
+
+
 def build_wheel(dest: Path) -> Path:
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dest), str(ROOT)])
-    wheels = sorted(dest.glob("rerender-*.whl"))
-    if not wheels:
-        raise SystemExit("pip wheel produced no rerender wheel")
-    return wheels[-1]
+    """rerender's portable wheel for this machine, by scripts/build_wheel.sh (Linux x86-64 only)."""
+    if host_platform() != "linux-x64":
+        raise SystemExit(f"this machine ({sys.platform} {platform.machine()}) cannot build rerender's portable "
+                         "wheel here: build it on its platform with cibuildwheel (see pyproject.toml) and pass it "
+                         "with --wheel")
+    env = dict(os.environ, PYTHON=sys.executable)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "build_wheel.sh"), str(dest)], check=True, env=env,
+                         stdout=subprocess.PIPE, text=True).stdout
+    print(out, end="", flush=True)
+    return Path(out.strip().splitlines()[-1])
+
+
+def check_portable(wheel: Path) -> None:
+    """Refuse a Linux wheel that auditwheel has not repaired: it links this machine's libraries."""
+    tag = wheel.name[:-4].split("-")[-1]
+    if tag.startswith("linux_"):
+        raise SystemExit(f"{wheel}: a raw Linux wheel ({tag}) links this machine's OpenMP runtime and would not "
+                         "load in another Blender; bundle the repaired one from scripts/build_wheel.sh "
+                         "(manylinux_*)")
 
 
 def wheel_platform(wheel: Path) -> str:
@@ -108,11 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "dist" / "blender", help="where the zips go")
     ap.add_argument("--wheel", type=Path, action="append", default=[],
-                    help="rerender wheel(s), one per platform (default: build one for this machine)")
+                    help="rerender wheel(s), one per platform, repaired (manylinux) on Linux (default: build "
+                         "this machine's with scripts/build_wheel.sh)")
     ap.add_argument("--blender", default=None, help="a Blender binary (its extension tool builds the zip)")
     ap.add_argument("--blender-python", default=str(ROOT / ".venv-blender" / "bin" / "python"),
                     help="a Python with the bpy module, whose extension tool builds the zip")
     args = ap.parse_args(argv)
+    for w in args.wheel:
+        check_portable(w)
+    tool = extension_tool(args.blender, args.blender_python)  # before any build or download
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rerender-ext-") as tmp:
         tmp = Path(tmp)
@@ -122,14 +158,18 @@ def main(argv: list[str] | None = None) -> int:
         wheels_dir.mkdir()
         own = args.wheel or [build_wheel(tmp / "built")]
         platforms = sorted({wheel_platform(w) for w in own})
+        others = sorted(set(PLATFORMS) - set(platforms))
+        print(f"zips for: {', '.join(platforms)} (one per rerender wheel); this machine builds rerender's wheel for "
+              f"{host_platform() or 'no Blender platform'} only"
+              + (f"; for {', '.join(others)} pass that platform's wheel (cibuildwheel) with --wheel" if others else ""),
+              flush=True)
         wheels = []
         for w in own:
             shutil.copy2(w, wheels_dir / w.name)
             wheels.append(wheels_dir / w.name)
-        for platform in platforms:
-            wheels += download(platform, wheels_dir)
+        for name in platforms:
+            wheels += download(name, wheels_dir)
         write_manifest(stage, wheels, platforms)
-        tool = extension_tool(args.blender, args.blender_python)
         run(tool + ["validate", str(stage)])
         run(tool + ["build", "--source-dir", str(stage), "--output-dir", str(args.out), "--split-platforms"])
     for z in sorted(args.out.glob("*.zip")):

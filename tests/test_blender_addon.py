@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -342,6 +343,10 @@ def bundled_zip(rerender_wheel, tmp_path_factory) -> Path:
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (zip_path,) = out.glob("rerender-*-linux_x64.zip")
+    # the portable rerender wheel (OpenMP vendored) and OpenCV's contrib build (DeepFlow) are inside
+    names = [Path(n).name for n in zipfile.ZipFile(zip_path).namelist() if n.endswith(".whl")]
+    assert any(n.startswith("rerender-") and "manylinux_" in n for n in names), names
+    assert any(n.startswith("opencv_contrib_python_headless-") for n in names), names
     return zip_path
 
 

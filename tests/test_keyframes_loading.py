@@ -139,3 +139,24 @@ def test_folder_with_only_pickle_weights_needs_opt_in(tmp_path):
     build_components("tiny")["vae"].save_pretrained(vae_dir, safe_serialization=False)
     with pytest.raises(ValueError, match="allow-pickle"):
         models.load_vae(str(vae_dir))
+
+
+def test_offline_run_without_model_says_how_to_pass_one(tmp_path):
+    """No --model, no hub, an empty cache: a named error saying how to give local weights, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    from _clips import moving_pattern, write_sequence
+
+    src = write_sequence(tmp_path / "clip", moving_pattern(3, 32, 32))[0].parent
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"))
+    res = subprocess.run([sys.executable, "-m", "rerender", "keyframes", str(src), "--prompt", "a painting",
+                          "--work-dir", str(tmp_path / "work"), "--interval", "2", "--device", "cpu"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (error,) = [line for line in res.stderr.splitlines() if line.startswith("rerender: error:")]
+    assert error.startswith("rerender: error: model: no --model was given"), error
+    assert "--model DIR|FILE" in error and "stable-diffusion-v1-5/stable-diffusion-v1-5" in error
+    assert "stacktrace" not in res.stderr and "Traceback" not in res.stderr
+    assert "requires torchvision" not in res.stderr

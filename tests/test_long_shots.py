@@ -208,6 +208,39 @@ def test_json_progress_carries_the_estimate(capsys):
     assert events[2] == {"event": "progress", "stage": "propagate", "done": 6, "total": 10, "eta": 6.0}
 
 
+def test_timed_stage_estimates_from_its_work_not_the_wait(monkeypatch):
+    """The blend waits for each segment's passes: 1 s of blending per frame after a 13 s wait must
+    read 1 s/frame (26 s for 26 frames left), in JSON and on the human bar alike."""
+    import io
+
+    clock = _Clock()
+    buf = io.StringIO()
+    stage = Stage(Progress("json", stream_out=buf), "blend", 27, clock=clock, timed=True)
+    clock.t += 13.0  # the first segment's passes
+    with stage.working():
+        clock.t += 1.0
+        stage.update()
+    assert stage.eta() == pytest.approx(26.0) and stage.rate() == pytest.approx(1.0)
+    assert json.loads(buf.getvalue().splitlines()[-1])["eta"] == 26.0
+    clock.t += 20.0  # waiting again does not change the estimate
+    assert stage.eta() == pytest.approx(26.0)
+    untimed = Stage(Progress("quiet"), "blend", 27, clock=clock)
+    clock.t += 13.0
+    untimed.update()
+    assert untimed.eta() == pytest.approx(26 * 13.0)  # what the bar said before
+
+    err = io.StringIO()
+    bar = Stage(Progress("human", stream_err=err), "blend", 27, clock=clock, timed=True)
+    clock.t += 13.0
+    with bar.working():
+        clock.t += 1.0
+        bar.update()
+    d = bar._bar.format_dict
+    assert d["rate"] == pytest.approx(1.0)
+    assert "00:26" in bar._bar.format_meter(**d)  # tqdm's time left, from the stage's own rate
+    bar.close()
+
+
 def test_human_progress_bar_does_not_count_reused_work_in_its_rate():
     import io
 

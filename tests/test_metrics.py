@@ -103,3 +103,18 @@ def test_metrics_errors(scene, tmp_path):
     video = write_test_video(tmp_path / "v.mp4", frames)
     with pytest.raises(ValueError, match="unknown"):
         temporal_consistency(video, video, flow="nope")
+
+
+def test_metrics_command_takes_the_propagated_range(scene, tmp_path, capsys):
+    from rerender.cli import main
+
+    d, src, frames = scene
+    part = write_sequence(tmp_path / "part", [_stylise(f) for f in frames[3:8]])[0].parent
+    # without --frames the counts differ, and the error says how to select the range
+    assert main(["metrics", str(src), str(part)]) == 2
+    assert "--frames A:B" in capsys.readouterr().err
+    assert main(["--progress", "json", "metrics", str(src), str(part), "--frames", "3:8"]) == 0
+    event = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if '"metrics"' in line)
+    direct = temporal_consistency(src, part, frames=slice(3, 8))
+    assert event["first_frame"] == 3 and event["frame_count"] == 5 and len(event["per_pair"]) == 4
+    assert event["per_pair"] == pytest.approx(direct.per_pair)

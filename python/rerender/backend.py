@@ -58,7 +58,25 @@ def _cuda_probe() -> tuple[int, str | None]:
         count, error = _native.cuda_device_count()
     except Exception as e:  # a broken driver must not break the CPU path
         return 0, f"CUDA probe failed: {e}"
-    return int(count), (error or None) if count == 0 else None
+    if count:
+        return int(count), None
+    if not _nvidia_driver_present():  # the runtime then says "driver version is insufficient": misleading
+        return 0, "no CUDA device (no NVIDIA driver found)"
+    if "no CUDA-capable device" in (error or ""):
+        return 0, "no CUDA device"
+    return 0, error or None
+
+
+def _nvidia_driver_present() -> bool:
+    """Whether the NVIDIA driver library (libcuda / nvcuda) can be loaded on this machine."""
+    import ctypes
+    import sys
+
+    try:
+        ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    except OSError:
+        return False
+    return True
 
 
 def backends() -> dict[str, Any]:

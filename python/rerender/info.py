@@ -90,9 +90,10 @@ def describe(report: dict[str, Any]) -> str:
     if "error" in native:
         lines.append(f"native core: NOT LOADED ({native['error']})")
     else:
+        reason = native.get("cuda_reason") or "not compiled"
         cuda = (f"CUDA usable ({native.get('cuda_devices')} device(s))" if native.get("cuda_usable")
-                else f"CUDA not usable ({native.get('cuda_reason', 'not compiled')})" if "cuda" in native.get("compiled", [])
-                else "CUDA not compiled in")
+                else "CUDA not compiled in" if "cuda" not in native.get("compiled", [])
+                else reason if reason.startswith("no CUDA device") else f"CUDA not usable ({reason})")
         simd = f", SIMD {native['simd']}" if "simd" in native else ""
         lines.append(f"native core: {', '.join(native.get('compiled', []))}{simd}; {native.get('threads')} threads; {cuda}")
     t = report["torch"]

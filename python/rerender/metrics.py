@@ -116,8 +116,10 @@ def temporal_consistency(input_path: str | os.PathLike, output_path: str | os.Pa
     elif out_info.frame_count == in_info.frame_count:
         out_sel = in_sel
     else:
+        hint = ("; if it was made from part of the input, select that part with --frames A:B "
+                "(frames= in Python), e.g. the range given to `rerender propagate --frames`")
         raise MediaError(f"{out_info.path}: has {out_info.frame_count} frames, but the input "
-                         f"{in_info.path} has {in_info.frame_count} ({n} selected)")
+                         f"{in_info.path} has {in_info.frame_count} ({n} selected){hint}")
     in_aspect = in_info.width / in_info.height
     out_aspect = out_info.width / out_info.height
     if abs(in_aspect - out_aspect) > 0.02 * in_aspect:

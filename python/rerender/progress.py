@@ -10,11 +10,13 @@ Reporters are thread-safe: segments are propagated in parallel threads that shar
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import sys
 import threading
 import time
-from typing import IO, Literal
+from typing import IO, Iterator, Literal
 
 Mode = Literal["human", "json", "quiet"]
 
@@ -25,9 +27,13 @@ class Stage:
     rate. The estimated time left (:meth:`eta`) is the remaining items at the average rate of this
     run's items since the stage started: over thousands of frames a steady figure, unlike a
     short-window rate, and not fooled by the burst of reused work at the start of a resumed job.
+
+    A ``timed`` stage runs in bursts while another stage works (the blend of a segment waits for its
+    passes): its rate is measured over the time spent inside :meth:`working` blocks only, so that the
+    estimate counts the work left, not the waiting.
     """
 
-    def __init__(self, reporter: "Progress", name: str, total: int, clock=time.monotonic):
+    def __init__(self, reporter: "Progress", name: str, total: int, clock=time.monotonic, timed: bool = False):
         self._reporter = reporter
         self._clock = clock
         self.name = name
@@ -35,15 +41,27 @@ class Stage:
         self.done = 0
         self.skipped = 0
         self.started = clock()
+        self.timed = timed
+        self.busy = 0.0  # seconds inside working() blocks (timed stages)
+        self._busy_since: float | None = None
         self._bar = None
         if reporter.mode == "human":
             from tqdm import tqdm
 
-            # smoothing=0: tqdm's rate is (n - initial) / elapsed, the same estimate as eta()
-            self._bar = tqdm(total=self.total, desc=name, unit="frame", file=reporter.stream_err,
-                             leave=True, dynamic_ncols=True, smoothing=0)
+            # smoothing=0: tqdm's rate is (n - initial) / elapsed, the same estimate as eta(); a timed
+            # stage gives tqdm its own rate (tqdm's would count the waiting)
+            self._bar = (_timed_bar() if timed else tqdm)(
+                total=self.total, desc=name, unit="frame", file=reporter.stream_err, leave=True,
+                dynamic_ncols=True, smoothing=0)
+            self._bar.stage = self
         elif reporter.mode == "json":
             reporter._emit({"event": "stage", "stage": name, "total": self.total})
+
+    def _spent(self) -> float:
+        """Seconds this run has spent on the stage: since it started, or working (timed)."""
+        if not self.timed:
+            return self._clock() - self.started
+        return self.busy + (self._clock() - self._busy_since if self._busy_since is not None else 0.0)
 
     def eta(self) -> float | None:
         """Seconds left at this run's average rate; None before the first item of this run."""
@@ -52,7 +70,24 @@ class Stage:
             return 0.0
         if worked <= 0:
             return None
-        return (self.total - self.done) * (self._clock() - self.started) / worked
+        return (self.total - self.done) * self._spent() / worked
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """A block of this stage's own work (timed stages count only these towards the rate)."""
+        with self._reporter._lock:
+            self._busy_since = self._clock()
+        try:
+            yield
+        finally:
+            with self._reporter._lock:
+                self.busy += self._clock() - self._busy_since
+                self._busy_since = None
+
+    def rate(self) -> float | None:
+        """Items per second of this run's work (None before the first)."""
+        worked, spent = self.done - self.skipped, self._spent()
+        return worked / spent if worked > 0 and spent > 0 else None
 
     def update(self, k: int = 1) -> None:
         self._advance(k, skipped=False)
@@ -87,6 +122,22 @@ class Stage:
         self.close()
 
 
+@functools.cache
+def _timed_bar():
+    """tqdm showing a timed Stage's own rate (and so its estimate of the time left)."""
+    from tqdm import tqdm
+
+    class TimedBar(tqdm):
+        @property
+        def format_dict(self):
+            d = super().format_dict
+            stage = getattr(self, "stage", None)  # set once the bar exists
+            d["rate"] = stage.rate() if stage is not None else None
+            return d
+
+    return TimedBar
+
+
 class Progress:
     """Progress reporter. ``mode``: "human" (tqdm on stderr), "json" (JSON lines on stdout), "quiet"."""
 
@@ -107,9 +158,9 @@ class Progress:
         with self._lock:
             self._emit_locked(obj)
 
-    def stage(self, name: str, total: int) -> Stage:
-        """Start a stage of ``total`` items (use as a context manager)."""
-        return Stage(self, name, total)
+    def stage(self, name: str, total: int, timed: bool = False) -> Stage:
+        """Start a stage of ``total`` items (use as a context manager); ``timed``: see :class:`Stage`."""
+        return Stage(self, name, total, timed=timed)
 
     def event(self, name: str, **fields) -> None:
         """A machine-readable result (JSON mode only), e.g. ``event("metrics", mean=...)``."""

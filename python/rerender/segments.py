@@ -381,7 +381,7 @@ def propagate_segments(wd: WorkDir, segments: list[Segment], fingerprints: dict[
     h, w = wd.frame(segments[0].frames[0]).shape[:2] if segments else (0, 0)
     workers, threads = cfg.parallelism(n_passes, h * w)
     with progress.stage("propagate", sum(s.steps() for s in segments)) as pbar, \
-            progress.stage("blend", sum(len(s.frames) for s in segments)) as bbar, \
+            progress.stage("blend", sum(len(s.frames) for s in segments), timed=True) as bbar, \
             cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rerender-pass") as pool:
         for seg in segments:  # finished in an earlier run: done, but not work of this run
             if seg.name not in summary.recomputed:
@@ -399,7 +399,8 @@ def propagate_segments(wd: WorkDir, segments: list[Segment], fingerprints: dict[
                 seg = pending[fut]
                 remaining[seg.name] -= 1
                 if remaining[seg.name] == 0:
-                    summary.blended += blend_segment(ctx, seg, wd.segments / seg.name)
+                    with bbar.working():  # the blend's rate counts its own work, not the wait for passes
+                        summary.blended += blend_segment(ctx, seg, wd.segments / seg.name)
                     finish_segment(wd, seg, fingerprints[seg.name], keep_intermediates)
         except BaseException:
             ctx.cancelled.set()

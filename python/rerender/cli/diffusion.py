@@ -4,7 +4,7 @@ Importing this module is cheap (no torch): the commands check the diffusion extr
 """
 from __future__ import annotations
 
-from .common import add_cluster_option, add_command, add_job_options, cluster_client, load_configs
+from .common import add_cluster_option, add_command, add_job_options, cluster_client, group, load_configs
 from .propagate import add_blend_options, blend_flags
 
 EPILOG = """\
@@ -34,106 +34,125 @@ KEYFRAME_FLAGS = ("prompt", "negative_prompt", "added_prompt", "model", "model_c
                   "reference_scale", "ip_adapter", "image_encoder", "reanchor_every")
 
 
+# the configurations behind the options, first match wins (their defaults show in --help)
+CONFIGS = ("rerender.job:JobConfig", "rerender.keyframes.config:KeyframeConfig", "rerender.passes:PropagationConfig")
+
+
 def add(sub) -> None:
     p = add_command(
-        sub, "run", epilog=EPILOG,
+        sub, "run", epilog=EPILOG, configs=CONFIGS,
         help="translate a video from a text prompt: diffusion key frames, then propagation",
         description="Render every K-th frame with Stable Diffusion + ControlNet under cross-frame constraints, "
                     "then propagate them to every frame (guided PatchMatch + temporal-aware blending).")
-    p.add_argument("input", metavar="INPUT", help="video file or image sequence (folder / pattern)")
+    group(p, "input/output").add_argument("input", metavar="INPUT",
+                                          help="video file or image sequence (folder / pattern)")
     add_job_options(p)
     _add_keyframe_options(p)
     add_blend_options(p)
     add_cluster_option(p)
     p.set_defaults(func=run)
     k = add_command(
-        sub, "keyframes", epilog=EPILOG,
+        sub, "keyframes", epilog=EPILOG, configs=CONFIGS[:2],
         help="render only the key frames (WORK/keys/NNNN.png, the folder `rerender propagate --keys` reads)",
         description="Render every K-th frame of INPUT into WORK/keys with the diffusion stage.")
-    k.add_argument("input", metavar="INPUT", help="video file or image sequence (folder / pattern)")
+    group(k, "input/output").add_argument("input", metavar="INPUT",
+                                          help="video file or image sequence (folder / pattern)")
     add_job_options(k, output_required=False)
     _add_keyframe_options(k)
     k.set_defaults(func=keyframes)
 
 
 def _add_keyframe_options(p) -> None:
-    p.add_argument("--prompt", default=None, help="text prompt describing the result")
-    p.add_argument("--negative-prompt", default=None, help="what to avoid (has a sensible default)")
-    p.add_argument("--prompt-at", dest="prompt_schedule", action="append", default=None, metavar="FRAME:PROMPT",
-                   help="from input frame FRAME on, key frames use PROMPT (repeatable; a prompt per shot section)")
-    p.add_argument("--negative-prompt-at", dest="negative_prompt_schedule", action="append", default=None,
-                   metavar="FRAME:TEXT", help="from input frame FRAME on, the negative prompt is TEXT (repeatable)")
-    p.add_argument("--added-prompt", default=None, help="appended to the prompt (default: quality words)")
-    p.add_argument("--model", default=None, metavar="ID|DIR|FILE", help="Stable Diffusion 1.5-type base model")
-    p.add_argument("--model-config", default=None, metavar="DIR|ID",
-                   help="diffusers folder / id holding the component configs of a single-file --model")
-    p.add_argument("--vae", default=None, metavar="ID|DIR|FILE", help="custom VAE")
-    p.add_argument("--controlnet", action="append", default=None, metavar="ID|DIR|FILE",
-                   help="ControlNet (repeat for several; pairs with --control in order)")
-    p.add_argument("--control", action="append", default=None, choices=("canny", "hed", "depth", "images"),
-                   help="condition of each ControlNet (default: hed)")
-    p.add_argument("--depth-model", default=None, metavar="DIR|ID",
-                   help="depth estimator for --control depth: a transformers depth-estimation folder or hub id "
-                        "(safetensors; no default)")
-    p.add_argument("--control-window", type=float, nargs=2, default=None, metavar=("START", "END"),
-                   help="ControlNet guidance start/end as fractions of the steps run (default 0 1)")
-    p.add_argument("--control-strength", action="append", type=float, default=None, metavar="S",
-                   help="conditioning scale (one for all or one per ControlNet; default 0.7)")
-    p.add_argument("--control-images", action="append", default=None, metavar="DIR",
-                   help="condition images NNNN.png for an 'images' control")
-    p.add_argument("--lora", action="append", default=None, metavar="FILE[:SCALE]", help="LoRA file, repeatable")
-    p.add_argument("--interval", type=int, default=None, metavar="K", help="render every K-th frame (default 10)")
-    p.add_argument("--key-frames", default=None, metavar="auto|LIST|FILE",
-                   help="key frames instead of --interval: 'auto' (by content change; shot cuts detected, every shot "
-                        "gets its own anchor), a list such as 0,14,37,80, or WORK/keyplan.json as written (and "
-                        "perhaps edited) after an earlier run")
-    p.add_argument("--strength", type=float, default=None, metavar="S",
-                   help="SDEdit strength in (0, 1]: lower keeps more of the input (default 0.75)")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default 20)")
-    p.add_argument("--guidance-scale", type=float, default=None, metavar="G", help="classifier-free guidance (7.5)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--allow-pickle", action="store_true", default=None,
-                   help="allow .ckpt/.pt/.bin pickle checkpoints (they can execute code)")
-    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
-    p.add_argument("--dtype", default=None, choices=("auto", "fp16", "fp32"))
-    p.add_argument("--cross-frame-layers", default=None, choices=("decoder", "decoder-light", "all"))
-    p.add_argument("--cross-window", type=float, nargs=2, default=None, metavar=("START", "END"),
-                   help="steps (fractions of those run) with cross-frame attention (default 0 1)")
-    p.add_argument("--freeu", type=float, nargs=4, default=None, metavar=("B1", "B2", "S1", "S2"),
-                   help="FreeU backbone/skip factors (SD 1.5: 1.5 1.6 0.9 0.2); off by default")
-    p.add_argument("--offload", default=None, choices=("none", "model", "sequential"),
-                   help="low VRAM: model = one model on the GPU at a time + attention caches in CPU memory; "
-                        "sequential = layer by layer (slowest, least memory)")
-    p.add_argument("--vae-tiling", action="store_true", default=None,
-                   help="encode/decode in tiles (bounds VAE memory above 512 px)")
-    p.add_argument("--raft-weights", default=None, metavar="FILE",
-                   help="RAFT weights (torchvision layout, .safetensors; .pth needs --allow-pickle): "
-                        "key-frame fusions use RAFT flow instead of the job's --flow")
-    p.add_argument("--raft-iters", type=int, default=None, metavar="N", help="RAFT refinement iterations (12)")
-    p.add_argument("--color-correction", action="store_true", default=None,
-                   help="give the inputs the colours (chroma) of a frame generated from noise first, keeping their "
-                        "lightness (prompted colours win)")
+    keys, model, constraints, memory = (group(p, name) for name in ("key frames", "model", "constraints", "memory"))
+    keys.add_argument("--prompt", default=None,
+                      help="text prompt describing the result (required: here or as `prompt` in --config)")
+    keys.add_argument("--negative-prompt", default=None, help="what to avoid")
+    keys.add_argument("--prompt-at", dest="prompt_schedule", action="append", default=None, metavar="FRAME:PROMPT",
+                      help="from input frame FRAME on, key frames use PROMPT (repeatable; a prompt per shot section)")
+    keys.add_argument("--negative-prompt-at", dest="negative_prompt_schedule", action="append", default=None,
+                      metavar="FRAME:TEXT", help="from input frame FRAME on, the negative prompt is TEXT (repeatable)")
+    keys.add_argument("--added-prompt", default=None, help="appended to the prompt")
+    model.add_argument("--model", default=None, metavar="ID|DIR|FILE",
+                       help="Stable Diffusion 1.5-type base model: hub id, diffusers folder or single .safetensors "
+                            "file (a hub id needs the hub or its local cache)")
+    model.add_argument("--model-config", default=None, metavar="DIR|ID",
+                       help="diffusers folder / id holding the component configs of a single-file --model "
+                            "(default: inferred by diffusers)")
+    model.add_argument("--vae", default=None, metavar="ID|DIR|FILE", help="custom VAE (default: the model's)")
+    model.add_argument("--controlnet", action="append", default=None, metavar="ID|DIR|FILE",
+                       help="ControlNet (repeat for several; pairs with --control in order); without one, "
+                            "lllyasviel's sd-controlnet of each condition")
+    model.add_argument("--control", action="append", default=None, choices=("canny", "hed", "depth", "images"),
+                       help="condition of each ControlNet")
+    model.add_argument("--depth-model", default=None, metavar="DIR|ID",
+                       help="depth estimator for --control depth: a transformers depth-estimation folder or hub id "
+                            "(safetensors; default: none, yours to supply)")
+    constraints.add_argument("--control-window", type=float, nargs=2, default=None, metavar=("START", "END"),
+                             help="ControlNet guidance start/end as fractions of the steps run")
+    model.add_argument("--control-strength", action="append", type=float, default=None, metavar="S",
+                       help="conditioning scale (one for all or one per ControlNet)")
+    model.add_argument("--control-images", action="append", default=None, metavar="DIR",
+                       help="condition images NNNN.png for an 'images' control")
+    model.add_argument("--lora", action="append", default=None, metavar="FILE[:SCALE]", help="LoRA file, repeatable")
+    keys.add_argument("--interval", type=int, default=None, metavar="K", help="render every K-th frame")
+    keys.add_argument("--key-frames", default=None, metavar="auto|LIST|FILE",
+                      help="key frames instead of --interval: 'auto' (by content change; shot cuts detected, every "
+                           "shot gets its own anchor), a list such as 0,14,37,80, or WORK/keyplan.json as written (and "
+                           "perhaps edited) after an earlier run; default: every --interval frames")
+    keys.add_argument("--strength", type=float, default=None, metavar="S",
+                      help="SDEdit strength in (0, 1]: lower keeps more of the input")
+    keys.add_argument("--steps", type=int, default=None, metavar="N", help="DDIM steps")
+    keys.add_argument("--guidance-scale", type=float, default=None, metavar="G", help="classifier-free guidance scale")
+    keys.add_argument("--seed", type=int, default=None, metavar="N",
+                      help="seed of the shared initial noise (same seed, same key frames)")
+    model.add_argument("--allow-pickle", action="store_true", default=None,
+                       help="allow .ckpt/.pt/.bin pickle checkpoints (they can execute code)")
+    model.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
+                       help="where the diffusion runs (auto: CUDA when usable, else the CPU)")
+    model.add_argument("--dtype", default=None, choices=("auto", "fp16", "fp32"),
+                       help="precision of the diffusion models (auto: fp16 on CUDA, fp32 on the CPU)")
+    constraints.add_argument("--cross-frame-layers", default=None, choices=("decoder", "decoder-light", "all"),
+                             help="self-attention layers that attend to the anchor and previous key: every decoder "
+                                  "layer, the decoder without its widest (1280-channel) ones, or all")
+    constraints.add_argument("--cross-window", type=float, nargs=2, default=None, metavar=("START", "END"),
+                             help="steps (fractions of those run) with cross-frame attention")
+    keys.add_argument("--freeu", type=float, nargs=4, default=None, metavar=("B1", "B2", "S1", "S2"),
+                      help="FreeU backbone/skip factors (SD 1.5: 1.5 1.6 0.9 0.2)")
+    memory.add_argument("--offload", default=None, choices=("none", "model", "sequential"),
+                        help="low VRAM: model = one model on the GPU at a time + attention caches in CPU memory; "
+                             "sequential = layer by layer (slowest, least memory)")
+    memory.add_argument("--vae-tiling", action="store_true", default=None,
+                        help="encode/decode in tiles (bounds VAE memory above 512 px)")
+    constraints.add_argument("--raft-weights", default=None, metavar="FILE",
+                             help="RAFT weights (torchvision layout, .safetensors; .pth needs --allow-pickle): "
+                                  "key-frame fusions use RAFT flow instead of the job's --flow (default: none)")
+    constraints.add_argument("--raft-iters", type=int, default=None, metavar="N", help="RAFT refinement iterations")
+    keys.add_argument("--color-correction", action="store_true", default=None,
+                      help="give the inputs the colours (chroma) of a frame generated from noise first, keeping "
+                           "their lightness (prompted colours win)")
     for name in ("cross-frame-attention", "shape-fusion", "pixel-fusion", "adain"):
-        p.add_argument(f"--no-{name}", dest=name.replace("-", "_"), action="store_false", default=None,
-                       help=f"switch {name.replace('-', ' ')} off (ablation)")
-    p.add_argument("--init", default=None, choices=("sdedit", "inversion"),
-                   help="start latent: sdedit (noised input, the paper's default) or inversion (DDIM inversion of "
-                        "the input under --source-prompt: keeps structure at high strength; cached in WORK/keys)")
-    p.add_argument("--source-prompt", default=None, metavar="TEXT", help="describes the input, for --init inversion")
-    p.add_argument("--inversion-refine", type=int, default=None, metavar="N",
-                   help="fixed-point iterations per inversion step (default 1; 0 = plain DDIM inversion)")
-    p.add_argument("--reference", default=None, metavar="IMAGE",
-                   help="condition every key frame on this image beside the prompt (IP-Adapter)")
-    p.add_argument("--reference-scale", type=float, default=None, metavar="S",
-                   help="IP-Adapter scale: 0 = prompt only, 1 = mostly the image (default 0.5)")
-    p.add_argument("--ip-adapter", default=None, metavar="FILE|DIR|ID",
-                   help="IP-Adapter weights (default h94/IP-Adapter: models/ip-adapter_sd15.safetensors)")
-    p.add_argument("--image-encoder", default=None, metavar="DIR|ID",
-                   help="the IP-Adapter's CLIP image encoder (default: image_encoder next to the adapter)")
-    p.add_argument("--reanchor-every", type=int, default=None, metavar="N",
-                   help="long shots: every N keys the latest key becomes the fusion anchor while the first key stays "
-                        "in the attention references and AdaIN (0 = one anchor for the shot)")
-    p.add_argument("--first-only", action="store_true", help="render only the anchor (first key) as a preview")
+        constraints.add_argument(f"--no-{name}", dest=name.replace("-", "_"), action="store_false", default=None,
+                                 help=f"switch {name.replace('-', ' ')} off (ablation)")
+    keys.add_argument("--init", default=None, choices=("sdedit", "inversion"),
+                      help="start latent: sdedit (noised input, the paper's) or inversion (DDIM inversion of "
+                           "the input under --source-prompt: keeps structure at high strength; cached in WORK/keys)")
+    keys.add_argument("--source-prompt", default=None, metavar="TEXT",
+                      help="describes the input, for --init inversion (default: empty, unconditional)")
+    keys.add_argument("--inversion-refine", type=int, default=None, metavar="N",
+                      help="fixed-point iterations per inversion step (0 = plain DDIM inversion)")
+    model.add_argument("--reference", default=None, metavar="IMAGE",
+                       help="condition every key frame on this image beside the prompt (IP-Adapter; default: none)")
+    model.add_argument("--reference-scale", type=float, default=None, metavar="S",
+                       help="IP-Adapter scale: 0 = prompt only, 1 = mostly the image")
+    model.add_argument("--ip-adapter", default=None, metavar="FILE|DIR|ID",
+                       help="IP-Adapter weights (a hub id: its models/ip-adapter_sd15.safetensors)")
+    model.add_argument("--image-encoder", default=None, metavar="DIR|ID",
+                       help="the IP-Adapter's CLIP image encoder (default: image_encoder next to the adapter)")
+    constraints.add_argument("--reanchor-every", type=int, default=None, metavar="N",
+                             help="long shots: every N keys the latest key becomes the fusion anchor while the first "
+                                  "key stays in the attention references and AdaIN (0 = one anchor for the shot)")
+    keys.add_argument("--first-only", action="store_true",
+                      help="render only the anchor (first key) as a preview")
 
 
 def require_diffusion() -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..blend_methods import BLEND_METHODS
-from .common import add_cluster_option, add_command, add_job_options, cluster_client, load_configs
+from .common import add_cluster_option, add_command, add_job_options, cluster_client, group, load_configs
 
 EPILOG = """\
 key frames: images named by zero-based input frame index, e.g. KEYDIR/0000.png, KEYDIR/0010.png
@@ -24,26 +24,30 @@ example:
 
 def add(sub) -> None:
     p = add_command(
-        sub, "propagate", epilog=EPILOG,
+        sub, "propagate", epilog=EPILOG, configs=("rerender.job:JobConfig", "rerender.passes:PropagationConfig"),
         help="propagate stylised key frames to every frame of a video (EbSynth-style)",
         description="Propagate stylised key frames to every frame of INPUT by guided patch-based synthesis "
                     "(colour, edge, positional and temporal guides) and temporal-aware blending.")
-    p.add_argument("input", metavar="INPUT", help="video file (mp4, mov, avi, mkv, ...) or image sequence "
-                   "(a folder, or a pattern such as 'shot/%%04d.png' or 'shot/*.exr')")
-    p.add_argument("--keys", required=True, metavar="KEYDIR", help="folder of key frames named by frame index")
+    io = group(p, "input/output")
+    io.add_argument("input", metavar="INPUT", help="video file (mp4, mov, avi, mkv, ...) or image sequence "
+                    "(a folder, or a pattern such as 'shot/%%04d.png' or 'shot/*.exr')")
+    io.add_argument("--keys", required=True, metavar="KEYDIR", help="folder of key frames named by frame index")
     add_job_options(p)
-    p.add_argument("--key-numbering", choices=("auto", "index", "frame"), default=None,
-                   help="key-frame names count zero-based indices or the sequence's own frame numbers "
-                        "(shot.1001.png); auto (default) tells them apart and refuses names that fit both")
-    p.add_argument("--cuts", default=None, metavar="auto|LIST",
-                   help="shot cuts (first frames of later shots, e.g. 30,76) or 'auto' to detect them: nothing is "
-                        "propagated across a cut, so every shot needs a key frame (default: none)")
+    io.add_argument("--key-numbering", choices=("auto", "index", "frame"), default=None,
+                    help="key-frame names count zero-based indices or the sequence's own frame numbers "
+                         "(shot.1001.png); auto tells them apart and refuses names that fit both")
+    group(p, "propagation").add_argument(
+        "--cuts", default=None, metavar="auto|LIST",
+        help="shot cuts (first frames of later shots, e.g. 30,76) or 'auto' to detect them: nothing is "
+             "propagated across a cut, so every shot needs a key frame (default: none)")
     add_blend_options(p)
-    p.add_argument("--workers", type=int, metavar="N", default=None,
-                   help="propagation passes run in parallel (default: one per CPU core)")
-    p.add_argument("--threads", type=int, metavar="N", default=None,
-                   help="native threads per synthesis (default: the cores not used by parallel passes; on a "
-                        "cluster 1 per task; results do not depend on it)")
+    memory = group(p, "memory")
+    memory.add_argument("--workers", type=int, metavar="N", default=None,
+                        help="propagation passes run in parallel, each holding its segment's frames (0: one per "
+                             "CPU core)")
+    memory.add_argument("--threads", type=int, metavar="N", default=None,
+                        help="native threads per synthesis (0: the cores not used by parallel passes; on a "
+                             "cluster 1 per task; results do not depend on it)")
     add_cluster_option(p)
     p.set_defaults(func=run)
 
@@ -51,11 +55,12 @@ def add(sub) -> None:
 def add_blend_options(p) -> None:
     """How the two candidates of a segment are blended (PropagationConfig.blend, .poisson); shared
     by every command that propagates."""
-    p.add_argument("--blend", choices=BLEND_METHODS, default=None,
+    g = group(p, "propagation")
+    g.add_argument("--blend", choices=BLEND_METHODS, default=None,
                    help="blending of the two passes: soft weights + temporal filtering + detail restoration "
-                        "(soft, default: steadier, see README Benchmarks), the paper's selection mask + "
+                        "(soft: steadier, see README Benchmarks), the paper's selection mask + "
                         "histogram-preserving blend (select), or weights by distance to the keys (linear)")
-    p.add_argument("--poisson", action="store_true", default=None,
+    g.add_argument("--poisson", action="store_true", default=None,
                    help="add screened Poisson (gradient-domain) blending after the blend")
 
 

@@ -14,9 +14,21 @@ every layer's weights (accelerate's ``cpu_offload``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import torch
+
+
+class _QuietImageProcessorFallback(logging.Filter):
+    """transformers warns that its CLIP/SigLIP image processors fall back to PIL without torchvision;
+    the pipeline never uses them (no safety checker, no feature extractor), so the notice is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_QuietImageProcessorFallback())
 
 PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
 SAFE_SUFFIXES = {".safetensors"}
@@ -88,15 +100,36 @@ def safetensors_only(allow_pickle: bool) -> bool | None:
 
 
 def _refuse_pickle_errors(what: str, source: str, allow_pickle: bool, load):
-    """Run ``load()``; a failure to find safetensors weights becomes an error naming --allow-pickle."""
+    """Run ``load()``; a failure to find safetensors weights becomes an error naming --allow-pickle, and a
+    hub id that is neither cached nor downloadable one saying how to pass local weights."""
     try:
         return load()
     except (OSError, ValueError) as e:
+        if isinstance(e, OSError) and "safetensors" not in str(e) and source_kind(source, True, what) == "hub":
+            raise ValueError(_hub_unavailable(what, source, e)) from None
         if allow_pickle or "safetensors" not in str(e):
             raise
         raise ValueError(f"{what}: {source} has no .safetensors weights (pickle .bin/.pt weights can execute code "
                          "when loaded); convert them to .safetensors or pass --allow-pickle (allow_pickle: true) "
                          f"if you trust them. Loader said: {e}") from None
+
+
+def _hub_unavailable(what: str, source: str, error: OSError) -> str:
+    """Why hub id ``source`` could not be loaded, and how to give local weights instead."""
+    from .config import DEFAULT_CONTROLNETS, KeyframeConfig
+
+    flag = "--" + what.split("[")[0].replace("_", "-")
+    if what == "model" and source == KeyframeConfig.model:
+        given = f"no --model was given, and the default {source!r}"
+    elif what == "controlnet" and source in DEFAULT_CONTROLNETS.values():
+        given = f"no --controlnet was given for this condition, and the default {source!r}"
+    else:
+        given = f"{flag} {source!r} is not a local folder or file, and as a hub id it"
+    cause = error.__cause__ or error.__context__
+    reason = f" ({type(cause).__name__})" if cause is not None else ""
+    return (f"{what}: {given} is not in the local Hugging Face cache and could not be downloaded{reason}. "
+            f"Pass a local diffusers folder or single .safetensors file with {flag} DIR|FILE, or download the "
+            f"model while online (e.g. `hf download {source}`; the cache is $HF_HOME, see `rerender info`)")
 
 
 def parse_lora(spec: str) -> tuple[str, float]:
