@@ -182,8 +182,11 @@ def test_propagate_mode_adds_the_result_strip(addon_zip, media, tmp_path):
     assert (new["left"], new["length"]) == (LEFT, B - A) and r["active_is_new"]
 
     # Each scene frame shows the output file of its own source frame...
-    out_dir = tmp_path / "work" / "source" / "render"
     files = {int(f): Path(p) for f, p in r["files"].items()}
+    # (in the job's own folder: keyed on the unsaved .blend's project id, the scene and the strip)
+    out_dir = files[LEFT].parent
+    project, job = out_dir.parent.relative_to(tmp_path / "work").parts
+    assert out_dir.name == "render" and project.startswith("unsaved-") and job.startswith("Scene-source-"), out_dir
     assert files == {LEFT + k: out_dir / f"{A + k:04d}.png" for k in range(B - A)}
     # ...whose pixels are those of the same propagation run directly from the command line.
     ref = reference_run(media["clip"], media["keys"], tmp_path)

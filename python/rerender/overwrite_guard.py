@@ -1,7 +1,8 @@
 """Refuse, before anything is written, a job whose outputs could overwrite or delete its inputs.
 
 Inputs (the clip's files, the key-frame folder, mattes, ...) and write targets (the output file or
-folder, the work directory) are compared as real paths (symlinks and ``..`` resolved), so
+folder, the work directory, and every other file a command writes: a metrics report, a key plan)
+are compared as real paths (symlinks and ``..`` resolved), so
 ``seq/%04d.png`` as input and ``seq`` as output are recognised as the same folder.
 """
 from __future__ import annotations
@@ -90,3 +91,19 @@ def check_work_dir(work_dir: str | os.PathLike, inputs: Inputs, output: str | os
         if out == root or any(_inside(out, m) for m in managed.values()):
             raise JobError(f"{output}: the output must not be the work directory or inside its managed "
                            f"folders ({', '.join(MANAGED)})")
+
+
+def check_file_target(path: str | os.PathLike, inputs: Inputs, what: str) -> None:
+    """Raise :class:`JobError` when writing the file ``path`` (``what``: e.g. "the JSON report")
+    could replace an input, or when ``path`` is a folder.
+
+    A file that exists and is not an input may be replaced: naming it is the user's explicit choice.
+    """
+    if not os.fspath(path).strip():
+        raise JobError(f"{what}: the file name is empty")
+    if os.path.isdir(path):
+        raise JobError(f"{path}: is a folder; give {what} a file name (e.g. {Path(path) / 'report.json'})")
+    target = _real(path)
+    for desc, p in inputs.all():
+        if target == p:
+            raise JobError(f"{path}: {what} must not be {desc} ({p}); writing it would overwrite it")
