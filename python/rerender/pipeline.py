@@ -25,7 +25,8 @@ from .errors import ConfigError
 from .job import Job, JobConfig, StepHook
 from .passes import PropagationConfig
 from .progress import QUIET, Progress
-from .propagation import JobResult, run_propagation
+from .keyselect import check_cuts
+from .propagation import JobResult, check_keys, run_propagation
 
 if TYPE_CHECKING:  # the diffusion stage imports torch; only its config is needed here
     from .keyframes.config import KeyframeConfig
@@ -67,6 +68,9 @@ def propagate(input: str | os.PathLike, keys: str | os.PathLike, output: str | o
     progress = progress or QUIET
     _check_client(client)
     opened = Job.open(input, _job_config(job, job_options), output=output, keys=keys)
+    if isinstance(cuts, list):
+        check_cuts(cuts, opened.frames, opened.info.frame_count)
+    check_keys(opened, keys, cuts)  # before the work directory is created: a refused job leaves nothing
     with opened.wd.lock():
         return run_propagation(opened, keys, output, config or PropagationConfig(), progress, on_step, cuts,
                                client)

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from ..native import require_native
 from ..progress import Progress
 from . import diffusion, propagate, tools
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, PROGRESS_HELP, PROGRESS_MODES, Formatter, Parser, UsageError
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     reporter = args.reporter = Progress(args.progress)
     try:
         with _sigterm_interrupts():
+            require_native()  # a refused RERENDER_SIMD is named here, before any work
             status = args.func(args)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         reporter.error("interrupted (intermediate results are kept; rerun the same command to resume)")
