@@ -171,3 +171,129 @@ def test_an_unknown_simd_path_is_named_before_anything_is_decoded(shot, value):
     assert "Traceback" not in r.stderr and f"RERENDER_SIMD: unknown SIMD path '{value}'" in r.stderr, r.stderr
     assert "this CPU supports" in r.stderr
     assert snapshot(shot) == before
+
+
+# ------------------------------------------------------------------------------------------------
+# the checks behind the refusals, and what they still allow
+
+
+def test_metrics_json_may_replace_a_users_file_that_is_not_an_input(shot, capsys):
+    """--json names the user's explicit target: an existing file that is not an input is replaced."""
+    report = shot / "report.json"
+    report.write_text("old")
+    assert main(["metrics", str(shot / "clip.mp4"), str(shot / "out.mp4"), "--json", str(report)]) == 0
+    assert '"metric": "warping_error_mse"' in report.read_text()
+    # the same file by another spelling is still the input
+    before = (shot / "clip.mp4").read_bytes()
+    assert main(["metrics", str(shot / "clip.mp4"), str(shot / "out.mp4"), "--json",
+                 str(shot / "somedir" / ".." / "clip.mp4")]) == 2
+    assert "must not be the input" in capsys.readouterr().err and (shot / "clip.mp4").read_bytes() == before
+
+
+def test_a_refused_job_in_an_earlier_runs_work_dir_keeps_it(shot, capsys):
+    """Only what this run created is removed: a work directory an earlier run filled stays as it was."""
+    assert main(fill(PO, shot)) == 0
+    work = shot / "o.work"
+    before = snapshot(work)
+    assert main(["propagate", str(shot / "frames"), "--keys", str(shot / "keys-wide"), "-o", str(shot / "o")]) == 2
+    assert "aspect ratio" in capsys.readouterr().err
+    assert snapshot(work) == before
+
+
+def test_work_dir_created_by_a_refused_run_is_removed_with_the_parents_it_made(tmp_path):
+    from rerender.errors import JobError
+    from rerender.workdir import MARKER, WorkDir
+
+    (tmp_path / "user").mkdir()
+    wd = WorkDir(tmp_path / "user" / "a" / "b" / "shot.work")
+    with pytest.raises(JobError):
+        with wd.lock():
+            wd.update_manifest(frames={})
+            (wd.root / "keys").mkdir()  # an empty folder is not a result
+            raise JobError("refused")
+    assert sorted(p.name for p in (tmp_path / "user").iterdir()) == []  # a/ and b/ were this run's
+    # a result in it, or a folder an earlier run made: kept
+    with pytest.raises(JobError):
+        with wd.lock():
+            (wd.frames / "0000.png").parent.mkdir(parents=True)
+            (wd.frames / "0000.png").write_bytes(b"x")
+            raise JobError("refused after decoding")
+    assert (wd.frames / "0000.png").exists()
+    (wd.frames / "0000.png").unlink()
+    with pytest.raises(JobError):
+        with wd.lock():
+            raise JobError("refused")
+    assert (wd.root / MARKER).exists()  # made by the run before
+    # Ctrl-C is not a refusal: what a stopped job made stays even if it is only bookkeeping
+    other = WorkDir(tmp_path / "other.work")
+    with pytest.raises(KeyboardInterrupt):
+        with other.lock():
+            raise KeyboardInterrupt
+    assert (other.root / MARKER).exists()
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_rerenders_own_keys_at_small_working_sizes_propagate(tmp_path, size, capsys):
+    """``propagate --keys WORK/keys`` (the hand-off from ``keyframes``) at --size 128 and 64 on a
+    107x60 clip, whose working sizes (112x64, 232x128) round the long side by 2-4 px: more than the
+    old 1% aspect tolerance, exactly what the working size's rounding to multiples of 8 produces."""
+    frames = [media.resize_to(f, (60, 107)) for f in clip(4, 64, 96)]
+    inp, keys = write_clip_and_keys(tmp_path, frames, (0, 3))
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text(FAST)
+    work = tmp_path / "shot.work"
+    common = ["--size", str(size), "--work-dir", str(work), "--config", str(cfg)]
+    assert main(["propagate", str(inp), "--keys", str(keys), "-o", str(tmp_path / "a"), *common]) == 0
+    h, w = media.read_image(work / "keys" / "0000.png").shape[:2]
+    assert (h, w) == media.working_size(107, 60, size) and media.aspect_matches(w, h, 107, 60)
+    assert abs(w * 60 - h * 107) > 0.01 * h * 107  # outside the old tolerance
+    assert main(["propagate", str(inp), "--keys", str(work / "keys"), "-o", str(tmp_path / "b"), *common]) == 0, \
+        capsys.readouterr().err
+    for i in range(4):
+        assert (tmp_path / "b" / f"{i:04d}.png").read_bytes() == (tmp_path / "a" / f"{i:04d}.png").read_bytes()
+
+
+def test_a_key_repainted_at_full_size_in_the_work_dir_is_refused_before_any_work(shot, capsys):
+    """A full-size key in WORK/keys (which rerender rewrites at the working size) is refused up front,
+    naming it: it is not resized over the user's painting, and nothing is decoded or written."""
+    work = shot / "w"
+    assert main(fill(PO, shot) + ["--size", "16", "--work-dir", str(work)]) == 0
+    painted = media.resize_to(media.read_image(shot / "keys" / "0011.png"), (64, 96))
+    media.write_image(work / "keys" / "0011.png", painted)
+    before = snapshot(shot)
+    code = main(["propagate", str(shot / "frames"), "--keys", str(work / "keys"), "-o", str(shot / "o2"),
+                 "--size", "16", "--work-dir", str(work), "--config", str(shot / "fast.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "0011.png: key frame is 96x64" in err and "working size 24x16" in err, err
+    assert snapshot(shot) == before
+
+
+def test_key_aspect_tolerance_follows_the_working_size_rounding():
+    for src in ((107, 60), (1920, 1080), (854, 480), (60, 107), (4096, 1716)):
+        for size in (16, 64, 128, 200, 512, 720):
+            h, w = media.working_size(*src, size)
+            assert media.aspect_matches(w, h, *src), (src, size, w, h)
+    assert not media.aspect_matches(96, 32, 48, 32) and not media.aspect_matches(48, 48, 96, 64)
+    assert media.aspect_matches(1930, 1080, 1920, 1080) and not media.aspect_matches(1960, 1080, 1920, 1080)
+
+
+def test_demo_reruns_in_its_own_folder_and_refuses_anyone_elses(tmp_path, capsys):
+    from _stylised_clip import fast_config
+    from rerender.demo import run_demo
+
+    out = tmp_path / "demo"
+    run_demo(out, frames=4, key_every=3, config=fast_config(), size=(32, 48))
+    sheet = (out / "contact_sheet.png").read_bytes()
+    run_demo(out, frames=4, key_every=3, config=fast_config(), size=(32, 48))  # its own folder: a rerun
+    assert (out / "contact_sheet.png").read_bytes() == sheet
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "result.mp4").write_bytes(b"my film")
+    with pytest.raises(ValueError, match="not made by `rerender demo`"):
+        run_demo(tmp_path / "mine", frames=4, key_every=3, config=fast_config(), size=(32, 48))
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["result.mp4"]
+    assert (tmp_path / "mine" / "result.mp4").read_bytes() == b"my film"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run_demo(empty, frames=4, key_every=3, config=fast_config(), size=(32, 48))  # an empty folder is adopted
+    assert (empty / "result.mp4").exists()
+

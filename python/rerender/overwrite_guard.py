@@ -68,14 +68,17 @@ def check_output(output: str | os.PathLike, inputs: Inputs, *, is_folder: bool) 
 def check_work_dir(work_dir: str | os.PathLike, inputs: Inputs, output: str | os.PathLike | None = None,
                    *, keys_ok: bool = True) -> None:
     """Raise :class:`JobError` when the work directory's managed sub-folders (which rerender
-    clears and rewrites) would hold an input or the output.
+    clears and rewrites) would hold an input or the output, or one of the files it writes at its
+    top (a link planted there) is an input.
 
     ``keys_ok``: the key-frame folder may be the work directory's own ``keys/`` (``rerender run``
     renders key frames there and propagates them).
     """
-    from .workdir import MANAGED
+    from .workdir import MANAGED, OWN_FILES
 
     root = _real(work_dir)
+    for name in OWN_FILES:  # files rerender writes at the top of the work directory (key plan, manifest, ...)
+        check_file_target(Path(work_dir) / name, inputs, f"the work directory's {name}")
     managed = {name: root / name for name in MANAGED}
     for what, p in inputs.all():
         if p == root:

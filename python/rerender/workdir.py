@@ -42,6 +42,7 @@ MANIFEST_VERSION = 1
 MARKER = ".rerender-workdir"
 LOCK = ".lock"
 MANAGED = ("frames", "mattes", "flow", "keys", "segments", "out")
+OWN_FILES = (MARKER, LOCK, "manifest.json", "keyplan.json")  # written at the top of the work directory
 
 _held: dict[str, int] = {}  # real path -> nesting depth of this process's lock
 _held_lock = threading.Lock()
@@ -109,8 +110,11 @@ class WorkDir:
         message naming the holder. A lock whose process is gone on this machine is stale and is
         taken over; temporaries left by killed writers are removed at the same time.
         """
-        self.claim()
         key = str(self.root.resolve())
+        with _held_lock:
+            if key not in _held:
+                self._created = None  # this job's own claim says whether it created the folder
+        self.claim()
         with _held_lock:
             depth = _held.get(key, 0)
             if depth == 0:
