@@ -301,3 +301,12 @@ def test_demo_reruns_in_its_own_folder_and_refuses_anyone_elses(tmp_path, capsys
     run_demo(empty, frames=4, key_every=3, config=fast_config(), size=(32, 48))  # an empty folder is adopted
     assert (empty / "result.mp4").exists()
 
+
+
+def test_an_unknown_backend_is_named_before_anything_is_decoded(shot):
+    before = snapshot(shot)
+    r = subprocess.run([sys.executable, "-m", "rerender", *fill(PO, shot)], env={**os.environ, "RERENDER_BACKEND": "tpu"},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "RERENDER_BACKEND: expected 'cpu', 'cuda' or 'auto', got 'tpu'" in r.stderr
+    assert snapshot(shot) == before

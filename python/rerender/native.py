@@ -2,8 +2,8 @@
 
 Importing the extension reads ``RERENDER_SIMD`` and refuses a path this CPU does not have; that
 refusal arrives as an ``ImportError``. :func:`require_native` turns it into a :class:`ValueError`
-naming the variable (a user error: exit 2, no traceback), and the commands and :meth:`Job.open`
-call it before anything is decoded or written.
+naming the variable (a user error: exit 2, no traceback); ``RERENDER_BACKEND`` is checked at the
+same time. The commands and :meth:`Job.open` call it before anything is decoded or written.
 """
 from __future__ import annotations
 
@@ -24,4 +24,7 @@ def require_native() -> ModuleType:
             raise ValueError(f"{message}; unset {named[0]} (now {os.environ.get(named[0])!r}) or name one of "
                              "those paths (or baseline)") from None
         raise
+    from .backend import env_backend
+
+    env_backend()  # RERENDER_BACKEND is read at the first native call: check it now too
     return _native
