@@ -123,9 +123,9 @@ CASES = {
 
 # native limits of the synthesis (csrc/bindings/synthesis_args.h), refused when the config is read
 LIMITS = {"patch_size: 33": "patch_size", "pyramid_levels: 17": "pyramid_levels",
-          "patchmatch_iters: 20000": "patchmatch_iters", "uniformity: 1.0e13": "uniformity",
-          "stop_threshold: 1.0e13": "stop_threshold", "style_weight: 1.0e13": "style_weight",
-          "colour_weight: 1.0e13": "colour_weight", "seed: -1": "seed", "seed: 18446744073709551616": "seed",
+          "patchmatch_iters: 20000": "patchmatch_iters", "uniformity: 1.0e+13": "uniformity",
+          "stop_threshold: 1.0e+13": "stop_threshold", "style_weight: 1.0e+13": "style_weight",
+          "colour_weight: 1.0e+13": "colour_weight", "seed: -1": "seed", "seed: 18446744073709551616": "seed",
           "threads: 1025": "threads"}
 del CASES["patch_size 33"]
 for _line, _name in LIMITS.items():
