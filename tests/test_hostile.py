@@ -69,6 +69,8 @@ CASES = {
                                             "must not be"),
     "21.13 metrics --json onto a folder": (["metrics", "{t}/clip.mp4", "{t}/out.mp4", "--json", "{t}/somedir"],
                                            "{t}/somedir: is a folder"),
+    "21.13 metrics --json ''": (["metrics", "{t}/clip.mp4", "{t}/out.mp4", "--json", ""], "--json: the file name is empty"),
+    "21.2 demo into the current folder": (["demo", "-o", "."], "not made by `rerender demo`"),
     "21.2 demo into a user's folder": (["demo", "-o", "{t}/user-project"], "{t}/user-project"),
     "21.2 demo -o ''": (["demo", "-o", ""], "-o: the output path is empty"),
     "21.8 --threads 100000": (PO + ["--threads", "100000"], "threads"),
@@ -152,7 +154,7 @@ def fill(argv: list[str], t: Path) -> list[str]:
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_invocation_is_a_named_error_that_changes_nothing(shot, case, capsys, monkeypatch):
     argv, expected = CASES[case]
-    monkeypatch.chdir(shot / "somedir")
+    monkeypatch.chdir(shot)  # relative outputs (-o .) would land in the shot
     before = snapshot(shot)
     code = main(fill(argv, shot))
     cap = capsys.readouterr()

@@ -186,7 +186,7 @@ def check_output_name(output: str | os.PathLike, frame_count: int) -> None:
         raise MediaError(f"{text}: two frame-number fields ({fields[0]} and {fields[1]}); a pattern has one, "
                          f"e.g. {p.parent / 'shot.####.png'}")
     other = [m.group(0) for m in _OTHER_FIELD.finditer(p.name) if not _FRAME_FIELD.fullmatch(m.group(0))]
-    if other:
+    if other and not is_video_path(p):  # a frame pattern meant, with a field that numbers nothing
         raise MediaError(f"{text}: {other[0]} is not a frame-number field; use %04d or #### "
                          f"(e.g. {p.parent / 'shot.%04d.png'})")
     if any(_FRAME_FIELD.search(part) or _OTHER_FIELD.search(part) for part in p.parent.parts):
