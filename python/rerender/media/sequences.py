@@ -191,7 +191,8 @@ def check_output_name(output: str | os.PathLike, frame_count: int) -> None:
                          f"(e.g. {p.parent / 'shot.%04d.png'})")
     if any(_FRAME_FIELD.search(part) or _OTHER_FIELD.search(part) for part in p.parent.parts):
         raise MediaError(f"{text}: a frame-number field belongs in the file name, not in a folder name")
-    if not fields and not is_video_path(p) and p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir():
+    folder_meant = text.endswith((os.sep, "/")) or p.is_dir()
+    if not fields and not is_video_path(p) and p.suffix.lower() in IMAGE_EXTENSIONS and not folder_meant:
         raise MediaError(f"{text}: names a single {p.suffix} image, but the job writes {frame_count} frame(s); "
                          f"give a folder (-o {p.with_suffix('')}/) or a pattern (-o {p.with_suffix('')}.####{p.suffix})")
 
