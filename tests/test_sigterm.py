@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from _stylised_clip import clip, write_clip_and_keys
@@ -75,3 +76,34 @@ def test_sigterm_while_waiting_for_another_stage_is_not_a_crash(tmp_path):
     assert proc.returncode == 143 and "Traceback" not in err, err
     assert not (tmp_path / "o.work" / ".lock").exists()
     assert os.path.isdir(tmp_path / "o.work" / "frames")
+
+
+def test_the_blender_addons_cancel_stops_a_real_job_cleanly(tmp_path):
+    """The add-on's Cancel (WorkerProcess.cancel: SIGTERM to the worker's group, SIGKILL after the
+    grace period) ends a real ``rerender propagate`` by its handler: exit 143 well within the grace
+    period, the lock released, the interrupted message as the job's error."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rerender_addon_worker_sigterm",
+                                                  Path(__file__).resolve().parents[1] / "blender_addon" / "worker.py")
+    worker = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = worker
+    spec.loader.exec_module(worker)
+
+    inp, keys = write_clip_and_keys(tmp_path, clip(24, 64, 96), (0, 23))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("search_vote_iters: 4\npatchmatch_iters: 2\n")
+    w = worker.WorkerProcess(command(inp, keys, tmp_path / "o", cfg))
+    w.start()
+    progress = worker.JobProgress()
+    deadline = time.monotonic() + 60
+    while progress.stage != "propagate" and time.monotonic() < deadline:
+        for e in w.events(timeout=0.2):
+            progress.feed(e)
+    assert progress.stage == "propagate" and not w.finished()
+    w.cancel(grace=10.0)
+    for e in w.events(timeout=1.0):
+        progress.feed(e)
+    assert w.returncode == 143, w.returncode  # handled, not killed
+    assert progress.error and progress.error.startswith("interrupted"), progress.error
+    assert not (tmp_path / "o.work" / ".lock").exists()
