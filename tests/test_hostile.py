@@ -90,6 +90,8 @@ CASES = {
     "21.12 two frame fields": (P + ["-o", "{t}/o/x.%04d.%04d.png"], "two frame-number fields"),
     "21.12 two frame fields (#)": (P + ["-o", "{t}/o/x.####.%04d.png"], "two frame-number fields"),
     "21.12 %s field": (P + ["-o", "{t}/o/x.%s.png"], "%s"),
+    "pattern without an image extension": (P + ["-o", "{t}/o/x.####"], "{t}/o/x.####: the pattern must end"),
+    "pattern with another extension": (P + ["-o", "{t}/o/x.####.mp3"], "{t}/o/x.####.mp3: the pattern must end"),
     "21.12 one image for many frames": (P + ["-o", "{t}/o.jpg"], "o.jpg"),
     "21.12 --cuts=-5": (PO + ["--cuts=-5"], "--cuts"),
     "21.12 --cuts beyond the clip": (PO + ["--cuts", "100"], "--cuts"),
@@ -120,6 +122,7 @@ CASES = {
     "metrics input missing": (["metrics", "{t}/nope.mp4", "{t}/out.mp4"], "nope.mp4"),
     "metrics frame counts differ": (["metrics", "{t}/clip.mp4", "{t}/keys"], "frames"),
     "demo --frames 1": (["demo", "-o", "{t}/demo1", "--frames", "1"], "frames"),
+    "demo --frames 10**6": (["demo", "-o", "{t}/demo2", "--frames", "1000000"], "2 to 1000 frames"),
     "demo --key-every 0": (["demo", "-o", "{t}/demo0", "--key-every", "0"], "key_every"),
 }
 

@@ -29,6 +29,7 @@ from .passes import PropagationConfig
 
 DEMO_SIZE = (256, 384)  # (h, w)
 DEMO_FPS = 24
+MAX_DEMO_FRAMES = 1000
 DEMO_MARKER = ".rerender-demo"  # in every folder the demo writes: a rerun may replace its files
 DEMO_FILES = {DEMO_MARKER, "input", "keys", "frames", "work", "result.mp4", "preview.mp4", "contact_sheet.png"}
 
@@ -47,8 +48,8 @@ def _smooth(t: float) -> float:
 
 def demo_clip(n: int = 31, size: tuple[int, int] = DEMO_SIZE) -> list[np.ndarray]:
     """The demo's input frames: uint8 RGB, ``size`` = (h, w)."""
-    if n < 2:
-        raise ValueError(f"frames: the demo clip needs at least 2 frames, got {n}")
+    if not 2 <= n <= MAX_DEMO_FRAMES:  # the clip is held in memory (about 0.3 MB a frame)
+        raise ValueError(f"frames: the demo clip has 2 to {MAX_DEMO_FRAMES} frames, got {n}")
     h, w = size
     background, cat = _scene_layers()
     bh, bw = background.shape[:2]

@@ -189,6 +189,8 @@ def check_output_name(output: str | os.PathLike, frame_count: int) -> None:
     if other and not is_video_path(p):  # a frame pattern meant, with a field that numbers nothing
         raise MediaError(f"{text}: {other[0]} is not a frame-number field; use %04d or #### "
                          f"(e.g. {p.parent / 'shot.%04d.png'})")
+    if fields and _extension(p.name[p.name.index(fields[0]) + len(fields[0]):]).lower() not in IMAGE_EXTENSIONS:
+        raise MediaError(f"{text}: the pattern must end in an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     if any(_FRAME_FIELD.search(part) or _OTHER_FIELD.search(part) for part in p.parent.parts):
         raise MediaError(f"{text}: a frame-number field belongs in the file name, not in a folder name")
     folder_meant = text.endswith((os.sep, "/")) or p.is_dir()
