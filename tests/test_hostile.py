@@ -77,6 +77,8 @@ CASES = {
     "21.8 search_vote_iters 1e8": (P + ["-o", "{t}/o", "--config", "{t}/votes.yaml"], "search_vote_iters"),
     "21.8 a key outside the clip": (["propagate", "{t}/frames", "--keys", "{t}/keys-far", "-o", "{t}/o"],
                                     "out of range"),
+    "26.7 a refused job with a video output": (["propagate", "{t}/clip.mp4", "--keys", "{t}/keys-far", "-o",
+                                                "{t}/x.mp4"], "out of range"),
     "21.8 two key files for one frame": (["propagate", "{t}/frames", "--keys", "{t}/keys-dup", "-o", "{t}/o"],
                                          "two files for frame 10"),
     "21.8 a key of another aspect ratio": (["propagate", "{t}/frames", "--keys", "{t}/keys-wide", "-o", "{t}/o"],
