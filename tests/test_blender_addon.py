@@ -260,8 +260,10 @@ def test_preview_mode_adds_the_first_key_frame_as_a_still(addon_zip, media, tmp_
     assert r["ret"] == ["FINISHED"], r
     (new,) = r["new"]
     assert (new["channel"], new["left"], new["length"], r["elements"]) == (4, LEFT, B - A, 1)
-    still = tmp_path / "work" / "source" / "work" / "keys" / f"{A:04d}.png"
-    assert set(r["files"].values()) == {str(still)}
+    (still,) = {Path(f) for f in r["files"].values()}
+    project, job, *rest = still.relative_to(tmp_path / "work").parts  # the job's own folder
+    assert project.startswith("unsaved-") and job.startswith("Scene-source-"), still
+    assert rest == ["work", "keys", f"{A:04d}.png"]
 
 
 def test_worker_error_reaches_the_report_and_adds_no_strip(addon_zip, media, tmp_path):
