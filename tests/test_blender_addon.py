@@ -200,6 +200,22 @@ def test_propagate_mode_adds_the_result_strip(addon_zip, media, tmp_path):
     np.testing.assert_array_equal(rendered, read_rgb(ref / f"{A + render_frame - LEFT:04d}.png"))
 
 
+def test_projects_with_the_same_strip_name_never_share_job_folders(addon_zip, media, tmp_path):
+    """Issue 21.4: the work and output folders are keyed on the .blend file (an id stored in a file
+    not saved yet), the scene and the strip; reopening a project finds its own folders again."""
+    r = run_scenario("job_folders", base_cfg(addon_zip, media, tmp_path, projects=str(tmp_path / "projects")),
+                     tmp_path)
+    work = {k: v[0] for k, v in r.items()}
+    assert r["unsaved"] == r["unsaved_again"] and r["a"] == r["a_reopened"]
+    assert len({work["unsaved"], work["a"], work["b"]}) == 3
+    for a, b in ((r["a"], r["b"]), (r["unsaved"], r["a"])):
+        assert not set(a) & set(b)
+        assert not any(x.startswith(y + os.sep) or y.startswith(x + os.sep) for x in a for y in b)
+    for k, (w, o) in r.items():
+        assert Path(w).parent == Path(o).parent and Path(w).name == "work" and Path(o).name == "render", k
+        assert Path(w).is_relative_to(tmp_path / "work"), w
+
+
 def test_image_sequence_strip_is_processed_from_its_folder(addon_zip, media, tmp_path):
     cfg = base_cfg(addon_zip, media, tmp_path, image_dir=media["sequence"])
     r = run_scenario("propagate", cfg, tmp_path, timeout=120)
