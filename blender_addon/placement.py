@@ -1,6 +1,10 @@
-"""Frame and channel arithmetic for strips (pure Python, testable without bpy)."""
+"""Frame and channel arithmetic for strips, and where a strip's job keeps its files (pure Python,
+testable without bpy)."""
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from typing import Iterable, Tuple
 
 MAX_CHANNEL = 128  # the sequencer's channel count
@@ -43,3 +47,29 @@ def first_free_channel(occupied: Iterable[Tuple[int, int, int]], above: int, sta
 def output_frame_name(index: int) -> str:
     """File name of output frame ``index`` (absolute source index, 4+ digits zero-padded)."""
     return f"{int(index):04d}.png"
+
+
+def _clean(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "untitled"
+
+
+def _tag(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:10]
+
+
+def job_folder(root: str, blend_path: str, blend_id: str, scene: str, strip: str) -> str:
+    """The folder (under ``root``) of the job on ``strip`` of ``scene`` in one .blend project.
+
+    Keyed on the saved .blend's absolute path (``blend_path``), or, for an unsaved file (empty
+    path), on ``blend_id``, an id stored in the file: two projects, or two scenes, with a strip of
+    the same name never share a work or output folder. The readable parts are cleaned names; the
+    hashes keep apart names that clean to the same text (``a b`` and ``a_b``).
+    """
+    if blend_path:
+        path = os.path.abspath(blend_path)
+        project = f"{_clean(os.path.splitext(os.path.basename(path))[0])}-{_tag('file', path)}"
+    else:
+        if not blend_id:
+            raise ValueError("job folder: an unsaved .blend file needs its project id")
+        project = f"unsaved-{_tag('id', blend_id)}"
+    return os.path.join(root, project, f"{_clean(scene)}-{_clean(strip)}-{_tag(scene, strip)}")

@@ -58,6 +58,8 @@ class RerenderSettings(bpy.types.PropertyGroup):
                                  description="Soft edge of the matte, in pixels")
     output_dir: StringProperty(name="Output Folder", subtype="DIR_PATH",
                                description="Where the frames are written (empty: inside the work folder)")
+    # Saved in the .blend: keys the jobs' folders of a file not saved yet (placement.job_folder).
+    project_id: StringProperty(name="Project Id", options={"HIDDEN"})
 
 
 CLASSES = (RerenderSettings,)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from typing import List, Optional, Tuple
 
 import bpy
@@ -56,10 +57,6 @@ def check_one_to_one(strip, scene) -> None:
         raise ValueError(f"strip '{strip.name}' is retimed (speed changes); remove its retiming first")
     if getattr(strip, "use_reverse_frames", False):
         raise ValueError(f"strip '{strip.name}' plays backwards; switch off Reverse Frames first")
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "strip"
 
 
 def _natural_key(name: str) -> list:
@@ -140,7 +137,10 @@ class StripJob:
         else:
             input_path = _input_for_image_strip(strip, path)
 
-        job_root = os.path.join(preferences.work_root(context), _safe_name(strip.name))
+        if not bpy.data.filepath and not settings.project_id:
+            settings.project_id = uuid.uuid4().hex
+        job_root = placement.job_folder(preferences.work_root(context), bpy.data.filepath, settings.project_id,
+                                        scene.name, strip.name)
         output_dir = (os.path.abspath(bpy.path.abspath(settings.output_dir)) if settings.output_dir
                       else os.path.join(job_root, "render"))
         keys_dir = os.path.abspath(bpy.path.abspath(settings.keys_dir)) if settings.keys_dir else ""

@@ -183,8 +183,11 @@ def test_propagate_mode_adds_the_result_strip(addon_zip, media, tmp_path):
     assert (new["left"], new["length"]) == (LEFT, B - A) and r["active_is_new"]
 
     # Each scene frame shows the output file of its own source frame...
-    out_dir = tmp_path / "work" / "source" / "render"
     files = {int(f): Path(p) for f, p in r["files"].items()}
+    # (in the job's own folder: keyed on the unsaved .blend's project id, the scene and the strip)
+    out_dir = files[LEFT].parent
+    project, job = out_dir.parent.relative_to(tmp_path / "work").parts
+    assert out_dir.name == "render" and project.startswith("unsaved-") and job.startswith("Scene-source-"), out_dir
     assert files == {LEFT + k: out_dir / f"{A + k:04d}.png" for k in range(B - A)}
     # ...whose pixels are those of the same propagation run directly from the command line.
     ref = reference_run(media["clip"], media["keys"], tmp_path)
@@ -196,6 +199,22 @@ def test_propagate_mode_adds_the_result_strip(addon_zip, media, tmp_path):
     # And the sequencer renders that frame at that scene frame, fitted to the scene.
     rendered = read_rgb(tmp_path / "render.png")
     np.testing.assert_array_equal(rendered, read_rgb(ref / f"{A + render_frame - LEFT:04d}.png"))
+
+
+def test_projects_with_the_same_strip_name_never_share_job_folders(addon_zip, media, tmp_path):
+    """Issue 21.4: the work and output folders are keyed on the .blend file (an id stored in a file
+    not saved yet), the scene and the strip; reopening a project finds its own folders again."""
+    r = run_scenario("job_folders", base_cfg(addon_zip, media, tmp_path, projects=str(tmp_path / "projects")),
+                     tmp_path)
+    work = {k: v[0] for k, v in r.items()}
+    assert r["unsaved"] == r["unsaved_again"] and r["a"] == r["a_reopened"]
+    assert len({work["unsaved"], work["a"], work["b"]}) == 3
+    for a, b in ((r["a"], r["b"]), (r["unsaved"], r["a"])):
+        assert not set(a) & set(b)
+        assert not any(x.startswith(y + os.sep) or y.startswith(x + os.sep) for x in a for y in b)
+    for k, (w, o) in r.items():
+        assert Path(w).parent == Path(o).parent and Path(w).name == "work" and Path(o).name == "render", k
+        assert Path(w).is_relative_to(tmp_path / "work"), w
 
 
 def test_image_sequence_strip_is_processed_from_its_folder(addon_zip, media, tmp_path):
@@ -258,8 +277,10 @@ def test_preview_mode_adds_the_first_key_frame_as_a_still(addon_zip, media, tmp_
     assert r["ret"] == ["FINISHED"], r
     (new,) = r["new"]
     assert (new["channel"], new["left"], new["length"], r["elements"]) == (4, LEFT, B - A, 1)
-    still = tmp_path / "work" / "source" / "work" / "keys" / f"{A:04d}.png"
-    assert set(r["files"].values()) == {str(still)}
+    (still,) = {Path(f) for f in r["files"].values()}
+    project, job, *rest = still.relative_to(tmp_path / "work").parts  # the job's own folder
+    assert project.startswith("unsaved-") and job.startswith("Scene-source-"), still
+    assert rest == ["work", "keys", f"{A:04d}.png"]
 
 
 def test_worker_error_reaches_the_report_and_adds_no_strip(addon_zip, media, tmp_path):

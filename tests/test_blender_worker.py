@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import signal
 import sys
 import time
@@ -243,6 +244,34 @@ def test_first_free_channel_skips_only_overlapping_strips():
 
 
 # ---------------------------------------------------------------------------------- hygiene
+
+def test_job_folders_are_keyed_on_the_blend_file_scene_and_strip(tmp_path):
+    """Two projects (or two scenes) with a strip named clip.mp4 never share a work or output folder
+    (issue 21.4: both used ROOT/clip.mp4, and the second job overwrote the first's frames)."""
+    root = str(tmp_path)
+    a = placement.job_folder(root, str(tmp_path / "shows" / "a" / "edit.blend"), "", "Scene", "clip.mp4")
+    b = placement.job_folder(root, str(tmp_path / "shows" / "b" / "edit.blend"), "", "Scene", "clip.mp4")
+    assert a != b and not a.startswith(b + os.sep) and not b.startswith(a + os.sep)
+    # the same file, scene and strip: the same folder, so a stopped job resumes
+    assert a == placement.job_folder(root, str(tmp_path / "shows" / "a" / "edit.blend"), "", "Scene", "clip.mp4")
+    # unsaved files are told apart by their stored id; names that clean to the same text stay apart
+    u1 = placement.job_folder(root, "", "id-one", "Scene", "clip.mp4")
+    u2 = placement.job_folder(root, "", "id-two", "Scene", "clip.mp4")
+    assert len({a, u1, u2}) == 3
+    assert placement.job_folder(root, "", "x", "Scene", "a b") != placement.job_folder(root, "", "x", "Scene", "a_b")
+    assert placement.job_folder(root, "", "x", "S1", "clip") != placement.job_folder(root, "", "x", "S2", "clip")
+    for folder in (a, b, u1, u2):
+        assert os.path.dirname(os.path.dirname(folder)) == root and os.path.isabs(folder)
+    with pytest.raises(ValueError, match="project id"):
+        placement.job_folder(root, "", "", "Scene", "clip.mp4")
+
+
+def test_strip_job_keys_its_folder_on_the_project():
+    """The job's root comes from placement.job_folder with the .blend's path and stored id."""
+    src = (ADDON / "strip_job.py").read_text(encoding="utf-8")
+    assert "placement.job_folder(preferences.work_root(context), bpy.data.filepath, settings.project_id" in src
+    assert "_safe_name(strip.name)" not in src
+
 
 def test_addon_imports_neither_torch_nor_numpy_nor_rerender():
     banned = {"torch", "numpy", "rerender", "cv2", "av"}

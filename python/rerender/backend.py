@@ -103,6 +103,15 @@ def backends() -> dict[str, Any]:
     }
 
 
+def env_backend() -> str:
+    """What ``RERENDER_BACKEND`` asks ``"auto"`` to pick (``"auto"`` when unset); ValueError naming
+    the variable for anything else."""
+    env = os.environ.get("RERENDER_BACKEND", "auto").strip().lower() or "auto"
+    if env not in BACKENDS:
+        raise ValueError(f"RERENDER_BACKEND: expected 'cpu', 'cuda' or 'auto', got {env!r}")
+    return env
+
+
 def resolve_backend(backend: str = "auto", **arrays: Any) -> str:
     """The backend (``"cpu"`` or ``"cuda"``) that runs a call with these named inputs.
 
@@ -114,10 +123,7 @@ def resolve_backend(backend: str = "auto", **arrays: Any) -> str:
         raise ValueError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     on_device = [name for name, a in arrays.items() if a is not None and is_device_array(a)]
     if backend == "auto" and not on_device:
-        env = os.environ.get("RERENDER_BACKEND", "auto").strip().lower() or "auto"
-        if env not in BACKENDS:
-            raise ValueError(f"RERENDER_BACKEND: expected 'cpu', 'cuda' or 'auto', got {env!r}")
-        backend = env
+        backend = env_backend()
     count, reason = _cuda_probe()
     if backend == "cpu":
         if on_device:

@@ -137,6 +137,8 @@ def colour_space_for(is_float: bool, ocio: str | None = None, colorspace: str | 
     config is given (``ocio`` or ``$OCIO``; ``colorspace`` default: its scene_linear role), else the
     built-in sRGB curve. Integer sources are display-referred unless ``colorspace`` names their space
     in an OCIO config."""
+    if ocio is not None and not ocio.startswith("ocio://") and not os.path.isfile(ocio):
+        raise MediaError(f"{ocio}: cannot load the OpenColorIO config (--ocio): no such file")
     config = ocio or os.environ.get("OCIO")
     if colorspace is not None and not config:
         raise MediaError("--colorspace: naming a colour space needs an OpenColorIO config (--ocio CONFIG or $OCIO)")

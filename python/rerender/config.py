@@ -122,20 +122,51 @@ def to_dict(obj: Any) -> dict:
     return plain(obj)
 
 
+def _no_duplicates(pairs: list[tuple[Any, Any]], where: str) -> dict:
+    seen: set = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ConfigError(f"{where}: the key {key!r} is given twice; keep one (a repeated key would "
+                              "silently override the first)")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _yaml_load(text: str, where: str) -> Any:
+    """``yaml.safe_load`` that refuses a mapping with a repeated key (PyYAML keeps the last one)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                keys = [self.construct_object(k, deep=True) for k, _ in node.value
+                        if k.tag != "tag:yaml.org,2002:merge"]
+                line = node.start_mark.line + 1
+                _no_duplicates([(k, None) for k in keys if isinstance(k, (str, int, float, bool))],
+                               f"{where} (mapping at line {line})")
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=Loader)
+
+
 def read_mapping(path: str | Path) -> dict:
-    """Read a JSON or YAML file into a dict, with errors that name the file."""
+    """Read a JSON or YAML file into a dict, with errors that name the file (a repeated key, text
+    that is not UTF-8 and parse errors included)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                          "save the config file as UTF-8") from None
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=lambda pairs: _no_duplicates(pairs, str(path)))
         else:
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _yaml_load(text, str(path))
+    except ConfigError:
+        raise
     except Exception as e:  # parse errors from either library
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {e}") from None
     if data is None:

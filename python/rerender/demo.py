@@ -10,6 +10,8 @@ then propagates that look to every frame.
 Writes to OUT: ``input/`` (the generated frames), ``keys/`` (the stylised key frames), ``frames/``
 (the result, one PNG per frame), ``result.mp4``, ``preview.mp4`` (input | result side by side),
 ``contact_sheet.png`` (input above result for a few frames) and ``work/`` (the job's work directory).
+OUT must be a new or empty folder, or one an earlier demo made (its ``.rerender-demo`` marker): the
+demo never writes into a user's folder.
 """
 from __future__ import annotations
 
@@ -20,13 +22,16 @@ import cv2
 import numpy as np
 
 from . import media
-from .files import frame_name
+from .files import frame_name, write_json
 from .pipeline import JobResult, propagate
 from .progress import QUIET, Progress
 from .passes import PropagationConfig
 
 DEMO_SIZE = (256, 384)  # (h, w)
 DEMO_FPS = 24
+MAX_DEMO_FRAMES = 1000
+DEMO_MARKER = ".rerender-demo"  # in every folder the demo writes: a rerun may replace its files
+DEMO_FILES = {DEMO_MARKER, "input", "keys", "frames", "work", "result.mp4", "preview.mp4", "contact_sheet.png"}
 
 
 def _scene_layers() -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +48,8 @@ def _smooth(t: float) -> float:
 
 def demo_clip(n: int = 31, size: tuple[int, int] = DEMO_SIZE) -> list[np.ndarray]:
     """The demo's input frames: uint8 RGB, ``size`` = (h, w)."""
-    if n < 2:
-        raise ValueError(f"frames: the demo clip needs at least 2 frames, got {n}")
+    if not 2 <= n <= MAX_DEMO_FRAMES:  # the clip is held in memory (about 0.3 MB a frame)
+        raise ValueError(f"frames: the demo clip has 2 to {MAX_DEMO_FRAMES} frames, got {n}")
     h, w = size
     background, cat = _scene_layers()
     bh, bw = background.shape[:2]
@@ -99,6 +104,32 @@ def contact_sheet(rows: list[list[np.ndarray]], pad: int = 4) -> np.ndarray:
     return sheet
 
 
+def _claim_folder(output: str | os.PathLike) -> Path:
+    """The demo's output folder, checked before anything is written: a new or empty folder, or one
+    an earlier demo made (rerunning resumes). Any other folder is a user's, and the demo would
+    overwrite files in it, so it is refused."""
+    if not os.fspath(output).strip():
+        raise ValueError("-o: the output path is empty; name a new folder (e.g. -o rerender-demo)")
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: the demo writes a folder, but a file of that name exists")
+    if out.is_dir() and any(out.iterdir()) and not _made_by_demo(out):
+        raise ValueError(f"{out}: this folder is not empty and was not made by `rerender demo` (it has no "
+                         f"{DEMO_MARKER} marker); the demo would overwrite files in it, so choose a new folder, "
+                         f"e.g. -o {out / 'rerender-demo'}")
+    return out
+
+
+def _made_by_demo(folder: Path) -> bool:
+    """The demo's marker, or (a demo made before the marker existed) nothing but the demo's own
+    files with rerender's work directory in ``work/``."""
+    from .workdir import MARKER
+
+    if (folder / DEMO_MARKER).is_file():
+        return True
+    return (folder / "work" / MARKER).is_file() and all(p.name in DEMO_FILES for p in folder.iterdir())
+
+
 def run_demo(output: str | os.PathLike = "rerender-demo", frames: int = 31, key_every: int = 10,
              progress: Progress | None = None, config: PropagationConfig | None = None,
              size: tuple[int, int] = DEMO_SIZE) -> JobResult:
@@ -109,10 +140,9 @@ def run_demo(output: str | os.PathLike = "rerender-demo", frames: int = 31, key_
     progress = progress or QUIET
     if key_every < 1:
         raise ValueError(f"key_every: must be >= 1, got {key_every}")
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: the demo writes a folder, but a file of that name exists")
+    out = _claim_folder(output)
     clip = demo_clip(frames, size)
+    write_json(out / DEMO_MARKER, {"created_by": "rerender demo"})
     progress.log(f"demo: {len(clip)} frames of {clip[0].shape[1]}x{clip[0].shape[0]}, key frames every "
                  f"{key_every} frames, writing to {out}")
     keys = list(range(0, len(clip), key_every))

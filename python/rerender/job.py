@@ -33,6 +33,7 @@ from .colour import ColourSpace, colour_space_for
 from .errors import JobCancelled, JobError
 from .files import digest, entry_ok, file_digest, record_entry, report_damaged
 from .matte import MatteSource
+from .native import require_native
 from .output import check_replaced, check_target
 from .overwrite_guard import KEY_FILE, KEYS, Inputs, check_output, check_work_dir
 from .passes import pass_memory, usable_memory
@@ -91,6 +92,8 @@ class JobConfig:
             raise ValueError(f"size: the working short side must be 16 to {media.MAX_WORKING_SIDE} pixels, "
                              f"got {self.size}")
         parse_frame_range(self.frames)
+        if self.work_dir is not None and not os.fspath(self.work_dir).strip():
+            raise ValueError("--work-dir: the path is empty; name a folder (or leave --work-dir out to use OUT.work)")
         if not (isinstance(self.matte_feather, (int, float)) and 0 <= self.matte_feather <= 256):
             raise ValueError(f"matte_feather: expected 0 to 256 pixels, got {self.matte_feather!r}")
         if self.alpha and self.matte is None:
@@ -147,12 +150,15 @@ class Job:
         :class:`rerender.media.MediaError` before anything is written. ``writes_output``: False when
         ``output`` only names the default work directory (the key-frame stage alone): files there
         are then not checked for being replaced."""
+        require_native()
         input_path = Path(input)
         keys_dir = None if keys is None else Path(keys)
         if keys_dir is not None and not keys_dir.exists():
             raise JobError(f"{keys_dir}: key-frame folder does not exist")
         info = media.probe(input_path)
         sel = media.resolve_frames(parse_frame_range(cfg.frames), info.frame_count, str(input_path))
+        if output is not None:
+            media.check_output_name(output, len(sel))
         h, w = media.working_size(info.width, info.height, cfg.size)
         if len(sel) > 1 and min(h, w) < MIN_FRAME_SIDE:
             raise JobError(f"{input_path}: frames of {w}x{h} (working size) are too small for optical flow; "

@@ -226,6 +226,17 @@ def _read_plan(path: Path, frames: range) -> KeyPlan:
     return plan
 
 
+def check_cuts(cuts: list[int], frames: range, frame_count: int, where: str = "--cuts") -> None:
+    """A cut is the first frame of a later shot: it must lie inside the job's frame range, after its
+    first frame (:class:`JobError` naming the cut otherwise)."""
+    for c in cuts:
+        if c < 0 or c >= frame_count:
+            raise JobError(f"{where}: cut {c} lies beyond the clip (frames 0..{frame_count - 1})")
+        if not frames.start < c < frames.stop:
+            raise JobError(f"{where}: cut {c} lies outside the frame range {frames.start}:{frames.stop} (a cut is "
+                           f"the first frame of a later shot, so {frames.start + 1}..{frames.stop - 1} here)")
+
+
 def check_shots_have_keys(plan: KeyPlan, frames: range, where: str) -> None:
     """Nothing is propagated across a cut, so every shot needs a key frame of its own."""
     for shot in plan.shots(frames):

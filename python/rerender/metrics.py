@@ -26,8 +26,9 @@ import numpy as np
 
 from .flow import FlowBackend, get_flow_backend
 from .media import MediaError, probe, read_frames, resize_to, resolve_frames
+from .overwrite_guard import Inputs
 
-__all__ = ["ConsistencyReport", "temporal_consistency", "warping_error"]
+__all__ = ["ConsistencyReport", "temporal_consistency", "warping_error", "report_inputs"]
 
 
 @dataclasses.dataclass
@@ -142,3 +143,15 @@ def temporal_consistency(input_path: str | os.PathLike, output_path: str | os.Pa
     return ConsistencyReport(input=str(Path(input_path)), output=str(Path(output_path)), flow=backend.name,
                              first_frame=in_sel.start, frame_count=n, width=hw[1], height=hw[0],
                              per_pair=per_pair, occluded=occluded)
+
+
+def report_inputs(input_path: str | os.PathLike, output_path: str | os.PathLike) -> Inputs:
+    """What a measurement reads (both clips' files and folders), for the overwrite guard of the
+    files it writes."""
+    inputs = Inputs()
+    for what, path in (("the input", input_path), ("the measured output", output_path)):
+        info = probe(path)
+        inputs.add_files(what, list(info.files) if info.is_sequence else [path])
+        if Path(path).is_dir():
+            inputs.add_folder(what, path)
+    return inputs

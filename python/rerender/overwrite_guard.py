@@ -1,7 +1,8 @@
 """Refuse, before anything is written, a job whose outputs could overwrite or delete its inputs.
 
 Inputs (the clip's files, the key-frame folder, mattes, ...) and write targets (the output file or
-folder, the work directory) are compared as real paths (symlinks and ``..`` resolved), so
+folder, the work directory, and every other file a command writes: a metrics report, a key plan)
+are compared as real paths (symlinks and ``..`` resolved), so
 ``seq/%04d.png`` as input and ``seq`` as output are recognised as the same folder.
 """
 from __future__ import annotations
@@ -67,14 +68,17 @@ def check_output(output: str | os.PathLike, inputs: Inputs, *, is_folder: bool) 
 def check_work_dir(work_dir: str | os.PathLike, inputs: Inputs, output: str | os.PathLike | None = None,
                    *, keys_ok: bool = True) -> None:
     """Raise :class:`JobError` when the work directory's managed sub-folders (which rerender
-    clears and rewrites) would hold an input or the output.
+    clears and rewrites) would hold an input or the output, or one of the files it writes at its
+    top (a link planted there) is an input.
 
     ``keys_ok``: the key-frame folder may be the work directory's own ``keys/`` (``rerender run``
     renders key frames there and propagates them).
     """
-    from .workdir import MANAGED
+    from .workdir import MANAGED, OWN_FILES
 
     root = _real(work_dir)
+    for name in OWN_FILES:  # files rerender writes at the top of the work directory (key plan, manifest, ...)
+        check_file_target(Path(work_dir) / name, inputs, f"the work directory's {name}")
     managed = {name: root / name for name in MANAGED}
     for what, p in inputs.all():
         if p == root:
@@ -90,3 +94,19 @@ def check_work_dir(work_dir: str | os.PathLike, inputs: Inputs, output: str | os
         if out == root or any(_inside(out, m) for m in managed.values()):
             raise JobError(f"{output}: the output must not be the work directory or inside its managed "
                            f"folders ({', '.join(MANAGED)})")
+
+
+def check_file_target(path: str | os.PathLike, inputs: Inputs, what: str) -> None:
+    """Raise :class:`JobError` when writing the file ``path`` (``what``: e.g. "the JSON report")
+    could replace an input, or when ``path`` is a folder.
+
+    A file that exists and is not an input may be replaced: naming it is the user's explicit choice.
+    """
+    if not os.fspath(path).strip():
+        raise JobError(f"{what}: the file name is empty")
+    if os.path.isdir(path):
+        raise JobError(f"{path}: is a folder; give {what} a file name (e.g. {Path(path) / 'report.json'})")
+    target = _real(path)
+    for desc, p in inputs.all():
+        if target == p:
+            raise JobError(f"{path}: {what} must not be {desc} ({p}); writing it would overwrite it")

@@ -19,6 +19,15 @@ import numpy as np
 
 from . import guides as G
 from .blend_methods import BLEND_METHODS
+from .media.images import MAX_WORKING_LONG_SIDE
+
+
+# Bounds of the native synthesis's arguments (csrc/bindings/synthesis_args.h and validate.h)
+MAX_NATIVE_WEIGHT = 1e12
+MAX_PATCH_SIZE = 31
+MAX_NATIVE_ITERS = 10000
+MAX_PYRAMID_LEVELS = 16
+MAX_NATIVE_THREADS = 1024
 
 
 @dataclass
@@ -61,19 +70,27 @@ class PropagationConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
+        # the native synthesis's bounds (csrc/bindings/synthesis_args.h, validate.h), checked here so
+        # that a bad option is refused when it is read, before anything is decoded
         for name in ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "uniformity",
-                     "stop_threshold", "matte_weight", "matte_grow"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if self.style_weight <= 0:
-            raise ValueError(f"style_weight: must be > 0, got {self.style_weight}")
-        if self.patch_size < 3 or self.patch_size % 2 == 0:
-            raise ValueError(f"patch_size: must be an odd number >= 3, got {self.patch_size}")
+                     "stop_threshold", "matte_weight"):
+            if not 0 <= getattr(self, name) <= MAX_NATIVE_WEIGHT:
+                raise ValueError(f"{name}: must be in [0, {MAX_NATIVE_WEIGHT:g}], got {getattr(self, name)}")
+        if not 0 <= self.matte_grow <= MAX_WORKING_LONG_SIDE:
+            raise ValueError(f"matte_grow: must be from 0 to {MAX_WORKING_LONG_SIDE} pixels, got {self.matte_grow}")
+        if not 0 < self.style_weight <= MAX_NATIVE_WEIGHT:
+            raise ValueError(f"style_weight: must be > 0 and at most {MAX_NATIVE_WEIGHT:g}, got {self.style_weight}")
+        if not 3 <= self.patch_size <= MAX_PATCH_SIZE or self.patch_size % 2 == 0:
+            raise ValueError(f"patch_size: must be an odd number from 3 to {MAX_PATCH_SIZE}, got {self.patch_size}")
         for name in ("search_vote_iters", "patchmatch_iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.pyramid_levels is not None and self.pyramid_levels < 1:
-            raise ValueError(f"pyramid_levels: must be >= 1 or null, got {self.pyramid_levels}")
+            if not 1 <= getattr(self, name) <= MAX_NATIVE_ITERS:
+                raise ValueError(f"{name}: must be from 1 to {MAX_NATIVE_ITERS}, got {getattr(self, name)}")
+        if self.pyramid_levels is not None and not 1 <= self.pyramid_levels <= MAX_PYRAMID_LEVELS:
+            raise ValueError(f"pyramid_levels: must be from 1 to {MAX_PYRAMID_LEVELS} or null, got {self.pyramid_levels}")
+        if not 0 <= self.seed < 2 ** 64:
+            raise ValueError(f"seed: must be from 0 to 2**64 - 1, got {self.seed}")
+        if self.threads > MAX_NATIVE_THREADS:
+            raise ValueError(f"threads: must be from 0 (automatic) to {MAX_NATIVE_THREADS}, got {self.threads}")
         if self.blend not in BLEND_METHODS:  # the Literal is checked for option files, not for Python callers
             raise ValueError(f"blend: {self.blend!r} is not one of {', '.join(map(repr, BLEND_METHODS))}")
         if not 0.0 <= self.blend_smoothing < 1.0:

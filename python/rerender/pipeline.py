@@ -25,7 +25,8 @@ from .errors import ConfigError
 from .job import Job, JobConfig, StepHook
 from .passes import PropagationConfig
 from .progress import QUIET, Progress
-from .propagation import JobResult, run_propagation
+from .keyselect import check_cuts
+from .propagation import JobResult, check_keys, run_propagation
 
 if TYPE_CHECKING:  # the diffusion stage imports torch; only its config is needed here
     from .keyframes.config import KeyframeConfig
@@ -67,6 +68,9 @@ def propagate(input: str | os.PathLike, keys: str | os.PathLike, output: str | o
     progress = progress or QUIET
     _check_client(client)
     opened = Job.open(input, _job_config(job, job_options), output=output, keys=keys)
+    if isinstance(cuts, list):
+        check_cuts(cuts, opened.frames, opened.info.frame_count)
+    check_keys(opened, keys, cuts)  # before the work directory is created: a refused job leaves nothing
     with opened.wd.lock():
         return run_propagation(opened, keys, output, config or PropagationConfig(), progress, on_step, cuts,
                                client)
@@ -87,8 +91,18 @@ def render_keyframes(input: str | os.PathLike, config: "KeyframeConfig", *, job:
     or ``OUT.work`` for ``output``). Frames are decoded and flows computed into the work directory,
     where the propagation stage finds them again. Returns the opened job and the stage's result."""
     opened = Job.open(input, _job_config(job, job_options), output=output, writes_output=False)
+    _check_key_plan(opened, config)
     with opened.wd.lock():
         return opened, _render_keys(opened, config, progress or QUIET, first_only, components)[0]
+
+
+def _check_key_plan(job: Job, config: "KeyframeConfig") -> None:
+    """A key list or plan file that cannot fit the job is refused before the work directory is
+    created (``auto`` needs the decoded frames and is planned later)."""
+    from .keyselect import plan_keys
+
+    if config.key_frames is None or config.key_frames.strip().lower() != "auto":
+        plan_keys(config.key_frames, job.frames, interval=config.interval)
 
 
 def _render_keys(job: Job, config: "KeyframeConfig", progress: Progress, first_only: bool, components,
@@ -158,6 +172,7 @@ def translate(input: str | os.PathLike, output: str | os.PathLike, *, keyframes:
     progress = progress or QUIET
     _check_client(client)
     opened = Job.open(input, _job_config(job, job_options), output=output)
+    _check_key_plan(opened, keyframes)
     propagation = propagation or PropagationConfig()
     with opened.wd.lock():
         if client is None or first_only:

@@ -13,6 +13,7 @@ as both its keys exist (``rerender run --scheduler``).
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from .files import array_digest, digest, frame_name, link_or_copy, record_entry
 from .job import Job, StepHook
 from .output import write_output
 from .passes import PropagationConfig
-from .progress import Progress
+from .progress import QUIET, Progress
 from .segments import (Fingerprints, PropagateSummary, Timer, plan_segments, propagate_segments,
                        remove_other_segments)
 
@@ -92,7 +93,32 @@ def key_files(job: Job, keys_dir: Path, progress: Progress) -> dict[int, Path]:
 def copy_keys(job: Job, keys_dir: Path, progress: Progress) -> dict[int, str]:
     """Validate, resize and copy the key frames to ``WORK/keys``; returns index -> content digest
     of the keys inside the frame range."""
-    wd, sel = job.wd, job.frames
+    wd = job.wd
+    in_range = _keys_in_range(job, keys_dir, progress)
+    same_folder = keys_dir.resolve() == wd.keys.resolve()
+    wd.keys.mkdir(parents=True, exist_ok=True)
+    digests = {idx: store_key(job, idx, path, keys_dir) for idx, path in in_range.items()}
+    if not same_folder:  # keys removed from --keys since the last run must not linger
+        for idx, path in media.list_indexed_images(wd.keys).items():
+            if idx not in in_range:
+                path.unlink()
+    return digests
+
+
+def check_keys(job: Job, keys_dir: str | Path, cuts: list[int] | str | None = None) -> None:
+    """Every check of the key frames, before the work directory is touched (a refused job leaves
+    nothing behind): their names and range, each one readable with the video's aspect ratio, and,
+    with explicit ``cuts``, a key in every shot."""
+    keys_dir = Path(keys_dir)
+    in_range = _keys_in_range(job, keys_dir, QUIET)
+    for path in in_range.values():
+        _key_image(job, path, keys_dir)
+    if isinstance(cuts, list):
+        plan_segments(sorted(in_range), job.frames.start, job.frames.stop, cuts)
+
+
+def _keys_in_range(job: Job, keys_dir: Path, progress: Progress) -> dict[int, Path]:
+    sel = job.frames
     found = key_files(job, keys_dir, progress)
     in_range = {i: p for i, p in found.items() if sel.start <= i < sel.stop}
     skipped = sorted(set(found) - set(in_range))
@@ -102,21 +128,12 @@ def copy_keys(job: Job, keys_dir: Path, progress: Progress) -> dict[int, str]:
     if not in_range:
         raise JobError(f"{keys_dir}: none of the key frames ({', '.join(map(str, found))}) lies in the "
                        f"frame range {sel.start}:{sel.stop}")
-    same_folder = keys_dir.resolve() == wd.keys.resolve()
-    wd.keys.mkdir(parents=True, exist_ok=True)
-    digests = {idx: store_key(job, idx, path) for idx, path in in_range.items()}
-    if not same_folder:  # keys removed from --keys since the last run must not linger
-        for idx, path in media.list_indexed_images(wd.keys).items():
-            if idx not in in_range:
-                path.unlink()
-    return digests
+    return in_range
 
 
-def store_key(job: Job, idx: int, path: Path) -> str:
-    """Check key frame ``idx`` (the image at ``path``) and store it at the working size in
-    ``WORK/keys`` in the job's working format (8-bit keys stay uint8, also in a deep job where they
-    are exact as they are; a 16-bit or float key of a deep job keeps its depth); returns its content
-    digest."""
+def _key_image(job: Job, path: Path, keys_dir: Path) -> np.ndarray:
+    """Key frame ``path`` read and checked: the video's aspect ratio (as the working size keeps it),
+    and, for a key in the work directory's own ``keys/`` (which rerender rewrites), the working size."""
     info, (h, w), wd = job.info, job.hw, job.wd
     if wd.deep:
         img, _ = media.read_plate(path)
@@ -124,10 +141,27 @@ def store_key(job: Job, idx: int, path: Path) -> str:
     else:
         img = media.read_image(path)
     kh, kw = img.shape[:2]
-    # compare with the source's aspect ratio: the working size is rounded to multiples of 8
-    if abs(kw * info.height - kh * info.width) > 0.01 * kh * info.width:
+    if not media.aspect_matches(kw, kh, info.width, info.height):
         raise JobError(f"{path}: key frame is {kw}x{kh}, which does not have the aspect ratio of the "
                        f"video frames ({info.width}x{info.height}; working size {w}x{h})")
+    if (kh, kw) != (h, w) and _real(keys_dir) == _real(wd.keys):
+        raise JobError(f"{path}: key frame is {kw}x{kh}, but the work directory's keys must be at the working "
+                       f"size {w}x{h} (resizing it there would replace your painting); put repainted keys in a "
+                       "folder of their own and pass that folder with --keys")
+    return img
+
+
+def _real(p: Path) -> Path:
+    return Path(os.path.realpath(p))
+
+
+def store_key(job: Job, idx: int, path: Path, keys_dir: Path | None = None) -> str:
+    """Check key frame ``idx`` (the image at ``path`` in ``keys_dir``) and store it at the working
+    size in ``WORK/keys`` in the job's working format (8-bit keys stay uint8, also in a deep job
+    where they are exact as they are; a 16-bit or float key of a deep job keeps its depth); returns
+    its content digest."""
+    (h, w), wd = job.hw, job.wd
+    img = _key_image(job, path, path.parent if keys_dir is None else keys_dir)
     img = np.ascontiguousarray(media.resize_to(img, (h, w)))
     target = wd.keys / f"{frame_name(idx)}{'.png' if img.dtype == np.uint8 else '.exr'}"
     if path.parent.resolve() != wd.keys.resolve():  # one file per key: a repainted key may change depth

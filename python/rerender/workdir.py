@@ -21,7 +21,8 @@ Rerender deletes only what it can prove it wrote: it clears its own sub-folders 
 folder that carries the marker, and it refuses a folder that is not empty and has no marker (a
 user's project folder given as ``--work-dir`` by mistake). The lock keeps a second job off a work
 directory that a running job uses; a lock left by a process that is gone (on this machine) is
-taken over.
+taken over. A job refused after its work directory was created (a bad key found once the lock is
+held) removes the folder again when this run created it and nothing but bookkeeping is in it.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ MANIFEST_VERSION = 1
 MARKER = ".rerender-workdir"
 LOCK = ".lock"
 MANAGED = ("frames", "mattes", "flow", "keys", "segments", "out")
+OWN_FILES = (MARKER, LOCK, "manifest.json", "keyplan.json")  # written at the top of the work directory
 
 _held: dict[str, int] = {}  # real path -> nesting depth of this process's lock
 _held_lock = threading.Lock()
@@ -70,6 +72,7 @@ class WorkDir:
         self.out = self.root / "out"
         self.manifest_path = self.root / "manifest.json"
         self._flow_cache = None
+        self._created: Path | None = None  # the topmost folder this run created for the work directory
 
     # -------------------------------------------------------------------------------- ownership
 
@@ -88,8 +91,11 @@ class WorkDir:
             raise JobError(f"{root}: this folder is not empty and was not created by rerender (it has no "
                            f"{MARKER} marker); rerender would manage (and clear) sub-folders in it, so choose "
                            "a new or empty --work-dir")
+        created = _topmost_missing(root)
         root.mkdir(parents=True, exist_ok=True)
         write_json(marker, {"created_by": "rerender", "version": MANIFEST_VERSION})
+        if created is not None:
+            self._created = created
 
     def is_claimed(self) -> bool:
         """Whether the folder carries rerender's marker (what it holds may be trusted as ours)."""
@@ -112,21 +118,51 @@ class WorkDir:
         message naming the holder. A lock whose process is gone on this machine is stale and is
         taken over; temporaries left by killed writers are removed at the same time.
         """
-        self.claim()
         key = str(self.root.resolve())
+        with _held_lock:
+            if key not in _held:
+                self._created = None  # this job's own claim says whether it created the folder
+        self.claim()
         with _held_lock:
             depth = _held.get(key, 0)
             if depth == 0:
                 self._acquire()
             _held[key] = depth + 1
+        refused = False
         try:
             yield
+        except (ValueError, OSError):  # a user error (rerender.errors): the job was refused
+            refused = True
+            raise
         finally:
             with _held_lock:
                 _held[key] -= 1
-                if _held[key] == 0:
+                last = _held[key] == 0
+                if last:
                     del _held[key]
                     self._release()
+            if refused and last:
+                self._remove_if_unused()
+
+    def _remove_if_unused(self) -> None:
+        """After a refused job: remove the work directory if this run created it and nothing but
+        its bookkeeping (marker, manifest, empty folders) is in it -- a refused job leaves nothing
+        behind. A folder an earlier run made, or one holding any result, stays."""
+        created = self._created
+        if created is None:
+            return
+        for folder, _, files in os.walk(self.root):
+            if any(Path(folder) != self.root or name not in (MARKER, "manifest.json", LOCK) for name in files):
+                return
+        shutil.rmtree(self.root, ignore_errors=True)
+        folder = Path(os.path.abspath(self.root)).parent
+        while created in folder.parents or folder == created:  # the parents this run created, if empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+        self._created = None
 
     def _acquire(self) -> None:
         path = self.root / LOCK
@@ -310,6 +346,16 @@ def _stale(holder: dict) -> bool:
     except (PermissionError, TypeError, ValueError):
         return False
     return False
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet, or None."""
+    path = Path(os.path.abspath(path))
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 def default_work_dir(output: str | os.PathLike) -> Path:

@@ -286,6 +286,29 @@ def scenario_cancel_job(cfg) -> None:
            command=job.command)
 
 
+def scenario_job_folders(cfg) -> None:
+    """Where a job on the strip "source" keeps its files: unsaved, then saved as two projects, then
+    the first project reopened (its own folder again)."""
+    install(cfg)
+    build_scene(cfg)
+    from bl_ext.user_default.rerender.strip_job import StripJob
+
+    def folders():
+        request = StripJob(bpy.context).request
+        return [request.work_dir, request.output_dir]
+
+    unsaved = folders()
+    out = {"unsaved": unsaved, "unsaved_again": folders()}
+    for name in ("a", "b"):
+        path = os.path.join(cfg["projects"], name, "edit.blend")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        bpy.ops.wm.save_as_mainfile(filepath=path)
+        out[name] = folders()
+    bpy.ops.wm.open_mainfile(filepath=os.path.join(cfg["projects"], "a", "edit.blend"))
+    out["a_reopened"] = folders()
+    result(**out)
+
+
 def scenario_operator(cfg) -> None:
     """Run the operator synchronously; report its outcome and the error it raised, if any."""
     install(cfg)

@@ -3,18 +3,48 @@
 Commands, one module each: ``propagate`` (:mod:`.propagate`: your key frames -> every frame),
 ``run`` and ``keyframes`` (:mod:`.diffusion`: key frames by diffusion), ``metrics`` and ``demo``
 (:mod:`.tools`). Options shared by the commands are declared once in :mod:`.common`. Every command
-only parses its arguments and calls :mod:`rerender.pipeline` (or the tool it names).
+only parses its arguments and calls :mod:`rerender.pipeline` (or the tool it names). SIGTERM stops a
+command exactly like Ctrl-C (workers stopped, lock released, finished work kept) and exits 143.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 
+from ..native import require_native
 from ..progress import Progress
 from . import diffusion, propagate, tools
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, PROGRESS_HELP, PROGRESS_MODES, Formatter, Parser, UsageError
 
-__all__ = ["main", "run", "build_parser", "EXIT_ERROR", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+__all__ = ["main", "run", "build_parser", "EXIT_ERROR", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
+
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (the Blender add-on's Cancel, a render farm's stop) as a KeyboardInterrupt in the main
+    thread: every stage stops its workers, releases the work directory and keeps what is finished
+    exactly as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: a repeated TERM must not cut the clean-up short
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     reporter = args.reporter = Progress(args.progress)
     try:
-        status = args.func(args)
-    except KeyboardInterrupt:
+        with _sigterm_interrupts():
+            require_native()  # a refused RERENDER_SIMD is named here, before any work
+            status = args.func(args)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         reporter.error("interrupted (intermediate results are kept; rerun the same command to resume)")
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     except (ValueError, OSError) as e:  # user errors: bad files, options, inputs
         message = str(e)
         if isinstance(e, OSError) and e.filename and str(e.filename) not in message:

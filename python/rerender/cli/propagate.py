@@ -74,9 +74,12 @@ def parse_cuts(text: str | None) -> list[int] | str | None:
     if text.strip().lower() == "auto":
         return "auto"
     try:
-        return sorted({int(t) for t in text.replace(" ", "").split(",") if t})
+        cuts = sorted({int(t) for t in text.replace(" ", "").split(",") if t})
     except ValueError:
         raise ValueError(f"--cuts: expected 'auto' or frame numbers separated by commas, got {text!r}") from None
+    if cuts and cuts[0] < 0:
+        raise ValueError(f"--cuts: frame numbers are zero-based and >= 0, got {cuts[0]}")
+    return cuts
 
 
 def run(args) -> int:

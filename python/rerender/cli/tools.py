@@ -50,10 +50,13 @@ def add(sub) -> None:
 
 def metrics(args) -> int:
     from ..files import atomic_write_bytes
-    from ..metrics import temporal_consistency
+    from ..metrics import report_inputs, temporal_consistency
+    from ..overwrite_guard import check_file_target
 
     from ..job import parse_frame_range
 
+    if args.json is not None:  # before the (long) measurement: neither argument may be replaced
+        check_file_target(args.json, report_inputs(args.input, args.output), "--json")
     report = temporal_consistency(args.input, args.output, flow=args.flow, frames=parse_frame_range(args.frames))
     if args.json:
         atomic_write_bytes(Path(args.json), (report.to_json(indent=2) + "\n").encode())

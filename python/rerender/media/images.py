@@ -32,6 +32,7 @@ from .formats import FORMATS, IMAGE_EXTENSIONS, writable_depths  # noqa: E402
 
 # Bounds of the working size: 8K plates fit; beyond, one frame's synthesis would need tens of GB.
 MAX_WORKING_SIDE = 8192
+WORKING_MULTIPLE = 8  # working sides are rounded to multiples of this (working_size)
 MAX_WORKING_LONG_SIDE = 16384
 MAX_WORKING_PIXELS = 8192 * 8192
 
@@ -273,6 +274,18 @@ def write_png_if_changed(path: str | os.PathLike, img: np.ndarray) -> bool:
     return write_bytes_if_changed(path, encode_png(img))
 
 
+def aspect_matches(width: int, height: int, src_width: int, src_height: int) -> bool:
+    """Whether an image of ``width`` x ``height`` has the aspect ratio of a ``src_width`` x
+    ``src_height`` source, as far as :func:`working_size` keeps it: its short side is exact and its
+    long side is rounded to a multiple of ``WORKING_MULTIPLE``, so up to half a step (4 px) off;
+    beyond that 1% is allowed (an image scaled by hand)."""
+    if src_width >= src_height:
+        exact, long = height * src_width / src_height, width
+    else:
+        exact, long = width * src_height / src_width, height
+    return abs(long - exact) <= max(WORKING_MULTIPLE / 2, 0.01 * exact)
+
+
 def working_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     """Processing size ``(h, w)`` for a ``width`` x ``height`` source.
 
@@ -290,9 +303,10 @@ def working_size(width: int, height: int, size: int | None) -> tuple[int, int]:
             raise ValueError(f"size: expected a positive integer, got {size!r}")
         if size > MAX_WORKING_SIDE:
             raise ValueError(f"size: {size} is above the largest working short side, {MAX_WORKING_SIDE} px")
-        short_new = max(8, int(size / 8 + 0.5) * 8)  # halves round up
+        step = WORKING_MULTIPLE
+        short_new = max(step, int(size / step + 0.5) * step)  # halves round up
         short, long = min(width, height), max(width, height)
-        long_new = max(8, int(long * short_new / short / 8 + 0.5) * 8)
+        long_new = max(step, int(long * short_new / short / step + 0.5) * step)
         hw = (short_new, long_new) if height <= width else (long_new, short_new)
     h, w = hw
     if max(h, w) > MAX_WORKING_LONG_SIDE or h * w > MAX_WORKING_PIXELS:

@@ -160,6 +160,40 @@ def parse_output_pattern(path: str | os.PathLike) -> tuple[Path, str, int, str] 
     return p.parent, p.name[:m.start()], padding, p.name[m.end():]
 
 
+_FRAME_FIELD = re.compile(r"#+|%0?\d*d")
+_OTHER_FIELD = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?[A-Za-z]")
+
+
+def check_output_name(output: str | os.PathLike, frame_count: int) -> None:
+    """Refuse an output name that cannot be what the user meant (:class:`MediaError` naming it): an
+    empty path, ``.`` or ``..``, a pattern with two frame-number fields or a printf field other than
+    ``%0Nd``, a field in a folder name, or a single image's name (``o.jpg``) for a sequence of frames."""
+    text = os.fspath(output)
+    if not text.strip():
+        raise MediaError("-o: the output path is empty; give a video file, a folder or a pattern "
+                         "(e.g. out.mp4, out/, out/shot.####.png)")
+    p = Path(text)
+    if p.name in ("", ".", ".."):
+        raise MediaError(f"-o {text}: the output needs a name of its own (a video file such as out.mp4, a new "
+                         "folder, or a pattern such as out/shot.####.png), not the current or parent folder")
+    fields = _FRAME_FIELD.findall(p.name)
+    if len(fields) > 1:
+        raise MediaError(f"{text}: two frame-number fields ({fields[0]} and {fields[1]}); a pattern has one, "
+                         f"e.g. {p.parent / 'shot.####.png'}")
+    other = [m.group(0) for m in _OTHER_FIELD.finditer(p.name) if not _FRAME_FIELD.fullmatch(m.group(0))]
+    if other and not is_video_path(p):  # a frame pattern meant, with a field that numbers nothing
+        raise MediaError(f"{text}: {other[0]} is not a frame-number field; use %04d or #### "
+                         f"(e.g. {p.parent / 'shot.%04d.png'})")
+    if fields and _extension(p.name[p.name.index(fields[0]) + len(fields[0]):]).lower() not in IMAGE_EXTENSIONS:
+        raise MediaError(f"{text}: the pattern must end in an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    if any(_FRAME_FIELD.search(part) or _OTHER_FIELD.search(part) for part in p.parent.parts):
+        raise MediaError(f"{text}: a frame-number field belongs in the file name, not in a folder name")
+    folder_meant = text.endswith((os.sep, "/")) or p.is_dir()
+    if not fields and not is_video_path(p) and p.suffix.lower() in IMAGE_EXTENSIONS and not folder_meant:
+        raise MediaError(f"{text}: names a single {p.suffix} image, but the job writes {frame_count} frame(s); "
+                         f"give a folder (-o {p.with_suffix('')}/) or a pattern (-o {p.with_suffix('')}.####{p.suffix})")
+
+
 def output_frame_paths(output: str | os.PathLike, indices: range, numbering: Numbering | None,
                        extension: str = ".png") -> dict[int, Path]:
     """Where each frame (by index) goes in a folder or pattern output.
