@@ -82,7 +82,9 @@ def snapshot(root: str | None) -> dict:
         for p in Path(root).glob(pattern):
             try:
                 st = p.stat()
-            except OSError:
+                if p.name == "stamp.json" and json.loads(p.read_text()).get("blend") is None:
+                    continue   # a segment still being computed
+            except (OSError, ValueError):
                 continue
             out[str(p.relative_to(root))] = [st.st_ino, st.st_mtime_ns]
     return out

@@ -1,0 +1,177 @@
+"""Rendering real footage through the OFX plug-in, driven by the test host (tests/ofx_host) in a child
+process: every frame equals ``rerender propagate``'s on the same plates and keys (floats exactly),
+frames come from temporal clip access, progress goes through the progress suite, one worker job
+serves the shot (also for two threads at once), a changed parameter re-renders, the host's abort
+stops the worker and a second render resumes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ofx_host import ofx
+from ofx_host.testing import bundle, cli_reference, logging_python, real_shot, run_scenario, worker_env, worker_starts
+
+BLEND_LINEAR = 2   # index of "linear" in the blend choice (checked against rerender in test_ofx_describe.py)
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory):
+    # 12 frames of carphone (176 x 144), keys painted at 1001, 1006 and 1012
+    return real_shot(tmp_path_factory.mktemp("shot"), 12, [0, 5, 11])
+
+
+@pytest.fixture(scope="module")
+def reference(shot, tmp_path_factory):
+    return cli_reference(shot, tmp_path_factory.mktemp("cli"))
+
+
+def spec_for(shot, root, python=None, **extra):
+    return {
+        "bundle": str(bundle()),
+        "env": worker_env(root / "cache", python),
+        "snapshot": str(root / "cache"),
+        "context": ofx.CONTEXT_GENERAL,
+        "clips": {"Source": shot.clip_spec("Source"), "Keys": shot.clip_spec("Keys")},
+        "params": {"keyFrames": ",".join(map(str, shot.key_times))},
+        **extra,
+    }
+
+
+def ok(out):
+    assert out.returncode == 0 and out.result is not None, \
+        f"the host process died ({out.returncode}): {out.stderr[-3000:]}"
+    r = out.result
+    assert r["callback_errors"] == [], r["callback_errors"]
+    assert r["create_status"][0] == ofx.STAT_OK, ofx.status_name(r["create_status"][0])
+    return r
+
+
+@pytest.fixture(scope="module")
+def rendered(shot, tmp_path_factory):
+    """Every frame rendered at float depth, then two frames again after blend -> linear."""
+    root = tmp_path_factory.mktemp("host")
+    log = root / "starts.log"
+    python = logging_python(root / "python", log)
+    spec = spec_for(shot, root, python, steps=[
+        {"render": shot.frames},
+        {"render": [1003, 1009], "params": {"blend": BLEND_LINEAR}},
+    ])
+    out = run_scenario(spec, root / "run", timeout=600)
+    ok(out)
+    out.log = log
+    out.root = root
+    return out
+
+
+def test_every_frame_equals_the_cli(rendered, reference, shot):
+    statuses = rendered.result["steps"][0]["statuses"]
+    bad = {t: ofx.status_name(s) for t, s in statuses.items() if s != ofx.STAT_OK}
+    assert not bad, f"failed renders {bad}; messages: {rendered.result['messages']}"
+    for t in shot.frames:
+        got, want = rendered.frame(0, t), reference[t]
+        assert got.dtype == np.float32 and got.shape == want.shape, (t, got.dtype, got.shape, want.shape)
+        assert np.array_equal(got, want), f"frame {t}: max |diff| {np.nanmax(np.abs(got - want))}"
+    # key frames are the painted keys where the method reproduces them; elsewhere the plates changed
+    assert not np.array_equal(rendered.frame(0, 1003), shot.plates[2])
+
+
+def test_frames_come_through_temporal_clip_access(rendered, shot):
+    r = rendered.result
+    fetched = {(c, int(t)) for c, t, s in r["fetched"] if s == ofx.STAT_OK}
+    assert {("Source", t) for t in shot.frames} <= fetched
+    assert {("Keys", t) for t in shot.key_times} <= fetched
+    assert r["released"] == sum(1 for _, _, s in r["fetched"] if s == ofx.STAT_OK), "images not released"
+    assert r["violations"] == []
+
+
+def test_progress_goes_through_the_progress_suite(rendered):
+    events = rendered.result["steps"][0]["progress"]
+    kinds = [e for e, _ in events]
+    assert kinds and kinds[0] == "start" and kinds[-1] == "end", kinds[:5]
+    values = [v for e, v in events if e == "update"]
+    assert len(values) >= 2 and all(0.0 <= v <= 1.0 for v in values)
+    assert values == sorted(values), "progress went backwards"
+
+
+def test_one_worker_job_serves_the_shot(rendered):
+    starts = worker_starts(rendered.log)
+    assert len(starts) == 2, starts   # one for the shot, one after the blend changed
+    assert rendered.result["steps"][0]["children_left"] == []
+
+
+def test_a_changed_parameter_renders_again(rendered, shot, tmp_path_factory):
+    step = rendered.result["steps"][1]
+    assert rendered.result["param_status"]["1:blend"] == ofx.STAT_OK
+    assert all(s == ofx.STAT_OK for s in step["statuses"].values()), step["statuses"]
+    linear = cli_reference(shot, tmp_path_factory.mktemp("cli_linear"), "--blend", "linear")
+    for t in (1003, 1009):
+        got = rendered.frame(1, t)
+        assert np.array_equal(got, linear[t]), f"frame {t}: max |diff| {np.abs(got - linear[t]).max()}"
+        assert not np.array_equal(got, rendered.frame(0, t)), f"frame {t} did not change with the blend"
+
+
+def test_negative_row_bytes_and_padded_rows(rendered, reference, shot):
+    # the finished job is in the cache: a host whose rows run top-down (negative rowBytes) with padding
+    spec = spec_for(shot, rendered.root, row_order="top_down", row_padding=24, steps=[{"render": [1004]}])
+    out = run_scenario(spec, rendered.root / "run_rows", timeout=300)
+    r = ok(out)
+    assert r["steps"][0]["statuses"]["1004"] == ofx.STAT_OK, r["messages"]
+    assert np.array_equal(out.frame(0, 1004), reference[1004])
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_two_threads_at_once_start_one_job(shot, reference, tmp_path, instances):
+    log = tmp_path / "starts.log"
+    python = logging_python(tmp_path / "python", log)
+    spec = spec_for(shot, tmp_path, python, steps=[{"render": [1003, 1009], "threads": 2, "instances": instances}])
+    out = run_scenario(spec, tmp_path / "run", timeout=600)
+    r = ok(out)
+    assert r["steps"][0]["statuses"] == {"1003": ofx.STAT_OK, "1009": ofx.STAT_OK}, r["messages"]
+    for t in (1003, 1009):
+        assert np.array_equal(out.frame(0, t), reference[t])
+    assert len(worker_starts(log)) == 1, worker_starts(log)
+
+
+def test_eight_bit_host_depth(rendered, shot, tmp_path):
+    spec = spec_for(shot, rendered.root, depth=ofx.DEPTH_BYTE, steps=[{"render": [1001, 1004, 1012]}])
+    out = run_scenario(spec, tmp_path / "run", timeout=600)
+    r = ok(out)
+    assert r["clip_preferences"]["OfxImageClipPropDepth_Output"] == ofx.DEPTH_BYTE
+    for t in (1001, 1004, 1012):
+        assert r["steps"][0]["statuses"][str(t)] == ofx.STAT_OK, r["messages"]
+        got = out.frame(0, t)
+        assert got.dtype == np.uint8 and got.shape == shot.plates[0].shape
+        assert not np.any(got == 0xAB) or np.mean(got == 0xAB) < 0.01, "output pixels left unwritten"
+
+
+@pytest.fixture(scope="module")
+def long_shot(tmp_path_factory):
+    # a short segment (1001-1002) that finishes long before the long one (1002-1024)
+    return real_shot(tmp_path_factory.mktemp("long"), 24, [0, 1, 23])
+
+
+def test_abort_stops_the_worker_and_the_next_render_resumes(long_shot, tmp_path_factory):
+    root = tmp_path_factory.mktemp("abort")
+    log = root / "starts.log"
+    python = logging_python(root / "python", log)
+    spec = spec_for(long_shot, root, python, steps=[
+        {"render": [1010], "abort": {"segment_finished": str(root / "cache")}},
+        {"render": long_shot.frames},
+    ])
+    out = run_scenario(spec, root / "run", timeout=600)
+    r = ok(out)
+    first, second = r["steps"]
+    assert first["aborted"], "the job finished before the host aborted it"
+    assert first["statuses"]["1010"] != ofx.STAT_OK   # stopped, no frame
+    assert out.frame(0, 1010) is None
+    assert first["children_left"] == [], f"worker still running after the abort: {first['children_left']}"
+    assert all(s == ofx.STAT_OK for s in second["statuses"].values()), (second["statuses"], r["messages"])
+    assert len(worker_starts(log)) == 2
+    # resumed: what the stopped job finished (its short segment) was reused, not computed again
+    done_before = first["snapshot"]
+    assert any(k.endswith("stamp.json") for k in done_before), done_before
+    changed = [k for k, v in done_before.items() if second["snapshot"].get(k) != v]
+    assert not changed, f"finished work redone after the abort: {changed}"
+    reference = cli_reference(long_shot, tmp_path_factory.mktemp("cli_long"))
+    for t in long_shot.frames:
+        assert np.array_equal(out.frame(1, t), reference[t]), t
