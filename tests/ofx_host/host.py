@@ -333,6 +333,7 @@ class Host:
         self.lock = threading.RLock()
         self.props = PropertySet(self.registry, "host", P.HOST)
         self.props.set("OfxImageEffectPropSupportedContexts", list(contexts))
+        self.pixel_depths = (ofx.DEPTH_BYTE, ofx.DEPTH_SHORT, ofx.DEPTH_HALF, ofx.DEPTH_FLOAT)  # it converts to any
         self._keep: list = []            # ctypes objects that must outlive the plug-in
         self._images: dict[int, Image] = {}
         self._memory: dict[int, Any] = {}
@@ -1169,7 +1170,24 @@ class Instance(Effect):
         self.created = status in (ofx.STAT_OK, ofx.STAT_REPLY_DEFAULT)
         if not self.created:
             return status
+        # this host has no time-line suite, so (spec, kOfxActionCreateInstance) it tells the instance
+        # about each connected clip with an instance-changed action once the instance exists
+        for name, clip in self.clips.items():
+            if name != ofx.CLIP_OUTPUT and clip.props.get("OfxImageClipPropConnected"):
+                status = self._changed(ofx.TYPE_CLIP, name, ofx.CHANGE_USER_EDITED, 0.0)
+                if status != ofx.STAT_OK:
+                    return status
         return self.clip_preferences()
+
+    def _changed(self, kind: str, name: str, why: str, time: float) -> int:
+        """Begin/InstanceChanged/EndInstanceChanged for one changed parameter or clip."""
+        reason = PropertySet(self.host.registry, "args", P.args_change_reason(why))
+        statuses = [self.host.action(ofx.ACTION_BEGIN_INSTANCE_CHANGED, self.handle, reason)]
+        args = PropertySet(self.host.registry, "args", P.args_instance_changed(kind, name, why, time))
+        statuses.append(self.host.action(ofx.ACTION_INSTANCE_CHANGED, self.handle, args))
+        statuses.append(self.host.action(ofx.ACTION_END_INSTANCE_CHANGED, self.handle, reason))
+        bad = [s for s in statuses if s not in (ofx.STAT_OK, ofx.STAT_REPLY_DEFAULT)]
+        return bad[0] if bad else ofx.STAT_OK
 
     def destroy(self) -> int:
         if not self.created:
@@ -1200,7 +1218,7 @@ class Instance(Effect):
         if status not in (ofx.STAT_OK, ofx.STAT_REPLY_DEFAULT):
             return status
         self.clip_prefs = {k: out.get(k) for k in schema}
-        host_depths = self.host.props.get("OfxImageEffectPropSupportedPixelDepths")
+        host_depths = self.host.pixel_depths
         host_comps = self.host.props.get("OfxImageEffectPropSupportedComponents")
         plugin_depths = self.descriptor.props.get("OfxImageEffectPropSupportedPixelDepths") or []
         for name, clip in self.clips.items():
@@ -1253,16 +1271,10 @@ class Instance(Effect):
         p = self.params.params[name]
         with self.host.lock:
             p.value = list(value) if isinstance(value, (list, tuple)) else [value]
-        reason = PropertySet(self.host.registry, "args", P.args_change_reason(ofx.CHANGE_USER_EDITED))
-        statuses = [self.host.action(ofx.ACTION_BEGIN_INSTANCE_CHANGED, self.handle, reason)]
-        args = PropertySet(self.host.registry, "args",
-                           P.args_instance_changed(ofx.TYPE_PARAMETER, name, ofx.CHANGE_USER_EDITED, time))
-        statuses.append(self.host.action(ofx.ACTION_INSTANCE_CHANGED, self.handle, args))
-        statuses.append(self.host.action(ofx.ACTION_END_INSTANCE_CHANGED, self.handle, reason))
-        bad = [s for s in statuses if s not in (ofx.STAT_OK, ofx.STAT_REPLY_DEFAULT)]
-        if (self.descriptor.props.get("OfxImageEffectPropClipPreferencesSlaveParam") or []).count(name):
+        status = self._changed(ofx.TYPE_PARAMETER, name, ofx.CHANGE_USER_EDITED, time)
+        if name in (self.descriptor.props.get("OfxImageEffectPropClipPreferencesSlaveParam") or []):
             self.clip_preferences()
-        return bad[0] if bad else ofx.STAT_OK
+        return status
 
     def param_value(self, name: str) -> Any:
         v = self.params.params[name].value
@@ -1334,7 +1346,7 @@ class Instance(Effect):
         if status not in (ofx.STAT_OK, ofx.STAT_REPLY_DEFAULT):
             return status, None
         window = tuple(int(v) for v in rod)
-        ident_in = PropertySet(host.registry, "args", P.args_render(time, window, False, interactive))
+        ident_in = PropertySet(host.registry, "args", P.args_is_identity(time, window))
         ident_out = PropertySet(host.registry, "args", P.args_is_identity_out(time))
         status = host.action(ofx.ACTION_IS_IDENTITY, self.handle, ident_in, ident_out)
         if status == ofx.STAT_OK:

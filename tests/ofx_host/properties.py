@@ -145,8 +145,6 @@ HOST: Schema = {
     "OfxImageEffectPropSupportedComponents": _s(STRING, None, ofx.COMPONENTS_RGBA, ofx.COMPONENTS_RGB,
                                                  ofx.COMPONENTS_ALPHA),
     "OfxImageEffectPropSupportedContexts": _s(STRING, None, ofx.CONTEXT_FILTER, ofx.CONTEXT_GENERAL),
-    "OfxImageEffectPropSupportedPixelDepths": _s(STRING, None, ofx.DEPTH_BYTE, ofx.DEPTH_SHORT,
-                                                  ofx.DEPTH_HALF, ofx.DEPTH_FLOAT),
     "OfxImageEffectPropMultipleClipDepths": _s(INT, 1, 1),
     "OfxImageEffectPropSupportsMultipleClipPARs": _s(INT, 1, 0),
     "OfxImageEffectPropSetableFrameRate": _s(INT, 1, 0),
@@ -210,7 +208,6 @@ EFFECT_INSTANCE: Schema = {
     "OfxImageEffectPropSupportsTiles": _s(INT, 1, 0),
     "OfxImageEffectPropFrameRate": _s(DOUBLE, 1, 24.0),
     "OfxImageEffectPropPluginHandle": _s(POINTER, 1, 0),
-    "OfxPropIsInteractive": _s(INT, 1, 0),
     "OfxImageEffectPropCPURenderSupported": _s(STRING, 1, "true"),
     "OfxImageEffectPropOpenGLRenderSupported": _s(STRING, 1, "false"),
 }
@@ -364,6 +361,14 @@ def args_render(time: float, window: tuple, sequential: bool, interactive: bool)
         "OfxImageEffectPropSequentialRenderStatus": _s(INT, 1, int(sequential)),
         "OfxImageEffectPropInteractiveRenderStatus": _s(INT, 1, int(interactive)),
         "OfxImageEffectPropRenderQualityDraft": _s(INT, 1, 0),
+    }
+
+
+def args_is_identity(time: float, window: tuple) -> Schema:
+    return {
+        **args_time_scale(time),
+        "OfxImageEffectPropFieldToRender": _s(STRING, 1, ofx.FIELD_NONE),
+        "OfxImageEffectPropRenderWindow": _s(INT, 4, *window),
     }
 
 
