@@ -35,8 +35,9 @@ set_target_properties(rerender_ofx PROPERTIES OUTPUT_NAME Rerender PREFIX "" SUF
                       CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON
                       LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/Rerender.ofx.bundle/Contents/${RERENDER_OFX_ARCH})
 target_compile_definitions(rerender_ofx PRIVATE RR_OFX_VERSION_MAJOR=${CMAKE_MATCH_1}
-                           RR_OFX_VERSION_MINOR=${CMAKE_MATCH_2})
+                           RR_OFX_VERSION_MINOR=${CMAKE_MATCH_2} RR_OFX_VERSION_STRING="${RERENDER_OFX_VERSION}")
 target_link_libraries(rerender_ofx PRIVATE ZLIB::ZLIB)
+target_compile_options(rerender_ofx PRIVATE $<$<CXX_COMPILER_ID:GNU,Clang,AppleClang>:-Wall -Wextra>)
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
   # Hosts ship their own C++ runtime (often older than ours): carry libstdc++ inside the plugin and
   # export only the OFX entry points (the version script hides everything else, the runtime included).

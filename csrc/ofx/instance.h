@@ -42,6 +42,7 @@ struct Instance {
   OfxImageEffectHandle handle = nullptr;
   OfxImageClipHandle source = nullptr, keys = nullptr, matte = nullptr, output = nullptr;
   OfxParamSetHandle params = nullptr;
+  bool filter_context = false;  // else general
 
   // the worker check (python + rerender answer), made once per instance on the first render
   std::mutex check_mutex;

@@ -106,10 +106,13 @@ void define_choice(OfxParamSetHandle params, const char* name, const char* label
   g.prop->propSetInt(p, kOfxParamPropDefault, 0, 0);
 }
 
-OfxStatus describe_in_context(OfxImageEffectHandle effect) {
+OfxStatus describe_in_context(OfxImageEffectHandle effect, OfxPropertySetHandle in) {
+  // the filter context allows only optional clips besides Source: there Keys is optional too (an
+  // unconnected Keys clip fails the render with a message)
+  const bool filter = get_string(in, kOfxImageEffectPropContext) == kOfxImageEffectContextFilter;
   define_clip(effect, kOfxImageEffectSimpleSourceClipName, {kOfxImageComponentRGBA, kOfxImageComponentRGB}, false,
               false, true);
-  define_clip(effect, kKeysClip, {kOfxImageComponentRGBA, kOfxImageComponentRGB}, false, false, true);
+  define_clip(effect, kKeysClip, {kOfxImageComponentRGBA, kOfxImageComponentRGB}, filter, false, true);
   define_clip(effect, kMatteClip, {kOfxImageComponentRGBA, kOfxImageComponentRGB, kOfxImageComponentAlpha}, true,
               true, true);
   define_clip(effect, kOfxImageEffectOutputClipName, {kOfxImageComponentRGBA, kOfxImageComponentRGB}, false, false,
@@ -182,6 +185,7 @@ OfxStatus create_instance(OfxImageEffectHandle effect) {
     delete inst;
     return kOfxStatErrUnknown;
   }
+  inst->filter_context = get_string(props, kOfxImageEffectPropContext) == kOfxImageEffectContextFilter;
   g.prop->propSetPointer(props, kOfxPropInstanceData, 0, inst);
   return kOfxStatOK;
 }
@@ -199,13 +203,14 @@ OfxStatus clip_preferences(Instance& inst, OfxPropertySetHandle out) {
   g.effect->clipGetPropertySet(inst.source, &src);
   std::string components = get_string(src, kOfxImageEffectPropComponents, 0, kOfxImageComponentRGBA);
   Settings s = inst.settings(0);
-  bool alpha = s.output_alpha || components == kOfxImageComponentRGBA;
-  const char* out_components = alpha ? kOfxImageComponentRGBA : kOfxImageComponentRGB;
-  g.prop->propSetString(out, (std::string(kOfxClipPrefComponents) + kOfxImageEffectOutputClipName).c_str(), 0,
-                        out_components);
-  // the output is a restyle of the source: opaque unless it carries the matte or the source's alpha
-  g.prop->propSetString(out, kOfxImageEffectPropPreMultiplication, 0,
-                        s.output_alpha ? kOfxImagePreMultiplied : (alpha ? kOfxImagePreMultiplied : kOfxImageOpaque));
+  // the filter context keeps the Source's components on the Output (render then refuses Output
+  // alpha on an RGB Source with a message); the general context gives RGBA for Output alpha
+  if (!inst.filter_context && s.output_alpha && components != kOfxImageComponentRGBA)
+    g.prop->propSetString(out, (std::string(kOfxClipPrefComponents) + kOfxImageEffectOutputClipName).c_str(), 0,
+                          kOfxImageComponentRGBA);
+  // with the matte as alpha the output is premultiplied (as rerender's EXR); otherwise it keeps the
+  // Source's alpha and its premultiplication (the host's default)
+  if (s.output_alpha) g.prop->propSetString(out, kOfxImageEffectPropPreMultiplication, 0, kOfxImagePreMultiplied);
   return kOfxStatOK;
 }
 
@@ -258,7 +263,7 @@ OfxStatus main_entry(const char* action, const void* handle, OfxPropertySetHandl
   if (!g.prop || !g.effect || !g.param) return kOfxStatErrMissingHostFeature;  // Load refused or not called
   if (!std::strcmp(action, kOfxActionUnload)) return kOfxStatOK;
   if (!std::strcmp(action, kOfxActionDescribe)) return describe(effect);
-  if (!std::strcmp(action, kOfxImageEffectActionDescribeInContext)) return describe_in_context(effect);
+  if (!std::strcmp(action, kOfxImageEffectActionDescribeInContext)) return describe_in_context(effect, in);
   if (!std::strcmp(action, kOfxActionCreateInstance)) return create_instance(effect);
   if (!std::strcmp(action, kOfxActionDestroyInstance)) return destroy_instance(effect);
   Instance* inst = instance_of(effect);
