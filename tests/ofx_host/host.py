@@ -256,6 +256,7 @@ class Param:
         self.props.set("OfxParamPropScriptName", name)
         self.props.set("OfxPropLabel", name)
         self.value: list = []
+        self.c_values: dict[str, Any] = {}
         self.handle = host.registry.register(self)
 
     def default(self) -> list:
@@ -795,8 +796,8 @@ class Host:
                 # no animation on this host: constant in time (derivative 0, integral value * span)
                 doubles[i] = 0.0 if which == 2 else (v * (time2 - time) if which == 3 else float(v))
         if p.kind == "string":
-            buf = ctypes.create_string_buffer(str(vals[0]).encode())
-            p._c_value = buf   # valid until the value changes (replaced on the next read)
+            with self.lock:   # one buffer per value, kept while the instance lives: other threads may hold it
+                buf = p.c_values.setdefault(str(vals[0]), ctypes.create_string_buffer(str(vals[0]).encode()))
             text[0] = ctypes.addressof(buf)
         return ofx.STAT_OK
 

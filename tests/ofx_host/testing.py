@@ -118,6 +118,32 @@ def real_shot(root: Path, n: int, key_offsets: list[int], first: int = 1001, cli
     return Shot(root, first, plates, keys, [first + k for k in key_offsets])
 
 
+def quantised_shot(shot: Shot, root: Path) -> Shot:
+    """The shot as an 8-bit host holds it (its plates and keys rounded to 0..255), written as the float
+    EXR plates and keys (value / 255) that the same propagation reads."""
+    def q(a: np.ndarray) -> np.ndarray:
+        return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+    plates, keys = q(shot.plates), q(shot.keys_clip)
+    (root / "plates").mkdir(parents=True, exist_ok=True)
+    (root / "keys").mkdir(exist_ok=True)
+    for i, p in enumerate(plates):
+        write_exr(root / "plates" / f"shot.{shot.first + i}.exr", p.astype(np.float32) / np.float32(255))
+    for t in shot.key_times:
+        write_exr(root / "keys" / f"shot.{t}.exr", keys[t - shot.first].astype(np.float32) / np.float32(255))
+    return Shot(root, shot.first, plates, keys, list(shot.key_times))
+
+
+def quantise_matches(got: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Where an 8-bit output equals a float reference rounded to 0..255 (either way at an exact tie)."""
+    scaled = np.clip(reference.astype(np.float64), 0.0, 1.0) * 255.0
+    low, high = np.floor(scaled), np.ceil(scaled)
+    nearest = np.round(scaled)
+    tie = np.abs(scaled - low - 0.5) < 1e-6
+    g = got.astype(np.float64)
+    return (g == nearest) | (tie & ((g == low) | (g == high)))
+
+
 def cli_reference(shot: Shot, out: Path, *flags: str) -> dict[int, np.ndarray]:
     """``rerender propagate`` on the shot's EXR plates and keys: {host frame: float32 H x W x 3}."""
     out.mkdir(parents=True, exist_ok=True)
