@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ofx_host import ofx
-from ofx_host.testing import (bundle, cli_reference, logging_python, quantise_matches, quantised_shot, real_shot,
-                              run_scenario, worker_env, worker_starts)
+from ofx_host.testing import (bundle, cli_reference, logging_python, read_exr, real_shot, rounds_to, run_scenario,
+                              srgb_decode, srgb_encode, worker_env, worker_starts)
 
 BLEND_LINEAR = 2   # index of "linear" in the blend choice (checked against rerender in test_ofx_describe.py)
 
@@ -133,22 +133,31 @@ def test_two_threads_at_once_start_one_job(shot, reference, tmp_path, instances)
     assert len(worker_starts(log)) == 1, worker_starts(log)
 
 
-def test_eight_bit_host_depth(rendered, shot, tmp_path):
-    # an 8-bit host: plates and keys arrive as bytes, the output goes back as bytes: the propagation of
-    # the same values (v / 255) rounded back to 0..255
-    q8 = quantised_shot(shot, tmp_path / "q8")
+def test_eight_bit_host_depth(shot, tmp_path):
+    # an 8-bit host holds display-referred (sRGB) bytes: the plug-in hands the worker their linear
+    # values (the sRGB curve) as float EXR and rounds the result, seen through the curve, back to bytes
+    cache = tmp_path / "cache"
     frames = [1001, 1004, 1009, 1012]
-    spec = spec_for(q8, rendered.root, depth=ofx.DEPTH_BYTE, steps=[{"render": frames}])
+    spec = spec_for(shot, tmp_path, depth=ofx.DEPTH_BYTE, steps=[{"render": frames}])
+    spec["clips"] = {"Source": shot.clip_spec("Source", shot.display), "Keys": shot.clip_spec("Keys", shot.display_keys)}
     out = run_scenario(spec, tmp_path / "run", timeout=600)
     r = ok(out)
     assert r["clip_preferences"]["OfxImageClipPropDepth_Output"] == ofx.DEPTH_BYTE
-    reference = cli_reference(q8, tmp_path / "cli")
     for t in frames:
         assert r["steps"][0]["statuses"][str(t)] == ofx.STAT_OK, r["messages"]
+    # what the worker was given: the bytes through the sRGB curve (to float rounding)
+    (job,) = [p for p in cache.glob("jobs/*") if (p / "plates").is_dir()]
+    for i, t in enumerate(shot.frames):
+        written = read_exr(job / "plates" / f"src.{t}.exr")
+        np.testing.assert_allclose(written, srgb_decode(shot.display[i] / np.float32(255)), rtol=1e-6, atol=1e-7)
+    # the same propagation by the CLI on those plates and keys, rounded back to bytes
+    reference = cli_reference(shot, tmp_path / "cli", plates=str(job / "plates" / "src.%04d.exr"), keys=job / "keys")
+    for t in frames:
         got = out.frame(0, t)
-        assert got.dtype == np.uint8 and got.shape == shot.plates[0].shape
-        match = quantise_matches(got, reference[t])
-        assert match.all(), f"frame {t}: {np.count_nonzero(~match)} pixels differ from the rounded reference"
+        assert got.dtype == np.uint8 and got.shape == shot.display[0].shape
+        match = rounds_to(got, np.clip(srgb_encode(reference[t]), 0, 1) * np.float32(255))
+        assert match.all(), f"frame {t}: {np.count_nonzero(~match)} values differ from the rounded reference"
+        assert np.abs(got.astype(int) - shot.display[t - shot.first]).max() > 0   # it did restyle
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,8 @@ class Shot:
     plates: np.ndarray          # N x H x W x 3 float32
     keys_clip: np.ndarray       # N x H x W x 3 float32
     key_times: list[int]
+    display: np.ndarray | None = None       # the same as 8-bit display values (the decoded video, sRGB)
+    display_keys: np.ndarray | None = None
 
     @property
     def frames(self) -> list[int]:
@@ -105,50 +107,52 @@ def real_shot(root: Path, n: int, key_offsets: list[int], first: int = 1001, cli
         if len(frames) == n:
             break
     root.mkdir(parents=True, exist_ok=True)
-    plates = np.stack([srgb_to_linear(f) for f in frames])
-    keys = plates.copy()
+    display = np.stack(frames)
+    display_keys = display.copy()
     for k in key_offsets:
-        keys[k] = srgb_to_linear(stylise(frames[k]))
+        display_keys[k] = stylise(frames[k])
+    plates = np.stack([srgb_to_linear(f) for f in display])
+    keys = np.stack([srgb_to_linear(f) for f in display_keys])
     (root / "plates").mkdir(exist_ok=True)
     (root / "keys").mkdir(exist_ok=True)
     for i, p in enumerate(plates):
         write_exr(root / "plates" / f"shot.{first + i}.exr", p)
     for k in key_offsets:
         write_exr(root / "keys" / f"shot.{first + k}.exr", keys[k])
-    return Shot(root, first, plates, keys, [first + k for k in key_offsets])
+    return Shot(root, first, plates, keys, [first + k for k in key_offsets], display, display_keys)
 
 
-def quantised_shot(shot: Shot, root: Path) -> Shot:
-    """The shot as an 8-bit host holds it (its plates and keys rounded to 0..255), written as the float
-    EXR plates and keys (value / 255) that the same propagation reads."""
-    def q(a: np.ndarray) -> np.ndarray:
-        return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-    plates, keys = q(shot.plates), q(shot.keys_clip)
-    (root / "plates").mkdir(parents=True, exist_ok=True)
-    (root / "keys").mkdir(exist_ok=True)
-    for i, p in enumerate(plates):
-        write_exr(root / "plates" / f"shot.{shot.first + i}.exr", p.astype(np.float32) / np.float32(255))
-    for t in shot.key_times:
-        write_exr(root / "keys" / f"shot.{t}.exr", keys[t - shot.first].astype(np.float32) / np.float32(255))
-    return Shot(root, shot.first, plates, keys, list(shot.key_times))
+def srgb_decode(v: np.ndarray) -> np.ndarray:
+    """Display values 0..1 -> linear with the sRGB transfer curve, in float32 arithmetic."""
+    v = v.astype(np.float32)
+    return np.where(v <= np.float32(0.04045), v / np.float32(12.92),
+                    ((v + np.float32(0.055)) / np.float32(1.055)) ** np.float32(2.4)).astype(np.float32)
 
 
-def quantise_matches(got: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Where an 8-bit output equals a float reference rounded to 0..255 (either way at an exact tie)."""
-    scaled = np.clip(reference.astype(np.float64), 0.0, 1.0) * 255.0
-    low, high = np.floor(scaled), np.ceil(scaled)
-    nearest = np.round(scaled)
-    tie = np.abs(scaled - low - 0.5) < 1e-6
+def srgb_encode(x: np.ndarray) -> np.ndarray:
+    """Linear -> display values with the sRGB transfer curve, in float32 arithmetic."""
+    x = x.astype(np.float32)
+    return np.where(x <= np.float32(0.0031308), np.float32(12.92) * x,
+                    np.float32(1.055) * np.maximum(x, np.float32(0)) ** (np.float32(1) / np.float32(2.4))
+                    - np.float32(0.055)).astype(np.float32)
+
+
+def rounds_to(got: np.ndarray, scaled: np.ndarray, tie: float = 1e-3) -> np.ndarray:
+    """Where 8-bit ``got`` is ``scaled`` (0..255 floats) rounded to the nearest level; within ``tie``
+    of a half level either neighbour counts (float arithmetic may land either side of it)."""
+    scaled = np.clip(scaled.astype(np.float64), 0.0, 255.0)
     g = got.astype(np.float64)
-    return (g == nearest) | (tie & ((g == low) | (g == high)))
+    near_half = np.abs(scaled - np.floor(scaled) - 0.5) < tie
+    return (g == np.floor(scaled + 0.5)) | (near_half & ((g == np.floor(scaled)) | (g == np.ceil(scaled))))
 
 
-def cli_reference(shot: Shot, out: Path, *flags: str) -> dict[int, np.ndarray]:
-    """``rerender propagate`` on the shot's EXR plates and keys: {host frame: float32 H x W x 3}."""
+def cli_reference(shot: Shot, out: Path, *flags: str, plates: str | None = None,
+                  keys: Path | None = None) -> dict[int, np.ndarray]:
+    """``rerender propagate`` on the shot's EXR plates and keys (or ``plates`` pattern / ``keys``
+    folder): {host frame: float32 H x W x 3}."""
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "rerender", "propagate", str(shot.root / "plates" / "shot.%04d.exr"),
-           "--keys", str(shot.root / "keys"), "-o", str(out / "res.####.exr"), "--progress", "quiet", *flags]
+    cmd = [sys.executable, "-m", "rerender", "propagate", plates or str(shot.root / "plates" / "shot.%04d.exr"),
+           "--keys", str(keys or shot.root / "keys"), "-o", str(out / "res.####.exr"), "--progress", "quiet", *flags]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, f"{' '.join(cmd)} failed: {p.stderr[-2000:]}"
     return {f: read_exr(out / f"res.{f}.exr") for f in shot.frames}
