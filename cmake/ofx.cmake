@@ -13,7 +13,12 @@ elseif(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND CMAKE_SYSTEM_PROCESSOR MATCHES "^(
 else()
   set(RERENDER_OFX_ARCH "")
 endif()
+# zlib linked statically where a static library exists (the plugin then depends on libc alone and
+# a wheel repair has nothing to graft into a bundle that is copied elsewhere), else the system's.
 find_package(ZLIB QUIET)
+if(NOT WIN32)
+  find_library(RERENDER_ZLIB_STATIC NAMES libz.a)
+endif()
 if(NOT RERENDER_OFX_ARCH OR NOT ZLIB_FOUND)
   message(STATUS "rerender: OpenFX bundle not built (no OpenFX architecture folder for "
                  "${CMAKE_SYSTEM_NAME}/${CMAKE_SYSTEM_PROCESSOR}, or zlib missing)")
@@ -36,7 +41,12 @@ set_target_properties(rerender_ofx PROPERTIES OUTPUT_NAME Rerender PREFIX "" SUF
                       LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/Rerender.ofx.bundle/Contents/${RERENDER_OFX_ARCH})
 target_compile_definitions(rerender_ofx PRIVATE RR_OFX_VERSION_MAJOR=${CMAKE_MATCH_1}
                            RR_OFX_VERSION_MINOR=${CMAKE_MATCH_2} RR_OFX_VERSION_STRING="${RERENDER_OFX_VERSION}")
-target_link_libraries(rerender_ofx PRIVATE ZLIB::ZLIB)
+if(RERENDER_ZLIB_STATIC)
+  target_include_directories(rerender_ofx PRIVATE ${ZLIB_INCLUDE_DIRS})
+  target_link_libraries(rerender_ofx PRIVATE ${RERENDER_ZLIB_STATIC})
+else()
+  target_link_libraries(rerender_ofx PRIVATE ZLIB::ZLIB)
+endif()
 target_compile_options(rerender_ofx PRIVATE $<$<CXX_COMPILER_ID:GNU,Clang,AppleClang>:-Wall -Wextra>)
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
   # Hosts ship their own C++ runtime (often older than ours): carry libstdc++ inside the plugin and
