@@ -19,7 +19,12 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 def bundle() -> Path:
-    """The built bundle, or skip: a platform or build without it has nothing to test here."""
+    """The built bundle (``$RERENDER_OFX_TEST_BUNDLE`` if set, else the package's own build), or skip:
+    a platform or build without it has nothing to test here."""
+    given = os.environ.get("RERENDER_OFX_TEST_BUNDLE")
+    if given:
+        assert Path(given).is_dir(), f"RERENDER_OFX_TEST_BUNDLE={given} is not a folder"
+        return Path(given)
     try:
         import rerender.ofx as rofx
     except ImportError as e:
