@@ -24,7 +24,10 @@
 #include "job.h"
 #include "worker.h"
 
-#if !defined(_WIN32)
+#if defined(_WIN32)
+#include <process.h>
+#define getpid _getpid
+#else
 #include <unistd.h>
 #endif
 
@@ -197,6 +200,15 @@ bool check_worker(Instance& inst, std::string& python, std::string& error) {
     error = "the worker Python " + python + " cannot run rerender (" + (last.empty() ? "no output" : last) +
             "). Install rerender into it, or reinstall the plugin with `rerender ofx install` from the Python "
             "that has rerender.";
+    return false;
+  }
+  // the worker's command line is this plugin's: its rerender must be the same major.minor version
+  const std::string version = output.substr(9, output.find_first_of("\r\n") - 9);
+  const std::string mine = std::to_string(RR_OFX_VERSION_MAJOR) + "." + std::to_string(RR_OFX_VERSION_MINOR);
+  if (version != mine && version.rfind(mine + ".", 0) != 0) {
+    error = "the worker Python " + python + " runs rerender " + version + ", this plugin is rerender " + mine +
+            ": reinstall the plugin with `rerender ofx install` from that Python (or install rerender " + mine +
+            " into it)";
     return false;
   }
   inst.checked = true;
