@@ -162,8 +162,8 @@ def test_eight_bit_host_depth(shot, tmp_path):
 
 @pytest.fixture(scope="module")
 def long_shot(tmp_path_factory):
-    # a short segment (1001-1002) that finishes long before the long one (1002-1024)
-    return real_shot(tmp_path_factory.mktemp("long"), 24, [0, 1, 23])
+    # a short segment (1001-1003) that finishes long before the long one (1003-1024)
+    return real_shot(tmp_path_factory.mktemp("long"), 24, [0, 2, 23])
 
 
 def test_abort_stops_the_worker_and_the_next_render_resumes(long_shot, tmp_path_factory):
@@ -186,6 +186,7 @@ def test_abort_stops_the_worker_and_the_next_render_resumes(long_shot, tmp_path_
     # resumed: what the stopped job finished (its short segment) was reused, not computed again
     done_before = first["snapshot"]
     assert any(k.endswith("stamp.json") for k in done_before), done_before
+    assert len(done_before) < len(second["snapshot"]), "nothing was left to do after the abort"
     changed = [k for k, v in done_before.items() if second["snapshot"].get(k) != v]
     assert not changed, f"finished work redone after the abort: {changed}"
     reference = cli_reference(long_shot, tmp_path_factory.mktemp("cli_long"))
