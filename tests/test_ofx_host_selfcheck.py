@@ -14,13 +14,14 @@ import pytest
 
 from ofx_host import ofx
 from ofx_host.host import architecture_folder
-from ofx_host.testing import TESTS, run_scenario
+from ofx_host.testing import TESTS, host_ready, run_scenario
 
 FIRST, N, H, W = 1001, 5, 7, 9
 
 
 @pytest.fixture(scope="module")
 def selfcheck_bundle(tmp_path_factory):
+    host_ready()
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no C compiler to build the self-check plug-in")

@@ -10,7 +10,7 @@ import pytest
 
 from ofx_host import ofx
 from ofx_host.testing import (bundle, cli_reference, logging_python, read_exr, real_shot, rounds_to, run_scenario,
-                              srgb_decode, srgb_encode, worker_env, worker_starts)
+                              srgb_decode, srgb_encode, worker_env, worker_starts, write_exr)
 
 BLEND_LINEAR = 2   # index of "linear" in the blend choice (checked against rerender in test_ofx_describe.py)
 
@@ -192,3 +192,30 @@ def test_abort_stops_the_worker_and_the_next_render_resumes(long_shot, tmp_path_
     reference = cli_reference(long_shot, tmp_path_factory.mktemp("cli_long"))
     for t in long_shot.frames:
         assert np.array_equal(out.frame(1, t), reference[t]), t
+
+
+def test_a_matte_and_alpha_output(shot, tmp_path):
+    # general context with the optional Matte clip wired: the restyle stays inside the (feathered)
+    # matte and, with outputAlpha, the Output is RGBA with the matte as alpha, as `--matte --alpha`
+    h, w = shot.plates.shape[1:3]
+    matte = np.zeros((len(shot.plates), h, w, 3), np.float32)
+    matte[:, h // 4: 3 * h // 4, w // 5: 3 * w // 5] = 1.0
+    (tmp_path / "mattes").mkdir()
+    for i, t in enumerate(shot.frames):
+        write_exr(tmp_path / "mattes" / f"m.{t}.exr", matte[i])
+    frames = [1003, 1008]
+    spec = spec_for(shot, tmp_path, params={"keyFrames": ",".join(map(str, shot.key_times)), "matteFeather": 2.0,
+                                            "outputAlpha": 1},
+                    steps=[{"render": frames}])
+    spec["clips"]["Matte"] = shot.clip_spec("Matte", matte)
+    out = run_scenario(spec, tmp_path / "run", timeout=600)
+    r = ok(out)
+    assert r["clip_preferences"]["OfxImageClipPropComponents_Output"] == ofx.COMPONENTS_RGBA
+    reference = cli_reference(shot, tmp_path / "cli", "--matte", str(tmp_path / "mattes" / "m.%04d.exr"),
+                              "--matte-feather", "2", "--alpha")
+    for t in frames:
+        assert r["steps"][0]["statuses"][str(t)] == ofx.STAT_OK, r["messages"]
+        got = out.frame(0, t)
+        assert got.shape == (h, w, 4) and reference[t].shape == (h, w, 4)
+        assert np.array_equal(got, reference[t]), f"frame {t}: max |diff| {np.abs(got - reference[t]).max()}"
+        assert got[0, 0, 3] == 0.0 and got[h // 2, w // 3, 3] == 1.0   # the matte is the alpha
