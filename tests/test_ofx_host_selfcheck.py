@@ -52,7 +52,8 @@ def scenario(tmp_path, bundle, source, **extra):
 
 def test_describe_and_strict_properties(tmp_path, selfcheck_bundle, source):
     r = scenario(tmp_path, selfcheck_bundle, source, describe_only=True).result
-    # the plug-in's Describe fails unless setting an unknown property gave kOfxStatErrUnknown
+    # the plug-in's Describe fails unless the host answered an unknown property with kOfxStatErrUnknown,
+    # an index beyond the dimension with kOfxStatErrBadIndex and a value of the wrong type with kOfxStatErrValue
     assert r["load_status"] == ofx.STAT_OK
     d = r["description"]
     assert d["identifier"] == "org.rerender.tests.HostSelfCheck" and d["version"] == [1, 0]

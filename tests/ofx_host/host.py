@@ -461,8 +461,10 @@ class Host:
 
     # -- property suite --------------------------------------------------------------------------
 
-    def _prop(self, handle, name, tp=None):
-        """(property, status) for a call on ``handle``'s property ``name`` of type ``tp``."""
+    def _prop(self, handle, name, tp=None, setting=False):
+        """(property, status) for a call on ``handle``'s property ``name`` of type ``tp``: a value of
+        the wrong type is kOfxStatErrValue when setting; a getter of another type finds no such
+        property (kOfxStatErrUnknown: the codes the spec lists for getters)."""
         ps = self.registry.lookup(handle, PropertySet)
         if ps is None:
             return None, ofx.STAT_ERR_BAD_HANDLE
@@ -470,12 +472,12 @@ class Host:
         if p is None:
             return None, ofx.STAT_ERR_UNKNOWN
         if tp is not None and p.type != tp:
-            return None, ofx.STAT_ERR_VALUE
+            return None, ofx.STAT_ERR_VALUE if setting else ofx.STAT_ERR_UNKNOWN
         return p, ofx.STAT_OK
 
     def _set(self, handle, name, index, value, tp):
         with self.lock:
-            p, status = self._prop(handle, name, tp)
+            p, status = self._prop(handle, name, tp, setting=True)
             if p is None:
                 return status
             if index < 0 or (p.dim is not None and index >= p.dim):
@@ -489,7 +491,7 @@ class Host:
 
     def _set_n(self, handle, name, count, values, tp):
         with self.lock:
-            p, status = self._prop(handle, name, tp)
+            p, status = self._prop(handle, name, tp, setting=True)
             if p is None:
                 return status
             if count < 0 or (p.dim is not None and count > p.dim):

@@ -3,9 +3,9 @@
 Every object the host hands a plug-in (the host itself, effect descriptors and instances, clips,
 images, parameters, action arguments) is a :class:`PropertySet` created with the properties the
 specification lists for that object, each with its type, dimension (``None`` = variable) and
-default. A property that the object does not have is answered ``kOfxStatErrUnknown``; an index
-outside the dimension ``kOfxStatErrBadIndex``; a value of the wrong type ``kOfxStatErrValue``
-(the property suite's documented codes), so a plug-in relying on something the specification does
+default. A property that the object does not have is answered ``kOfxStatErrUnknown`` (also a
+getter of another type); an index outside the dimension ``kOfxStatErrBadIndex``; setting a value of
+the wrong type ``kOfxStatErrValue`` (the property suite's documented codes), so a plug-in relying on something the specification does
 not give that object fails here as it would on a strict host.
 """
 from __future__ import annotations

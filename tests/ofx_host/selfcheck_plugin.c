@@ -114,8 +114,16 @@ static OfxStatus describe(void *effect)
     gProps->setInt(p, "OfxImageEffectPropTemporalClipAccess", 0, 1);
     gProps->setInt(p, "OfxImageEffectPropSupportsTiles", 0, 0);
     gProps->setString(p, "OfxImageEffectPluginRenderThreadSafety", 0, "OfxImageEffectRenderFullySafe");
-    /* a property no effect descriptor has: a strict host answers kOfxStatErrUnknown */
+    /* a strict host's answers: a property no effect descriptor has (kOfxStatErrUnknown), an index
+     * beyond a property's dimension (kOfxStatErrBadIndex), a value of the wrong type (kOfxStatErrValue) */
+    int n = 0, v = 0;
     if (gProps->setInt(p, "OfxSelfCheckNoSuchProperty", 0, 1) != 3)
+        return FAILED;
+    if (gProps->getInt(p, "OfxImageEffectPropSupportsTiles", 1, &v) != 10)
+        return FAILED;
+    if (gProps->setString(p, "OfxImageEffectPropSupportsTiles", 0, "yes") != 11)
+        return FAILED;
+    if (gProps->getDimension(p, "OfxImageEffectPropSupportedContexts", &n) != OK || n != 2)
         return FAILED;
     return OK;
 }
