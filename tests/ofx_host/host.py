@@ -1034,6 +1034,7 @@ class Host:
         if not self.plugin.setHost or not self.plugin.mainEntry:
             raise RuntimeError(f"{binary}: OfxPlugin without setHost or mainEntry")
         ofx.SET_HOST(self.plugin.setHost)(ctypes.byref(self.c_host))
+        self.loaded = False
         status = self.action(ofx.ACTION_LOAD)
         if status not in (ofx.STAT_OK, ofx.STAT_REPLY_DEFAULT):
             return status

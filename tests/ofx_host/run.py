@@ -13,7 +13,8 @@ SPEC (JSON)::
     clips         {name: {"npy": FILE (N x H x W x C), "first": FRAME, "fps": F}}; absent = unconnected
     params        {name: value} set as user edits after the instance is created
     snapshot      a folder (the worker cache) whose finished frames and stamps are listed after each step
-    steps         [{"render": [frames], "threads": T, "instances": I, "save": bool, "params": {...},
+    steps         [{"render": [frames], "threads": T, "instances": I, "sequence": bool (one Begin/End
+                  SequenceRender around the frames), "save": bool, "params": {...},
                     "abort": {"after_updates": N} or {"segment_finished": DIR}}]: when the
                   host's abort() (and progressUpdate's reply) turns to "stop"
 
@@ -139,6 +140,7 @@ def run(spec: dict, out: Path) -> dict:
 
     result["load_status"] = host.load(spec["bundle"])
     if result["load_status"] != ofx.STAT_OK:
+        result["unload_status"] = host.unload()   # only when Load itself succeeded
         return finish()
     result["description"] = host.description()
     if spec.get("describe_only"):
@@ -182,11 +184,17 @@ def run(spec: dict, out: Path) -> dict:
         progress_from = len(host.record.progress)
         started = time.monotonic()
         if n_threads == 1:
+            # "sequence": one Begin/EndSequenceRender around all the frames (a batch render), else one per frame
+            sequence = bool(step.get("sequence")) and frames
+            if sequence:
+                statuses["begin"] = instances[0].begin_sequence(min(frames), max(frames))
             for f in frames:
-                st, img = instances[0].render(f)
+                st, img = instances[0].render(f, bracket=not sequence)
                 statuses[str(int(f))] = st
                 if img is not None and step.get("save", True):
                     np.save(out / f"{si}_{int(f)}.npy", img)
+            if sequence:
+                statuses["end"] = instances[0].end_sequence(min(frames), max(frames))
         else:
             barrier = threading.Barrier(n_threads)
 
