@@ -659,7 +659,7 @@ class Host:
             out[0] = None
             return status
         with self.lock:
-            self._images[image.props.handle] = image
+            self._images[image.props.handle] = (image, threading.get_ident())
         out[0] = image.props.handle
         return ofx.STAT_OK
 
@@ -669,7 +669,7 @@ class Host:
             if image is None:
                 return ofx.STAT_ERR_BAD_HANDLE
             self.record.released += 1
-            image.released = True
+            self.registry.forget(handle)   # the handle is dead: later calls on it are bad handles
             return ofx.STAT_OK
 
     def clip_get_rod(self, clip, time, out):
@@ -996,6 +996,16 @@ class Host:
                       out_args.handle if out_args else None)
         with self.lock:
             self.record.actions.append((name, status))
+            me = threading.get_ident()
+            kept = [h for h, (_, tid) in self._images.items() if tid == me]
+            for h in kept:   # the spec: images are released before the action that fetched them returns
+                self._images.pop(h)
+                self.registry.forget(h)
+            if kept:
+                self.record.violations.append(f"{name}: {len(kept)} image(s) not released")
+        for args in (in_args, out_args):   # valid for the action only: later use is a bad handle
+            if args is not None:
+                self.registry.forget(args.handle)
         return status
 
     def load(self, bundle: str | os.PathLike) -> int:
