@@ -75,6 +75,7 @@ def test_float_render_with_each_row_layout(tmp_path, selfcheck_bundle, source, r
         assert np.array_equal(out.frame(0, t), want), t
     assert {("Source", t - 1) for t in frames} <= {(c, int(ti)) for c, ti, s in r["fetched"] if s == ofx.STAT_OK}
     assert r["released"] == sum(1 for *_, s in r["fetched"] if s == ofx.STAT_OK)
+    assert r["violations"] == []
     kinds = [e for e, _ in r["steps"][0]["progress"]]
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("update") == H * len(frames)
 
