@@ -1,7 +1,9 @@
 // One effect instance: its clips, its parameters, and what it learnt about its worker.
 #pragma once
 
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "host.h"
@@ -38,6 +40,18 @@ struct Settings {
   bool output_alpha = false;
 };
 
+// The last shot an instance rendered, for the later renders' quick check: the digests of every
+// Source/Matte frame, of the keys and of the parameters, and where its result is.
+struct ShotMemo {
+  std::string settings;
+  int first = 0, last = 0;
+  std::map<int, std::string> source, matte;
+  std::string keys;
+  OfxRectI bounds{};
+  std::string depth;
+  std::string result_dir;
+};
+
 struct Instance {
   OfxImageEffectHandle handle = nullptr;
   OfxImageClipHandle source = nullptr, keys = nullptr, matte = nullptr, output = nullptr;
@@ -49,6 +63,9 @@ struct Instance {
   bool checked = false;
   std::string check_error;  // empty: the worker is usable
   std::string python;       // the interpreter that passed the check
+
+  std::mutex memo_mutex;
+  std::optional<ShotMemo> memo;
 
   Settings settings(OfxTime time) const;
   bool connected(OfxImageClipHandle clip) const;

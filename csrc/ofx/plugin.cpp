@@ -72,6 +72,8 @@ OfxStatus describe(OfxImageEffectHandle effect) {
   g.prop->propSetInt(p, kOfxImageEffectPropSupportsMultiResolution, 0, 0);
   g.prop->propSetInt(p, kOfxImageEffectPropSupportsMultipleClipDepths, 0, 0);
   g.prop->propSetInt(p, kOfxImageEffectPluginPropSingleInstance, 0, 0);
+  // Output alpha changes the Output's components: the host asks for the clip preferences again
+  g.prop->propSetString(p, kOfxImageEffectPropClipPreferencesSlaveParam, 0, param::outputAlpha);
   return kOfxStatOK;
 }
 

@@ -512,26 +512,78 @@ OfxStatus render(Instance& inst, OfxPropertySetHandle in_args) {
   std::string python;
   if (!check_worker(inst, python, error)) return fail(error);
 
-  // digests: J of the shot's plates, D of everything the result depends on
-  Hasher plates, all;
+  // The parameters' digest, then the frames': a later render of the same shot (same parameters)
+  // re-reads only its own Source/Matte frame and the keys and compares them with the memo of the
+  // last full digest; any difference (or a first render) digests the whole shot again.
+  Hasher params;
+  const Settings& s = shot.settings;
+  for (const std::string& v : {s.blend, s.flow, s.quality, std::to_string(s.working_size), std::to_string(s.poisson),
+                               std::to_string(s.output_alpha), std::string(s.cuts), std::to_string(shot.matte)})
+    params.update(v);
+  params.value(s.matte_feather);
+  for (int k : shot.keys) params.value(k);
+  params.update(std::string("rerender-ofx " RR_OFX_VERSION_STRING));
+  const std::string settings_key = params.hex();
+  auto digest_of = [](const Image& img) {
+    Hasher h;
+    hash_image(img, h);
+    return h.hex();
+  };
+  const int frame = static_cast<int>(std::lround(time));
+  std::optional<ShotMemo> memo;
+  {
+    std::lock_guard<std::mutex> lock(inst.memo_mutex);
+    memo = inst.memo;
+  }
+  if (memo && memo->settings == settings_key && memo->first == shot.first && memo->last == shot.last &&
+      memo->source.count(frame) && exists(memo->result_dir)) {
+    shot.bounds = memo->bounds;
+    shot.depth = memo->depth;
+    bool same = true;
+    {
+      Image img;
+      same = fetch(inst.source, kOfxImageEffectSimpleSourceClipName, frame, img, error) &&
+             digest_of(img) == memo->source[frame];
+    }
+    if (same && shot.matte) {
+      Image img;
+      same = fetch(inst.matte, kMatteClip, frame, img, error) && digest_of(img) == memo->matte[frame];
+    }
+    Hasher keys;
+    for (size_t i = 0; same && i < shot.keys.size(); ++i) {
+      Image img;
+      same = fetch(inst.keys, kKeysClip, shot.keys[i], img, error);
+      if (same) keys.update(digest_of(img));
+    }
+    if (same && keys.hex() == memo->keys) {
+      if (!write_output(inst, shot, memo->result_dir, time, in_args, error)) return fail(error);
+      if (g.message2 && g.message2->clearPersistentMessage) g.message2->clearPersistentMessage(inst.handle);
+      return kOfxStatOK;
+    }
+    error.clear();
+  }
+
+  // the whole shot: J = the Source and Matte frames (the job folder), D = J + keys + parameters
+  ShotMemo fresh;
+  Hasher plates, keys;
   if (!for_each_frame(inst, shot, error, [&](const Image& img, const char* clip, int f) {
-        Hasher& h = clip == kKeysClip ? all : plates;
-        h.update(std::string(clip));
-        h.value(f);
-        hash_image(img, h);
+        std::string d = digest_of(img);
+        if (clip == kKeysClip) {
+          keys.update(d);
+        } else {
+          (clip == kMatteClip ? fresh.matte : fresh.source)[f] = d;
+          plates.update(std::string(clip));
+          plates.value(f);
+          plates.update(d);
+        }
         return true;
       }))
     return error.empty() ? kOfxStatFailed : fail(error);
   const std::string job_key = plates.hex();
+  Hasher all;
   all.update(job_key);
-  const Settings& s = shot.settings;
-  for (const std::string& v : {s.blend, s.flow, s.quality, std::to_string(s.working_size), std::to_string(s.poisson),
-                               std::to_string(s.output_alpha), std::string(s.cuts)})
-    all.update(v);
-  all.value(s.matte_feather);
-  for (int k : shot.keys) all.value(k);
-  all.update(std::string("rerender-ofx " RR_OFX_VERSION_STRING));
-
+  all.update(keys.hex());
+  all.update(settings_key);
   const std::string root = cache_root();
   JobSpec spec;
   spec.job_dir = root + "/jobs/" + job_key;
@@ -546,6 +598,17 @@ OfxStatus render(Instance& inst, OfxPropertySetHandle in_args) {
     case JobOutcome::Aborted: return kOfxStatFailed;  // the host stopped this render; the job resumes next time
     case JobOutcome::Failed: return error.empty() ? kOfxStatFailed : fail(error);
     case JobOutcome::Done: break;
+  }
+  fresh.settings = settings_key;
+  fresh.first = shot.first;
+  fresh.last = shot.last;
+  fresh.keys = keys.hex();
+  fresh.bounds = shot.bounds;
+  fresh.depth = shot.depth;
+  fresh.result_dir = spec.result_dir;
+  {
+    std::lock_guard<std::mutex> lock(inst.memo_mutex);
+    inst.memo = std::move(fresh);
   }
   if (!write_output(inst, shot, spec.result_dir, time, in_args, error)) return fail(error);
   if (g.message2 && g.message2->clearPersistentMessage) g.message2->clearPersistentMessage(inst.handle);
