@@ -221,3 +221,26 @@ def test_a_matte_and_alpha_output(shot, tmp_path):
         assert got.shape == (h, w, 4) and reference[t].shape == (h, w, 4)
         assert np.array_equal(got, reference[t]), f"frame {t}: max |diff| {np.abs(got - reference[t]).max()}"
         assert got[0, 0, 3] == 0.0 and got[h // 2, w // 3, 3] == 1.0   # the matte is the alpha
+
+
+def test_the_installed_bundle_renders_with_its_recorded_worker(shot, reference, tmp_path):
+    # the user's path: `rerender ofx install --dir DIR`, then a host loading DIR's bundle with no
+    # RERENDER_OFX_PYTHON: the worker is the interpreter the install recorded
+    import os
+    import subprocess
+    import sys
+
+    if os.environ.get("RERENDER_OFX_TEST_BUNDLE"):
+        pytest.skip("RERENDER_OFX_TEST_BUNDLE is set: the installed bundle would be the package's build, not that one")
+    bundle()
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"))
+    p = subprocess.run([sys.executable, "-m", "rerender", "ofx", "install", "--dir", str(tmp_path / "plugins")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    spec = spec_for(shot, tmp_path, steps=[{"render": [1005]}])
+    spec["bundle"] = str(tmp_path / "plugins" / "Rerender.ofx.bundle")
+    spec["env"]["RERENDER_OFX_PYTHON"] = None   # removed from the host's environment
+    out = run_scenario(spec, tmp_path / "run", timeout=600)
+    r = ok(out)
+    assert r["steps"][0]["statuses"]["1005"] == ofx.STAT_OK, r["messages"]
+    assert np.array_equal(out.frame(0, 1005), reference[1005])
