@@ -120,3 +120,14 @@ def test_info_reports_the_installed_bundle_and_its_worker(env, built, tmp_path):
 def test_uninstall_of_an_empty_folder_is_an_error(env, tmp_path):
     r = cli(env, "ofx", "uninstall", "--dir", str(tmp_path / "nothing"))
     assert r.returncode == 2 and "no bundle there" in r.stderr
+
+
+def test_cache_command_reports_and_clears_the_plugin_cache(env, tmp_path):
+    cache = tmp_path / "ofx-cache"
+    env = dict(env, RERENDER_OFX_CACHE=str(cache))
+    (cache / "jobs" / "abc").mkdir(parents=True)
+    (cache / "jobs" / "abc" / "plate.exr").write_bytes(b"x" * 2_000_000)
+    r = cli(env, "ofx", "cache")
+    assert r.returncode == 0 and f"{cache}: 2.0 MB" in r.stderr
+    r = cli(env, "ofx", "cache", "--clear")
+    assert r.returncode == 0 and not cache.exists()
