@@ -7,6 +7,7 @@
 // Interface-thread actions (InstanceChanged, GetClipPreferences, ...) only read parameters: nothing
 // there waits on a job or starts a process.
 #include <cstring>
+#include <iterator>
 #include <string>
 
 #include "host.h"
@@ -275,6 +276,11 @@ OfxStatus main_entry(const char* action, const void* handle, OfxPropertySetHandl
   if (!std::strcmp(action, kOfxImageEffectActionGetRegionOfDefinition)) return region_of_definition(*inst, in, out);
   if (!std::strcmp(action, kOfxImageEffectActionGetRegionsOfInterest)) return regions_of_interest(*inst, in, out);
   if (!std::strcmp(action, kOfxImageEffectActionGetFramesNeeded)) return frames_needed(*inst, out);
+  if (!std::strcmp(action, kOfxActionPurgeCaches)) {  // forget the last shot: the next render digests it anew
+    std::lock_guard<std::mutex> lock(inst->memo_mutex);
+    inst->memo.reset();
+    return kOfxStatOK;
+  }
   // InstanceChanged needs nothing: a changed parameter changes the job's digest at the next render
   // (no work on the interface thread). IsIdentity: never (every frame is restyled).
   return kOfxStatReplyDefault;

@@ -117,8 +117,18 @@ bool Process::start(const std::vector<std::string>& argv, const std::vector<std:
   for (auto& e : envs) cenv.push_back(const_cast<char*>(e.c_str()));
   cenv.push_back(nullptr);
 
+  // close-on-exec: not inherited by other children the host starts (the worker gets its copy by dup2)
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
+#if defined(__linux__)
+  int piped = pipe2(fds, O_CLOEXEC);
+#else
+  int piped = pipe(fds);
+  if (piped == 0) {
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+  }
+#endif
+  if (piped != 0) {
     error = std::string("cannot create a pipe: ") + std::strerror(errno);
     return false;
   }
