@@ -244,3 +244,28 @@ def test_the_installed_bundle_renders_with_its_recorded_worker(shot, reference, 
     r = ok(out)
     assert r["steps"][0]["statuses"]["1005"] == ofx.STAT_OK, r["messages"]
     assert np.array_equal(out.frame(0, 1005), reference[1005])
+
+
+def test_a_changed_source_frame_renders_again(rendered, shot, tmp_path_factory):
+    # the plate changes upstream at 1004 (a paint fix) after the shot was rendered: frame 1003, whose
+    # segment (1001-1006) holds 1004, must come from the new plates, not from the cached job
+    root = tmp_path_factory.mktemp("edit")
+    spec = spec_for(shot, root, steps=[
+        {"render": [1003]},
+        {"render": [1003], "edits": [{"clip": "Source", "frame": 1004, "gain": 1.25}]},
+    ])
+    out = run_scenario(spec, root / "run", timeout=600)
+    r = ok(out)
+    assert [s["statuses"]["1003"] for s in r["steps"]] == [ofx.STAT_OK, ofx.STAT_OK], r["messages"]
+    assert np.array_equal(out.frame(0, 1003), rendered.frame(0, 1003))
+    edited = real_shot(root / "edited", len(shot.plates), [t - shot.first for t in shot.key_times])
+    plates = edited.plates.copy()
+    plates[3] = (plates[3] * np.float32(1.25)).astype(np.float32)
+    for i, p in enumerate(plates):
+        write_exr(edited.root / "plates" / f"shot.{shot.first + i}.exr", p)
+    want = cli_reference(edited, root / "cli")[1003]
+    before = out.frame(0, 1003)
+    assert not np.array_equal(want, before), "the edit does not change the CLI's frame 1003: the test shows nothing"
+    got = out.frame(1, 1003)
+    assert not np.array_equal(got, before), "frame 1003 was served from the job made before the plate changed"
+    assert np.array_equal(got, want)

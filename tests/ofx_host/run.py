@@ -15,6 +15,7 @@ SPEC (JSON)::
     snapshot      a folder (the worker cache) whose finished frames and stamps are listed after each step
     steps         [{"render": [frames], "threads": T, "instances": I, "sequence": bool (one Begin/End
                   SequenceRender around the frames), "save": bool, "params": {...},
+                  "edits": [{"clip": NAME, "frame": F, "gain": G}] (pixels changed upstream before the step),
                     "abort": {"after_updates": N} or {"segment_finished": DIR}}]: when the
                   host's abort() (and progressUpdate's reply) turns to "stop"
 
@@ -175,6 +176,10 @@ def run(spec: dict, out: Path) -> dict:
         while len(instances) < n_inst:
             if new_instance() is None:
                 return finish()
+        for edit in step.get("edits") or []:   # the footage upstream changed (a repainted plate)
+            data = clips[edit["clip"]].frames
+            data[int(edit["frame"])] = (data[int(edit["frame"])].astype(np.float32) * float(edit["gain"])).astype(
+                data[int(edit["frame"])].dtype)
         for name, value in (step.get("params") or {}).items():
             for inst in instances:
                 result.setdefault("param_status", {})[f"{si}:{name}"] = inst.set_param(name, value)
