@@ -269,3 +269,24 @@ def test_a_changed_source_frame_renders_again(rendered, shot, tmp_path_factory):
     got = out.frame(1, 1003)
     assert not np.array_equal(got, before), "frame 1003 was served from the job made before the plate changed"
     assert np.array_equal(got, want)
+
+
+def test_a_repainted_key_renders_again_and_reuses_the_other_segment(rendered, shot, tmp_path_factory):
+    # the key at 1012 is repainted after the shot was rendered: 1009 (segment 1006-1012) changes as the
+    # CLI's does with the new key; the work of segment 1001-1006 is reused as the CLI's resume allows
+    root = tmp_path_factory.mktemp("repaint")
+    spec = spec_for(shot, root, steps=[
+        {"render": [1003, 1009]},
+        {"render": [1003, 1009], "edits": [{"clip": "Keys", "frame": 1012, "gain": 0.8}]},
+    ])
+    out = run_scenario(spec, root / "run", timeout=600)
+    r = ok(out)
+    assert all(s == ofx.STAT_OK for step in r["steps"] for s in step["statuses"].values()), r["messages"]
+    edited = real_shot(root / "edited", len(shot.plates), [t - shot.first for t in shot.key_times])
+    write_exr(edited.root / "keys" / "shot.1012.exr", (edited.keys_clip[11] * np.float32(0.8)).astype(np.float32))
+    want = cli_reference(edited, root / "cli")
+    assert np.array_equal(out.frame(1, 1009), want[1009]) and not np.array_equal(want[1009], rendered.frame(0, 1009))
+    assert np.array_equal(out.frame(1, 1003), want[1003])
+    before, after = r["steps"][0]["snapshot"], r["steps"][1]["snapshot"]
+    kept = [k for k in before if "0000-0005" in k or k.endswith(("out/0001.exr", "out/0002.exr", "out/0003.exr"))]
+    assert kept and all(after.get(k) == before[k] for k in kept), "segment 1001-1006 was computed again"
