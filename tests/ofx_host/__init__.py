@@ -3,4 +3,6 @@
 :mod:`.host` loads a bundle and drives it; :mod:`.run` runs one scenario in a child process (so a
 crashing plug-in fails a test instead of taking pytest down) and reports what happened as JSON.
 """
-from .host import ClipData, Host, Instance, bundle_binary  # noqa: F401
+from .host import ClipData, Host, Instance, bundle_binary
+
+__all__ = ["ClipData", "Host", "Instance", "bundle_binary"]
