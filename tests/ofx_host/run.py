@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from . import ofx
-from .host import ClipData, Host, Instance
+from .host import Host
+from .images import ClipData
+from .instance import Instance
 
 
 def descendants(pid: int | None = None) -> list[dict]:
