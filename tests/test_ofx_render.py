@@ -164,8 +164,8 @@ def test_eight_bit_host_depth(shot, tmp_path):
 
 @pytest.fixture(scope="module")
 def long_shot(tmp_path_factory):
-    # a short segment (1001-1003) that finishes long before the long one (1003-1024)
-    return real_shot(tmp_path_factory.mktemp("long"), 24, [0, 2, 23])
+    # a short segment (1001-1003) that finishes long before the long one (1003-1016)
+    return real_shot(tmp_path_factory.mktemp("long"), 16, [0, 2, 15])
 
 
 def test_abort_stops_the_worker_and_the_next_render_resumes(long_shot, tmp_path_factory):
@@ -250,7 +250,7 @@ def test_a_changed_source_frame_renders_again(rendered, shot, tmp_path_factory):
     # the plate changes upstream at 1004 (a paint fix) after the shot was rendered: frame 1003, whose
     # segment (1001-1006) holds 1004, must come from the new plates, not from the cached job
     root = tmp_path_factory.mktemp("edit")
-    spec = spec_for(shot, root, steps=[
+    spec = spec_for(shot, rendered.root, steps=[   # the rendered shot's cache: the first render is a hit
         {"render": [1003]},
         {"render": [1003], "edits": [{"clip": "Source", "frame": 1004, "gain": 1.25}]},
     ])
