@@ -40,9 +40,12 @@ struct Settings {
   bool output_alpha = false;
 };
 
-// The last shot an instance rendered, for the later renders' quick check: the digests of every
-// Source/Matte frame, of the keys and of the parameters, and where its result is.
+// The last shot an instance rendered during the current sequence render (the host's batch between
+// BeginSequenceRender and EndSequenceRender, where its inputs hold still), for the quick check of
+// the batch's other frames: the digests of every Source/Matte frame, of the keys and of the
+// parameters, and where its result is.
 struct ShotMemo {
+  unsigned long long sequence = 0;
   std::string settings;
   int first = 0, last = 0;
   std::map<int, std::string> source, matte;
@@ -66,6 +69,8 @@ struct Instance {
 
   std::mutex memo_mutex;
   std::optional<ShotMemo> memo;
+  int sequence_depth = 0;               // open BeginSequenceRender calls (guarded by memo_mutex)
+  unsigned long long sequence = 0;      // the current sequence render's number
 
   Settings settings(OfxTime time) const;
   bool connected(OfxImageClipHandle clip) const;

@@ -189,6 +189,8 @@ struct OfxProgressSuiteV1 {
 #define kOfxImageEffectActionGetClipPreferences "OfxImageEffectActionGetClipPreferences"
 #define kOfxImageEffectActionIsIdentity "OfxImageEffectActionIsIdentity"
 #define kOfxImageEffectActionRender "OfxImageEffectActionRender"
+#define kOfxImageEffectActionBeginSequenceRender "OfxImageEffectActionBeginSequenceRender"
+#define kOfxImageEffectActionEndSequenceRender "OfxImageEffectActionEndSequenceRender"
 
 // ---- general properties
 #define kOfxPropAPIVersion "OfxPropAPIVersion"

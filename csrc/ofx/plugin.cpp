@@ -276,7 +276,20 @@ OfxStatus main_entry(const char* action, const void* handle, OfxPropertySetHandl
   if (!std::strcmp(action, kOfxImageEffectActionGetRegionOfDefinition)) return region_of_definition(*inst, in, out);
   if (!std::strcmp(action, kOfxImageEffectActionGetRegionsOfInterest)) return regions_of_interest(*inst, in, out);
   if (!std::strcmp(action, kOfxImageEffectActionGetFramesNeeded)) return frames_needed(*inst, out);
-  if (!std::strcmp(action, kOfxActionPurgeCaches)) {  // forget the last shot: the next render digests it anew
+  // A sequence render: the host renders a batch of frames with its inputs unchanged, so the batch's
+  // later frames only check their own frame and the keys against the first one's digest. Outside
+  // one (interactive renders) and after PurgeCaches every render digests the whole shot.
+  if (!std::strcmp(action, kOfxImageEffectActionBeginSequenceRender)) {
+    std::lock_guard<std::mutex> lock(inst->memo_mutex);
+    if (inst->sequence_depth++ == 0) ++inst->sequence;
+    return kOfxStatOK;
+  }
+  if (!std::strcmp(action, kOfxImageEffectActionEndSequenceRender)) {
+    std::lock_guard<std::mutex> lock(inst->memo_mutex);
+    if (inst->sequence_depth > 0 && --inst->sequence_depth == 0) inst->memo.reset();
+    return kOfxStatOK;
+  }
+  if (!std::strcmp(action, kOfxActionPurgeCaches)) {
     std::lock_guard<std::mutex> lock(inst->memo_mutex);
     inst->memo.reset();
     return kOfxStatOK;

@@ -512,9 +512,10 @@ OfxStatus render(Instance& inst, OfxPropertySetHandle in_args) {
   std::string python;
   if (!check_worker(inst, python, error)) return fail(error);
 
-  // The parameters' digest, then the frames': a later render of the same shot (same parameters)
-  // re-reads only its own Source/Matte frame and the keys and compares them with the memo of the
-  // last full digest; any difference (or a first render) digests the whole shot again.
+  // The parameters' digest, then the frames': within a sequence render, a later frame of the same
+  // shot (same parameters) re-reads only its own Source/Matte frame and the keys and compares them
+  // with the memo of the batch's full digest; otherwise (or on any difference) the whole shot is
+  // read and digested again, so an upstream change on any frame is noticed.
   Hasher params;
   const Settings& s = shot.settings;
   for (const std::string& v : {s.blend, s.flow, s.quality, std::to_string(s.working_size), std::to_string(s.poisson),
@@ -531,9 +532,13 @@ OfxStatus render(Instance& inst, OfxPropertySetHandle in_args) {
   };
   const int frame = static_cast<int>(std::lround(time));
   std::optional<ShotMemo> memo;
+  unsigned long long sequence = 0;
   {
     std::lock_guard<std::mutex> lock(inst.memo_mutex);
-    memo = inst.memo;
+    if (inst.sequence_depth > 0) {
+      sequence = inst.sequence;
+      if (inst.memo && inst.memo->sequence == sequence) memo = inst.memo;
+    }
   }
   if (memo && memo->settings == settings_key && memo->first == shot.first && memo->last == shot.last &&
       memo->source.count(frame) && exists(memo->result_dir)) {
@@ -599,6 +604,7 @@ OfxStatus render(Instance& inst, OfxPropertySetHandle in_args) {
     case JobOutcome::Failed: return error.empty() ? kOfxStatFailed : fail(error);
     case JobOutcome::Done: break;
   }
+  fresh.sequence = sequence;
   fresh.settings = settings_key;
   fresh.first = shot.first;
   fresh.last = shot.last;
@@ -606,9 +612,9 @@ OfxStatus render(Instance& inst, OfxPropertySetHandle in_args) {
   fresh.bounds = shot.bounds;
   fresh.depth = shot.depth;
   fresh.result_dir = spec.result_dir;
-  {
+  if (sequence != 0) {
     std::lock_guard<std::mutex> lock(inst.memo_mutex);
-    inst.memo = std::move(fresh);
+    if (inst.sequence_depth > 0 && inst.sequence == sequence) inst.memo = std::move(fresh);
   }
   if (!write_output(inst, shot, spec.result_dir, time, in_args, error)) return fail(error);
   if (g.message2 && g.message2->clearPersistentMessage) g.message2->clearPersistentMessage(inst.handle);
