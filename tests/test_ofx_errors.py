@@ -22,12 +22,12 @@ def shot(tmp_path_factory):
     return real_shot(tmp_path_factory.mktemp("shot"), 6, [0, 5])
 
 
-def failed_render(tmp_path, shot, *, params=None, env=None, clips=None, frame=1003):
+def failed_render(tmp_path, shot, *, params=None, env=None, clips=None, frame=1003, context=ofx.CONTEXT_GENERAL):
     """Render one frame of a scenario that must fail; returns (the error messages' text, outcome)."""
     spec = {
         "bundle": str(bundle()),
         "env": {**worker_env(tmp_path / "cache"), **(env or {})},
-        "context": ofx.CONTEXT_GENERAL,
+        "context": context,
         "clips": clips or {"Source": shot.clip_spec("Source"), "Keys": shot.clip_spec("Keys")},
         "params": {"keyFrames": ",".join(map(str, shot.key_times)), **(params or {})},
         "steps": [{"render": [frame]}],
@@ -99,3 +99,9 @@ esac"""
     python = logging_python(tmp_path / "dying-python", log, extra)
     text, _ = failed_render(tmp_path, shot, env={"RERENDER_OFX_PYTHON": str(python)})
     assert re.search(r"exit|died|killed|status|crash|signal", text, re.I), text
+
+
+def test_the_filter_context_without_keys(tmp_path, shot):
+    # in the filter context Keys is an optional input (the spec): unconnected, the render says so
+    text, _ = failed_render(tmp_path, shot, clips={"Source": shot.clip_spec("Source")}, context=ofx.CONTEXT_FILTER)
+    assert "Keys" in text

@@ -290,3 +290,13 @@ def test_a_repainted_key_renders_again_and_reuses_the_other_segment(rendered, sh
     before, after = r["steps"][0]["snapshot"], r["steps"][1]["snapshot"]
     kept = [k for k in before if "0000-0005" in k or k.endswith(("out/0001.exr", "out/0002.exr", "out/0003.exr"))]
     assert kept and all(after.get(k) == before[k] for k in kept), "segment 1001-1006 was computed again"
+
+
+def test_the_filter_context_renders_the_same(rendered, reference, shot):
+    # a track-based host uses the filter context (Keys wired as its optional second input)
+    spec = spec_for(shot, rendered.root, context=ofx.CONTEXT_FILTER, steps=[{"render": [1007]}])
+    out = run_scenario(spec, rendered.root / "run_filter", timeout=300)
+    r = ok(out)
+    assert r["violations"] == []
+    assert r["steps"][0]["statuses"]["1007"] == ofx.STAT_OK, r["messages"]
+    assert np.array_equal(out.frame(0, 1007), reference[1007])
