@@ -5,7 +5,7 @@
 //   CACHE/jobs/J/     J = digest of the Source (and Matte) pixels and the pixel depth: plates/, matte/,
 //                     keys/ and the worker's work directory work/. One folder per shot, whatever the
 //                     keys and parameters: rerender's own resume and segment fingerprints then reuse
-//                     every segment that a repainted key or a blending change leaves valid.
+//                     every segment that a repainted key leaves valid.
 //   CACHE/results/D/  D = J + the key frames' pixels + the parameters: the finished frames
 //                     out.<host frame>.exr. Later renders (any frame, any thread) read them.
 #include "render.h"
@@ -21,6 +21,7 @@
 
 #include "exr.h"
 #include "hash.h"
+#include "image.h"
 #include "job.h"
 #include "worker.h"
 
@@ -38,136 +39,6 @@ namespace {
 constexpr const char* kKeysClip = "Keys";
 constexpr const char* kMatteClip = "Matte";
 constexpr int kCheckTimeoutMs = 60000;
-
-// ---- host images
-
-struct Image {
-  OfxPropertySetHandle handle = nullptr;
-  unsigned char* data = nullptr;
-  OfxRectI bounds{};
-  long row_bytes = 0;
-  int bytes = 0;  // per channel: 1 (byte), 2 (short), 4 (float)
-  int nc = 0;     // channels: 4 RGBA, 3 RGB, 1 Alpha
-  std::string depth, components;
-
-  Image() = default;
-  Image(const Image&) = delete;
-  Image& operator=(const Image&) = delete;
-  ~Image() {
-    if (handle) g.effect->clipReleaseImage(handle);
-  }
-  int width() const { return bounds.x2 - bounds.x1; }
-  int height() const { return bounds.y2 - bounds.y1; }
-  unsigned char* pixel(int x, int y) const {
-    return data + (y - bounds.y1) * row_bytes + static_cast<long>(x - bounds.x1) * nc * bytes;
-  }
-  // channel c of pixel (x, y) in [0, 1] for integer depths, as stored for float
-  float get(int x, int y, int c) const {
-    const unsigned char* p = pixel(x, y) + c * bytes;
-    if (bytes == 4) {
-      float v;
-      std::memcpy(&v, p, 4);
-      return v;
-    }
-    if (bytes == 2) {
-      uint16_t v;
-      std::memcpy(&v, p, 2);
-      return v / 65535.0f;
-    }
-    return *p / 255.0f;
-  }
-  void set(int x, int y, int c, float v) const {
-    unsigned char* p = pixel(x, y) + c * bytes;
-    if (bytes == 4) {
-      std::memcpy(p, &v, 4);
-    } else if (bytes == 2) {
-      auto q = static_cast<uint16_t>(std::lround(std::min(std::max(v, 0.0f), 1.0f) * 65535.0f));
-      std::memcpy(p, &q, 2);
-    } else {
-      *p = static_cast<unsigned char>(std::lround(std::min(std::max(v, 0.0f), 1.0f) * 255.0f));
-    }
-  }
-};
-
-bool fetch(OfxImageClipHandle clip, const char* clip_name, OfxTime t, Image& img, std::string& error) {
-  std::ostringstream where;
-  where << clip_name << " at frame " << t;
-  if (g.effect->clipGetImage(clip, t, nullptr, &img.handle) != kOfxStatOK || !img.handle) {
-    img.handle = nullptr;
-    error = where.str() + ": the host gave no image";
-    return false;
-  }
-  img.data = static_cast<unsigned char*>(get_pointer(img.handle, kOfxImagePropData));
-  int b[4] = {0, 0, 0, 0};
-  g.prop->propGetIntN(img.handle, kOfxImagePropBounds, 4, b);
-  img.bounds = OfxRectI{b[0], b[1], b[2], b[3]};
-  img.row_bytes = get_int(img.handle, kOfxImagePropRowBytes);
-  img.depth = get_string(img.handle, kOfxImageEffectPropPixelDepth);
-  img.components = get_string(img.handle, kOfxImageEffectPropComponents);
-  img.bytes = img.depth == kOfxBitDepthFloat ? 4 : img.depth == kOfxBitDepthShort ? 2 : img.depth == kOfxBitDepthByte ? 1 : 0;
-  img.nc = img.components == kOfxImageComponentRGBA ? 4 : img.components == kOfxImageComponentRGB ? 3
-           : img.components == kOfxImageComponentAlpha ? 1 : 0;
-  if (!img.data || img.bytes == 0 || img.nc == 0 || img.width() <= 0 || img.height() <= 0) {
-    error = where.str() + ": unsupported image (depth " + img.depth + ", components " + img.components + ")";
-    return false;
-  }
-  return true;
-}
-
-void hash_image(const Image& img, Hasher& h) {
-  h.value(img.bounds);
-  h.value(img.bytes);
-  h.value(img.nc);
-  const size_t row = static_cast<size_t>(img.width()) * img.nc * img.bytes;
-  for (int y = img.bounds.y1; y < img.bounds.y2; ++y) h.update(img.pixel(img.bounds.x1, y), row);
-}
-
-// ---- colour: integer plates are display-referred; the worker reads float EXR as scene-linear
-// through the sRGB curve, so integer pixels are linearised on the way out and encoded on the way
-// back (the round trip returns the same integers where the worker leaves pixels alone).
-
-float srgb_to_linear(float v) { return v <= 0.04045f ? v / 12.92f : std::pow((v + 0.055f) / 1.055f, 2.4f); }
-float linear_to_srgb(float v) {
-  return v <= 0.0031308f ? 12.92f * v : 1.055f * std::pow(v, 1.0f / 2.4f) - 0.055f;
-}
-
-enum class Plate { Colour, Matte };
-
-// A host image as an EXR frame (top row first): Colour -> R,G,B; Matte -> as given (R,G,B[,A]; an
-// Alpha matte as R=G=B=A) so that the worker applies its own matte rule (alpha, else luminance).
-bool write_plate(const Image& img, Plate kind, const std::string& path, std::string& error) {
-  exr::Image out;
-  out.width = img.width();
-  out.height = img.height();
-  const bool alpha_only = img.nc == 1;
-  const int nc = kind == Plate::Colour ? 3 : alpha_only ? 4 : img.nc;
-  out.channels = nc == 4 ? std::vector<std::string>{"R", "G", "B", "A"} : std::vector<std::string>{"R", "G", "B"};
-  out.pixels.resize(static_cast<size_t>(out.width) * out.height * nc);
-  const bool linearise = kind == Plate::Colour && img.bytes != 4;
-  float* dst = out.pixels.data();
-  for (int row = 0; row < out.height; ++row) {
-    const int y = img.bounds.y2 - 1 - row;
-    for (int x = img.bounds.x1; x < img.bounds.x2; ++x) {
-      for (int c = 0; c < nc; ++c) {
-        float v = img.get(x, y, alpha_only ? 0 : c);
-        *dst++ = linearise ? srgb_to_linear(v) : v;
-      }
-    }
-  }
-  std::string tmp = path + ".tmp";
-  if (!exr::write(tmp, out, error)) return false;
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    error = path + ": cannot write";
-    return false;
-  }
-  return true;
-}
-
-std::string frame_file(const std::string& dir, const char* stem, int frame) {
-  char name[64];
-  std::snprintf(name, sizeof(name), "/%s.%04d.exr", stem, frame);
-  return dir + name;
-}
 
 // ---- the worker check: once per instance (a failure is checked again at the next render)
 
