@@ -3,7 +3,8 @@
 Commands, one module each: ``propagate`` (:mod:`.propagate`: your key frames -> every frame),
 ``run`` and ``keyframes`` (:mod:`.diffusion`: key frames by diffusion), ``metrics`` and ``demo``
 (:mod:`.tools`), ``ofx`` (:mod:`.ofx`: the OpenFX plugin). Options shared by the commands are
-declared once in :mod:`.common`. Every command only parses its arguments and calls :mod:`rerender.pipeline` (or the tool it names).
+declared once in :mod:`.common`. Every command only parses its arguments and calls
+:mod:`rerender.pipeline` (or the tool it names).
 """
 from __future__ import annotations
 
