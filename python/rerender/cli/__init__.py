@@ -2,9 +2,10 @@
 
 Commands, one module each: ``propagate`` (:mod:`.propagate`: your key frames -> every frame),
 ``run`` and ``keyframes`` (:mod:`.diffusion`: key frames by diffusion), ``metrics`` and ``demo``
-(:mod:`.tools`). Options shared by the commands are declared once in :mod:`.common`. Every command
-only parses its arguments and calls :mod:`rerender.pipeline` (or the tool it names). SIGTERM stops a
-command exactly like Ctrl-C (workers stopped, lock released, finished work kept) and exits 143.
+(:mod:`.tools`), ``ofx`` (:mod:`.ofx`: the OpenFX plugin). Options shared by the commands are
+declared once in :mod:`.common`. Every command only parses its arguments and calls
+:mod:`rerender.pipeline` (or the tool it names). SIGTERM stops a command exactly like Ctrl-C
+(workers stopped, lock released, finished work kept) and exits 143.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import threading
 
 from ..native import require_native
 from ..progress import Progress
-from . import diffusion, propagate, tools
+from . import diffusion, ofx, propagate, tools
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, PROGRESS_HELP, PROGRESS_MODES, Formatter, Parser, UsageError
 
 __all__ = ["main", "run", "build_parser", "EXIT_ERROR", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rerender {__version__}")
     parser.add_argument("--progress", choices=PROGRESS_MODES, default="human", help=PROGRESS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (propagate, diffusion, tools):
+    for module in (propagate, diffusion, tools, ofx):
         module.add(sub)
     return parser
 
