@@ -13,14 +13,24 @@ from rerender.cli.common import GROUPS
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return dict(sub.choices)
+    """Every command's parser by name, nested ones too ("ofx install")."""
+    out = {}
+
+    def visit(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, p in action.choices.items():
+                    out[f"{prefix}{name}"] = p
+                    visit(p, f"{prefix}{name} ")
+
+    visit(build_parser(), "")
+    return out
 
 
 def entries(p: argparse.ArgumentParser):
-    """(group title, action) of every argument but -h."""
-    return [(g.title, a) for g in p._action_groups for a in g._group_actions if a.dest != "help"]
+    """(group title, action) of every argument but -h and a subcommand's selector."""
+    return [(g.title, a) for g in p._action_groups for a in g._group_actions
+            if a.dest != "help" and not isinstance(a, argparse._SubParsersAction)]
 
 
 def rendered(p: argparse.ArgumentParser, action: argparse.Action) -> str:
@@ -116,7 +126,7 @@ def test_help_prints_and_exits_zero(capsys):
 
     for command in commands():
         with pytest.raises(SystemExit) as e:
-            main([command, "--help"])
+            main([*command.split(), "--help"])
         assert e.value.code == 0
         out = capsys.readouterr().out
         assert out.startswith(f"usage: rerender {command}")

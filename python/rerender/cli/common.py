@@ -135,8 +135,8 @@ def add_job_options(p: argparse.ArgumentParser, *, output_required: bool = True)
                          "numbered like the input sequence, or OUT/NNNN.png for a video) or pattern (out/shot.####.png)"
                          + ("" if output_required else "; default: none, key frames only"))
     io.add_argument("--overwrite", action="store_true", default=None,
-                    help="let the output replace existing files that rerender did not write for it (default: "
-                         "refused; only a file an earlier run of this output wrote is replaced)")
+                    help="let the output replace existing files that rerender did not write for it (without it "
+                         "they are refused: only a file an earlier run of this output wrote is replaced)")
     io.add_argument("--work-dir", metavar="DIR", default=None,
                     help="intermediate files (frames, flow, key frames, candidates); default: OUT.work")
     io.add_argument("--frames", metavar="A:B", default=None,

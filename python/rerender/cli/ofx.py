@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from .common import add_command
+from .common import add_command, group
 
 
 def add(sub) -> None:
@@ -20,20 +20,20 @@ def add(sub) -> None:
                                 "folders, the system OpenFX folder (/usr/OFX/Plugins on Linux), or a per-user "
                                 "folder (then add it to OFX_PLUGIN_PATH). A bundle rerender did not install is "
                                 "never replaced.")
-    i.add_argument("--dir", metavar="DIR", default=None, help="plugin folder to install into")
-    i.add_argument("--python", metavar="PYTHON", default=None,
+    group(i, "input/output").add_argument("--dir", metavar="DIR", default=None, help="plugin folder to install into")
+    group(i, "general").add_argument("--python", metavar="PYTHON", default=None,
                    help="interpreter that runs the worker (default: this one); $RERENDER_OFX_PYTHON overrides "
                         "it at render time")
     i.set_defaults(func=install)
     u = add_command(ofx_sub, "uninstall", help="remove the bundle rerender installed",
                     description="Remove Rerender.ofx.bundle from DIR, else every bundle rerender installed "
                                 "(a bundle it did not install is left alone).")
-    u.add_argument("--dir", metavar="DIR", default=None, help="plugin folder to remove the bundle from")
+    group(u, "input/output").add_argument("--dir", metavar="DIR", default=None, help="plugin folder to remove the bundle from")
     u.set_defaults(func=uninstall)
     c = add_command(ofx_sub, "cache", help="where the plugin's jobs are cached (--clear empties it)",
                     description="Print the plugin's cache folder ($RERENDER_OFX_CACHE, else the per-user cache "
                                 "folder) and its size; --clear removes it (close the hosts' renders first).")
-    c.add_argument("--clear", action="store_true", help="remove the cache folder")
+    group(c, "general").add_argument("--clear", action="store_true", help="remove the cache folder")
     c.set_defaults(func=cache)
 
 
