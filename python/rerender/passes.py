@@ -134,7 +134,8 @@ def usable_memory() -> int:
 
 class FrameSource(Protocol):
     """What a pass reads: input frames and consecutive flows (flow(a, b) = flow_{a->b}, |a - b| = 1);
-    optionally ``matte(index)`` (uint8 H x W, white = restyle, or None: the whole frame)."""
+    optionally ``matte(index)`` (uint8 H x W, white = restyle, or None: the whole frame) and
+    ``occluded(a, b)`` (the occlusion mask of the pair on a's grid, when the source keeps them)."""
 
     def frame(self, index: int) -> np.ndarray: ...
 
@@ -236,7 +237,7 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     frame = source.frame(index)
     to_prev = source.flow(index, prev)
     from_prev = source.flow(prev, index)
-    occluded = occlusion(to_prev, from_prev)
+    occluded = source.occluded(index, prev) if hasattr(source, "occluded") else occlusion(to_prev, from_prev)
     positions = G.advect_positions(state.positions, to_prev, occluded).astype(np.float16).astype(np.float32)
     temporal = G.temporal_guide(state.output, to_prev)
     matte = source.matte(index) if hasattr(source, "matte") else None

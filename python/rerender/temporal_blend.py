@@ -443,7 +443,8 @@ RegionLoader = Callable[[int], "np.ndarray | None"]
 def blend_segment(a: int, b: int, key_a: np.ndarray, key_b: np.ndarray, candidates: CandidateLoader,
                   flow: FlowLoader, *, method: str, smoothing: float = 0.5, detail: float = 1.0,
                   poisson: bool = False, poisson_lambda: float = 0.1, region: RegionLoader | None = None,
-                  scratch: Path | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                  scratch: Path | None = None, occluded: FlowLoader | None = None
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Blend every frame strictly between keys ``a`` < ``b``; yields ``(i, image, weight)`` in order.
 
     ``key_a``, ``key_b``: the key frames' images. ``candidates(i)`` returns ``(image_a, image_b,
@@ -456,7 +457,8 @@ def blend_segment(a: int, b: int, key_a: np.ndarray, key_b: np.ndarray, candidat
     None = everywhere): statistics and the temporal recursion use only pixels inside, and outside it
     the result is candidate a's pixels exactly (what the passes left there: the plate's).
     ``scratch``: folder for the soft method's per-frame intermediates (None = in memory); its files
-    are removed at the end, and the folder too when it is left empty.
+    are removed at the end, and the folder too when it is left empty. ``occluded(i, j)``: the
+    occlusion mask of the pair on i's grid when the caller keeps them (default: from the flows).
     """
     if method not in BLEND_METHODS:
         raise ValueError(f"method: {method!r} is not one of {', '.join(BLEND_METHODS)}")
@@ -501,13 +503,17 @@ def blend_segment(a: int, b: int, key_a: np.ndarray, key_b: np.ndarray, candidat
             out = _finish(mix(ca, cb, w), ca, cb, w, poisson, poisson_lambda, region_of(i, ca.shape[:2]))
             yield i, out, _to_uint8(w * 255)
         return
+    if occluded is None:
+        from .warping import occlusion
+
+        def occluded(i: int, j: int) -> np.ndarray:
+            return occlusion(flow(i, j), flow(j, i))
     yield from _blend_soft(a, b, key_a, key_b, load, flow, region_of, smoothing, detail, poisson,
-                           poisson_lambda, scratch)
+                           poisson_lambda, scratch, occluded)
 
 
-def _blend_soft(a, b, key_a, key_b, load, flow, region_of, smoothing, detail, poisson, poisson_lambda, scratch):
-    from .warping import occlusion
-
+def _blend_soft(a, b, key_a, key_b, load, flow, region_of, smoothing, detail, poisson, poisson_lambda, scratch,
+                occluded):
     hw = key_a.shape[:2]
     supports: dict[int, _Support] = {}
 
@@ -535,7 +541,7 @@ def _blend_soft(a, b, key_a, key_b, load, flow, region_of, smoothing, detail, po
             # beta = smoothing where the candidates disagree; 0 where the flow is occluded, and where
             # the neighbour's pixel lies outside its region (no masked-out pixel is carried inside)
             beta = smoothing * gates.get(i)
-            beta[occlusion(flow(i, j), flow(j, i)) != 0] = 0.0
+            beta[occluded(i, j) != 0] = 0.0
             here, there = support(i).mask, support(j).inner
             if there is not None:
                 beta[carry(there, flow(i, j), sharp=False) < 0.999] = 0.0
