@@ -337,7 +337,7 @@ def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> dict[st
     Returns {method: (wall, CPU)} seconds per frame, each the best of ``repeat`` runs. CPU is the
     process's CPU time (all threads) with OpenCV held to one thread: the work to do, which other
     processes on a shared machine inflate far less than the wall time."""
-    from rerender.temporal_blend import blend_segment
+    from rerender.temporal_blend import SegmentInputs, blend_segment
 
     seg = sorted(d for d in (root / "work" / "segments").iterdir() if d.is_dir())[0]
     a, b = (int(x) for x in seg.name.split("-"))
@@ -354,12 +354,11 @@ def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> dict[st
         cands[i] = (media.resize_to(za["image"], size), media.resize_to(zb["image"], size),
                     cv2.resize(za["error"], size[::-1]), cv2.resize(zb["error"], size[::-1]))
     keys = [media.resize_to(media.read_image(root / "keys" / f"{k:04d}.png"), size) for k in (a, b)]
-    cfg = PropagationConfig()
     out = {}
     for method in BLEND_METHODS:
         def run() -> None:
-            for _ in blend_segment(a, b, *keys, cands.__getitem__, lambda i, j: flows[(i, j)], method=method,
-                                   smoothing=cfg.blend_smoothing, detail=cfg.blend_detail):
+            inputs = SegmentInputs(a, b, *keys, cands.__getitem__, lambda i, j: flows[(i, j)])
+            for _ in blend_segment(inputs, PropagationConfig(blend=method).blend_options()):
                 pass
 
         wall = cpu = float("inf")

@@ -97,6 +97,12 @@ class PropagationConfig:
         keys = ("blend", "blend_smoothing", "blend_detail", "poisson", "poisson_lambda")
         return {k: getattr(self, k) for k in keys}
 
+    def blend_options(self):
+        """The blending options as :class:`rerender.temporal_blend.BlendOptions`."""
+        from .temporal_blend import BlendOptions
+
+        return BlendOptions(self.blend, self.blend_smoothing, self.blend_detail, self.poisson, self.poisson_lambda)
+
     def parallelism(self, passes: int, pixels: int = 0) -> tuple[int, int]:
         """(workers, native threads per synthesis) for ``passes`` passes of ``pixels``-pixel frames.
 

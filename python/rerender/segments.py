@@ -156,6 +156,7 @@ class RunContext:
     on_step: StepHook | None = None
     timer: Timer = field(default_factory=Timer)
     candidates: Candidates = field(default_factory=Candidates)
+    keep_masks: bool = True  # write the blend weights (masks/): only kept intermediates need them
     cancelled: threading.Event = field(default_factory=threading.Event)
     steps: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -290,7 +291,8 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
             ctx.blend_bar.update()
             ctx.stepped("blend", i)
     else:
-        (seg_dir / "masks").mkdir(exist_ok=True)
+        if ctx.keep_masks:
+            (seg_dir / "masks").mkdir(exist_ok=True)
 
         def candidates(i: int):
             (ia, ea), (ib, eb) = ctx.candidates.get(seg_dir / "fwd", i), ctx.candidates.get(seg_dir / "bwd", i)
@@ -304,17 +306,17 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
 
             return synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2) > 0
 
-        keys = [wd.key(k) for k in (seg.a, seg.b)]
+        key_a, key_b = wd.key(seg.a), wd.key(seg.b)
         # the soft blend's per-frame float maps (weight, gate, backward state: 20 bytes a pixel) stay
         # in memory unless a long segment at high resolution would need more than a budget
-        in_memory = len(seg.frames) * keys[0].shape[0] * keys[0].shape[1] * 20 <= memory_budget() // 2
-        for i, out, weight in temporal_blend.blend_segment(
-                seg.a, seg.b, *keys, candidates, wd.flow, method=cfg.blend, smoothing=cfg.blend_smoothing,
-                detail=cfg.blend_detail, poisson=cfg.poisson, poisson_lambda=cfg.poisson_lambda,
-                region=region if wd.matted else None, scratch=None if in_memory else seg_dir / "blend-scratch",
-                occluded=wd.flow_cache.occluded):
+        in_memory = len(seg.frames) * key_a.shape[0] * key_a.shape[1] * 20 <= memory_budget() // 2
+        inputs = temporal_blend.SegmentInputs(
+            seg.a, seg.b, key_a, key_b, candidates, wd.flow, occluded=wd.flow_cache.occluded,
+            region=region if wd.matted else None, scratch=None if in_memory else seg_dir / "blend-scratch")
+        for i, out, weight in temporal_blend.blend_segment(inputs, cfg.blend_options()):
             ctx.check()
-            write_png_if_changed(seg_dir / "masks" / f"{frame_name(i)}.png", weight)
+            if ctx.keep_masks:
+                write_png_if_changed(seg_dir / "masks" / f"{frame_name(i)}.png", weight)
             wd.write_out(i, out)
             ctx.blend_bar.update()
             ctx.stepped("blend", i)
@@ -415,7 +417,7 @@ def propagate_segments(wd: WorkDir, segments: list[Segment], fingerprints: dict[
             if seg.name not in summary.recomputed:
                 pbar.skip(seg.steps())
                 bbar.skip(len(seg.frames))
-        ctx = RunContext(wd, cfg, threads, pbar, bbar, on_step, timer or Timer())
+        ctx = RunContext(wd, cfg, threads, pbar, bbar, on_step, timer or Timer(), keep_masks=keep_intermediates)
         pending: dict[cf.Future, Segment] = {}
         remaining = {s.name: len(s.passes()) for s in todo}
         for seg in todo:
