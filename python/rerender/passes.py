@@ -157,6 +157,22 @@ class KeyFrame:
     style: np.ndarray
     frame: np.ndarray
     matte: np.ndarray | None = None
+    _edge: np.ndarray | None = dataclasses.field(default=None, init=False, repr=False)
+    _positional: np.ndarray | None = dataclasses.field(default=None, init=False, repr=False)
+
+    @property
+    def edge(self) -> np.ndarray:
+        """The key frame's edge guide (the same for every step of its pass: computed once)."""
+        if self._edge is None:
+            self._edge = G.edge_guide(self.frame)
+        return self._edge
+
+    @property
+    def positional(self) -> np.ndarray:
+        """The key frame's positional guide (its own coordinates)."""
+        if self._positional is None:
+            self._positional = G.positional_guide(G.coordinate_map(*self.frame.shape[:2]))
+        return self._positional
 
     def __post_init__(self) -> None:
         if self.style.shape != self.frame.shape:
@@ -206,23 +222,19 @@ def _advect_nnf(nnf: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
 
 
 def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, temporal: np.ndarray | None,
-                 cfg: PropagationConfig, key_positions: np.ndarray | None = None,
-                 matte: np.ndarray | None = None) -> list:
+                 cfg: PropagationConfig, matte: np.ndarray | None = None) -> list:
     """The (source, target, weight) guide list for synthesising ``frame`` from ``key``.
 
     Guides whose weight is 0 are left out; ``temporal`` None leaves out the temporal guide; with
     ``matte`` (the frame's) and the key's matte, the mattes are a guide too.
     """
-    h, w = key.frame.shape[:2]
-    if key_positions is None:
-        key_positions = G.coordinate_map(h, w)
     out = []
     if cfg.colour_weight > 0:
         out.append((key.frame, frame, cfg.colour_weight))
     if cfg.edge_weight > 0:
-        out.append((G.edge_guide(key.frame), G.edge_guide(frame), cfg.edge_weight))
+        out.append((key.edge, G.edge_guide(frame), cfg.edge_weight))
     if cfg.positional_weight > 0:
-        out.append((G.positional_guide(key_positions), G.positional_guide(positions), cfg.positional_weight))
+        out.append((key.positional, G.positional_guide(positions), cfg.positional_weight))
     if cfg.temporal_weight > 0 and temporal is not None:
         out.append((key.style, temporal, cfg.temporal_weight))
     if cfg.matte_weight > 0 and matte is not None and key.matte is not None:
