@@ -97,6 +97,14 @@ class PropagationConfig:
         keys = ("blend", "blend_smoothing", "blend_detail", "poisson", "poisson_lambda")
         return {k: getattr(self, k) for k in keys}
 
+    def synthesis_params(self, **changes):
+        """The options of a pass's syntheses (:class:`rerender.synthesis.SynthesisParams`): the
+        fields of that name here, changed by ``changes`` (each step's ``seed``, ``threads``)."""
+        from .synthesis import SynthesisParams
+
+        names = SynthesisParams().as_dict().keys() - {"seed", "threads"}  # (this seed seeds the steps')
+        return SynthesisParams(**{k: getattr(self, k) for k in names}, **changes)
+
     def blend_options(self):
         """The blending options as :class:`rerender.temporal_blend.BlendOptions`."""
         from .temporal_blend import BlendOptions
@@ -272,11 +280,8 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     else:
         init = None
     t1 = time.thread_time()
-    res = synthesize(key.style, guides, style_weight=cfg.style_weight, patch_size=cfg.patch_size,
-                     pyramid_levels=cfg.pyramid_levels, search_vote_iters=cfg.search_vote_iters,
-                     patchmatch_iters=cfg.patchmatch_iters, uniformity=cfg.uniformity,
-                     stop_threshold=cfg.stop_threshold, init_nnf=init, target_mask=region,
-                     seed=cfg.seed * 1_000_003 + index, threads=threads)
+    params = cfg.synthesis_params(seed=cfg.seed * 1_000_003 + index, threads=threads)
+    res = synthesize(key.style, guides, params, init_nnf=init, target_mask=region)
     image = res.image
     if region is not None:  # outside its region the candidate holds the plate: blends and the
         # temporal guide then never see the synthesis's zeros there
