@@ -58,7 +58,7 @@ from _footage import DEFAULT_CACHE, clip_path  # noqa: E402  (the shared real-fo
 from rerender import media  # noqa: E402
 from rerender.blend_methods import BLEND_METHODS  # noqa: E402
 from rerender.demo import stylise as painted_filter  # noqa: E402
-from rerender.files import load_npz  # noqa: E402
+from rerender.packing import load_packed  # noqa: E402
 from rerender.flow import get_flow_backend  # noqa: E402
 from rerender.metrics import warping_error  # noqa: E402
 from rerender.passes import PropagationConfig  # noqa: E402
@@ -204,7 +204,7 @@ def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: 
                 outs.append(keys_style[i])
                 continue
             seg = next(d for d in segments.iterdir() if (d / direction / f"{i:04d}.npz").exists())
-            outs.append(load_npz(seg / direction / f"{i:04d}.npz")["image"])
+            outs.append(load_packed(seg / direction / f"{i:04d}.npz")["image"])
         outputs[label] = outs
     return outputs, blend_secs, first
 
@@ -350,7 +350,7 @@ def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> dict[st
         flows[(i + 1, i)] = flow(big[i + 1], big[i])
     cands = {}
     for i in range(a + 1, b):
-        za, zb = load_npz(seg / "fwd" / f"{i:04d}.npz"), load_npz(seg / "bwd" / f"{i:04d}.npz")
+        za, zb = load_packed(seg / "fwd" / f"{i:04d}.npz"), load_packed(seg / "bwd" / f"{i:04d}.npz")
         cands[i] = (media.resize_to(za["image"], size), media.resize_to(zb["image"], size),
                     cv2.resize(za["error"], size[::-1]), cv2.resize(zb["error"], size[::-1]))
     keys = [media.resize_to(media.read_image(root / "keys" / f"{k:04d}.png"), size) for k in (a, b)]

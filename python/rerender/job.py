@@ -35,7 +35,7 @@ from .errors import JobCancelled, JobError
 from .files import digest, file_digest, remove_stale_temporaries
 from .matte import MatteSource, composite, feather
 from .overwrite_guard import KEY_FILE, KEYS, Inputs, check_output, check_work_dir
-from .passes import pass_memory, usable_memory
+from .memory import pass_memory, usable_memory
 from .progress import Progress
 from .workdir import WorkDir, default_work_dir
 

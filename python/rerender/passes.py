@@ -19,6 +19,7 @@ import numpy as np
 
 from . import guides as G
 from .blend_methods import BLEND_METHODS
+from .memory import pass_memory, usable_memory
 
 
 @dataclass
@@ -124,26 +125,6 @@ class PropagationConfig:
         workers = max(1, min(workers, max(1, passes), max(1, usable_memory() // max(1, pass_memory(pixels)))))
         threads = self.threads or max(1, cores // workers)
         return workers, threads
-
-
-# Peak bytes per pixel of one running pass: the synthesis (packed guides and style of source and
-# target, pyramid, NNF, error, occupancy: ~170 B/px measured at 1024^2) plus the pass's frames,
-# flows and guides.
-PASS_BYTES_PER_PIXEL = 250
-
-
-def pass_memory(pixels: int) -> int:
-    """Estimated peak memory of one propagation pass over frames of ``pixels`` pixels."""
-    return PASS_BYTES_PER_PIXEL * int(pixels)
-
-
-def usable_memory() -> int:
-    """Bytes a job may plan to use: 80% of the machine's physical memory."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not POSIX: assume enough
-        return 1 << 62
-    return int(total * 0.8)
 
 
 class FrameSource(Protocol):

@@ -7,7 +7,6 @@ which hold the same values.
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from typing import Hashable
@@ -68,12 +67,3 @@ class Recent:
         old = self._items.pop(key, None)
         if old is not None:
             self.used -= old[1]
-
-
-def memory_budget(share: int = 8, cap: int = 1 << 30) -> int:
-    """Bytes one such memory may hold: 1/``share`` of the machine's physical memory, at most ``cap``."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return cap
-    return int(min(cap, total // share))

@@ -37,9 +37,10 @@ import numpy as np
 from .errors import JobCancelled, JobError
 from .files import frame_name, load_npz, read_json, save_npz, write_json
 from .progress import Progress, Stage
-from .packing import quantise_map
+from .packing import load_packed, quantise_map, save_packed
 from .passes import KeyFrame, PassState, PropagationConfig, propagate_pass
-from .recent import Recent, memory_budget
+from .memory import cache_budget
+from .recent import Recent
 from . import temporal_blend
 from .workdir import WorkDir
 
@@ -124,11 +125,11 @@ class Candidates:
     memory budget, or in another process (a cluster task), the files are read."""
 
     def __init__(self, budget: int | None = None):
-        self._memory = Recent(memory_budget() if budget is None else budget)
+        self._memory = Recent(cache_budget() if budget is None else budget)
 
     def put(self, pass_dir: Path, index: int, image: np.ndarray, error: np.ndarray) -> None:
         error = quantise_map(np.asarray(error, np.float32))
-        save_npz(pass_dir / f"{frame_name(index)}.npz", packed=True, image=image, error=error)
+        save_packed(pass_dir / f"{frame_name(index)}.npz", image=image, error=error)
         self._memory.put((str(pass_dir), index), (image, error))
 
     def get(self, pass_dir: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +137,7 @@ class Candidates:
         kept = self._memory.get((str(pass_dir), index))
         if kept is not None:
             return kept
-        z = load_npz(pass_dir / f"{frame_name(index)}.npz")
+        z = load_packed(pass_dir / f"{frame_name(index)}.npz")
         return z["image"], z["error"]
 
     def forget(self, seg_dir: Path) -> None:
@@ -155,11 +156,11 @@ class RunContext:
     blend_bar: Stage
     on_step: StepHook | None = None
     timer: Timer = field(default_factory=Timer)
-    candidates: Candidates = field(default_factory=Candidates)
-    keep_masks: bool = True  # write the blend weights (masks/): only kept intermediates need them
     cancelled: threading.Event = field(default_factory=threading.Event)
     steps: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    candidates: Candidates = field(default_factory=Candidates)
+    keep_masks: bool = True  # write the blend weights (masks/): only kept intermediates need them
 
     def check(self) -> None:
         if self.cancelled.is_set():
@@ -209,7 +210,7 @@ def _resume_point(pass_dir: Path, order: list[int]) -> tuple[int, PassState | No
         for i in order[:done]:
             (pass_dir / f"{frame_name(i)}.npz").unlink()
         return 0, None
-    image = load_npz(pass_dir / f"{frame_name(order[done - 1])}.npz")["image"]
+    image = load_packed(pass_dir / f"{frame_name(order[done - 1])}.npz")["image"]
     return done, PassState(order[done - 1], image, st["nnf"].astype(np.int32), st["positions"].astype(np.float32))
 
 
@@ -309,7 +310,7 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
         key_a, key_b = wd.key(seg.a), wd.key(seg.b)
         # the soft blend's per-frame float maps (weight, gate, backward state: 20 bytes a pixel) stay
         # in memory unless a long segment at high resolution would need more than a budget
-        in_memory = len(seg.frames) * key_a.shape[0] * key_a.shape[1] * 20 <= memory_budget() // 2
+        in_memory = len(seg.frames) * key_a.shape[0] * key_a.shape[1] * 20 <= cache_budget() // 2
         inputs = temporal_blend.SegmentInputs(
             seg.a, seg.b, key_a, key_b, candidates, wd.flow, occluded=wd.flow_cache.occluded,
             region=region if wd.matted else None, scratch=None if in_memory else seg_dir / "blend-scratch")
