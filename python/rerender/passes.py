@@ -36,7 +36,10 @@ class PropagationConfig:
     patch_size: int = 5
     uniformity: float = 3500.0
     search_vote_iters: int = 12
-    patchmatch_iters: int = 6
+    # 3 scans per search, not EbSynth's 6: every step starts from the previous frame's field (measured
+    # on the five bench_quality clips: the same PSNR within 0.03 dB and warp error within 1%, 9-32%
+    # less synthesis CPU; 2 scans lose up to 0.09 dB)
+    patchmatch_iters: int = 3
     stop_threshold: float = 5.0
     pyramid_levels: int | None = None
     # how each frame's nearest-neighbour field starts: advected from the previous frame along the
