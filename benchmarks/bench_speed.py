@@ -89,6 +89,21 @@ def prepare_case(case: BQ.Case, root: Path, cache: Path) -> tuple[Path, Path, li
     return inp, kdir, truth, keys
 
 
+def prepare_demo(size: int, frames: int, root: Path) -> tuple[Path, Path, list[np.ndarray], set[int]]:
+    """The bench_propagate clip (the demo's camera move with a parallax layer, SIZE x SIZE), keys
+    every 10 frames stylised by the demo's filter; the truth is the filter on every frame."""
+    from rerender.demo import demo_clip, stylise
+
+    clip = demo_clip(frames, (size, size))
+    truth = [stylise(f) for f in clip]
+    keys = set(range(0, frames, BQ.KEY_EVERY))
+    for i, f in enumerate(clip):
+        media.write_image(root / "input" / f"{i:04d}.png", f)
+    for k in sorted(keys):
+        media.write_image(root / "keys" / f"{k:04d}.png", truth[k])
+    return root / "input", root / "keys", truth, keys
+
+
 def run_job(site: Path | None, inp: Path, keys: Path, out: Path, extra: list[str]) -> tuple[float, float]:
     """One ``rerender propagate`` in a fresh process; (CPU seconds user+sys, wall seconds)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -148,6 +163,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="*", type=int, default=[0, 4, 3], help="bench_quality case numbers")
     ap.add_argument("--size", type=int, default=256, help="short side of the clips (bench_quality: 256)")
     ap.add_argument("--frames", type=int, default=21, help="frames per clip (keys every 10)")
+    ap.add_argument("--demo", type=int, metavar="SIZE", help="instead of the real clips: bench_propagate's "
+                    "generated SIZE x SIZE clip (31 frames unless --frames says otherwise)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per implementation and case (median)")
     ap.add_argument("--reference", action="append", default=[], metavar="NAME=DIR",
                     help="another build: DIR holds its rerender package (put first on PYTHONPATH)")
@@ -169,13 +186,18 @@ def main(argv=None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench_speed_"))
     try:
         rows = []
-        for n in args.cases:
-            case = BQ.dataclasses.replace(BQ.CASES[n], frames=args.frames, short=args.size,
-                                          max_long=round(BQ.CASES[n].max_long * args.size / 256))
+        for n in ([-1] if args.demo else args.cases):
             croot = root / f"case{n}"
-            inp, keys, truth, key_set = prepare_case(case, croot, cache)
+            if args.demo:
+                name = "demo"
+                inp, keys, truth, key_set = prepare_demo(args.demo, args.frames if args.frames != 21 else 31, croot)
+            else:
+                case = BQ.dataclasses.replace(BQ.CASES[n], frames=args.frames, short=args.size,
+                                              max_long=round(BQ.CASES[n].max_long * args.size / 256))
+                name = case.name
+                inp, keys, truth, key_set = prepare_case(case, croot, cache)
             h, w = truth[0].shape[:2]
-            print(f"[{n}] {case.name} {w}x{h}, {len(truth)} frames, keys {sorted(key_set)}", flush=True)
+            print(f"[{n}] {name} {w}x{h}, {len(truth)} frames, keys {sorted(key_set)}", flush=True)
             if args.profile:
                 profile(inp, keys, croot / "out_profile", args.top)
                 continue
@@ -192,11 +214,11 @@ def main(argv=None) -> int:
                 twins = [r for r, _, _ in impls if r != name
                          and same_frames(croot / f"out_{name}", croot / f"out_{r}", len(truth))]
                 same = f"  same bytes as {', '.join(twins)}" if twins else ""
-                line = (f"  {name:<10} CPU {cpu:6.2f} s ({cpu / non_key:.3f} s per non-key frame)  wall {wall:6.2f} s  "
+                line = (f"  {name:<10} CPU {cpu:6.2f} s ({cpu / non_key:.3f} s per non-key frame)  wall {wall:6.2f} s ({wall / non_key:.3f})  "
                         f"PSNR {psnr(croot / f'out_{name}', truth, key_set):6.2f} dB  {ratios}{same}")
                 print(line, flush=True)
-                rows.append((case.name, name, cpu))
-        if len(args.cases) > 1 and not args.profile:
+                rows.append((n, name, cpu))
+        if len(args.cases) > 1 and not args.profile and not args.demo:
             print("\ntotal CPU over the cases:")
             for name, _, _ in impls:
                 total = sum(c for _, nm, c in rows if nm == name)
