@@ -221,11 +221,11 @@ class FlowCache:
     """
 
     def __init__(self, directory: str | os.PathLike, backend: str | FlowBackend = "dis",
-                 frames: Callable[[int], np.ndarray] | None = None, memory_bytes: int = MEMORY_BYTES):
+                 frames: Callable[[int], np.ndarray] | None = None, memory_bytes: int | None = None):
         self.backend = get_flow_backend(backend)
         self.directory = Path(directory) / self.backend.name
         self.frames = frames
-        self._memory = Recent(memory_bytes)
+        self._memory = Recent(MEMORY_BYTES if memory_bytes is None else memory_bytes)
 
     def path(self, i: int, j: int) -> Path:
         """File that holds flow_{i->j}."""
