@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -307,11 +308,11 @@ class FlowCache:
         from .warping import occlusion
 
         fwd, bwd = self.get(i, j), self.get(j, i)
-        kept = self._memory.get(("occluded", i, j))  # valid for the very flows it came from
-        if kept is not None and kept[1] is fwd and kept[2] is bwd:
+        kept = self._memory.get(("occluded", i, j))  # valid for the very flows it came from (weak
+        if kept is not None and kept[1]() is fwd and kept[2]() is bwd:  # refs: it never pins them)
             return kept[0]
         mask = occlusion(fwd, bwd)
-        self._memory.put(("occluded", i, j), (mask, fwd, bwd), nbytes=mask.nbytes)
+        self._memory.put(("occluded", i, j), (mask, weakref.ref(fwd), weakref.ref(bwd)))
         return mask
 
     def pair(self, i: int, frame_i: np.ndarray | None = None,
