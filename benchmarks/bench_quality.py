@@ -37,6 +37,7 @@ alone at 512 x 512 (seconds per frame, wall and CPU, best of ``--repeat``; targe
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import hashlib
 import json
@@ -57,7 +58,7 @@ from _footage import DEFAULT_CACHE, clip_path  # noqa: E402  (the shared real-fo
 from rerender import media  # noqa: E402
 from rerender.blend_methods import BLEND_METHODS  # noqa: E402
 from rerender.demo import stylise as painted_filter  # noqa: E402
-from rerender.files import load_npz  # noqa: E402
+from rerender.packing import load_packed  # noqa: E402
 from rerender.flow import get_flow_backend  # noqa: E402
 from rerender.metrics import warping_error  # noqa: E402
 from rerender.passes import PropagationConfig  # noqa: E402
@@ -168,7 +169,8 @@ def score(outputs: list[np.ndarray], truth: list[np.ndarray], keys: set[int], fl
 # our job
 
 
-def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: Path, blends: list[str]):
+def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: Path, blends: list[str],
+             overrides: dict | None = None):
     """The whole job (flow, both passes, blending) from an empty work directory with the first blend
     option, then the others on the same work directory (with the intermediates kept, a changed
     ``--blend`` re-blends only: the job's fingerprints keep the passes, which the run checks).
@@ -186,9 +188,10 @@ def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: 
     for n, blend in enumerate(blends):
         t0 = time.perf_counter()
         res = propagate(root / "input", root / "keys", root / f"out_{blend}", work_dir=root / "work",
-                        config=PropagationConfig(blend=blend), keep_intermediates=True)
+                        config=PropagationConfig(blend=blend, **(overrides or {})), keep_intermediates=True)
         if n == 0:
             first = time.perf_counter() - t0
+            print("job stages, CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(res.timings.items())))
         elif res.synthesized:
             raise RuntimeError(f"blend={blend}: {res.synthesized} pass steps recomputed (expected a re-blend only)")
         blend_secs[blend] = res.timings.get("blending", float("nan")) / max(res.blended, 1)
@@ -201,7 +204,7 @@ def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: 
                 outs.append(keys_style[i])
                 continue
             seg = next(d for d in segments.iterdir() if (d / direction / f"{i:04d}.npz").exists())
-            outs.append(load_npz(seg / direction / f"{i:04d}.npz")["image"])
+            outs.append(load_packed(seg / direction / f"{i:04d}.npz")["image"])
         outputs[label] = outs
     return outputs, blend_secs, first
 
@@ -334,7 +337,7 @@ def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> dict[st
     Returns {method: (wall, CPU)} seconds per frame, each the best of ``repeat`` runs. CPU is the
     process's CPU time (all threads) with OpenCV held to one thread: the work to do, which other
     processes on a shared machine inflate far less than the wall time."""
-    from rerender.temporal_blend import blend_segment
+    from rerender.temporal_blend import SegmentInputs, blend_segment
 
     seg = sorted(d for d in (root / "work" / "segments").iterdir() if d.is_dir())[0]
     a, b = (int(x) for x in seg.name.split("-"))
@@ -347,16 +350,15 @@ def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> dict[st
         flows[(i + 1, i)] = flow(big[i + 1], big[i])
     cands = {}
     for i in range(a + 1, b):
-        za, zb = load_npz(seg / "fwd" / f"{i:04d}.npz"), load_npz(seg / "bwd" / f"{i:04d}.npz")
+        za, zb = load_packed(seg / "fwd" / f"{i:04d}.npz"), load_packed(seg / "bwd" / f"{i:04d}.npz")
         cands[i] = (media.resize_to(za["image"], size), media.resize_to(zb["image"], size),
                     cv2.resize(za["error"], size[::-1]), cv2.resize(zb["error"], size[::-1]))
     keys = [media.resize_to(media.read_image(root / "keys" / f"{k:04d}.png"), size) for k in (a, b)]
-    cfg = PropagationConfig()
     out = {}
     for method in BLEND_METHODS:
         def run() -> None:
-            for _ in blend_segment(a, b, *keys, cands.__getitem__, lambda i, j: flows[(i, j)], method=method,
-                                   smoothing=cfg.blend_smoothing, detail=cfg.blend_detail):
+            inputs = SegmentInputs(a, b, *keys, cands.__getitem__, lambda i, j: flows[(i, j)])
+            for _ in blend_segment(inputs, PropagationConfig(blend=method).blend_options()):
                 pass
 
         wall = cpu = float("inf")
@@ -392,7 +394,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", metavar="DIR", default=str(DEFAULT_CACHE), help="clips and EbSynth results")
     ap.add_argument("--repeat", type=int, default=3, help="repeats of the 512 x 512 blend timing (0 = skip it)")
     ap.add_argument("--keep", metavar="DIR", help="keep the work files in DIR")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a PropagationConfig option of our job, e.g. search_vote_iters=6")
+    ap.add_argument("--blends", nargs="*", choices=BLEND_METHODS, help="blend methods to run (default: all)")
     args = ap.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        k, _, v = item.partition("=")
+        overrides[k] = ast.literal_eval(v)
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     ebsynth = Path(args.ebsynth) if args.ebsynth else None
@@ -403,7 +412,7 @@ def main(argv=None) -> int:
     if args.cases:
         cases = [cases[i] for i in args.cases]
     default = PropagationConfig().blend
-    blends = [default] + [m for m in BLEND_METHODS if m != default]
+    blends = [default] + [m for m in BLEND_METHODS if m != default and (args.blends is None or m in args.blends)]
     flow = get_flow_backend("dis")
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_quality_"))
     verdicts = []
@@ -428,7 +437,7 @@ def main(argv=None) -> int:
             print(f"\n[{n}] {case.name}  {w}x{h}, {len(frames)} frames, keys {sorted(keys)}\n")
             print("| method                     | PSNR dB | warp err x1e-3 | detail | blend s/frame | note |")
             print("|---|---|---|---|---|---|")
-            outputs, blend_secs, job_secs = run_ours(frames, keys_style, case_root, blends)
+            outputs, blend_secs, job_secs = run_ours(frames, keys_style, case_root, blends, overrides)
             scores = {}
             for method, outs in outputs.items():
                 if method in blends:
@@ -444,6 +453,8 @@ def main(argv=None) -> int:
                 note = f"whole run {secs:.0f} s" + ("" if not cached else (" (cached)" if cached == 1 else f" ({cached:.0%} cached)"))
                 scores["ebsynth"] = score(outs, truth, keys, pairs, float("nan"), note)
                 print(_row("EbSynth, linear blend", scores["ebsynth"]))
+            if "linear" not in scores:
+                continue
             d, lin = scores[CANDIDATE], scores["linear"]
             better_single = max(scores["forward only"].detail, scores["backward only"].detail)
             checks = {"PSNR >= linear": d.psnr >= lin.psnr, "warp <= linear": d.warp <= lin.warp,

@@ -354,7 +354,12 @@ _SYN_BAD_CASES = [
 @needs_compiled
 @pytest.mark.parametrize("kwargs", _SYN_BAD_CASES)
 def test_cuda_synthesize_validates_like_the_cpu(kwargs):
-    cpu, cuda = _messages(lambda: _native.synthesize(**kwargs), lambda: _native.cuda_synthesize(**kwargs))
+    def call(fn):  # the options go into a SynthesisParams (made inside the call: its checks count too)
+        arrays = {k: v for k, v in kwargs.items() if k in ("style", "guides", "init_nnf", "target_mask")}
+        options = {k: v for k, v in kwargs.items() if k not in arrays}
+        return lambda: fn(**arrays, params=_native.SynthesisParams(**options))
+
+    cpu, cuda = _messages(call(_native.synthesize), call(_native.cuda_synthesize))
     assert cpu == cuda
 
 
@@ -524,8 +529,8 @@ def test_cuda_synthesize_returns_cuda_arrays_for_device_inputs():
     n = 48
     style, ((src, tgt, w),), _, _ = _displaced_case(n)
     cu = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
-    image, nnf, error = _native.cuda_synthesize(cu(style), [(cu(src), cu(tgt), w)], search_vote_iters=2,
-                                                patchmatch_iters=2)
+    image, nnf, error = _native.cuda_synthesize(cu(style), [(cu(src), cu(tgt), w)],
+                                                _native.SynthesisParams(search_vote_iters=2, patchmatch_iters=2))
     for arr, dtype, typestr, shape in ((image, np.uint8, "|u1", (n, n, 3)), (nnf, np.int32, "<i4", (n, n, 2)),
                                        (error, np.float32, "<f4", (n, n))):
         assert type(arr).__name__ == "CudaArray" and arr.dtype == dtype and arr.shape == shape

@@ -11,7 +11,7 @@ import rerender.media as media
 from _clips import decode_all, moving_pattern, write_test_video
 from _stylised_clip import clip, fast_config, write_clip_and_keys
 from rerender import packing
-from rerender.files import load_npz, save_npz
+from rerender.packing import load_packed, save_packed
 from rerender.job import Job, JobConfig
 from rerender.media import video as video_module
 from rerender.progress import Progress, Stage
@@ -28,8 +28,8 @@ def test_images_are_stored_losslessly_in_every_layout(tmp_path):
               "grey": rng.integers(0, 256, (9, 4), dtype=np.uint8),
               "one": rng.integers(0, 256, (6, 8, 1), dtype=np.uint8),
               "index": np.int64(42), "nnf": rng.integers(-5, 5, (4, 4, 2)).astype(np.int16)}
-    save_npz(tmp_path / "a.npz", packed=True, **arrays)
-    back = load_npz(tmp_path / "a.npz")
+    save_packed(tmp_path / "a.npz", **arrays)
+    back = load_packed(tmp_path / "a.npz")
     assert set(back) == set(arrays)
     for name, a in arrays.items():
         assert back[name].dtype == a.dtype and back[name].shape == np.shape(a) and np.array_equal(back[name], a), name
@@ -44,11 +44,11 @@ def test_float_candidates_of_high_bit_depth_plates_are_stored_exactly(tmp_path):
     image = (rng.random((13, 21, 3)) * 255).astype(np.float32)
     image[0, 0] = [0.1234567, 254.99998, 1e-7]
     error = rng.random((13, 21)).astype(np.float32)
-    save_npz(tmp_path / "c.npz", packed=True, image=image, error=error)
-    back = load_npz(tmp_path / "c.npz")
+    save_packed(tmp_path / "c.npz", image=image, error=error)
+    back = load_packed(tmp_path / "c.npz")
     assert back["image"].dtype == np.float32 and back["image"].tobytes() == image.tobytes()
     assert np.array_equal(back["error"], packing.quantise_map(error))  # the error map is bfloat16, as for uint8
-    save_npz(tmp_path / "d.npz", packed=True, **back)  # a resumed job re-stores what it read: same bytes
+    save_packed(tmp_path / "d.npz", **back)  # a resumed job re-stores what it read: same bytes
     assert (tmp_path / "d.npz").read_bytes() == (tmp_path / "c.npz").read_bytes()
 
 

@@ -78,3 +78,14 @@ def test_stub_parameters_match_the_bindings():
 def test_stub_ships_in_the_package():
     assert STUB.is_file() and STUB.parent == Path(rerender.__file__).parent
     assert STUB.with_name("py.typed").is_file()  # (type checkers read package stubs only with it)
+
+
+def test_stub_declares_the_synthesis_params_fields():
+    """SynthesisParams' keywords in the stub are its fields, in order, with the core's defaults."""
+    node = stub_definitions()["SynthesisParams"][0]
+    init = next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    declared = [(a.arg, ast.literal_eval(d)) for a, d in zip(init.args.kwonlyargs, init.args.kw_defaults)]
+    assert declared == list(_native.SynthesisParams().as_dict().items())
+    properties = {n.name for n in node.body if isinstance(n, ast.FunctionDef)
+                  and any(ast.unparse(d) == "property" for d in n.decorator_list)}
+    assert properties == set(_native.SynthesisParams().as_dict())

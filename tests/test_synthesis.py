@@ -342,3 +342,36 @@ def test_patch_larger_than_style_is_refused():
     g = np.zeros((4, 40), np.uint8)
     with pytest.raises(ValueError, match="patch_size"):
         synthesize(g, [(g, np.zeros((40, 40), np.uint8), 1.0)])
+
+
+def test_synthesis_params_are_checked_named_once_and_copyable():
+    import pickle
+
+    from rerender import SynthesisParams
+
+    p = SynthesisParams(patch_size=7, pyramid_levels=2)
+    assert p.patch_size == 7 and p.pyramid_levels == 2 and p.search_vote_iters == 12  # core defaults
+    assert SynthesisParams().pyramid_levels is None
+    q = p.replace(seed=3)
+    assert (q.seed, p.seed, q.patch_size) == (3, 0, 7) and q != p and q == p.replace(seed=3)
+    assert pickle.loads(pickle.dumps(q)) == q  # (shipped to cluster workers inside a task)
+    assert repr(SynthesisParams(seed=5)).startswith("SynthesisParams(style_weight=1.0, patch_size=5,")
+    with pytest.raises(ValueError, match="unknown option 'patchsize'"):
+        SynthesisParams(patchsize=7)
+    with pytest.raises(ValueError, match="patch_size: must be odd"):
+        p.replace(patch_size=6)
+    with pytest.raises(ValueError, match="params: expected a SynthesisParams"):
+        rerender._native.synthesize(np.zeros((8, 8), np.uint8), [(np.zeros((8, 8), np.uint8),) * 2 + (1.0,)], {})
+
+
+def test_params_and_keyword_options_give_the_same_synthesis():
+    from rerender import SynthesisParams
+
+    rng = np.random.default_rng(3)
+    style = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    guides = [(style, style[::-1].copy(), 1.0)]
+    a = synthesize(style, guides, SynthesisParams(search_vote_iters=2, seed=4))
+    b = synthesize(style, guides, search_vote_iters=2, seed=4)
+    c = synthesize(style, guides, SynthesisParams(search_vote_iters=5), seed=4, search_vote_iters=2)
+    assert all(np.array_equal(x, y) and np.array_equal(x, z)
+               for x, y, z in zip((a.image, a.nnf, a.error), (b.image, b.nnf, b.error), (c.image, c.nnf, c.error)))

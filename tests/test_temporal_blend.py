@@ -86,7 +86,7 @@ def test_mismatched_candidates_are_rejected():
 # the "soft" blend (default): known answers and invariants
 
 from rerender.temporal_blend import (  # noqa: E402
-    BLEND_METHODS, WEIGHT_STEP, blend_segment, mix, restore_detail, soft_blend, soft_weights)
+    BLEND_METHODS, WEIGHT_STEP, BlendOptions, SegmentInputs, blend_segment, mix, restore_detail, soft_blend, soft_weights)
 
 
 def _texture(seed, shape=(40, 48, 3)):
@@ -102,9 +102,11 @@ def _segment(frames_a, frames_b, errors_a, errors_b, flows=None, keys=None, **op
     zero = np.zeros((h, w, 2), np.float32)
     key_a, key_b = keys if keys is not None else (frames_a[0], frames_b[-1])
     options.setdefault("method", "soft")
-    got = list(blend_segment(0, n + 1, key_a, key_b,
-                             lambda i: (frames_a[i - 1], frames_b[i - 1], errors_a[i - 1], errors_b[i - 1]),
-                             lambda i, j: zero if flows is None else flows(i, j), **options))
+    inputs = {k: options.pop(k) for k in ("region", "scratch") if k in options}
+    got = list(blend_segment(SegmentInputs(0, n + 1, key_a, key_b,
+                                           lambda i: (frames_a[i - 1], frames_b[i - 1], errors_a[i - 1], errors_b[i - 1]),
+                                           lambda i, j: zero if flows is None else flows(i, j), **inputs),
+                             BlendOptions(**options)))
     assert [i for i, _, _ in got] == list(range(1, n + 1))
     return [img for _, img, _ in got], [wt for _, _, wt in got]
 
@@ -298,8 +300,8 @@ def test_soft_blend_scratch_folder_is_left_clean(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
     # a job stopped in the middle of a segment (the generator closed early) cleans up too
     zero = np.zeros((16, 20, 2), np.float32)
-    gen = blend_segment(0, 4, fa[0], fa[-1], lambda i: (fa[i - 1], fa[-i], errs[0], errs[0]), lambda i, j: zero,
-                        method="soft", scratch=tmp_path / "s")
+    gen = blend_segment(SegmentInputs(0, 4, fa[0], fa[-1], lambda i: (fa[i - 1], fa[-i], errs[0], errs[0]),
+                                      lambda i, j: zero, scratch=tmp_path / "s"), BlendOptions("soft"))
     next(gen)
     gen.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
@@ -388,8 +390,8 @@ def test_outside_a_region_the_plate_comes_back_and_is_never_read(method):
         fa, fb = frames(300, outside), frames(400, outside)
         ka, kb = _texture(500, (h, w, 3)), _texture(501, (h, w, 3))
         ka[~regions[0]], kb[~regions[n + 1]] = outside[0][~regions[0]], outside[n + 1][~regions[n + 1]]
-        got = list(blend_segment(0, n + 1, ka, kb, lambda i: (fa[i - 1], fb[i - 1], errs[i - 1], errs[-i]), flows,
-                                 method=method, region=lambda i: regions[i]))
+        got = list(blend_segment(SegmentInputs(0, n + 1, ka, kb, lambda i: (fa[i - 1], fb[i - 1], errs[i - 1], errs[-i]),
+                                               flows, region=lambda i: regions[i]), BlendOptions(method)))
         return fa, [img for _, img, _ in got]
 
     fa, with_plate = run([p for p in plate])
@@ -408,8 +410,8 @@ def test_outside_a_region_the_plate_comes_back_and_is_never_read(method):
 def test_bad_segment_options_are_named(options, match):
     img = _texture(22, (8, 8, 3))
     e = np.ones((8, 8), np.float32)
+    inputs = SegmentInputs(0, 3, img, img, lambda i: (img, img, e, e), lambda i, j: np.zeros((8, 8, 2), np.float32))
     with pytest.raises(ValueError, match=match):
-        list(blend_segment(0, 3, img, img, lambda i: (img, img, e, e), lambda i, j: np.zeros((8, 8, 2), np.float32),
-                           **{"method": "soft", **options}))
+        list(blend_segment(inputs, BlendOptions(**{"method": "soft", **options})))
     with pytest.raises(ValueError, match="segment"):
-        list(blend_segment(0, 1, img, img, lambda i: (img, img, e, e), lambda i, j: None, method="soft"))
+        SegmentInputs(0, 1, img, img, lambda i: (img, img, e, e), lambda i, j: None)

@@ -10,16 +10,10 @@
 namespace rerender::bindings {
 namespace {
 
-py::object synthesize_binding(const py::object& style_obj, const py::object& guides_obj,
-                              const py::object& style_weight, const py::object& patch_size,
-                              const py::object& pyramid_levels, const py::object& search_vote_iters,
-                              const py::object& patchmatch_iters, const py::object& uniformity,
-                              const py::object& stop_threshold, const py::object& init_nnf,
-                              const py::object& target_mask, const py::object& seed, const py::object& threads) {
+py::object synthesize_binding(const py::object& style_obj, const py::object& guides_obj, const py::object& params,
+                              const py::object& init_nnf, const py::object& target_mask) {
   HostLoader loader("synthesize");
-  const auto args = parse_synthesis_args(loader, style_obj, guides_obj, style_weight, patch_size, pyramid_levels,
-                                         search_vote_iters, patchmatch_iters, uniformity, stop_threshold, init_nnf,
-                                         target_mask, seed, threads);
+  const auto args = parse_synthesis_args(loader, style_obj, guides_obj, params, init_nnf, target_mask);
   std::vector<syn::Guide> guides;
   for (size_t i = 0; i < args.sources.size(); ++i)
     guides.push_back({plane_of(args.sources[i], args.sources[i].data()),
@@ -34,13 +28,48 @@ py::object synthesize_binding(const py::object& style_obj, const py::object& gui
   return result_arrays(loader.budget, res, args.image_shape, args.style.dtype);
 }
 
+// SynthesisParams, from the table of bindings/synthesis_args.h: keyword-only construction (defaults
+// from syn::Params), read-only properties, replace(**changes), as_dict(), equality, repr, pickling.
+void bind_params(py::module_& m) {
+  py::class_<syn::Params> cls(m, "SynthesisParams",
+                              "Options of one guided synthesis call (immutable; replace() makes a changed copy).");
+  cls.def(py::init([](const py::kwargs& kw) { return with_changes(syn::Params{}, kw); }));
+  for (const ParamField& f : param_fields()) {
+    const auto get = f.get;
+    cls.def_property_readonly(f.name, [get](const syn::Params& p) { return get(p); });
+  }
+  auto as_dict = [](const syn::Params& p) {
+    py::dict d;
+    for (const ParamField& f : param_fields()) d[f.name] = f.get(p);
+    return d;
+  };
+  cls.def("as_dict", as_dict, "The options by name, in the order of the constructor's keywords.");
+  cls.def("replace", [](const syn::Params& p, const py::kwargs& kw) { return with_changes(p, kw); },
+          "A copy with the given options changed (checked like the constructor's).");
+  cls.def("__eq__", [as_dict](const syn::Params& a, const py::object& b) -> py::object {
+    if (!py::isinstance<syn::Params>(b)) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+    return py::bool_(as_dict(a).equal(as_dict(b.cast<syn::Params>())));
+  });
+  cls.attr("__hash__") = py::none();
+  cls.def("__repr__", [as_dict](const syn::Params& p) {
+    std::string out = "SynthesisParams(";
+    bool first = true;
+    for (const auto& item : as_dict(p)) {
+      out += (first ? "" : ", ") + std::string(py::str(item.first)) + "=" + std::string(py::repr(item.second));
+      first = false;
+    }
+    return out + ")";
+  });
+  cls.def(py::pickle([as_dict](const syn::Params& p) { return as_dict(p); },
+                     [](const py::dict& d) { return with_changes(syn::Params{}, d); }));
+}
+
 const RegisterBindings reg([](py::module_& m) {
-  m.def("synthesize", &synthesize_binding, py::arg("style"), py::arg("guides"), py::arg("style_weight") = 1.0,
-        py::arg("patch_size") = 5, py::arg("pyramid_levels") = py::none(), py::arg("search_vote_iters") = 12,
-        py::arg("patchmatch_iters") = 6, py::arg("uniformity") = 3500.0, py::arg("stop_threshold") = 5.0,
-        py::arg("init_nnf") = py::none(), py::arg("target_mask") = py::none(), py::arg("seed") = 0,
-        py::arg("threads") = 0,
-        "Guided patch-based synthesis (CPU). Returns (image, nnf int32 H x W x 2 (x, y), error float32 H x W).");
+  bind_params(m);
+  m.def("synthesize", &synthesize_binding, py::arg("style"), py::arg("guides"), py::arg("params") = py::none(),
+        py::arg("init_nnf") = py::none(), py::arg("target_mask") = py::none(),
+        "Guided patch-based synthesis (CPU) with the options of `params` (a SynthesisParams; None = the "
+        "defaults). Returns (image, nnf int32 H x W x 2 (x, y), error float32 H x W).");
 });
 
 }  // namespace

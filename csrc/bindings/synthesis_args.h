@@ -88,16 +88,90 @@ struct SynthesisArgs {
   const int32_t* nnf_ptr() const { return has_init_nnf ? init_nnf.data() : nullptr; }
 };
 
+// ---- SynthesisParams: the options of one synthesis call, named once ---------------------------
+//
+// One row per field of syn::Params (core/synthesis.h holds the defaults): its Python name, how a
+// value is checked and stored, and how it is read back. The Python class SynthesisParams
+// (bindings/synthesis.cpp), its keyword arguments, properties, repr and equality all come from
+// this table; both synthesis entries take such an object.
+struct ParamField {
+  const char* name;
+  void (*set)(syn::Params&, const py::handle&);
+  py::object (*get)(const syn::Params&);
+};
+
+inline const std::vector<ParamField>& param_fields() {
+  static const std::vector<ParamField> fields = {
+      {"style_weight",
+       [](syn::Params& p, const py::handle& v) { p.style_weight = static_cast<float>(checked_float(v, "style_weight", 0.0, 1e12)); },
+       [](const syn::Params& p) -> py::object { return py::float_(p.style_weight); }},
+      {"patch_size",
+       [](syn::Params& p, const py::handle& v) {
+         p.patch_size = static_cast<int>(checked_int(v, "patch_size", 3, 31));
+         if (p.patch_size % 2 == 0) fail("patch_size: must be odd, got ", p.patch_size);
+       },
+       [](const syn::Params& p) -> py::object { return py::int_(p.patch_size); }},
+      {"pyramid_levels",  // None = automatic (0 in the core)
+       [](syn::Params& p, const py::handle& v) {
+         p.pyramid_levels = v.is_none() ? 0 : static_cast<int>(checked_int(v, "pyramid_levels", 1, 16));
+       },
+       [](const syn::Params& p) -> py::object { return p.pyramid_levels > 0 ? py::object(py::int_(p.pyramid_levels)) : py::none(); }},
+      {"search_vote_iters",
+       [](syn::Params& p, const py::handle& v) { p.search_vote_iters = static_cast<int>(checked_int(v, "search_vote_iters", 1, 10000)); },
+       [](const syn::Params& p) -> py::object { return py::int_(p.search_vote_iters); }},
+      {"patchmatch_iters",
+       [](syn::Params& p, const py::handle& v) { p.patchmatch_iters = static_cast<int>(checked_int(v, "patchmatch_iters", 0, 10000)); },
+       [](const syn::Params& p) -> py::object { return py::int_(p.patchmatch_iters); }},
+      {"uniformity",
+       [](syn::Params& p, const py::handle& v) { p.uniformity = static_cast<float>(checked_float(v, "uniformity", 0.0, 1e12)); },
+       [](const syn::Params& p) -> py::object { return py::float_(p.uniformity); }},
+      {"stop_threshold",
+       [](syn::Params& p, const py::handle& v) { p.stop_threshold = static_cast<float>(checked_float(v, "stop_threshold", 0.0, 1e12)); },
+       [](const syn::Params& p) -> py::object { return py::float_(p.stop_threshold); }},
+      {"seed", [](syn::Params& p, const py::handle& v) { p.seed = checked_seed(v); },
+       [](const syn::Params& p) -> py::object { return py::int_(p.seed); }},
+      {"threads",
+       [](syn::Params& p, const py::handle& v) {
+         p.threads = checked_threads(static_cast<int>(checked_int(v, "threads", -(1ll << 31), (1ll << 31) - 1)));
+       },
+       [](const syn::Params& p) -> py::object { return py::int_(p.threads); }},
+  };
+  return fields;
+}
+
+// `base` with the fields named in `changes` (a dict) checked and set; an unknown name is refused.
+inline syn::Params with_changes(syn::Params base, const py::dict& changes) {
+  for (const auto& item : changes) {
+    const std::string key = py::str(item.first);
+    const ParamField* field = nullptr;
+    for (const ParamField& f : param_fields())
+      if (key == f.name) field = &f;
+    if (!field) {
+      std::string names;
+      for (const ParamField& f : param_fields()) names += std::string(names.empty() ? "" : ", ") + f.name;
+      fail("SynthesisParams: unknown option '", key, "' (options: ", names, ")");
+    }
+    field->set(base, item.second);
+  }
+  return base;
+}
+
+inline syn::Params checked_params(const py::object& params) {
+  if (params.is_none()) return syn::Params{};
+  try {
+    return params.cast<syn::Params>();
+  } catch (const py::cast_error&) {
+    fail("params: expected a SynthesisParams, got ", std::string(py::str(params.get_type().attr("__name__"))));
+  }
+}
+
 // The synthesis arguments as the Python API documents them (see python/rerender/synthesis.py).
 template <typename Loader>
 auto parse_synthesis_args(Loader& load, const py::object& style_obj, const py::object& guides_obj,
-                          const py::object& style_weight, const py::object& patch_size,
-                          const py::object& pyramid_levels, const py::object& search_vote_iters,
-                          const py::object& patchmatch_iters, const py::object& uniformity,
-                          const py::object& stop_threshold, const py::object& init_nnf,
-                          const py::object& target_mask, const py::object& seed, const py::object& threads) {
+                          const py::object& params, const py::object& init_nnf, const py::object& target_mask) {
   using Arg = decltype(load.load(style_obj, ""));
   SynthesisArgs<Arg> r;
+  r.params = checked_params(params);
   r.style = load.load(style_obj, "style");
   const Image& style = meta(r.style);
   load.bounded(r.style, "style", syn::kMaxInputValue);
@@ -135,14 +209,11 @@ auto parse_synthesis_args(Loader& load, const py::object& style_obj, const py::o
   r.image_shape = {ht, wt};
   if (rank_of(r.style) == 3) r.image_shape.push_back(style.c);
 
-  syn::Params& prm = r.params;
-  prm.style_weight = static_cast<float>(checked_float(style_weight, "style_weight", 0.0, 1e12));
-  prm.patch_size = static_cast<int>(checked_int(patch_size, "patch_size", 3, 31));
-  if (prm.patch_size % 2 == 0) fail("patch_size: must be odd, got ", prm.patch_size);
+  // the options' checks that depend on the images
+  const syn::Params& prm = r.params;
   if (std::min(style.h, style.w) < prm.patch_size)
     fail("patch_size: ", prm.patch_size, " does not fit in the style image of size ", style.h, "x", style.w);
-  if (!pyramid_levels.is_none()) {
-    prm.pyramid_levels = static_cast<int>(checked_int(pyramid_levels, "pyramid_levels", 1, 16));
+  if (prm.pyramid_levels > 0) {
     const int l = prm.pyramid_levels - 1;
     const int hs = syn::level_size(style.h, l), ws = syn::level_size(style.w, l);
     if (std::min(hs, ws) < prm.patch_size) {
@@ -152,12 +223,6 @@ auto parse_synthesis_args(Loader& load, const py::object& style_obj, const py::o
            ", smaller than patch_size ", prm.patch_size, " (at most ", most, " levels here)");
     }
   }
-  prm.search_vote_iters = static_cast<int>(checked_int(search_vote_iters, "search_vote_iters", 1, 10000));
-  prm.patchmatch_iters = static_cast<int>(checked_int(patchmatch_iters, "patchmatch_iters", 0, 10000));
-  prm.uniformity = static_cast<float>(checked_float(uniformity, "uniformity", 0.0, 1e12));
-  prm.stop_threshold = static_cast<float>(checked_float(stop_threshold, "stop_threshold", 0.0, 1e12));
-  prm.seed = checked_seed(seed);
-  prm.threads = checked_threads(static_cast<int>(checked_int(threads, "threads", -(1ll << 31), (1ll << 31) - 1)));
 
   if (!target_mask.is_none()) {
     ImageRules rules;

@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "synthesize": "synthesis",
     "Synthesis": "synthesis",
+    "SynthesisParams": "synthesis",
     "warp": "warping",
     "occlusion": "warping",
     "histogram_blend": "histblend",

@@ -32,20 +32,48 @@ def set_simd(path: str) -> None: ...
 
 # ---- CPU ops --------------------------------------------------------------------------------
 
+class SynthesisParams:
+    """Options of one synthesis call (immutable); the keywords, in this order, are its fields."""
+    def __init__(
+        self,
+        *,
+        style_weight: float = 1.0,
+        patch_size: int = 5,
+        pyramid_levels: int | None = None,
+        search_vote_iters: int = 12,
+        patchmatch_iters: int = 6,
+        uniformity: float = 3500.0,
+        stop_threshold: float = 5.0,
+        seed: int = 0,
+        threads: int = 0,
+    ) -> None: ...
+    @property
+    def style_weight(self) -> float: ...
+    @property
+    def patch_size(self) -> int: ...
+    @property
+    def pyramid_levels(self) -> int | None: ...
+    @property
+    def search_vote_iters(self) -> int: ...
+    @property
+    def patchmatch_iters(self) -> int: ...
+    @property
+    def uniformity(self) -> float: ...
+    @property
+    def stop_threshold(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    def as_dict(self) -> dict[str, Any]: ...
+    def replace(self, **changes: Any) -> SynthesisParams: ...
+
 def synthesize(
     style: _Image,
     guides: Sequence[_Guide],
-    style_weight: float = 1.0,
-    patch_size: int = 5,
-    pyramid_levels: int | None = None,
-    search_vote_iters: int = 12,
-    patchmatch_iters: int = 6,
-    uniformity: float = 3500.0,
-    stop_threshold: float = 5.0,
+    params: SynthesisParams | None = None,
     init_nnf: _Nnf | None = None,
     target_mask: _Mask | None = None,
-    seed: int = 0,
-    threads: int = 0,
 ) -> tuple[_Image, _Nnf, _FloatMap]: ...
 @overload
 def warp(image: _Image, flow: _FloatMap, mode: str = "bilinear", return_valid: Literal[False] = False,
@@ -83,17 +111,9 @@ def cuda_device_name(device: int = 0) -> str: ...
 def cuda_synthesize(
     style: _DeviceOrHost,
     guides: Sequence[tuple[_DeviceOrHost, _DeviceOrHost, float]],
-    style_weight: float = 1.0,
-    patch_size: int = 5,
-    pyramid_levels: int | None = None,
-    search_vote_iters: int = 12,
-    patchmatch_iters: int = 6,
-    uniformity: float = 3500.0,
-    stop_threshold: float = 5.0,
+    params: SynthesisParams | None = None,
     init_nnf: _DeviceOrHost | None = None,
     target_mask: _DeviceOrHost | None = None,
-    seed: int = 0,
-    threads: int = 0,
 ) -> tuple[Any, Any, Any]: ...
 def cuda_warp(image: _DeviceOrHost, flow: _DeviceOrHost, mode: str = "bilinear", return_valid: bool = False,
               threads: int = 0) -> Any: ...

@@ -278,13 +278,8 @@ def read_json(path: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def save_npz(path: str | os.PathLike, *, compressed: bool = False, packed: bool = False, **arrays) -> None:
-    """Write ``arrays`` to an .npz file atomically. ``packed``: images and float maps in their compact
-    encodings (:func:`rerender.packing.pack`: PNG, bfloat16), which :func:`load_npz` decodes."""
-    if packed:
-        from .packing import pack
-
-        arrays = dict(pack(k, np.asarray(v)) for k, v in arrays.items())
+def save_npz(path: str | os.PathLike, *, compressed: bool = False, **arrays) -> None:
+    """Write ``arrays`` to an .npz file atomically (compact encodings: :mod:`rerender.packing`)."""
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
     atomic_write_bytes(path, buf.getbuffer())
@@ -292,13 +287,12 @@ def save_npz(path: str | os.PathLike, *, compressed: bool = False, packed: bool 
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of an .npz file by name, packed entries decoded (see :func:`save_npz`)."""
-    from .packing import unpack
-
+    """The arrays of an .npz file by name (packed entries: :func:`rerender.packing.load_packed`); an
+    unreadable or damaged file raises :class:`DamagedEntry`."""
     data = read_entry(path)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return dict(unpack(k, z[k]) for k in z.files)
+            return {k: z[k] for k in z.files}
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise DamagedEntry(path, f"is not a readable .npz file ({e})") from None
 

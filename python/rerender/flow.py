@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,6 +40,7 @@ import cv2
 import numpy as np
 
 from .packing import decode_flow, encode_flow
+from .recent import Recent
 
 __all__ = [
     "FlowBackend",
@@ -193,6 +195,11 @@ def get_flow_backend(name: str | FlowBackend = "dis") -> FlowBackend:
     return factory()
 
 
+# Decoded flows (and occlusion masks) kept in memory by a FlowCache: each is read by the two passes
+# of its segment and several times by the blend, and decoding a 16-bit PNG costs more than the read.
+MEMORY_BYTES = 512 << 20
+
+
 class FlowCache:
     """Flows between frame pairs, computed once and kept compactly on disk.
 
@@ -209,13 +216,17 @@ class FlowCache:
 
     ``frames``: optional callback ``index -> uint8 RGB frame`` used when a flow must be computed
     and the frames were not passed to :meth:`get`.
+
+    The last ``memory_bytes`` of flows read or computed stay in memory (read-only arrays, the same
+    values as the files'): the passes and the blend of a segment read each flow several times.
     """
 
     def __init__(self, directory: str | os.PathLike, backend: str | FlowBackend = "dis",
-                 frames: Callable[[int], np.ndarray] | None = None):
+                 frames: Callable[[int], np.ndarray] | None = None, memory_bytes: int | None = None):
         self.backend = get_flow_backend(backend)
         self.directory = Path(directory) / self.backend.name
         self.frames = frames
+        self._memory = Recent(MEMORY_BYTES if memory_bytes is None else memory_bytes)
 
     def path(self, i: int, j: int) -> Path:
         """File that holds flow_{i->j}."""
@@ -224,13 +235,24 @@ class FlowCache:
     def _load(self, i: int, j: int, shape: tuple[int, int] | None) -> np.ndarray | None:
         from .files import DamagedEntry, load_npz, report_damaged
 
+        path = self.path(i, j)
         try:
-            data = decode_flow(load_npz(self.path(i, j)))
-        except DamagedEntry as e:  # recomputed
-            report_damaged(e.path)
+            st = os.stat(path)
+        except OSError:
             return None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            return None
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        kept = self._memory.get((i, j))  # valid while the file is the one it was read from
+        if kept is not None and kept[1] == stamp:
+            data = kept[0]
+        else:
+            try:
+                data = decode_flow(load_npz(path))
+            except DamagedEntry as e:  # recomputed
+                report_damaged(e.path)
+                return None
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                return None
+            self._memory.put((i, j), (data, stamp))
         if shape is not None and data.shape[:2] != tuple(shape):
             return None
         return data
@@ -240,8 +262,12 @@ class FlowCache:
         from .files import save_npz
 
         entries = encode_flow(flow)
-        save_npz(self.path(i, j), **entries)
-        return decode_flow(entries)
+        path = self.path(i, j)
+        save_npz(path, **entries)
+        data = decode_flow(entries)
+        st = os.stat(path)
+        self._memory.put((i, j), (data, (st.st_size, st.st_mtime_ns, st.st_ino)))
+        return data
 
     def drop(self, pairs: Iterable[tuple[int, int]]) -> int:
         """Delete the stored flows of ``pairs`` ((i, j): flow_{i->j}); returns how many were stored."""
@@ -250,6 +276,8 @@ class FlowCache:
         removed = 0
         for i, j in pairs:
             path = self.path(i, j)
+            self._memory.pop((i, j))
+            self._memory.pop(("occluded", i, j))
             if path.exists():
                 removed += 1
             remove_entry(path)
@@ -276,6 +304,20 @@ class FlowCache:
             raise ValueError(f"flow backend {self.backend.name!r} returned shape {flow.shape}, "
                              f"expected {(*frame_i.shape[:2], 2)}")
         return self._save(i, j, flow)
+
+    def occluded(self, i: int, j: int) -> np.ndarray:
+        """Occlusion mask on i's grid of the pair (i, j) (:func:`rerender.occlusion` of flow_{i->j}
+        and flow_{j->i}; uint8, 1 = occluded), kept in memory with the flows: a pass step and the
+        blend of its segment ask for the same masks."""
+        from .warping import occlusion
+
+        fwd, bwd = self.get(i, j), self.get(j, i)
+        kept = self._memory.get(("occluded", i, j))  # valid for the very flows it came from (weak
+        if kept is not None and kept[1]() is fwd and kept[2]() is bwd:  # refs: it never pins them)
+            return kept[0]
+        mask = occlusion(fwd, bwd)
+        self._memory.put(("occluded", i, j), (mask, weakref.ref(fwd), weakref.ref(bwd)))
+        return mask
 
     def pair(self, i: int, frame_i: np.ndarray | None = None,
              frame_next: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

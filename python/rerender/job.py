@@ -36,7 +36,7 @@ from .matte import MatteSource
 from .native import require_native
 from .output import check_replaced, check_target
 from .overwrite_guard import KEY_FILE, KEYS, Inputs, check_output, check_work_dir
-from .passes import pass_memory, usable_memory
+from .memory import pass_memory, usable_memory
 from .progress import Progress
 from .workdir import WorkDir, default_work_dir
 

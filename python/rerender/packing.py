@@ -109,6 +109,21 @@ def pack(name: str, arr: np.ndarray) -> tuple[str, np.ndarray]:
     return name, arr
 
 
+def save_packed(path, **arrays) -> None:
+    """Write ``arrays`` to an .npz file atomically, each in its compact encoding (:func:`pack`)."""
+    from .files import save_npz
+
+    save_npz(path, **dict(pack(k, np.asarray(v)) for k, v in arrays.items()))
+
+
+def load_packed(path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file by name, packed entries decoded (:func:`unpack`); files written by
+    :func:`rerender.files.save_npz` read as they are."""
+    from .files import load_npz
+
+    return dict(unpack(k, v) for k, v in load_npz(path).items())
+
+
 def unpack(entry: str, arr: np.ndarray) -> tuple[str, np.ndarray]:
     """Inverse of :func:`pack`: (name, decoded array)."""
     if entry.endswith(MAP_SUFFIX):

@@ -38,7 +38,10 @@ from .errors import JobCancelled, JobError
 from .files import (DamagedEntry, entry_ok, frame_name, load_npz, read_json, remove_entry, report_damaged, save_npz,
                     write_json)
 from .progress import Progress, Stage
+from .packing import load_packed, quantise_map, save_packed
 from .passes import KeyFrame, PassState, PropagationConfig, propagate_pass
+from .memory import cache_budget
+from .recent import Recent
 from . import temporal_blend
 from .workdir import WorkDir
 
@@ -115,6 +118,34 @@ class Timer:
             self.totals[stage] = self.totals.get(stage, 0.0) + seconds
 
 
+class Candidates:
+    """The pass steps of the segments being made: written to ``PASS/NNNN.npz`` (what a resumed job
+    needs) and kept in memory until their segment is blended, so that the blend does not decode
+    them again (it reads each frame's pair three times). The error map is kept as the file holds it
+    (bfloat16 values), so a blend from memory and one from the files give the same bytes; past the
+    memory budget, or in another process (a cluster task), the files are read."""
+
+    def __init__(self, budget: int | None = None):
+        self._memory = Recent(cache_budget() if budget is None else budget)
+
+    def put(self, pass_dir: Path, index: int, image: np.ndarray, error: np.ndarray) -> None:
+        error = quantise_map(np.asarray(error, np.float32))
+        save_packed(pass_dir / f"{frame_name(index)}.npz", image=image, error=error)
+        self._memory.put((str(pass_dir), index), (image, error))
+
+    def get(self, pass_dir: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image, error map) of step ``index``."""
+        kept = self._memory.get((str(pass_dir), index))
+        if kept is not None:
+            return kept
+        z = load_packed(pass_dir / f"{frame_name(index)}.npz")
+        return z["image"], z["error"]
+
+    def forget(self, seg_dir: Path) -> None:
+        prefix = str(seg_dir) + "/"
+        self._memory.drop_where(lambda key: not key[0].startswith(prefix))
+
+
 @dataclass
 class RunContext:
     """What every pass and blend of one propagation run shares."""
@@ -129,6 +160,8 @@ class RunContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     steps: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    candidates: Candidates = field(default_factory=Candidates)
+    keep_masks: bool = True  # write the blend weights (masks/): only kept intermediates need them
 
     def check(self) -> None:
         if self.cancelled.is_set():
@@ -188,7 +221,7 @@ def _resume_from(pass_dir: Path, order: list[int]) -> tuple[int, PassState | Non
         for i in order[:done]:
             (pass_dir / f"{frame_name(i)}.npz").unlink()
         return 0, None
-    image = load_npz(pass_dir / f"{frame_name(order[done - 1])}.npz")["image"]
+    image = load_packed(pass_dir / f"{frame_name(order[done - 1])}.npz")["image"]
     return done, PassState(order[done - 1], image, st["nnf"].astype(np.int32), st["positions"].astype(np.float32))
 
 
@@ -206,12 +239,18 @@ class _TimedSource:
         return self.wd.matte(index)
 
     def flow(self, a: int, b: int) -> np.ndarray:
+        return self._timed(self.wd.flow, a, b)
+
+    def occluded(self, a: int, b: int) -> np.ndarray:
+        return self._timed(self.wd.flow_cache.occluded, a, b)
+
+    def _timed(self, fn, a: int, b: int) -> np.ndarray:
         t0 = time.thread_time()
-        flow = self.wd.flow(a, b)
+        out = fn(a, b)
         dt = time.thread_time() - t0
         self.timer.add("flow", dt)
         self._pending += dt
-        return flow
+        return out
 
     def take(self) -> float:
         """Flow seconds since the last call (the step's guide time includes them)."""
@@ -234,8 +273,7 @@ def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, ord
     source = _TimedSource(ctx.wd, ctx.timer)
     for s in propagate_pass(key, order[done:], source, ctx.cfg, state=state, threads=ctx.threads):
         ctx.check()
-        save_npz(pass_dir / f"{frame_name(s.index)}.npz", packed=True, image=s.image,
-                 error=s.error.astype(np.float32))
+        ctx.candidates.put(pass_dir, s.index, s.image, s.error)
         if s.index != order[-1]:
             save_npz(pass_dir / "state.npz", index=np.int64(s.index), nnf=s.state.nnf.astype(nnf_type),
                      positions=s.state.positions.astype(np.float16))
@@ -261,17 +299,16 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
     if seg.a is None or seg.b is None:  # one pass: its candidates are the result
         direction = "fwd" if seg.b is None else "bwd"
         for i in seg.frames:
-            z = load_npz(seg_dir / direction / f"{frame_name(i)}.npz")
-            wd.write_out(i, z["image"])
+            wd.write_out(i, ctx.candidates.get(seg_dir / direction, i)[0])
             ctx.blend_bar.update()
             ctx.stepped("blend", i)
     else:
-        (seg_dir / "masks").mkdir(exist_ok=True)
+        if ctx.keep_masks:
+            (seg_dir / "masks").mkdir(exist_ok=True)
 
         def candidates(i: int):
-            za = load_npz(seg_dir / "fwd" / f"{frame_name(i)}.npz")
-            zb = load_npz(seg_dir / "bwd" / f"{frame_name(i)}.npz")
-            return za["image"], zb["image"], za["error"], zb["error"]
+            (ia, ea), (ib, eb) = ctx.candidates.get(seg_dir / "fwd", i), ctx.candidates.get(seg_dir / "bwd", i)
+            return ia, ib, ea, eb
 
         def region(i: int):
             matte = wd.matte(i)
@@ -281,16 +318,21 @@ def blend_segment(ctx: RunContext, seg: Segment, seg_dir: Path) -> int:
 
             return synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2) > 0
 
-        keys = [wd.key(k) for k in (seg.a, seg.b)]
-        for i, out, weight in temporal_blend.blend_segment(
-                seg.a, seg.b, *keys, candidates, wd.flow, method=cfg.blend, smoothing=cfg.blend_smoothing,
-                detail=cfg.blend_detail, poisson=cfg.poisson, poisson_lambda=cfg.poisson_lambda,
-                region=region if wd.matted else None, scratch=seg_dir / "blend-scratch"):
+        key_a, key_b = wd.key(seg.a), wd.key(seg.b)
+        # the soft blend's per-frame float maps (weight, gate, backward state: 20 bytes a pixel) stay
+        # in memory unless a long segment at high resolution would need more than a budget
+        in_memory = len(seg.frames) * key_a.shape[0] * key_a.shape[1] * 20 <= cache_budget() // 2
+        inputs = temporal_blend.SegmentInputs(
+            seg.a, seg.b, key_a, key_b, candidates, wd.flow, occluded=wd.flow_cache.occluded,
+            region=region if wd.matted else None, scratch=None if in_memory else seg_dir / "blend-scratch")
+        for i, out, weight in temporal_blend.blend_segment(inputs, cfg.blend_options()):
             ctx.check()
-            write_png_if_changed(seg_dir / "masks" / f"{frame_name(i)}.png", weight)
+            if ctx.keep_masks:
+                write_png_if_changed(seg_dir / "masks" / f"{frame_name(i)}.png", weight)
             wd.write_out(i, out)
             ctx.blend_bar.update()
             ctx.stepped("blend", i)
+    ctx.candidates.forget(seg_dir)
     ctx.timer.add("blending", time.thread_time() - t0)
     return len(seg.frames)
 
@@ -387,7 +429,7 @@ def propagate_segments(wd: WorkDir, segments: list[Segment], fingerprints: dict[
             if seg.name not in summary.recomputed:
                 pbar.skip(seg.steps())
                 bbar.skip(len(seg.frames))
-        ctx = RunContext(wd, cfg, threads, pbar, bbar, on_step, timer or Timer())
+        ctx = RunContext(wd, cfg, threads, pbar, bbar, on_step, timer or Timer(), keep_masks=keep_intermediates)
         pending: dict[cf.Future, Segment] = {}
         remaining = {s.name: len(s.passes()) for s in todo}
         for seg in todo:

@@ -61,22 +61,37 @@ class Synthesis:
     error: np.ndarray
 
 
+SynthesisParams = _native.SynthesisParams
+"""The options of one call, named once (in the native binding's table; defaults of the core):
+
+    style_weight: weight of the style term (split over the style's channels), default 1.
+    patch_size: odd, 3..31, default 5.
+    pyramid_levels: None = automatic (as many as keep the smaller image's short side
+        >= 2 * patch_size + 1; with ``init_nnf``, a single level, the finest).
+    search_vote_iters: search + vote iterations per level, default 12.
+    patchmatch_iters: PatchMatch scans (alternating direction) per search, default 6.
+    uniformity: weight of the occupancy term that penalises overused source patches, default 3500.
+    stop_threshold: after a vote, pixels whose synthesised value changed by less than this
+        (max over channels) are skipped by the next search (they still propagate matches), default 5.
+    seed: seed of the random initialisation and search. On the CPU the result depends on
+        the seed only: the same bytes for any ``threads`` and scheduling.
+    threads: OpenMP threads, 0 = default (checked but unused on CUDA). The GIL is released
+        while it runs.
+
+``SynthesisParams(patch_size=7)``; ``params.replace(seed=3)`` is a changed copy; a bad value raises
+ValueError naming the option.
+"""
+
+
 def synthesize(
     style: np.ndarray,
     guides: Sequence[GuidePair],
+    params: SynthesisParams | None = None,
     *,
-    style_weight: float = 1.0,
-    patch_size: int = 5,
-    pyramid_levels: int | None = None,
-    search_vote_iters: int = 12,
-    patchmatch_iters: int = 6,
-    uniformity: float = 3500.0,
-    stop_threshold: float = 5.0,
     init_nnf: np.ndarray | None = None,
     target_mask: np.ndarray | None = None,
-    seed: int = 0,
-    threads: int = 0,
     backend: str = "auto",
+    **options: Any,
 ) -> Synthesis:
     """Synthesise the target from the ``style`` exemplar, guided by ``guides``.
 
@@ -87,25 +102,13 @@ def synthesize(
         guides: one or more ``(source, target, weight)``: source on the style's grid, target on
             the target grid (all targets the same size, which is the output size), same channel
             count and dtype within a pair; ``weight`` >= 0 is split over the guide's channels.
-        style_weight: weight of the style term (split over the style's channels).
-        patch_size: odd, 3..31.
-        pyramid_levels: None = automatic (as many as keep the smaller image's short side
-            >= 2 * patch_size + 1; with ``init_nnf``, a single level, the finest).
-        search_vote_iters: search + vote iterations per level.
-        patchmatch_iters: PatchMatch scans (alternating direction) per search.
-        uniformity: weight of the occupancy term that penalises overused source patches.
-        stop_threshold: after a vote, pixels whose synthesised value changed by less than this
-            (max over channels) are skipped by the next search (they still propagate matches).
+        params: the options (:class:`SynthesisParams`; None = the defaults).
         init_nnf: int32 H_t x W_t x 2 warm start, e.g. the previous frame's ``nnf`` warped to
             this frame. It replaces the random initialisation; by default only the finest level
             is then solved (much cheaper). With explicit ``pyramid_levels`` it is downsampled to
             the coarsest level instead. Entries (-1, -1) mean "no guess" (random there).
         target_mask: uint8 H_t x W_t; only pixels with mask > 0 are searched and synthesised.
             Outside it the image is 0, the NNF (-1, -1) and the error 0 (composite with the mask).
-        seed: seed of the random initialisation and search. On the CPU the result depends on
-            the seed only: the same bytes for any ``threads`` and scheduling.
-        threads: OpenMP threads, 0 = default (checked but unused on CUDA). The GIL is released
-            while it runs.
         backend: ``"auto"`` (CUDA when a device is usable or an input is a GPU array, else the
             CPU), ``"cpu"`` or ``"cuda"``; see :mod:`rerender.backend`. On CUDA, style, guide
             images and ``target_mask`` may be GPU arrays (torch CUDA tensors, CuPy: read in
@@ -114,11 +117,17 @@ def synthesize(
             inputs), otherwise they are numpy arrays. The CUDA search is parallel
             (jump-flood propagation), so its NNF differs from the CPU's for the same seed, at
             the same quality.
+        options: options of :class:`SynthesisParams` by name, changing ``params``'s
+            (``synthesize(style, guides, patch_size=7)``).
 
     Returns:
         :class:`Synthesis` (image, nnf, error). Raises ValueError naming a bad argument, or for
         ``backend="cuda"`` without a usable CUDA device.
     """
+    if params is None:
+        params = SynthesisParams(**options)
+    elif options:
+        params = params.replace(**options)
     arrays = dict(style=style, init_nnf=init_nnf, target_mask=target_mask, **_guide_arrays(guides))
     which = resolve_backend(backend, **arrays)
     if which == "cuda":
@@ -127,21 +136,7 @@ def synthesize(
         guides = _guides_as_cuda_interface(guides)
     else:
         native = _native.synthesize
-    image, nnf, error = native(
-        style,
-        guides,
-        style_weight,
-        patch_size,
-        pyramid_levels,
-        search_vote_iters,
-        patchmatch_iters,
-        uniformity,
-        stop_threshold,
-        init_nnf,
-        target_mask,
-        seed,
-        threads,
-    )
+    image, nnf, error = native(style, guides, params, init_nnf, target_mask)
     if which == "cuda":  # device results of device inputs: as torch tensors for torch inputs
         image, nnf, error = _to_torch_if_needed((image, nnf, error), arrays)
     return Synthesis(image=image, nnf=nnf, error=error)

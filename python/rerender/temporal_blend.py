@@ -43,6 +43,7 @@ Measured on real footage (``benchmarks/bench_quality.py``): see README "Benchmar
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -440,90 +441,134 @@ FlowLoader = Callable[[int, int], np.ndarray]
 RegionLoader = Callable[[int], "np.ndarray | None"]
 
 
-def blend_segment(a: int, b: int, key_a: np.ndarray, key_b: np.ndarray, candidates: CandidateLoader,
-                  flow: FlowLoader, *, method: str, smoothing: float = 0.5, detail: float = 1.0,
-                  poisson: bool = False, poisson_lambda: float = 0.1, region: RegionLoader | None = None,
-                  scratch: Path | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Blend every frame strictly between keys ``a`` < ``b``; yields ``(i, image, weight)`` in order.
+@dataclass(frozen=True)
+class BlendOptions:
+    """How a segment's candidates are blended (``PropagationConfig.blend_options()``): ``method`` (a
+    key of :data:`BLENDERS`); ``smoothing`` (beta of the temporal recursion, [0, 1)) and ``detail``
+    (strength of the detail restoration, [0, 1]) for ``"soft"``; screened Poisson after any method."""
+
+    method: str = "soft"
+    smoothing: float = 0.5
+    detail: float = 1.0
+    poisson: bool = False
+    poisson_lambda: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method not in BLEND_METHODS:
+            raise ValueError(f"method: {self.method!r} is not one of {', '.join(BLEND_METHODS)}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"smoothing: must be in [0, 1), got {self.smoothing}")
+        if not 0.0 <= self.detail <= 1.0:
+            raise ValueError(f"detail: must be in [0, 1], got {self.detail}")
+        if not self.poisson_lambda > 0:
+            raise ValueError(f"poisson_lambda: must be > 0, got {self.poisson_lambda}")
+
+
+@dataclass
+class SegmentInputs:
+    """What the blend of the segment between keys ``a`` < ``b`` reads.
 
     ``key_a``, ``key_b``: the key frames' images. ``candidates(i)`` returns ``(image_a, image_b,
     error_a, error_b)`` for frame i (the candidates propagated from a and from b, uint8 or float32 of
     the working format, and their patch errors); ``flow(i, j)`` the flow i -> j of neighbouring
-    frames. ``image`` has the candidates' dtype; ``weight`` is a uint8 H x W map of candidate a's
-    weight (255 = a only). ``smoothing`` (beta of the temporal recursion, [0, 1)) and ``detail``
-    (strength of the detail restoration, [0, 1]) apply to ``"soft"``; ``poisson`` to all.
-    ``region(i)``: where frame i (keys included) was synthesised (a matte's grown region, bool H x W;
-    None = everywhere): statistics and the temporal recursion use only pixels inside, and outside it
-    the result is candidate a's pixels exactly (what the passes left there: the plate's).
+    frames; ``occluded(i, j)`` its occlusion mask on i's grid when the caller keeps them (None: from
+    the flows). ``region(i)``: where frame i (keys included) was synthesised (a matte's grown region,
+    bool H x W; None = everywhere): statistics and the temporal recursion use only pixels inside, and
+    outside it the result is candidate a's pixels exactly (what the passes left there: the plate's).
     ``scratch``: folder for the soft method's per-frame intermediates (None = in memory); its files
     are removed at the end, and the folder too when it is left empty.
     """
-    if method not in BLEND_METHODS:
-        raise ValueError(f"method: {method!r} is not one of {', '.join(BLEND_METHODS)}")
-    if not b - a >= 2:
-        raise ValueError(f"segment: keys {a} and {b} have no frame between them")
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing: must be in [0, 1), got {smoothing}")
-    if not 0.0 <= detail <= 1.0:
-        raise ValueError(f"detail: must be in [0, 1], got {detail}")
-    _check_image(key_a, "key_a")
-    _check_image(key_b, "key_b")
-    if key_a.shape != key_b.shape:
-        raise ValueError(f"keys: shapes {key_a.shape} and {key_b.shape} differ")
-    frames = range(a + 1, b)
 
-    def region_of(i: int, hw) -> np.ndarray | None:
-        r = None if region is None else region(i)
-        return None if r is None else _check_region(r, hw)
+    a: int
+    b: int
+    key_a: np.ndarray
+    key_b: np.ndarray
+    candidates: CandidateLoader
+    flow: FlowLoader
+    occluded: FlowLoader | None = None
+    region: RegionLoader | None = None
+    scratch: Path | None = None
 
-    def load(i: int):
-        ca, cb, ea, eb = candidates(i)
+    def __post_init__(self) -> None:
+        if not self.b - self.a >= 2:
+            raise ValueError(f"segment: keys {self.a} and {self.b} have no frame between them")
+        _check_image(self.key_a, "key_a")
+        _check_image(self.key_b, "key_b")
+        if self.key_a.shape != self.key_b.shape:
+            raise ValueError(f"keys: shapes {self.key_a.shape} and {self.key_b.shape} differ")
+        if self.occluded is None:
+            from .warping import occlusion
+
+            flow = self.flow
+            self.occluded = lambda i, j: occlusion(flow(i, j), flow(j, i))
+
+    @property
+    def frames(self) -> range:
+        return range(self.a + 1, self.b)
+
+    def load(self, i: int):
+        ca, cb, ea, eb = self.candidates(i)
         _check_pair(ca, cb)
-        if ca.shape != key_a.shape:
-            raise ValueError(f"frame {i}: candidates {ca.shape} and key frames {key_a.shape} differ in shape")
+        if ca.shape != self.key_a.shape:
+            raise ValueError(f"frame {i}: candidates {ca.shape} and key frames {self.key_a.shape} differ in shape")
         return ca, cb, ea, eb
 
-    if method == "select":
-        mask = None
-        for i in frames:
-            ca, cb, ea, eb = load(i)
-            da, db = distance_weights(i, a, b)
-            mask = next_selection_mask(mask, flow(i, i - 1) if mask is not None else None, ea, eb, da, db)
-            out = blend_candidates(ca, cb, mask, poisson=poisson, poisson_lambda=poisson_lambda,
-                                   region=region_of(i, ca.shape[:2]))
-            yield i, out, mask * np.uint8(255)
-        return
-    if method == "linear":
-        for i in frames:
-            ca, cb, _, _ = load(i)
-            da, db = distance_weights(i, a, b)
-            w = np.full(ca.shape[:2], db / (da + db), np.float32)
-            out = _finish(mix(ca, cb, w), ca, cb, w, poisson, poisson_lambda, region_of(i, ca.shape[:2]))
-            yield i, out, _to_uint8(w * 255)
-        return
-    yield from _blend_soft(a, b, key_a, key_b, load, flow, region_of, smoothing, detail, poisson,
-                           poisson_lambda, scratch)
+    def region_of(self, i: int, hw) -> np.ndarray | None:
+        r = None if self.region is None else self.region(i)
+        return None if r is None else _check_region(r, hw)
 
 
-def _blend_soft(a, b, key_a, key_b, load, flow, region_of, smoothing, detail, poisson, poisson_lambda, scratch):
-    from .warping import occlusion
+Blended = Iterator[tuple[int, np.ndarray, np.ndarray]]
 
-    hw = key_a.shape[:2]
+
+def blend_segment(seg: SegmentInputs, options: BlendOptions = BlendOptions()) -> Blended:
+    """Blend every frame strictly between the keys of ``seg``; yields ``(i, image, weight)`` in order.
+
+    ``image`` has the candidates' dtype; ``weight`` is a uint8 H x W map of candidate a's weight
+    (255 = a only; binary for ``"select"``).
+    """
+    return BLENDERS[options.method](seg, options)
+
+
+def _blend_select(seg: SegmentInputs, opt: BlendOptions) -> Blended:
+    mask = None
+    for i in seg.frames:
+        ca, cb, ea, eb = seg.load(i)
+        da, db = distance_weights(i, seg.a, seg.b)
+        mask = next_selection_mask(mask, seg.flow(i, i - 1) if mask is not None else None, ea, eb, da, db)
+        out = blend_candidates(ca, cb, mask, poisson=opt.poisson, poisson_lambda=opt.poisson_lambda,
+                               region=seg.region_of(i, ca.shape[:2]))
+        yield i, out, mask * np.uint8(255)
+
+
+def _blend_linear(seg: SegmentInputs, opt: BlendOptions) -> Blended:
+    for i in seg.frames:
+        ca, cb, _, _ = seg.load(i)
+        da, db = distance_weights(i, seg.a, seg.b)
+        w = np.full(ca.shape[:2], db / (da + db), np.float32)
+        out = _finish(mix(ca, cb, w), ca, cb, w, opt.poisson, opt.poisson_lambda, seg.region_of(i, ca.shape[:2]))
+        yield i, out, _to_uint8(w * 255)
+
+
+def _blend_soft(seg: SegmentInputs, opt: BlendOptions) -> Blended:
+    a, b, flow = seg.a, seg.b, seg.flow
+    hw = seg.key_a.shape[:2]
     supports: dict[int, _Support] = {}
 
     def support(i: int) -> _Support:  # the last few frames' regions (each is needed by i - 1, i, i + 1)
         if i not in supports:
             if len(supports) > 4:
                 supports.pop(next(iter(supports)))
-            supports[i] = _Support(region_of(i, hw))
+            supports[i] = _Support(seg.region_of(i, hw))
         return supports[i]
 
+    scratch = seg.scratch
     weights, gates, backward = _FrameStore(scratch, "w"), _FrameStore(scratch, "d"), _FrameStore(scratch, "g")
     try:
         # 1. soft weights, rate-limited along the flow (forward), and where the candidates disagree
         prev = None
-        for i in range(a + 1, b):
-            ca, cb, ea, eb = load(i)
+        for i in seg.frames:
+            ca, cb, ea, eb = seg.load(i)
             da, db = distance_weights(i, a, b)
             w = soft_weights(ea, eb, da, db, support(i))
             w = limit_step(w, None if prev is None else carry(prev, flow(i, i - 1), sharp=False))
@@ -534,8 +579,8 @@ def _blend_soft(a, b, key_a, key_b, load, flow, region_of, smoothing, detail, po
         def step(state, i, j, current):
             # beta = smoothing where the candidates disagree; 0 where the flow is occluded, and where
             # the neighbour's pixel lies outside its region (no masked-out pixel is carried inside)
-            beta = smoothing * gates.get(i)
-            beta[occlusion(flow(i, j), flow(j, i)) != 0] = 0.0
+            beta = opt.smoothing * gates.get(i)
+            beta[seg.occluded(i, j) != 0] = 0.0
             here, there = support(i).mask, support(j).inner
             if there is not None:
                 beta[carry(there, flow(i, j), sharp=False) < 0.999] = 0.0
@@ -546,19 +591,27 @@ def _blend_soft(a, b, key_a, key_b, load, flow, region_of, smoothing, detail, po
             return current + beta * (carry(state, flow(i, j)) - current)
 
         # 2. the recursion from key b (backward), kept for pass 3
-        state = key_b.astype(np.float32)
-        for i in range(b - 1, a, -1):
-            ca, cb, _, _ = load(i)
+        state = seg.key_b.astype(np.float32)
+        for i in reversed(seg.frames):
+            ca, cb, _, _ = seg.load(i)
             state = step(state, i, i + 1, mix(ca, cb, weights.get(i)))
             backward.put(i, state)
         # 3. the recursion from key a (forward), the two-sided average, detail
-        state = key_a.astype(np.float32)
-        for i in range(a + 1, b):
-            ca, cb, _, _ = load(i)
+        state = seg.key_a.astype(np.float32)
+        for i in seg.frames:
+            ca, cb, _, _ = seg.load(i)
             w = weights.get(i)
             state = step(state, i, i - 1, mix(ca, cb, w))
-            out = restore_detail(0.5 * (state + backward.get(i)), ca, cb, w, detail, support(i))
-            yield i, _finish(out, ca, cb, w, poisson, poisson_lambda, support(i).mask), _to_uint8(w * 255)
+            out = restore_detail(0.5 * (state + backward.get(i)), ca, cb, w, opt.detail, support(i))
+            yield i, _finish(out, ca, cb, w, opt.poisson, opt.poisson_lambda, support(i).mask), _to_uint8(w * 255)
     finally:
         for store in (weights, gates, backward):
             store.clear()
+
+
+# The blending methods by name: a new method is an entry here (and its name in rerender.blend_methods,
+# which the command line reads without importing numpy).
+BLENDERS: dict[str, Callable[[SegmentInputs, BlendOptions], Blended]] = {
+    "soft": _blend_soft, "select": _blend_select, "linear": _blend_linear}
+if tuple(BLENDERS) != BLEND_METHODS:
+    raise ImportError(f"temporal_blend.BLENDERS {tuple(BLENDERS)} and blend_methods.BLEND_METHODS {BLEND_METHODS} differ")

@@ -52,15 +52,10 @@ namespace {
 // Where the core reads an argument: the device array itself, or the validated numpy array.
 const void* data_of(const DeviceArg& a) { return a.on_device ? a.ptr : a.meta.data(); }
 
-py::object cuda_synthesize(const py::object& style_obj, const py::object& guides_obj, const py::object& style_weight,
-                           const py::object& patch_size, const py::object& pyramid_levels,
-                           const py::object& search_vote_iters, const py::object& patchmatch_iters,
-                           const py::object& uniformity, const py::object& stop_threshold, const py::object& init_nnf,
-                           const py::object& target_mask, const py::object& seed, const py::object& threads) {
+py::object cuda_synthesize(const py::object& style_obj, const py::object& guides_obj, const py::object& params,
+                           const py::object& init_nnf, const py::object& target_mask) {
   DeviceLoader loader("cuda_synthesize");
-  const auto args = parse_synthesis_args(loader, style_obj, guides_obj, style_weight, patch_size, pyramid_levels,
-                                         search_vote_iters, patchmatch_iters, uniformity, stop_threshold, init_nnf,
-                                         target_mask, seed, threads);
+  const auto args = parse_synthesis_args(loader, style_obj, guides_obj, params, init_nnf, target_mask);
   const Image& style = args.style.meta;
   std::vector<syn::Guide> guides;
   for (size_t i = 0; i < args.sources.size(); ++i)
@@ -83,12 +78,9 @@ py::object cuda_synthesize(const py::object& style_obj, const py::object& guides
 }
 
 const RegisterBindings reg([](py::module_& m) {
-  m.def("cuda_synthesize", &cuda_synthesize, py::arg("style"), py::arg("guides"), py::arg("style_weight") = 1.0,
-        py::arg("patch_size") = 5, py::arg("pyramid_levels") = py::none(), py::arg("search_vote_iters") = 12,
-        py::arg("patchmatch_iters") = 6, py::arg("uniformity") = 3500.0, py::arg("stop_threshold") = 5.0,
-        py::arg("init_nnf") = py::none(), py::arg("target_mask") = py::none(), py::arg("seed") = 0,
-        py::arg("threads") = 0,
-        "Guided patch-based synthesis on the GPU (see synthesize; threads is checked and otherwise unused). "
+  m.def("cuda_synthesize", &cuda_synthesize, py::arg("style"), py::arg("guides"), py::arg("params") = py::none(),
+        py::arg("init_nnf") = py::none(), py::arg("target_mask") = py::none(),
+        "Guided patch-based synthesis on the GPU (see synthesize; params.threads is checked and otherwise unused). "
         "Inputs: numpy or __cuda_array_interface__ arrays; returns (image, nnf, error): CudaArray when an input "
         "was a device array, else numpy.");
 });

@@ -1,0 +1,232 @@
+"""CPU time of the whole ``rerender propagate`` job on real clips, this code against references.
+
+Every run is a fresh process (``python -m rerender propagate INPUT --keys KEYS -o OUT --work-dir
+WORK`` from an empty work directory); its CPU time (user + sys of the child, all threads) is what
+the figures compare: the machine is shared, so wall times are noisy. Implementations alternate run
+by run (this, ref1, ..., this, ref1, ...) so that a load change hits all of them alike; the
+median of ``--repeat`` runs is printed with the ratio to each reference, plus the output's PSNR
+against the ground truth (the filter on every frame) and whether the frames are byte-identical to
+the first reference's.
+
+The clips are those of ``bench_quality.py`` (real footage fetched by ``tests/_footage.py``, keys
+every 10 frames stylised by a deterministic filter). ``--size`` scales the short side (256 as in
+bench_quality; 512 or 1080 for the per-frame targets).
+
+References: ``--reference NAME=DIR`` runs another build of rerender: DIR holds the ``rerender``
+package with its compiled ``_native`` (a wheel unpacked; see ``--build COMMIT``), put first on
+PYTHONPATH. ``--build COMMIT`` builds that commit once into ``~/.cache/rerender-bench/ref/COMMIT``
+(a temporary git worktree, ``pip wheel``, unpacked) and adds it as a reference named after the
+commit; later runs reuse the build.
+
+    python benchmarks/bench_speed.py --build 0157ef6 --build d3e156e [--cases 0 4 3] [--repeat 3]
+    python benchmarks/bench_speed.py --profile [--cases 4]        # cProfile of this code's job
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import bench_quality as BQ  # noqa: E402  (cases, filters, clip loading)
+
+from rerender import media  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+REF_CACHE = BQ.DEFAULT_CACHE / "ref"
+
+
+def build_reference(commit: str) -> Path:
+    """``commit`` built once into ``REF_CACHE/<full hash>`` (returns the folder to put on PYTHONPATH)."""
+    full = subprocess.run(["git", "-C", str(REPO), "rev-parse", commit], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    site = REF_CACHE / full
+    if (site / "rerender").is_dir():
+        return site
+    with tempfile.TemporaryDirectory(prefix="rr_ref_") as tmp:
+        tree, wheels = Path(tmp) / "tree", Path(tmp) / "wheels"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), full], check=True,
+                       capture_output=True)
+        try:
+            env = dict(os.environ, CMAKE_ARGS=os.environ.get("CMAKE_ARGS", "-DRERENDER_CUDA=OFF"))
+            print(f"building {commit} ({full[:10]}) into {site} ...", flush=True)
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(tree)],
+                           check=True, env=env)
+            wheel = next(wheels.glob("rerender-*.whl"))
+            tmp_site = site.with_name(site.name + ".tmp")
+            shutil.rmtree(tmp_site, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "zipfile", "-e", str(wheel), str(tmp_site)], check=True)
+            os.replace(tmp_site, site)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    return site
+
+
+def prepare_case(case: BQ.Case, root: Path, cache: Path) -> tuple[Path, Path, list[np.ndarray], set[int]]:
+    """Input frames and key frames of ``case`` written under ``root``; returns (input, keys, truth, keys)."""
+    frames = BQ.load_case(case, cache)
+    filt = BQ.FILTERS[case.filter]
+    truth = [filt(f) for f in frames]
+    keys = set(range(0, len(frames), BQ.KEY_EVERY))
+    inp, kdir = root / "input", root / "keys"
+    for i, f in enumerate(frames):
+        media.write_image(inp / f"{i:04d}.png", f)
+    for k in sorted(keys):
+        media.write_image(kdir / f"{k:04d}.png", truth[k])
+    return inp, kdir, truth, keys
+
+
+def prepare_demo(size: int, frames: int, root: Path) -> tuple[Path, Path, list[np.ndarray], set[int]]:
+    """The bench_propagate clip (the demo's camera move with a parallax layer, SIZE x SIZE), keys
+    every 10 frames stylised by the demo's filter; the truth is the filter on every frame."""
+    from rerender.demo import demo_clip, stylise
+
+    clip = demo_clip(frames, (size, size))
+    truth = [stylise(f) for f in clip]
+    keys = set(range(0, frames, BQ.KEY_EVERY))
+    for i, f in enumerate(clip):
+        media.write_image(root / "input" / f"{i:04d}.png", f)
+    for k in sorted(keys):
+        media.write_image(root / "keys" / f"{k:04d}.png", truth[k])
+    return root / "input", root / "keys", truth, keys
+
+
+def run_job(site: Path | None, inp: Path, keys: Path, out: Path, extra: list[str]) -> tuple[float, float]:
+    """One ``rerender propagate`` in a fresh process; (CPU seconds user+sys, wall seconds)."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out.with_name(out.name + ".work"), ignore_errors=True)
+    env = dict(os.environ)
+    if site is not None:
+        env["PYTHONPATH"] = str(site) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # a reference must not be shadowed by this checkout's editable install (a meta-path finder that
+    # wins over PYTHONPATH): drop the finder before rerender is imported
+    launcher = ("import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+                "type(f).__module__]; sys.argv[0] = 'rerender'; runpy.run_module('rerender', run_name='__main__')")
+    cmd = [sys.executable, "-c", launcher] if site is not None else [sys.executable, "-m", "rerender"]
+    cmd += ["propagate", str(inp), "--keys", str(keys), "-o", str(out),
+            "--work-dir", str(out.with_name(out.name + ".work")), *extra]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=str(site or REPO))
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall
+
+
+def psnr(out: Path, truth: list[np.ndarray], keys: set[int]) -> float:
+    non_key = [i for i in range(len(truth)) if i not in keys]
+    mse = np.mean([((media.read_image(out / f"{i:04d}.png").astype(np.float64) - truth[i]) ** 2).mean()
+                   for i in non_key])
+    return float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def same_frames(a: Path, b: Path, n: int) -> bool:
+    return all((a / f"{i:04d}.png").read_bytes() == (b / f"{i:04d}.png").read_bytes() for i in range(n))
+
+
+def profile(inp: Path, keys: Path, out: Path, top: int) -> None:
+    """cProfile of this code's job in this process (the pass threads are not profiled: their time
+    shows as the main thread's wait), plus the job's own per-stage CPU seconds."""
+    from rerender.pipeline import propagate
+
+    shutil.rmtree(out.with_name(out.name + ".work"), ignore_errors=True)
+    prof = cProfile.Profile()
+    c0 = time.process_time()
+    prof.enable()
+    res = propagate(inp, keys, out, work_dir=out.with_name(out.name + ".work"))
+    prof.disable()
+    cpu = time.process_time() - c0
+    s = io.StringIO()
+    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(top)
+    print(s.getvalue())
+    print(f"process CPU {cpu:.2f} s; stages (CPU s, thread-summed): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in sorted(res.timings.items())))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="*", type=int, default=[0, 4, 3], help="bench_quality case numbers")
+    ap.add_argument("--size", type=int, default=256, help="short side of the clips (bench_quality: 256)")
+    ap.add_argument("--frames", type=int, default=21, help="frames per clip (keys every 10)")
+    ap.add_argument("--demo", type=int, metavar="SIZE", help="instead of the real clips: bench_propagate's "
+                    "generated SIZE x SIZE clip (31 frames unless --frames says otherwise)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per implementation and case (median)")
+    ap.add_argument("--reference", action="append", default=[], metavar="NAME=DIR",
+                    help="another build: DIR holds its rerender package (put first on PYTHONPATH)")
+    ap.add_argument("--build", action="append", default=[], metavar="COMMIT",
+                    help="build COMMIT once (cached) and compare with it")
+    ap.add_argument("--set", action="append", default=[], metavar="ARGS",
+                    help="extra arguments for this code's job only (e.g. '--blend select')")
+    ap.add_argument("--profile", action="store_true", help="cProfile this code's job instead of comparing")
+    ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--cache", default=str(BQ.DEFAULT_CACHE))
+    args = ap.parse_args(argv)
+    cache = Path(args.cache).expanduser()
+    impls: list[tuple[str, Path | None, list[str]]] = [("this", None, [a for s in args.set for a in s.split()])]
+    for spec in args.reference:
+        name, _, folder = spec.partition("=")
+        impls.append((name, Path(folder).expanduser(), []))
+    for commit in args.build:
+        impls.append((commit, build_reference(commit), []))
+    root = Path(tempfile.mkdtemp(prefix="bench_speed_"))
+    try:
+        rows = []
+        for n in ([-1] if args.demo else args.cases):
+            croot = root / f"case{n}"
+            if args.demo:
+                name = "demo"
+                inp, keys, truth, key_set = prepare_demo(args.demo, args.frames if args.frames != 21 else 31, croot)
+            else:
+                case = BQ.dataclasses.replace(BQ.CASES[n], frames=args.frames, short=args.size,
+                                              max_long=round(BQ.CASES[n].max_long * args.size / 256))
+                name = case.name
+                inp, keys, truth, key_set = prepare_case(case, croot, cache)
+            h, w = truth[0].shape[:2]
+            print(f"[{n}] {name} {w}x{h}, {len(truth)} frames, keys {sorted(key_set)}", flush=True)
+            if args.profile:
+                profile(inp, keys, croot / "out_profile", args.top)
+                continue
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in impls}
+            for _ in range(args.repeat):
+                for name, site, extra in impls:
+                    times[name].append(run_job(site, inp, keys, croot / f"out_{name}", extra))
+            non_key = len(truth) - len(key_set)
+            for name, _, _ in impls:
+                cpu = statistics.median(t[0] for t in times[name])
+                wall = statistics.median(t[1] for t in times[name])
+                ratios = "  ".join(f"x{cpu / statistics.median(t[0] for t in times[r]):.2f} of {r}"
+                                   for r, _, _ in impls if r != name)
+                twins = [r for r, _, _ in impls if r != name
+                         and same_frames(croot / f"out_{name}", croot / f"out_{r}", len(truth))]
+                same = f"  same bytes as {', '.join(twins)}" if twins else ""
+                line = (f"  {name:<10} CPU {cpu:6.2f} s ({cpu / non_key:.3f} s per non-key frame)  wall {wall:6.2f} s ({wall / non_key:.3f})  "
+                        f"PSNR {psnr(croot / f'out_{name}', truth, key_set):6.2f} dB  {ratios}{same}")
+                print(line, flush=True)
+                rows.append((n, name, cpu))
+        if len(args.cases) > 1 and not args.profile and not args.demo:
+            print("\ntotal CPU over the cases:")
+            for name, _, _ in impls:
+                total = sum(c for _, nm, c in rows if nm == name)
+                print(f"  {name:<10} {total:6.2f} s")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
