@@ -24,8 +24,6 @@ from rerender.pipeline import propagate
 
 @pytest.mark.skipif(os.name != "posix" or threading.current_thread() is not threading.main_thread(),
                     reason="a real SIGINT to the main thread")
-@pytest.mark.xfail(strict=True, reason="segments.run_pass calls ctx.check() before saving the step it computed "
-                                       "(the speed helper's area): the in-flight step is redone on resume")
 def test_no_step_is_computed_and_thrown_away_after_ctrl_c(tmp_path, monkeypatch):
     from rerender import segments
 

@@ -271,8 +271,9 @@ def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, ord
     key = KeyFrame(key_index, wd.key(key_index), wd.frame(key_index), matte=wd.matte(key_index))
     nnf_type = np.int16 if max(key.style.shape) < 32768 else np.int32
     source = _TimedSource(ctx.wd, ctx.timer)
+    ctx.check()
+    # a stop is checked after each step is stored: a step computed while Ctrl-C waited is kept, not redone
     for s in propagate_pass(key, order[done:], source, ctx.cfg, state=state, threads=ctx.threads):
-        ctx.check()
         ctx.candidates.put(pass_dir, s.index, s.image, s.error)
         if s.index != order[-1]:
             save_npz(pass_dir / "state.npz", index=np.int64(s.index), nnf=s.state.nnf.astype(nnf_type),
@@ -284,6 +285,7 @@ def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, ord
         ctx.count_step()
         ctx.propagate_bar.update()
         ctx.stepped(f"propagate-{direction}", s.index)
+        ctx.check()
 
 
 # ------------------------------------------------------------------------------------------------
