@@ -487,9 +487,9 @@ def test_fp16_path_and_two_controlnets(tiny_model, tmp_path):
     two = models.load_components(models.ModelSpec(str(model), [str(cn), str(cn)], device="cpu"))
     cfg2 = make_cfg(tiny_model, steps=4, controlnet=[str(cn), str(cn)], control=["canny", "images"],
                     control_images=[str(tmp_path)], control_strength=[0.7, 0.5])
-    from rerender.keyframes.stage import _conditions
+    from rerender.keyframes.conditions import condition_images
 
-    c2 = _conditions(cfg2, img, 0, "cpu")
+    c2 = condition_images(cfg2, img, 0, "cpu")
     assert len(c2) == 2 and c2[1].min() == 255
     out2 = KeyframeSampler(two, cfg2).render(img, c2, keep_memory=False).image
     one = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu"))
