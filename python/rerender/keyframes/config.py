@@ -13,6 +13,7 @@ from typing import Literal, Optional
 from rerender.files import digest
 
 from .conditions import CONDITIONS, DEFAULT, DEFAULT_CONTROLNETS, NAMES
+from .weights import parse_lora
 
 Control = Literal[NAMES]  # the condition types of conditions.CONDITIONS
 
@@ -256,6 +257,16 @@ class KeyframeConfig:
                 "control_images", "canny_low", "canny_high", "depth_model", "control_window", "source_prompt",
                 "steps", "strength", "inversion_refine", "freeu", "vae_tiling")
         return digest({k: getattr(self, k) for k in keys})
+
+    def weight_sources(self, inversion: bool = False) -> list[str]:
+        """Every model source (file, folder or hub id) whose weights the keys depend on; ``inversion``:
+        those the inverted latents depend on (no IP-Adapter: the inversion runs without the reference)."""
+        out = [self.model, self.model_config, self.vae, *(parse_lora(spec)[0] for spec in self.lora),
+               *self.controlnets(), self.depth_model]
+        if not inversion:
+            out += [self.ip_adapter, self.image_encoder] if self.reference else []
+            out.append(self.raft_weights)
+        return [s for s in out if s]
 
     def controlnets(self) -> list[str]:
         """ControlNet source per condition (explicit or the default for its type)."""

@@ -111,7 +111,7 @@ class LoopPlan:
     """(E* latent, weight, generator): pixel-aware fusion."""
     keep: tuple | None = None
     """(E(input), noise, latent matte): masked SDEdit; outside the matte every step's result is replaced
-    by the input's latent noised to the next timestep."""
+    by the input's latent noised to the next timestep, and the pass's result by the clean E(input)."""
     snapshot: int | None = None
     """Keep the input of that step in ``trace["snapshot"]``."""
 
@@ -153,16 +153,21 @@ class KeyframeSampler:
         self._prompt_cache: dict[tuple[str, str], torch.Tensor] = {}
         self.timesteps = self.schedule(cfg.strength)
         self.n_steps = len(self.timesteps)
-        n = self.n_steps
-        self.windows = {
+        self.windows = self.windows_for(self.n_steps)
+        self._noise: dict[tuple, torch.Tensor] = {}
+        self.image_embeds = self._reference_embeds()
+
+    def windows_for(self, n: int) -> dict[str, range]:
+        """The steps (of ``n`` run) in each constraint's window: the windows are fractions of the steps
+        actually run, so a schedule of another length (the colour reference's, from noise) gets its own."""
+        cfg = self.cfg
+        return {
             "shape": constraints.window_steps(n, cfg.shape_window) if cfg.shape_fusion else range(0),
             "pixel": constraints.window_steps(n, cfg.pixel_window) if cfg.pixel_fusion else range(0),
             "adain": constraints.window_steps(n, cfg.adain_window) if cfg.adain else range(0),
             "control": constraints.window_steps(n, cfg.control_window),
             "cross": constraints.window_steps(n, cfg.cross_window) if self.attn_layers else range(0),
         }
-        self._noise: dict[tuple, torch.Tensor] = {}
-        self.image_embeds = self._reference_embeds()
 
     def _reference_embeds(self) -> list[torch.Tensor] | None:
         """IP-Adapter image embeddings of the reference (``[negative; positive]`` with CFG), or None."""
@@ -269,48 +274,53 @@ class KeyframeSampler:
         says beside denoising. Returns the final latent and the trace (constraint name -> steps)."""
         trace: dict = {"shape": [], "adain": [], "pixel": [], "cross": [], "control": []}
         emb = plan.emb if plan.emb is not None else self.embeddings()
+        windows = self.windows if len(timesteps) == self.n_steps else self.windows_for(len(timesteps))
         try:
             for k in range(start, len(timesteps)):
-                t = timesteps[k]
                 if k == plan.snapshot:
                     trace["snapshot"] = x
-                x = self._step(x, k, t, conds, emb, plan, trace)
+                x = self._step(x, k, timesteps[k], conds, emb, plan, trace, windows)
+            if plan.keep is not None and start < len(timesteps):
+                # after the last step the clean E(input) outside the matte, as diffusers' legacy masked
+                # img2img (docs/method.md, "mattes"): no noise left there for the decoder to carry inside
+                source, _, m = plan.keep
+                x = m * x + (1.0 - m) * source
         finally:
             self.state.refs = []
             self.state.recording = None
         return x, trace
 
     def _step(self, x: torch.Tensor, k: int, t: int, conds: list[torch.Tensor], emb: torch.Tensor,
-              plan: LoopPlan, trace: dict) -> torch.Tensor:
-        """One DDIM step k (timestep t) with the constraints whose window holds k."""
+              plan: LoopPlan, trace: dict, windows: dict[str, range]) -> torch.Tensor:
+        """DDIM step k (timestep t) with the constraints whose window (of this schedule) holds k."""
         self.state.step = k
         # cross-frame attention (and its caches) only in its window; plain self-attention outside
-        cross = k in self.windows["cross"]
+        cross = k in windows["cross"]
         self.state.refs = plan.refs if cross else []
         self.state.recording = plan.record.attn if plan.record is not None and cross else None
         if cross and plan.refs:
             trace["cross"].append(k)
-        control = k in self.windows["control"]
+        control = k in windows["control"]
         if control:
             trace["control"].append(k)
         a_t, a_prev = self._alphas(t)
         out = self._eps(x, t, conds, emb, control)
         eps, x0 = self._split(out, x, a_t)
-        if plan.shape is not None and k in self.windows["shape"]:
+        if plan.shape is not None and k in windows["shape"]:
             anchor, flow, occ = plan.shape
             x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k].to(x0.device), flow), occ)
             trace["shape"].append(k)
-        if plan.adain_ref is not None and k in self.windows["adain"]:
+        if plan.adain_ref is not None and k in windows["adain"]:
             x0 = constraints.adain(x0, *(t.to(x0.device) for t in plan.adain_ref.stats[k]))
             trace["adain"].append(k)
         if plan.keep_anchor:
-            if k in self.windows["shape"]:
+            if k in windows["shape"]:
                 plan.record.x0[k] = x0.detach().clone()
-            if k in self.windows["adain"]:
+            if k in windows["adain"]:
                 plan.record.stats[k] = constraints.channel_stats(x0)
         direction = (1.0 - a_prev) ** 0.5 * eps
         x = a_prev ** 0.5 * x0 + direction
-        if plan.pixel is not None and k in self.windows["pixel"]:
+        if plan.pixel is not None and k in windows["pixel"]:
             target, weight, gen = plan.pixel
             z = torch.randn(target.shape, generator=gen).to(x.device, x.dtype)
             ref = a_prev ** 0.5 * target + (1.0 - a_prev) ** 0.5 * z
