@@ -4,6 +4,7 @@ Importing this module is cheap (no torch): the commands check the diffusion extr
 """
 from __future__ import annotations
 
+from ..keyframes.conditions import NAMES as CONDITION_NAMES
 from .common import add_cluster_option, add_command, add_job_options, cluster_client, group, load_configs
 from .propagate import add_blend_options, blend_flags
 
@@ -82,7 +83,7 @@ def _add_keyframe_options(p) -> None:
     model.add_argument("--controlnet", action="append", default=None, metavar="ID|DIR|FILE",
                        help="ControlNet (repeat for several; pairs with --control in order); without one, "
                             "lllyasviel's sd-controlnet of each condition")
-    model.add_argument("--control", action="append", default=None, choices=("canny", "hed", "depth", "images"),
+    model.add_argument("--control", action="append", default=None, choices=CONDITION_NAMES,
                        help="condition of each ControlNet")
     model.add_argument("--depth-model", default=None, metavar="DIR|ID",
                        help="depth estimator for --control depth: a transformers depth-estimation folder or hub id "

@@ -7,19 +7,15 @@ first ones), so they mean the same thing at every strength.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from typing import Literal, Optional
 
-Control = Literal["canny", "hed", "depth", "images"]
+from rerender.files import digest
 
-# Default ControlNet for each built-in condition (hub ids; any id, folder or file may replace them).
-DEFAULT_CONTROLNETS = {
-    "canny": "lllyasviel/sd-controlnet-canny",
-    "hed": "lllyasviel/sd-controlnet-hed",
-    "depth": "lllyasviel/sd-controlnet-depth",
-}
+from .conditions import CONDITIONS, DEFAULT, DEFAULT_CONTROLNETS, NAMES
+from .weights import parse_lora
+
+Control = Literal[NAMES]  # the condition types of conditions.CONDITIONS
 
 
 def parse_schedule(entries: list[str], where: str) -> list[tuple[int, str]]:
@@ -68,8 +64,9 @@ class KeyframeConfig:
     """auto: fp16 on CUDA, fp32 on CPU."""
 
     # --- conditioning -------------------------------------------------------------------------
-    control: list[Control] = dataclasses.field(default_factory=lambda: ["hed"])
-    """One condition per ControlNet: canny / hed edges of the input frame, or user images."""
+    control: list[Control] = dataclasses.field(default_factory=lambda: [DEFAULT])
+    """One condition per ControlNet (conditions.CONDITIONS): canny / hed edges of the input frame, a depth
+    map, or user images."""
     controlnet: list[str] = dataclasses.field(default_factory=list)
     """ControlNet per condition (id, folder or file); empty: the default for each built-in condition."""
     control_strength: list[float] = dataclasses.field(default_factory=lambda: [0.7])
@@ -203,6 +200,8 @@ class KeyframeConfig:
         lo, hi = self.key_spacing
         need(1 <= lo <= hi, f"key_spacing: need 1 <= minimum <= maximum, got ({lo}, {hi})")
         need(len(self.control) >= 1, "control: at least one condition is needed")
+        unknown = [c for c in self.control if c not in CONDITIONS]
+        need(not unknown, f"control: {unknown[0] if unknown else ''!r} is not one of {', '.join(NAMES)}")
         for name in ("shape_window", "pixel_window", "adain_window", "control_window", "cross_window"):
             a, b = getattr(self, name)
             need(0.0 <= a <= b <= 1.0, f"{name}: need 0 <= start <= end <= 1, got ({a}, {b})")
@@ -230,7 +229,7 @@ class KeyframeConfig:
         need(self.reanchor_every >= 0, f"reanchor_every: must be >= 0 (0 = off), got {self.reanchor_every}")
         need("depth" not in self.control or bool(self.depth_model),
              "depth_model: the 'depth' condition needs a depth estimator (a transformers folder or hub id)")
-        n_images = sum(c == "images" for c in self.control)
+        n_images = sum(CONDITIONS[c].needs == "control_images" for c in self.control)
         need(len(self.control_images) == n_images,
              f"control_images: {len(self.control_images)} folders given for {n_images} 'images' conditions")
 
@@ -257,8 +256,17 @@ class KeyframeConfig:
         keys = ("model", "model_config", "vae", "lora", "dtype", "control", "controlnet", "control_strength",
                 "control_images", "canny_low", "canny_high", "depth_model", "control_window", "source_prompt",
                 "steps", "strength", "inversion_refine", "freeu", "vae_tiling")
-        data = {k: getattr(self, k) for k in keys}
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return digest({k: getattr(self, k) for k in keys})
+
+    def weight_sources(self, inversion: bool = False) -> list[str]:
+        """Every model source (file, folder or hub id) whose weights the keys depend on; ``inversion``:
+        those the inverted latents depend on (no IP-Adapter: the inversion runs without the reference)."""
+        out = [self.model, self.model_config, self.vae, *(parse_lora(spec)[0] for spec in self.lora),
+               *self.controlnets(), self.depth_model]
+        if not inversion:
+            out += [self.ip_adapter, self.image_encoder] if self.reference else []
+            out.append(self.raft_weights)
+        return [s for s in out if s]
 
     def controlnets(self) -> list[str]:
         """ControlNet source per condition (explicit or the default for its type)."""
@@ -272,4 +280,4 @@ class KeyframeConfig:
         data = dataclasses.asdict(self)
         for key in ("interval", "key_frames", "key_spacing", "device", "save_state", "offload"):
             data.pop(key)
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return digest(data)

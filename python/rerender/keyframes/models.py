@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from .weights import PICKLE_SUFFIXES, SAFE_SUFFIXES, missing_weights, parse_lora  # noqa: F401 (re-exported)
+
 
 class _QuietImageProcessorFallback(logging.Filter):
     """transformers warns that its CLIP/SigLIP image processors fall back to PIL without torchvision;
@@ -29,9 +31,6 @@ class _QuietImageProcessorFallback(logging.Filter):
 
 
 logging.getLogger("transformers.utils.import_utils").addFilter(_QuietImageProcessorFallback())
-
-PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
-SAFE_SUFFIXES = {".safetensors"}
 
 
 @dataclasses.dataclass
@@ -50,6 +49,9 @@ class Components:
     offloader: object = None  # the GroupOffload of offload="model" (tests inspect it)
     image_encoder: object = None  # CLIP image encoder of an IP-Adapter
     ip_pipeline: object = None  # the pipeline holding the IP-Adapter (image embeddings, adapter scale)
+    annotators: dict = dataclasses.field(default_factory=dict)
+    """Condition annotators (HED, depth estimators) loaded for these components under their offload policy
+    (:func:`offload_annotator`)."""
 
 
 def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
@@ -105,6 +107,11 @@ def _refuse_pickle_errors(what: str, source: str, allow_pickle: bool, load):
     try:
         return load()
     except (OSError, ValueError) as e:
+        missing = missing_weights(source) if Path(source).expanduser().is_dir() else []
+        if missing:  # nothing to load at all: --allow-pickle would not help
+            raise FileNotFoundError(f"{what}: {source} has no weights ({', '.join(missing)}: no .safetensors or "
+                                    "pickle weights file); copy the model's weight files there, or give a "
+                                    "complete folder or a hub id") from None
         if isinstance(e, OSError) and "safetensors" not in str(e) and source_kind(source, True, what) == "hub":
             raise ValueError(_hub_unavailable(what, source, e)) from None
         if allow_pickle or "safetensors" not in str(e):
@@ -130,17 +137,6 @@ def _hub_unavailable(what: str, source: str, error: OSError) -> str:
     return (f"{what}: {given} is not in the local Hugging Face cache and could not be downloaded{reason}. "
             f"Pass a local diffusers folder or single .safetensors file with {flag} DIR|FILE, or download the "
             f"model while online (e.g. `hf download {source}`; the cache is $HF_HOME, see `rerender info`)")
-
-
-def parse_lora(spec: str) -> tuple[str, float]:
-    """``FILE`` or ``FILE:SCALE`` -> (file, scale); the suffix is a scale only if it parses as a number."""
-    path, sep, tail = spec.rpartition(":")
-    if sep:
-        try:
-            return path, float(tail)
-        except ValueError:
-            pass
-    return spec, 1.0
 
 
 def _pipeline_kwargs(dtype: torch.dtype, local: bool) -> dict:
@@ -288,15 +284,20 @@ class GroupOffload:
     """
 
     def __init__(self, groups: dict[str, list], device: torch.device):
-        from accelerate.hooks import add_hook_to_module
-
-        self.groups = {k: [m for m in v if m is not None] for k, v in groups.items()}
+        self.groups: dict[str, list] = {}
         self.device = device
         self.active: str | None = None
         self.switches: list[str] = []  # the order groups were activated in (tests, diagnostics)
-        for name, mods in self.groups.items():
-            for m in mods:
-                add_hook_to_module(m, _group_hook(self, name))
+        for name, mods in groups.items():
+            self.add(name, mods)
+
+    def add(self, name: str, modules: list) -> None:
+        """A group of its own (e.g. an annotator loaded later), moved to CPU memory now."""
+        from accelerate.hooks import add_hook_to_module
+
+        self.groups[name] = [m for m in modules if m is not None]
+        for m in self.groups[name]:
+            add_hook_to_module(m, _group_hook(self, name))
 
     def activate(self, name: str) -> None:
         if self.active == name:
@@ -328,6 +329,22 @@ def _group_hook(owner: GroupOffload, group: str):
     return GroupHook()
 
 
+def offload_annotator(comps: Components, name: str, module):
+    """Put an annotator network (HED, a depth estimator's model: ``controls.py``) under the components'
+    offload policy, in its own dtype: "model" makes it a group of its own (on the device only while it
+    runs: the UNet's group moves it back to CPU memory), "sequential" streams its layers like the other
+    models, "none" puts it on the device."""
+    home = torch.device("cpu") if comps.offload != "none" else comps.device
+    module = prepare(module, home, next(module.parameters()).dtype)
+    if comps.offload == "model":
+        comps.offloader.add(f"annotator:{name}", [module])
+    elif comps.offload == "sequential":
+        from accelerate import cpu_offload
+
+        cpu_offload(module, execution_device=comps.device)
+    return module
+
+
 def apply_offload(comps: Components, mode: str) -> Components:
     """Put the components' models under ``mode`` offloading (see the module docstring)."""
     if mode == "none":
@@ -349,35 +366,58 @@ def apply_offload(comps: Components, mode: str) -> Components:
     return comps
 
 
-def load_components(model: str, controlnets: list[str], *, model_config: str | None = None,
-                    vae: str | None = None, loras: list[str] | None = None, allow_pickle: bool = False,
-                    device: str = "auto", dtype: str = "auto", offload: str = "none",
-                    ip_adapter: str | None = None, image_encoder: str | None = None) -> Components:
+@dataclasses.dataclass
+class ModelSpec:
+    """Which models to load and how: the base model, one ControlNet per condition, and the options of
+    :func:`load_components` (the key-frame stage builds it from its config: :meth:`from_config`)."""
+
+    model: str
+    controlnets: list[str]
+    model_config: str | None = None
+    vae: str | None = None
+    loras: list[str] = dataclasses.field(default_factory=list)
+    allow_pickle: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: str = "none"
+    ip_adapter: str | None = None
+    """An IP-Adapter for a reference image (see :func:`load_ip_adapter`), with its ``image_encoder``."""
+    image_encoder: str | None = None
+
+    @classmethod
+    def from_config(cls, cfg) -> "ModelSpec":
+        """The models a :class:`~rerender.keyframes.config.KeyframeConfig` names."""
+        return cls(cfg.model, cfg.controlnets(), model_config=cfg.model_config, vae=cfg.vae, loras=list(cfg.lora),
+                   allow_pickle=cfg.allow_pickle, device=cfg.device, dtype=cfg.dtype, offload=cfg.offload,
+                   ip_adapter=cfg.ip_adapter if cfg.reference else None, image_encoder=cfg.image_encoder)
+
+
+def load_components(spec: ModelSpec) -> Components:
     """Everything the sampler needs, in eval mode, with a DDIM scheduler: on the device, or in CPU
-    memory under ``offload`` ("model" / "sequential") hooks that move them to the device when they run.
-    ``ip_adapter``/``image_encoder``: an IP-Adapter for a reference image (see :func:`load_ip_adapter`)."""
+    memory under ``spec.offload`` ("model" / "sequential") hooks that move them to the device when they run."""
     from diffusers import DDIMScheduler
 
-    if offload not in ("none", "model", "sequential"):
-        raise ValueError(f"offload: {offload!r} is not one of 'none', 'model', 'sequential'")
-    dev, dt = resolve_device(device, dtype)
-    pipe = load_base(model, model_config=model_config, allow_pickle=allow_pickle, dtype=dt)
-    apply_loras(pipe, list(loras or []), allow_pickle)
-    if ip_adapter:
-        load_ip_adapter(pipe, ip_adapter, image_encoder, allow_pickle=allow_pickle)
+    if spec.offload not in ("none", "model", "sequential"):
+        raise ValueError(f"offload: {spec.offload!r} is not one of 'none', 'model', 'sequential'")
+    allow_pickle = spec.allow_pickle
+    dev, dt = resolve_device(spec.device, spec.dtype)
+    pipe = load_base(spec.model, model_config=spec.model_config, allow_pickle=allow_pickle, dtype=dt)
+    apply_loras(pipe, list(spec.loras or []), allow_pickle)
+    if spec.ip_adapter:
+        load_ip_adapter(pipe, spec.ip_adapter, spec.image_encoder, allow_pickle=allow_pickle)
     vae_model = pipe.vae
-    if vae:
+    if spec.vae:
         # a single-file VAE takes its config from the base model's (folder, id or --model-config)
-        base_cfg = model_config or (model if source_kind(model, allow_pickle) != "file" else None)
-        vae_model = load_vae(vae, config=base_cfg, subfolder="vae" if base_cfg else None,
+        base_cfg = spec.model_config or (spec.model if source_kind(spec.model, allow_pickle) != "file" else None)
+        vae_model = load_vae(spec.vae, config=base_cfg, subfolder="vae" if base_cfg else None,
                              allow_pickle=allow_pickle, dtype=dt)
-    nets = [load_controlnet(c, allow_pickle=allow_pickle, dtype=dt) for c in controlnets]
+    nets = [load_controlnet(c, allow_pickle=allow_pickle, dtype=dt) for c in spec.controlnets]
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    home = dev if offload == "none" else torch.device("cpu")  # offloaded models never sit on the GPU all at once
-    enc = pipe.image_encoder if ip_adapter else None
+    home = dev if spec.offload == "none" else torch.device("cpu")  # offloaded models never sit on the GPU all at once
+    enc = pipe.image_encoder if spec.ip_adapter else None
     for m in (pipe.unet, vae_model, pipe.text_encoder, *nets, *([enc] if enc is not None else [])):
         prepare(m, home, dt)
     comps = Components(unet=pipe.unet, vae=vae_model, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
                        scheduler=scheduler, controlnets=nets, device=dev, dtype=dt, image_encoder=enc,
-                       ip_pipeline=pipe if ip_adapter else None)
-    return apply_offload(comps, offload)
+                       ip_pipeline=pipe if spec.ip_adapter else None)
+    return apply_offload(comps, spec.offload)

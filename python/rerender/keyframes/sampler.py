@@ -26,8 +26,6 @@ to a newer segment anchor (re-anchoring), and AdaIN follows the origin.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
-
 import numpy as np
 import torch
 
@@ -95,6 +93,30 @@ class Geometry:
 
 
 @dataclasses.dataclass
+class LoopPlan:
+    """What one DDIM pass (:meth:`KeyframeSampler._loop`) does beside denoising."""
+
+    emb: torch.Tensor | None = None
+    """Text embeddings (default: the config's prompts)."""
+    refs: list = dataclasses.field(default_factory=list)
+    """Attention inputs of the reference frames (cross-frame attention in its window)."""
+    record: FrameMemory | None = None
+    """Where this pass's attention inputs (and with ``keep_anchor`` its x0 / statistics) are kept."""
+    keep_anchor: bool = False
+    shape: tuple | None = None
+    """(anchor memory, latent flow, latent occlusion): shape-aware fusion."""
+    adain_ref: FrameMemory | None = None
+    """The memory whose statistics AdaIN matches."""
+    pixel: tuple | None = None
+    """(E* latent, weight, generator): pixel-aware fusion."""
+    keep: tuple | None = None
+    """(E(input), noise, latent matte): masked SDEdit; outside the matte every step's result is replaced
+    by the input's latent noised to the next timestep, and the pass's result by the clean E(input)."""
+    snapshot: int | None = None
+    """Keep the input of that step in ``trace["snapshot"]``."""
+
+
+@dataclasses.dataclass
 class KeyResult:
     image: np.ndarray
     memory: FrameMemory
@@ -131,16 +153,21 @@ class KeyframeSampler:
         self._prompt_cache: dict[tuple[str, str], torch.Tensor] = {}
         self.timesteps = self.schedule(cfg.strength)
         self.n_steps = len(self.timesteps)
-        n = self.n_steps
-        self.windows = {
+        self.windows = self.windows_for(self.n_steps)
+        self._noise: dict[tuple, torch.Tensor] = {}
+        self.image_embeds = self._reference_embeds()
+
+    def windows_for(self, n: int) -> dict[str, range]:
+        """The steps (of ``n`` run) in each constraint's window: the windows are fractions of the steps
+        actually run, so a schedule of another length (the colour reference's, from noise) gets its own."""
+        cfg = self.cfg
+        return {
             "shape": constraints.window_steps(n, cfg.shape_window) if cfg.shape_fusion else range(0),
             "pixel": constraints.window_steps(n, cfg.pixel_window) if cfg.pixel_fusion else range(0),
             "adain": constraints.window_steps(n, cfg.adain_window) if cfg.adain else range(0),
             "control": constraints.window_steps(n, cfg.control_window),
             "cross": constraints.window_steps(n, cfg.cross_window) if self.attn_layers else range(0),
         }
-        self._noise: dict[tuple, torch.Tensor] = {}
-        self.image_embeds = self._reference_embeds()
 
     def _reference_embeds(self) -> list[torch.Tensor] | None:
         """IP-Adapter image embeddings of the reference (``[negative; positive]`` with CFG), or None."""
@@ -148,7 +175,7 @@ class KeyframeSampler:
         if pipe is None:
             if cfg.reference:
                 raise ValueError("reference: the components were loaded without an IP-Adapter "
-                                 "(load_components(..., ip_adapter=...))")
+                                 "(ModelSpec(..., ip_adapter=...))")
             return None
         if not cfg.reference:
             raise ValueError("reference: these components carry an IP-Adapter, so a reference image is needed")
@@ -241,67 +268,68 @@ class KeyframeSampler:
 
     # --- the loop -------------------------------------------------------------------------------
     @torch.no_grad()
-    def _loop(self, x: torch.Tensor, timesteps: list[int], conds: list[torch.Tensor], *,
-              refs: list[dict], record: FrameMemory | None = None, keep_anchor: bool = False,
-              shape: tuple | None = None, adain_ref: FrameMemory | None = None,
-              pixel: tuple | None = None, hook: Callable | None = None, start: int = 0,
-              snapshot: int | None = None, emb: torch.Tensor | None = None,
-              keep: tuple | None = None) -> tuple[torch.Tensor, dict]:
-        """DDIM from ``x`` (the input of step ``start``) over ``timesteps[start:]``. ``shape`` = (anchor
-        memory, latent flow, latent occlusion); ``pixel`` = (E* latent, weight, generator); ``snapshot``:
-        keep the input of that step in ``trace["snapshot"]``; ``emb``: text embeddings (default: the
-        config's prompts); ``keep`` = (E(input), noise, latent matte): masked SDEdit, outside the
-        matte every step's result is replaced by the input's latent noised to the next timestep.
-        Returns the final latent and the trace."""
+    def _loop(self, x: torch.Tensor, timesteps: list[int], conds: list[torch.Tensor], plan: LoopPlan,
+              start: int = 0) -> tuple[torch.Tensor, dict]:
+        """DDIM from ``x`` (the input of step ``start``) over ``timesteps[start:]``, doing what ``plan``
+        says beside denoising. Returns the final latent and the trace (constraint name -> steps)."""
         trace: dict = {"shape": [], "adain": [], "pixel": [], "cross": [], "control": []}
-        emb = emb if emb is not None else self.embeddings()
+        emb = plan.emb if plan.emb is not None else self.embeddings()
+        windows = self.windows if len(timesteps) == self.n_steps else self.windows_for(len(timesteps))
         try:
             for k in range(start, len(timesteps)):
-                t = timesteps[k]
-                if k == snapshot:
+                if k == plan.snapshot:
                     trace["snapshot"] = x
-                self.state.step = k
-                # cross-frame attention (and its caches) only in its window; plain self-attention outside
-                cross = k in self.windows["cross"]
-                self.state.refs = refs if cross else []
-                self.state.recording = record.attn if record is not None and cross else None
-                if cross and refs:
-                    trace["cross"].append(k)
-                control = k in self.windows["control"]
-                if control:
-                    trace["control"].append(k)
-                a_t, a_prev = self._alphas(t)
-                out = self._eps(x, t, conds, emb, control)
-                eps, x0 = self._split(out, x, a_t)
-                if shape is not None and k in self.windows["shape"]:
-                    anchor, flow, occ = shape
-                    x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k].to(x0.device), flow), occ)
-                    trace["shape"].append(k)
-                if adain_ref is not None and k in self.windows["adain"]:
-                    x0 = constraints.adain(x0, *(t.to(x0.device) for t in adain_ref.stats[k]))
-                    trace["adain"].append(k)
-                if keep_anchor:
-                    if k in self.windows["shape"]:
-                        record.x0[k] = x0.detach().clone()
-                    if k in self.windows["adain"]:
-                        record.stats[k] = constraints.channel_stats(x0)
-                direction = (1.0 - a_prev) ** 0.5 * eps
-                x = a_prev ** 0.5 * x0 + direction
-                if pixel is not None and k in self.windows["pixel"]:
-                    target, weight, gen = pixel
-                    z = torch.randn(target.shape, generator=gen).to(x.device, x.dtype)
-                    ref = a_prev ** 0.5 * target + (1.0 - a_prev) ** 0.5 * z
-                    x = constraints.pixel_fusion(x, direction, ref, weight, self.cfg.fusion_detail)
-                    trace["pixel"].append(k)
-                if keep is not None:
-                    source, z, m = keep
-                    x = m * x + (1.0 - m) * (a_prev ** 0.5 * source + (1.0 - a_prev) ** 0.5 * z)
-                if hook is not None:
-                    hook(k, t, x)
+                x = self._step(x, k, timesteps[k], conds, emb, plan, trace, windows)
+            if plan.keep is not None and start < len(timesteps):
+                # after the last step the clean E(input) outside the matte, as diffusers' legacy masked
+                # img2img (docs/method.md, "mattes"): no noise left there for the decoder to carry inside
+                source, _, m = plan.keep
+                x = m * x + (1.0 - m) * source
         finally:
             self.state.refs = []
             self.state.recording = None
         return x, trace
+
+    def _step(self, x: torch.Tensor, k: int, t: int, conds: list[torch.Tensor], emb: torch.Tensor,
+              plan: LoopPlan, trace: dict, windows: dict[str, range]) -> torch.Tensor:
+        """DDIM step k (timestep t) with the constraints whose window (of this schedule) holds k."""
+        self.state.step = k
+        # cross-frame attention (and its caches) only in its window; plain self-attention outside
+        cross = k in windows["cross"]
+        self.state.refs = plan.refs if cross else []
+        self.state.recording = plan.record.attn if plan.record is not None and cross else None
+        if cross and plan.refs:
+            trace["cross"].append(k)
+        control = k in windows["control"]
+        if control:
+            trace["control"].append(k)
+        a_t, a_prev = self._alphas(t)
+        out = self._eps(x, t, conds, emb, control)
+        eps, x0 = self._split(out, x, a_t)
+        if plan.shape is not None and k in windows["shape"]:
+            anchor, flow, occ = plan.shape
+            x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k].to(x0.device), flow), occ)
+            trace["shape"].append(k)
+        if plan.adain_ref is not None and k in windows["adain"]:
+            x0 = constraints.adain(x0, *(t.to(x0.device) for t in plan.adain_ref.stats[k]))
+            trace["adain"].append(k)
+        if plan.keep_anchor:
+            if k in windows["shape"]:
+                plan.record.x0[k] = x0.detach().clone()
+            if k in windows["adain"]:
+                plan.record.stats[k] = constraints.channel_stats(x0)
+        direction = (1.0 - a_prev) ** 0.5 * eps
+        x = a_prev ** 0.5 * x0 + direction
+        if plan.pixel is not None and k in windows["pixel"]:
+            target, weight, gen = plan.pixel
+            z = torch.randn(target.shape, generator=gen).to(x.device, x.dtype)
+            ref = a_prev ** 0.5 * target + (1.0 - a_prev) ** 0.5 * z
+            x = constraints.pixel_fusion(x, direction, ref, weight, self.cfg.fusion_detail)
+            trace["pixel"].append(k)
+        if plan.keep is not None:
+            source, z, m = plan.keep
+            x = m * x + (1.0 - m) * (a_prev ** 0.5 * source + (1.0 - a_prev) ** 0.5 * z)
+        return x
 
     def _conditions(self, conditions: list[np.ndarray]) -> list[torch.Tensor]:
         if len(conditions) != len(self.c.controlnets):
@@ -330,7 +358,7 @@ class KeyframeSampler:
         channels = self.c.unet.config.in_channels
         z = self.noise((1, channels, frame.shape[0] // f, frame.shape[1] // f))
         x = z * self.c.scheduler.init_noise_sigma
-        x, _ = self._loop(x, ts, conds, refs=[], emb=self.embeddings(prompts))
+        x, _ = self._loop(x, ts, conds, LoopPlan(emb=self.embeddings(prompts)))
         return encoder.to_image(encoder.decode(self.c.vae, x))
 
     @torch.no_grad()
@@ -412,8 +440,8 @@ class KeyframeSampler:
         is_anchor = anchor is None
         memory = FrameMemory(image=np.zeros(0, np.uint8)) if keep_memory else None
         if is_anchor:
-            x, trace = self._loop(x_T, self.timesteps, conds, refs=[], record=memory, keep_anchor=keep_memory,
-                                  emb=emb, keep=keep)
+            x, trace = self._loop(x_T, self.timesteps, conds,
+                                  LoopPlan(emb=emb, record=memory, keep_anchor=keep_memory, keep=keep))
             out = encoder.to_image(encoder.decode(c.vae, x))
             if memory is not None:
                 memory.image = out
@@ -436,6 +464,8 @@ class KeyframeSampler:
                      constraints.occlusion_to_latent(geometry.occ_anchor, cfg.mask_dilate, True, factor, dev, dt))
         adain_ref = (origin if carried else anchor) if self.windows["adain"] else None
 
+        plan = LoopPlan(emb=emb, refs=refs, record=memory, keep_anchor=keep_memory, shape=shape,
+                        adain_ref=adain_ref, keep=keep)
         rough_img = None
         pixel = None
         x_start, start = x_T, 0
@@ -443,9 +473,7 @@ class KeyframeSampler:
             # The fused pass equals the rough one until pixel fusion starts: run that prefix once (its
             # attention inputs are recorded here, later steps are overwritten by the fused pass).
             start = self.windows["pixel"].start
-            x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, refs=refs, record=memory, shape=shape,
-                                              adain_ref=adain_ref, snapshot=start, emb=emb,
-                                              keep_anchor=keep_memory, keep=keep)
+            x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, dataclasses.replace(plan, snapshot=start))
             x_start = rough_trace["snapshot"]
             rough = encoder.decode(c.vae, x_rough).clamp(-1, 1)
             rough_img = encoder.to_image(rough)
@@ -454,9 +482,7 @@ class KeyframeSampler:
             weight = self.inpainting_weight(geometry, factor)
             pixel = (target, weight, torch.Generator("cpu").manual_seed(cfg.seed + 1))
         # every key keeps its x0 / statistics too: any key can become a segment anchor (re-anchoring)
-        x, trace = self._loop(x_start, self.timesteps, conds, refs=refs, record=memory, shape=shape,
-                              adain_ref=adain_ref, pixel=pixel, start=start, emb=emb, keep_anchor=keep_memory,
-                              keep=keep)
+        x, trace = self._loop(x_start, self.timesteps, conds, dataclasses.replace(plan, pixel=pixel), start)
         if start:
             for name in ("shape", "adain", "cross", "control"):
                 trace[name] = [k for k in rough_trace[name] if k < start] + trace[name]
