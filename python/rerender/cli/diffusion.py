@@ -31,7 +31,7 @@ KEYFRAME_FLAGS = ("prompt", "negative_prompt", "added_prompt", "model", "model_c
                   "color_correction", "cross_frame_attention", "shape_fusion", "pixel_fusion", "adain", "prompt_schedule",
                   "negative_prompt_schedule", "depth_model", "control_window", "cross_window", "freeu", "offload",
                   "vae_tiling", "raft_weights", "raft_iters", "init", "source_prompt", "inversion_refine", "reference",
-                  "reference_scale", "ip_adapter", "image_encoder", "reanchor_every")
+                  "reference_scale", "ip_adapter", "image_encoder", "reanchor_every", "family", "sampler")
 
 
 def add(sub) -> None:
@@ -64,7 +64,10 @@ def _add_keyframe_options(p) -> None:
     p.add_argument("--negative-prompt-at", dest="negative_prompt_schedule", action="append", default=None,
                    metavar="FRAME:TEXT", help="from input frame FRAME on, the negative prompt is TEXT (repeatable)")
     p.add_argument("--added-prompt", default=None, help="appended to the prompt (default: quality words)")
-    p.add_argument("--model", default=None, metavar="ID|DIR|FILE", help="Stable Diffusion 1.5-type base model")
+    p.add_argument("--model", default=None, metavar="ID|DIR|FILE",
+                   help="base model: Stable Diffusion 1.x, 2.x or XL (the family is read from the model)")
+    p.add_argument("--family", default=None, choices=("auto", "sd15", "sd2", "sdxl"),
+                   help="insist on a model family (default auto: read from the model)")
     p.add_argument("--model-config", default=None, metavar="DIR|ID",
                    help="diffusers folder / id holding the component configs of a single-file --model")
     p.add_argument("--vae", default=None, metavar="ID|DIR|FILE", help="custom VAE")
@@ -89,7 +92,10 @@ def _add_keyframe_options(p) -> None:
                         "perhaps edited) after an earlier run")
     p.add_argument("--strength", type=float, default=None, metavar="S",
                    help="SDEdit strength in (0, 1]: lower keeps more of the input (default 0.75)")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default 20)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default 20)")
+    p.add_argument("--sampler", default=None, choices=("ddim", "euler", "euler-a", "dpm++", "lcm", "tcd"),
+                   help="diffusers scheduler that samples the key frames (default ddim, the paper's; --scheduler is "
+                        "the Dask cluster); lcm/tcd for few-step models (1-8 steps, guidance 1-2)")
     p.add_argument("--guidance-scale", type=float, default=None, metavar="G", help="classifier-free guidance (7.5)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--allow-pickle", action="store_true", default=None,

@@ -14,7 +14,11 @@ from typing import Literal, Optional
 
 Control = Literal["canny", "hed", "depth", "images"]
 
-# Default ControlNet for each built-in condition (hub ids; any id, folder or file may replace them).
+Family = Literal["auto", "sd15", "sd2", "sdxl"]
+Sampler = Literal["ddim", "euler", "euler-a", "dpm++", "lcm", "tcd"]
+
+# Default ControlNet for each built-in condition of SD 1.5 (hub ids; any id, folder or file may replace
+# them). Other families' defaults: keyframes.families.FAMILIES (the family table, with its sources).
 DEFAULT_CONTROLNETS = {
     "canny": "lllyasviel/sd-controlnet-canny",
     "hed": "lllyasviel/sd-controlnet-hed",
@@ -63,6 +67,9 @@ class KeyframeConfig:
     """LoRA files as ``FILE`` or ``FILE:SCALE`` (scale 1 by default)."""
     allow_pickle: bool = False
     """Allow .ckpt/.pt/.bin pickle checkpoints (they can execute code when loaded)."""
+    family: Family = "auto"
+    """Model family (keyframes.families): auto reads it from the model (a folder's model_index.json / UNet
+    config, a single file's tensor names, a hub model's UNet once loaded); a name insists on it."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "fp16", "fp32"] = "auto"
     """auto: fp16 on CUDA, fp32 on CPU."""
@@ -97,6 +104,10 @@ class KeyframeConfig:
     negative_prompt_schedule: list[str] = dataclasses.field(default_factory=list)
     """Negative prompt per key-frame range, ``FRAME:TEXT``, like ``prompt_schedule`` (before the first: ``negative_prompt``)."""
     steps: int = 20
+    sampler: Sampler = "ddim"
+    """The diffusers scheduler that samples: ddim (the paper's), euler, euler-a, dpm++ (DPM-Solver++ 2M), lcm, tcd (few-step models: LCM-/TCD-LoRA,
+    distilled checkpoints; use 1-8 steps and guidance_scale 1-2). The constraint windows are fractions of
+    the denoising trajectory, so they act at the equivalent points of any schedule."""
     guidance_scale: float = 7.5
     strength: float = 0.75
     """SDEdit strength: fraction of the DDIM schedule run from the noised input (1 = from noise)."""
@@ -216,8 +227,10 @@ class KeyframeConfig:
             need(len(self.controlnet) == len(self.control),
                  f"controlnet: {len(self.controlnet)} given for {len(self.control)} control conditions")
         else:
+            defaults = self.default_controlnets()
             for c in self.control:
-                need(c in DEFAULT_CONTROLNETS, f"control: {c!r} needs an explicit controlnet")
+                need(c in defaults, f"control: {c!r} needs an explicit controlnet"
+                     + (f" (no default for the {self.resolved_family()} family)" if c in DEFAULT_CONTROLNETS else ""))
         need(len(self.control_strength) in (1, len(self.control)),
              f"control_strength: give 1 value or {len(self.control)}, got {len(self.control_strength)}")
         parse_schedule(self.prompt_schedule, "prompt_schedule")
@@ -258,11 +271,38 @@ class KeyframeConfig:
                 "control_images", "canny_low", "canny_high", "depth_model", "control_window", "source_prompt",
                 "steps", "strength", "inversion_refine", "freeu", "vae_tiling")
         data = {k: getattr(self, k) for k in keys}
+        if self.sampler != "ddim":  # the inversion follows the schedule's noise levels
+            data["sampler"] = self.sampler
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def resolved_family(self) -> str:
+        """The family: as given, else read from a local model (a hub id counts as SD 1.5 here; the
+        loader reads it from the UNet)."""
+        if self.family != "auto":
+            return self.family
+        if self.model is None:
+            return "sd15"
+        from pathlib import Path
+
+        from . import families
+
+        p = Path(self.model).expanduser()
+        if p.is_dir():
+            return families.detect(str(p), "folder")
+        if p.is_file() and p.suffix.lower() == ".safetensors":
+            return families.detect(str(p), "file")
+        return "sd15"
+
+    def default_controlnets(self) -> dict[str, str]:
+        """Default ControlNet per built-in condition for this model's family."""
+        from . import families
+
+        family = self.resolved_family()
+        return DEFAULT_CONTROLNETS if family == "sd15" else families.get(family).default_controlnets
+
     def controlnets(self) -> list[str]:
-        """ControlNet source per condition (explicit or the default for its type)."""
-        return list(self.controlnet) if self.controlnet else [DEFAULT_CONTROLNETS[c] for c in self.control]
+        """ControlNet source per condition (explicit or the family's default for its type)."""
+        return list(self.controlnet) if self.controlnet else [self.default_controlnets()[c] for c in self.control]
 
     def fingerprint(self) -> str:
         """Hash of the options that change rendered pixels. Key choice and ``device`` are left out:
@@ -272,4 +312,9 @@ class KeyframeConfig:
         data = dataclasses.asdict(self)
         for key in ("interval", "key_frames", "key_spacing", "device", "save_state", "offload"):
             data.pop(key)
+        # the paper's scheduler and a read family add nothing: fingerprints of earlier runs stay valid
+        if data["sampler"] == "ddim":
+            data.pop("sampler")
+        if data["family"] == "auto":
+            data.pop("family")
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

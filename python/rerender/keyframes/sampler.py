@@ -25,13 +25,14 @@ to a newer segment anchor (re-anchoring), and AdaIN follows the origin.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Callable
 
 import numpy as np
 import torch
 
-from . import attention, constraints, encoder
+from . import attention, constraints, encoder, schedulers, text
 from .config import KeyframeConfig
 from .models import Components
 
@@ -128,16 +129,20 @@ class KeyframeSampler:
         else:
             comps.vae.disable_tiling()
         self.cfg_batch = cfg.guidance_scale > 1.0
-        self._prompt_cache: dict[tuple[str, str], torch.Tensor] = {}
-        self.timesteps = self.schedule(cfg.strength)
+        self._prompt_cache: dict[tuple, text.TextConditioning] = {}
+        self.prediction = comps.scheduler.config.prediction_type
+        self.traj = self.trajectory(cfg.strength)
+        self.timesteps = self.traj.timesteps
         self.n_steps = len(self.timesteps)
-        n = self.n_steps
+        # windows are fractions of the denoising trajectory (schedulers.window_steps): for DDIM's
+        # uniform steps the fractions of the steps run
+        pos = self.traj.positions
         self.windows = {
-            "shape": constraints.window_steps(n, cfg.shape_window) if cfg.shape_fusion else range(0),
-            "pixel": constraints.window_steps(n, cfg.pixel_window) if cfg.pixel_fusion else range(0),
-            "adain": constraints.window_steps(n, cfg.adain_window) if cfg.adain else range(0),
-            "control": constraints.window_steps(n, cfg.control_window),
-            "cross": constraints.window_steps(n, cfg.cross_window) if self.attn_layers else range(0),
+            "shape": schedulers.window_steps(pos, cfg.shape_window) if cfg.shape_fusion else range(0),
+            "pixel": schedulers.window_steps(pos, cfg.pixel_window) if cfg.pixel_fusion else range(0),
+            "adain": schedulers.window_steps(pos, cfg.adain_window) if cfg.adain else range(0),
+            "control": schedulers.window_steps(pos, cfg.control_window),
+            "cross": schedulers.window_steps(pos, cfg.cross_window) if self.attn_layers else range(0),
         }
         self._noise: dict[tuple, torch.Tensor] = {}
         self.image_embeds = self._reference_embeds()
@@ -166,27 +171,26 @@ class KeyframeSampler:
         return self.state.store_device or self.c.device
 
     # --- set-up -------------------------------------------------------------------------------
+    def trajectory(self, strength: float) -> schedulers.Trajectory:
+        """The config's scheduler over the steps actually run at an SDEdit ``strength``."""
+        return schedulers.Trajectory(self.cfg.sampler, self.c.scheduler.config, self.cfg.steps, strength)
+
     def schedule(self, strength: float) -> list[int]:
         """Timesteps actually run for an SDEdit ``strength`` (the first ones are skipped)."""
-        sch = self.c.scheduler
-        sch.set_timesteps(self.cfg.steps)
-        n_run = min(int(self.cfg.steps * strength + 1e-9), self.cfg.steps)  # 0.7 x 20 must give 14
-        if n_run < 1:
-            raise ValueError(f"strength: {strength} x {self.cfg.steps} steps runs no step; raise strength or steps")
-        return [int(t) for t in sch.timesteps[self.cfg.steps - n_run:]]
+        return self.trajectory(strength).timesteps
 
     @torch.no_grad()
-    def embeddings(self, prompts: tuple[str, str] | None = None) -> torch.Tensor:
-        """Text embeddings of (positive, negative) prompts, ``[negative; positive]`` with CFG;
-        ``None``: the config's prompts for frame 0 (no schedule). Cached per pair."""
+    def embeddings(self, prompts: tuple[str, str] | None = None,
+                   size: tuple[int, int] | None = None) -> text.TextConditioning:
+        """Text conditioning of (positive, negative) prompts, ``[negative; positive]`` with CFG;
+        ``None``: the config's prompts for frame 0 (no schedule). ``size``: the frame's (H, W) (SDXL's
+        size conditioning). Cached per pair and size."""
         positive, negative = prompts if prompts is not None else self.cfg.prompts_for(0)
-        key = (positive, negative)
+        size = tuple(size) if size is not None else (0, 0)
+        key = (positive, negative, size if self.c.family == "sdxl" else None)
         if key not in self._prompt_cache:
             texts = [negative, positive] if self.cfg_batch else [positive]
-            tok = self.c.tokenizer(texts, padding="max_length", max_length=self.c.tokenizer.model_max_length,
-                                   truncation=True, return_tensors="pt")
-            emb = self.c.text_encoder(tok.input_ids.to(self.c.device))[0]
-            self._prompt_cache[key] = emb.to(self.c.device, self.c.dtype)
+            self._prompt_cache[key] = text.encode(self.c, texts, size)
         return self._prompt_cache[key]
 
     def noise(self, shape: tuple) -> torch.Tensor:
@@ -196,42 +200,25 @@ class KeyframeSampler:
             self._noise[shape] = torch.randn(shape, generator=g).to(self.c.device, self.c.dtype)
         return self._noise[shape]
 
-    def _alphas(self, t: int) -> tuple[float, float]:
-        sch = self.c.scheduler
-        a_t = float(sch.alphas_cumprod[t])
-        prev = t - sch.config.num_train_timesteps // self.cfg.steps
-        a_prev = float(sch.alphas_cumprod[prev]) if prev >= 0 else float(sch.final_alpha_cumprod)
-        return a_t, a_prev
-
-    def _split(self, out: torch.Tensor, x: torch.Tensor, a_t: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model output -> (eps, x0) for the scheduler's prediction type."""
-        kind = self.c.scheduler.config.prediction_type
-        sa, sb = a_t ** 0.5, (1.0 - a_t) ** 0.5
-        if kind == "epsilon":
-            return out, (x - sb * out) / sa
-        if kind == "v_prediction":
-            return sa * out + sb * x, sa * x - sb * out
-        if kind == "sample":
-            return (x - sa * out) / sb, out
-        raise ValueError(f"scheduler prediction_type {kind!r} is not supported")
-
     # --- one UNet evaluation --------------------------------------------------------------------
-    def _eps(self, x: torch.Tensor, t: int, conds: list[torch.Tensor], emb: torch.Tensor,
+    def _eps(self, x: torch.Tensor, t: int, conds: list[torch.Tensor], cond: text.TextConditioning,
              control: bool = True) -> torch.Tensor:
         """Guided model output at ``t``; ``control``: add the ControlNets' residuals (their window)."""
         c = self.c
+        emb = cond.emb
         n = emb.shape[0]
         x_in = x.expand(n, -1, -1, -1)
         t_in = torch.full((n,), t, device=c.device, dtype=torch.long)
+        added = dict(cond.added) or None  # SDXL: pooled text embeddings and size/crop time ids
         down = mid = None
-        for net, cond, scale in zip(c.controlnets if control else [], conds, self.cfg.strengths()):
-            d, m = net(x_in, t_in, encoder_hidden_states=emb, controlnet_cond=cond.expand(n, -1, -1, -1),
-                       conditioning_scale=scale, return_dict=False)
+        for net, image, scale in zip(c.controlnets if control else [], conds, self.cfg.strengths()):
+            d, m = net(x_in, t_in, encoder_hidden_states=emb, controlnet_cond=image.expand(n, -1, -1, -1),
+                       conditioning_scale=scale, added_cond_kwargs=added, return_dict=False)
             down = list(d) if down is None else [a + b for a, b in zip(down, d)]
             mid = m if mid is None else mid + m
-        extra = None
+        extra = added
         if self.image_embeds is not None:  # [negative; positive] rows, or the positive one without CFG
-            extra = {"image_embeds": [e if e.shape[0] == n else e[-n:] for e in self.image_embeds]}
+            extra = dict(added or {}, image_embeds=[e if e.shape[0] == n else e[-n:] for e in self.image_embeds])
         out = c.unet(x_in, t_in, encoder_hidden_states=emb, down_block_additional_residuals=down,
                      mid_block_additional_residual=mid, added_cond_kwargs=extra, return_dict=False)[0]
         if n == 2:
@@ -245,21 +232,33 @@ class KeyframeSampler:
               refs: list[dict], record: FrameMemory | None = None, keep_anchor: bool = False,
               shape: tuple | None = None, adain_ref: FrameMemory | None = None,
               pixel: tuple | None = None, hook: Callable | None = None, start: int = 0,
-              snapshot: int | None = None, emb: torch.Tensor | None = None,
-              keep: tuple | None = None) -> tuple[torch.Tensor, dict]:
-        """DDIM from ``x`` (the input of step ``start``) over ``timesteps[start:]``. ``shape`` = (anchor
-        memory, latent flow, latent occlusion); ``pixel`` = (E* latent, weight, generator); ``snapshot``:
-        keep the input of that step in ``trace["snapshot"]``; ``emb``: text embeddings (default: the
-        config's prompts); ``keep`` = (E(input), noise, latent matte): masked SDEdit, outside the
-        matte every step's result is replaced by the input's latent noised to the next timestep.
-        Returns the final latent and the trace."""
+              snapshot: int | None = None, emb: text.TextConditioning | None = None,
+              keep: tuple | None = None, traj: schedulers.Trajectory | None = None,
+              resume: tuple | None = None) -> tuple[torch.Tensor, dict]:
+        """The scheduler's steps from ``x`` (the input of step ``start``, in the scheduler's sample
+        space) over ``timesteps[start:]``. ``shape`` = (anchor memory, latent flow, latent occlusion);
+        ``pixel`` = (E* latent, weight, generator); ``snapshot``: keep the input of that step in
+        ``trace["snapshot"]`` (and the scheduler's state in ``trace["resume"]``, which ``resume``
+        takes back to continue from there); ``emb``: text conditioning (default: the config's
+        prompts); ``keep`` = (E(input), noise, latent matte): masked SDEdit, outside the matte every
+        step's result is replaced by the input's latent noised to the next timestep; ``traj``: the
+        trajectory (default: the config's strength). Returns the final latent and the trace."""
         trace: dict = {"shape": [], "adain": [], "pixel": [], "cross": [], "control": []}
         emb = emb if emb is not None else self.embeddings()
+        traj = traj if traj is not None else self.traj
+        ddim = traj.kind.name == "ddim"  # the paper's update, written out (no scheduler state)
+        if resume is not None:
+            sch, gen = copy.deepcopy(resume[0]), torch.Generator("cpu").set_state(resume[1])
+        else:
+            sch, gen = traj.fresh(), torch.Generator("cpu").manual_seed(self.cfg.seed)
+            if traj.kind.stochastic:  # the step noise follows the start noise in one stream, as in diffusers
+                torch.randn(tuple(x.shape), generator=gen)
         try:
             for k in range(start, len(timesteps)):
                 t = timesteps[k]
                 if k == snapshot:
                     trace["snapshot"] = x
+                    trace["resume"] = (copy.deepcopy(sch), gen.get_state())
                 self.state.step = k
                 # cross-frame attention (and its caches) only in its window; plain self-attention outside
                 cross = k in self.windows["cross"]
@@ -270,32 +269,45 @@ class KeyframeSampler:
                 control = k in self.windows["control"]
                 if control:
                     trace["control"].append(k)
-                a_t, a_prev = self._alphas(t)
-                out = self._eps(x, t, conds, emb, control)
-                eps, x0 = self._split(out, x, a_t)
+                a_t, a_prev = traj.alpha(k), traj.alpha(k + 1)
+                x_in = x if ddim else traj.scale_model_input(sch, x, k)  # the model sees the VP latent
+                out = self._eps(x_in, t, conds, emb, control)
+                eps, x0 = traj.split(out, x_in, k, self.prediction)
+                edited = False
                 if shape is not None and k in self.windows["shape"]:
                     anchor, flow, occ = shape
                     x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k].to(x0.device), flow), occ)
                     trace["shape"].append(k)
+                    edited = True
                 if adain_ref is not None and k in self.windows["adain"]:
                     x0 = constraints.adain(x0, *(t.to(x0.device) for t in adain_ref.stats[k]))
                     trace["adain"].append(k)
+                    edited = True
                 if keep_anchor:
                     if k in self.windows["shape"]:
                         record.x0[k] = x0.detach().clone()
                     if k in self.windows["adain"]:
                         record.stats[k] = constraints.channel_stats(x0)
-                direction = (1.0 - a_prev) ** 0.5 * eps
-                x = a_prev ** 0.5 * x0 + direction
+                if ddim:
+                    direction = (1.0 - a_prev) ** 0.5 * eps
+                    x = a_prev ** 0.5 * x0 + direction
+                else:
+                    if edited:  # step from the state consistent with the edited x0 (and the same eps)
+                        x_in, out = traj.compose(x0, eps, a_t, self.prediction)
+                        x = x_in * traj.scale(k)
+                    x = traj.step(sch, out, k, x, gen) / traj.scale(k + 1)  # -> VP for the edits below
+                    direction = x - a_prev ** 0.5 * x0
                 if pixel is not None and k in self.windows["pixel"]:
-                    target, weight, gen = pixel
-                    z = torch.randn(target.shape, generator=gen).to(x.device, x.dtype)
+                    target, weight, pgen = pixel
+                    z = torch.randn(target.shape, generator=pgen).to(x.device, x.dtype)
                     ref = a_prev ** 0.5 * target + (1.0 - a_prev) ** 0.5 * z
                     x = constraints.pixel_fusion(x, direction, ref, weight, self.cfg.fusion_detail)
                     trace["pixel"].append(k)
                 if keep is not None:
                     source, z, m = keep
                     x = m * x + (1.0 - m) * (a_prev ** 0.5 * source + (1.0 - a_prev) ** 0.5 * z)
+                if not ddim:
+                    x = x * traj.scale(k + 1)
                 if hook is not None:
                     hook(k, t, x)
         finally:
@@ -325,12 +337,12 @@ class KeyframeSampler:
         strength 1 would still keep sqrt(a_T) ~ 0.07 of E(input))."""
         self._check_frame(frame)
         conds = self._conditions(conditions)
-        ts = self.schedule(1.0)
+        traj = self.trajectory(1.0)
         f = encoder.vae_factor(self.c.vae)
         channels = self.c.unet.config.in_channels
         z = self.noise((1, channels, frame.shape[0] // f, frame.shape[1] // f))
-        x = z * self.c.scheduler.init_noise_sigma
-        x, _ = self._loop(x, ts, conds, refs=[], emb=self.embeddings(prompts))
+        x = z * traj.fresh().init_noise_sigma
+        x, _ = self._loop(x, traj.timesteps, conds, refs=[], emb=self.embeddings(prompts, frame.shape[:2]), traj=traj)
         return encoder.to_image(encoder.decode(self.c.vae, x))
 
     @torch.no_grad()
@@ -345,10 +357,8 @@ class KeyframeSampler:
         c, cfg = self.c, self.cfg
         refine = cfg.inversion_refine if refine is None else refine
         conds = self._conditions(conditions)
-        text = cfg.source_prompt if source_prompt is None else source_prompt
-        tok = c.tokenizer([text], padding="max_length", max_length=c.tokenizer.model_max_length, truncation=True,
-                          return_tensors="pt")
-        emb = c.text_encoder(tok.input_ids.to(c.device))[0].to(c.device, c.dtype)
+        source = cfg.source_prompt if source_prompt is None else source_prompt
+        emb = text.encode(c, [source], frame.shape[:2])
         x = encoder.encode(c.vae, encoder.to_tensor(frame, c.device, c.dtype))
         self.state.refs, self.state.recording = [], None
         if self.image_embeds is not None:  # the reference describes the target, not the input: scale 0
@@ -359,24 +369,27 @@ class KeyframeSampler:
             if self.image_embeds is not None:
                 c.ip_pipeline.set_ip_adapter_scale(cfg.reference_scale)
 
-    def _invert_steps(self, x: torch.Tensor, conds: list[torch.Tensor], emb: torch.Tensor, refine: int) -> torch.Tensor:
+    def _invert_steps(self, x: torch.Tensor, conds: list[torch.Tensor], emb: text.TextConditioning,
+                      refine: int) -> torch.Tensor:
+        """DDIM's ODE run backwards over the trajectory's noise levels (VP latents, any scheduler)."""
         for k in reversed(range(self.n_steps)):
             t = self.timesteps[k]
             self.state.step = k
-            a_t, a_prev = self._alphas(t)
+            a_t, a_prev = self.traj.alpha(k), self.traj.alpha(k + 1)
             control = k in self.windows["control"]
             x_prev, x_t = x, x
             for _ in range(refine + 1):
-                eps, _ = self._split(self._eps(x_t, t, conds, emb, control), x_t, a_t)
+                eps, _ = self.traj.split(self._eps(x_t, t, conds, emb, control), x_t, k, self.prediction)
                 x0 = (x_prev - (1.0 - a_prev) ** 0.5 * eps) / a_prev ** 0.5
                 x_t = a_t ** 0.5 * x0 + (1.0 - a_t) ** 0.5 * eps
             x = x_t
         return x
 
     def initial_latent(self, frame: np.ndarray, latent: torch.Tensor) -> torch.Tensor:
-        """SDEdit start: E(I) noised to the first timestep run with the shared noise z."""
+        """SDEdit start: E(I) noised to the first timestep run with the shared noise z (in the
+        scheduler's sample space)."""
         z = self.noise(tuple(latent.shape))
-        return self.c.scheduler.add_noise(latent, z, torch.tensor([self.timesteps[0]]))
+        return self.traj.add_noise(latent, z)
 
     @torch.no_grad()
     def render(self, frame: np.ndarray, conditions: list[np.ndarray], anchor: FrameMemory | None = None,
@@ -387,7 +400,7 @@ class KeyframeSampler:
         """Render one key frame. The anchor itself: ``anchor=None``. Later keys: the anchor's and the
         previous key's memories and the ``geometry`` (flows / occlusions) to them. ``prompts``:
         (positive, negative) for this key (default: the config's prompts). ``init_latent``: the start
-        latent x_T (e.g. from :meth:`invert`; default: SDEdit). ``origin``: the shot's first key when
+        latent x_T (VP, e.g. from :meth:`invert`; default: SDEdit). ``origin``: the shot's first key when
         ``anchor`` is a newer segment anchor: attention then reads [origin; anchor; previous], AdaIN
         follows the origin, and the fusions use the (nearer) anchor. ``matte``: uint8 H x W, 255 =
         restyle; outside it the latent follows the input's (masked SDEdit)."""
@@ -397,10 +410,11 @@ class KeyframeSampler:
         c, cfg = self.c, self.cfg
         dev, dt = c.device, c.dtype
         conds = self._conditions(conditions)
-        emb = self.embeddings(prompts)
+        emb = self.embeddings(prompts, frame.shape[:2])
         image = encoder.to_tensor(frame, dev, dt)
         latent = encoder.encode(c.vae, image)
-        x_T = init_latent.to(dev, dt) if init_latent is not None else self.initial_latent(frame, latent)
+        x_T = (init_latent.to(dev, dt) * self.traj.scale(0) if init_latent is not None
+               else self.initial_latent(frame, latent))
         if tuple(x_T.shape) != tuple(latent.shape):
             raise ValueError(f"init_latent: shape {tuple(x_T.shape)} does not match the frame's latent {tuple(latent.shape)}")
         keep = None
@@ -438,7 +452,7 @@ class KeyframeSampler:
 
         rough_img = None
         pixel = None
-        x_start, start = x_T, 0
+        x_start, start, resume = x_T, 0, None
         if self.windows["pixel"]:
             # The fused pass equals the rough one until pixel fusion starts: run that prefix once (its
             # attention inputs are recorded here, later steps are overwritten by the fused pass).
@@ -446,7 +460,7 @@ class KeyframeSampler:
             x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, refs=refs, record=memory, shape=shape,
                                               adain_ref=adain_ref, snapshot=start, emb=emb,
                                               keep_anchor=keep_memory, keep=keep)
-            x_start = rough_trace["snapshot"]
+            x_start, resume = rough_trace["snapshot"], rough_trace["resume"]
             rough = encoder.decode(c.vae, x_rough).clamp(-1, 1)
             rough_img = encoder.to_image(rough)
             target_img = self.pixel_reference(rough, anchor.image, prev.image, geometry)
@@ -456,7 +470,7 @@ class KeyframeSampler:
         # every key keeps its x0 / statistics too: any key can become a segment anchor (re-anchoring)
         x, trace = self._loop(x_start, self.timesteps, conds, refs=refs, record=memory, shape=shape,
                               adain_ref=adain_ref, pixel=pixel, start=start, emb=emb, keep_anchor=keep_memory,
-                              keep=keep)
+                              keep=keep, resume=resume)
         if start:
             for name in ("shape", "adain", "cross", "control"):
                 trace[name] = [k for k in rough_trace[name] if k < start] + trace[name]

@@ -141,7 +141,7 @@ def load_components(cfg: KeyframeConfig):
     return models.load_components(cfg.model, cfg.controlnets(), model_config=cfg.model_config, vae=cfg.vae,
                                   loras=cfg.lora, allow_pickle=cfg.allow_pickle, device=cfg.device, dtype=cfg.dtype,
                                   offload=cfg.offload, ip_adapter=cfg.ip_adapter if cfg.reference else None,
-                                  image_encoder=cfg.image_encoder)
+                                  image_encoder=cfg.image_encoder, family=cfg.family)
 
 
 class _RecentFrames:

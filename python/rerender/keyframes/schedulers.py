@@ -1,0 +1,173 @@
+"""Schedulers of the key-frame sampler and where the constraints act on their trajectories.
+
+``--scheduler`` picks one of diffusers' schedulers, built from the model's own scheduler config (its
+noise schedule and prediction type: epsilon, or v for SD 2.x at 768). The sampler keeps the sample
+in the scheduler's own space (VP for DDIM, DPM-Solver++, LCM and TCD; sigma space x0 + sigma eps for
+the Euler ones) and sees each step as (x0, eps): the constraints edit x0, the scheduler steps from
+the consistent state sqrt(a) x0' + sqrt(1 - a) eps (for DDIM this is exactly the paper's update
+x_{t-1} = sqrt(a_prev) x0' + sqrt(1 - a_prev) eps, kept as the hand-written DDIM step).
+
+Trajectory fractions: the paper's windows are step indices of a 20-step DDIM schedule (e.g. shape
+fusion at steps 0-1 = the first 10%). Step k of any schedule sits at the fraction
+    p_k = (t_first - t_k) / (t_first - t_end)
+of the timesteps the run covers (t_end: the last timestep minus the schedule's last gap, i.e. where
+the next step would start). For DDIM's uniform spacing p_k = k / n, the step fraction the windows
+always used. A step is in a window (start, end) when start <= p_k < end; a window that holds no step
+start on a few-step schedule takes the step whose span [p_k, p_k+1) contains its start, so every
+constraint still acts once on a 1-8-step schedule (docs/method.md, "Schedulers").
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import torch
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerKind:
+    name: str
+    cls: str
+    """diffusers class name."""
+    sigma_space: bool
+    """The sample is x0 + sigma eps (model input scaled by 1 / sqrt(sigma^2 + 1)), not sqrt(a) x0 + sqrt(1 - a) eps."""
+    stochastic: bool
+    """The step draws fresh noise (from the sampler's per-frame generator, the same for every frame)."""
+    options: tuple = ()
+    """Config overrides (key, value) on top of the model's scheduler config."""
+    note: str = ""
+
+
+SCHEDULERS: dict[str, SchedulerKind] = {
+    "ddim": SchedulerKind("ddim", "DDIMScheduler", False, False, note="the paper's (eta 0); exact DDIM inversion"),
+    "euler": SchedulerKind("euler", "EulerDiscreteScheduler", True, False),
+    "euler-a": SchedulerKind("euler-a", "EulerAncestralDiscreteScheduler", True, True),
+    "dpm++": SchedulerKind("dpm++", "DPMSolverMultistepScheduler", False, False,
+                           options=(("algorithm_type", "dpmsolver++"), ("solver_order", 2)),
+                           note="DPM-Solver++(2M)"),
+    "lcm": SchedulerKind("lcm", "LCMScheduler", False, True, note="for LCM / LCM-LoRA models, 2-8 steps, guidance ~1-2"),
+    "tcd": SchedulerKind("tcd", "TCDScheduler", False, True, note="for TCD-LoRA models, 2-8 steps"),
+}
+
+
+def make(name: str, base_config) -> object:
+    """A diffusers scheduler of kind ``name`` from the model's scheduler config."""
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
+    kind = SCHEDULERS[name]
+    return getattr(diffusers, kind.cls).from_config(base_config, **dict(kind.options))
+
+
+def trajectory_positions(full: list[int], n_run: int) -> list[float]:
+    """p_k of the last ``n_run`` timesteps of the schedule ``full`` (see the module docstring)."""
+    run = full[len(full) - n_run:]
+    gap = full[-2] - full[-1] if len(full) >= 2 else run[-1] + 1
+    end = run[-1] - gap
+    span = run[0] - end
+    return [(run[0] - t) / span for t in run]
+
+
+def window_steps(positions: list[float], window: tuple[float, float]) -> range:
+    """Steps of the run (by trajectory position) inside ``window``; see the module docstring."""
+    start, end = window
+    n = len(positions)
+    eps = 1e-9 / n  # the same tolerance as constraints.window_steps on uniform positions k / n
+    inside = [k for k, p in enumerate(positions) if start - eps <= p < end - eps]
+    if inside:
+        return range(inside[0], inside[-1] + 1)
+    if end <= start or start >= 1.0:
+        return range(0)
+    k = max(i for i, p in enumerate(positions) if p <= start + eps) if positions[0] <= start + eps else 0
+    return range(k, k + 1)
+
+
+class Trajectory:
+    """The steps actually run (SDEdit skips the first ones), their noise levels and the scheduler state.
+
+    Levels: ``alpha(k)`` is alpha-bar at the input of step k, ``alpha(k + 1)`` at its output (the
+    scheduler's next timestep; the end of the trajectory is clean, 1, except for DDIM whose last step
+    lands on ``final_alpha_cumprod`` as in the paper).
+    """
+
+    def __init__(self, name: str, base_config, steps: int, strength: float):
+        sch = make(name, base_config)
+        self.kind = SCHEDULERS[name]
+        sch.set_timesteps(steps)
+        full = [int(t) for t in sch.timesteps]
+        self.steps = steps
+        self.n_run = min(int(steps * strength + 1e-9), steps)  # 0.7 x 20 must give 14
+        if self.n_run < 1:
+            raise ValueError(f"strength: {strength} x {steps} steps runs no step; raise strength or steps")
+        self.begin = len(full) - self.n_run
+        self.timesteps = full[self.begin:]
+        self._timestep_values = sch.timesteps[self.begin:]  # as the scheduler holds them (its step() wants these)
+        self.positions = trajectory_positions(full, self.n_run)
+        ac = sch.alphas_cumprod
+        levels = [float(ac[t]) for t in self.timesteps]
+        if self.kind.name == "ddim":
+            last = self.timesteps[-1] - sch.config.num_train_timesteps // steps
+            levels.append(float(ac[last]) if last >= 0 else float(sch.final_alpha_cumprod))
+        else:
+            levels.append(1.0)
+        self.levels = levels
+        self._template = copy.deepcopy(sch)
+        if hasattr(self._template, "set_begin_index"):
+            self._template.set_begin_index(self.begin)
+
+    # --- levels and spaces ------------------------------------------------------------------------
+    def alpha(self, k: int) -> float:
+        return self.levels[k]
+
+    def scale(self, k: int) -> float:
+        """sample = x_vp * scale(k): 1 in VP space, 1 / sqrt(alpha) in sigma space."""
+        return 1.0 / math.sqrt(self.levels[k]) if self.kind.sigma_space else 1.0
+
+    def split(self, out: torch.Tensor, x_vp: torch.Tensor, k: int, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model output at step k -> (eps, x0), ``x_vp`` the model's input (VP space)."""
+        a = self.levels[k]
+        sa, sb = a ** 0.5, (1.0 - a) ** 0.5
+        if prediction == "epsilon":
+            return out, (x_vp - sb * out) / sa
+        if prediction == "v_prediction":
+            return sa * out + sb * x_vp, sa * x_vp - sb * out
+        if prediction == "sample":
+            return (x_vp - sa * out) / sb, out
+        raise ValueError(f"scheduler prediction_type {prediction!r} is not supported")
+
+    @staticmethod
+    def compose(x0: torch.Tensor, eps: torch.Tensor, a: float, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_vp, model output) consistent with (x0, eps) at level ``a``."""
+        sa, sb = a ** 0.5, (1.0 - a) ** 0.5
+        x = sa * x0 + sb * eps
+        if prediction == "epsilon":
+            return x, eps
+        if prediction == "v_prediction":
+            return x, sa * eps - sb * x0
+        return x, x0
+
+    def noised(self, x0: torch.Tensor, z: torch.Tensor, k: int) -> torch.Tensor:
+        """x0 noised with ``z`` to the level at the input of step k (VP space)."""
+        a = self.levels[k]
+        return a ** 0.5 * x0 + (1.0 - a) ** 0.5 * z
+
+    # --- the scheduler's state over a pass ---------------------------------------------------------
+    def fresh(self):
+        """The scheduler at the first step run (its step index at the SDEdit start)."""
+        return copy.deepcopy(self._template)
+
+    def add_noise(self, latent: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """SDEdit start in the scheduler's sample space: E(I) noised to the first timestep run."""
+        return self.fresh().add_noise(latent, z, torch.tensor([self.timesteps[0]]))
+
+    def step(self, sch, out: torch.Tensor, k: int, sample: torch.Tensor, generator) -> torch.Tensor:
+        """One step of the diffusers scheduler ``sch`` (the pass's state) from ``sample``."""
+        kwargs = {"generator": generator} if self.kind.stochastic else {}
+        if self.kind.name == "ddim":
+            kwargs["eta"] = 0.0
+        return sch.step(out, self._timestep_values[k], sample, return_dict=False, **kwargs)[0]
+
+    def scale_model_input(self, sch, sample: torch.Tensor, k: int) -> torch.Tensor:
+        return sch.scale_model_input(sample, self._timestep_values[k])
