@@ -566,7 +566,7 @@ def test_a_matte_keeps_the_latent_of_the_input_outside_it(tiny_model, comps):
     matte[:, : W // 2] = 255
     s = KeyframeSampler(comps, make_cfg(tiny_model, steps=4))
     latent = encoder.encode(comps.vae, encoder.to_tensor(img, comps.device, comps.dtype))
-    _, a_last = s._alphas(s.timesteps[-1])
+    a_last = s.traj.alpha(s.n_steps)  # the noise level after the last step
     z = s.noise(tuple(latent.shape))
     expected = a_last ** 0.5 * latent + (1 - a_last) ** 0.5 * z
     for res in (s.render(img, conds(img), matte=matte),

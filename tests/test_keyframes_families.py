@@ -129,6 +129,82 @@ def test_family_defaults_and_default_controlnets(family_models):
     assert KeyframeConfig(sampler="euler").fingerprint() != data
 
 
+def _clip_keys(sd: dict) -> dict:
+    """CLIP text-model keys without transformers' optional ``text_model.`` level."""
+    return {(k[len("text_model."):] if k.startswith("text_model.") else k): v for k, v in sd.items()}
+
+
+def _open_clip(sd: dict, prefix: str) -> dict:
+    """transformers CLIP text-model keys -> the OpenCLIP layout of original SD 2 / SDXL checkpoints
+    (fused q/k/v ``in_proj``, ``resblocks``, a transposed ``text_projection``)."""
+    renames = (("layer_norm1.", "ln_1."), ("layer_norm2.", "ln_2."), ("mlp.fc1.", "mlp.c_fc."),
+               ("mlp.fc2.", "mlp.c_proj."), ("self_attn.out_proj.", "attn.out_proj."))
+    out, qkv = {}, {}
+    for k, v in _clip_keys(sd).items():
+        if k == "text_projection.weight":
+            out[prefix + "text_projection"] = v.T.contiguous()
+        elif k == "embeddings.position_embedding.weight":
+            out[prefix + "positional_embedding"] = v
+        elif k == "embeddings.token_embedding.weight":
+            out[prefix + "token_embedding.weight"] = v
+        elif k.startswith("final_layer_norm."):
+            out[prefix + "ln_final." + k.rsplit(".", 1)[1]] = v
+        elif k.startswith("encoder.layers."):
+            n, rest = k[len("encoder.layers."):].split(".", 1)
+            base = f"{prefix}transformer.resblocks.{n}."
+            new = next((base + b + rest[len(a):] for a, b in renames if rest.startswith(a)), None)
+            if new is not None:
+                out[new] = v
+            else:  # self_attn.{q,k,v}_proj.{weight,bias}
+                proj, kind = rest[len("self_attn."):].split(".")
+                qkv.setdefault((base, kind), {})[proj[0]] = v
+    for (base, kind), d in qkv.items():
+        out[f"{base}attn.in_proj_{kind}"] = torch.cat([d["q"], d["k"], d["v"]])
+    return out
+
+
+def _single_file(pipe, family: str) -> dict:
+    """The pipeline's weights in the original single-file layout of its family (SGM for SDXL)."""
+    from test_keyframes_loading import unet_to_ldm, vae_to_ldm
+
+    unet = dict(pipe.unet.state_dict())
+    extra = {}
+    for i, j in (("1", "0"), ("2", "2")):  # SDXL's text/time embedding MLP is label_emb.0.{0,2}
+        for kind in ("weight", "bias"):
+            key = f"add_embedding.linear_{i}.{kind}"
+            if key in unet:
+                extra[f"model.diffusion_model.label_emb.0.{j}.{kind}"] = unet.pop(key)
+    sd = dict(unet_to_ldm(unet, dict(pipe.unet.config)), **extra)
+    sd.update(vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)))
+    if family == "sdxl":
+        sd.update({"conditioner.embedders.0.transformer.text_model." + k: v
+                   for k, v in _clip_keys(pipe.text_encoder.state_dict()).items()})
+        sd.update(_open_clip(pipe.text_encoder_2.state_dict(), "conditioner.embedders.1.model."))
+    else:
+        sd.update(_open_clip(pipe.text_encoder.state_dict(), "cond_stage_model.model."))
+    return {k: v.contiguous() for k, v in sd.items()}
+
+
+@pytest.mark.parametrize("family", ["sd2", "sdxl"])
+def test_single_file_models_load_like_their_folders(family_models, family_comps, tmp_path, family):
+    from safetensors.torch import save_file
+
+    model, cn = family_models[family]
+    ref = family_comps[family]
+    pipe = type("P", (), dict(unet=ref.unet, vae=ref.vae, text_encoder=ref.text_encoder,
+                              text_encoder_2=ref.text_encoder_2))
+    path = tmp_path / f"{family}.safetensors"
+    save_file(_single_file(pipe, family), str(path))
+    assert families.detect(str(path), "file") == family
+    comps = models.load_components(str(path), [str(cn)], model_config=str(model), device="cpu")
+    assert comps.family == family
+    names = ("unet", "vae", "text_encoder") + (("text_encoder_2",) if family == "sdxl" else ())
+    for name in names:
+        got = getattr(comps, name).state_dict()
+        for k, v in getattr(ref, name).state_dict().items():
+            assert torch.equal(got[k], v), f"{name}.{k}"
+
+
 # --- trajectory fractions ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n", [4, 8, 14, 20])
@@ -231,3 +307,67 @@ def test_sdxl_fp16_vae_is_upcast(family_models):
     latent = encoder.encode(c.vae, encoder.to_tensor(img, dtype=torch.float16))
     assert latent.dtype == torch.float16
     assert encoder.decode(c.vae, latent).dtype == torch.float16
+
+
+# --- end to end ------------------------------------------------------------------------------------
+
+def test_cli_run_and_keyframes_with_a_tiny_sdxl_folder_and_controlnet(family_models, tmp_path, capsys):
+    from rerender.cli import main
+    from rerender.media import write_image
+
+    rng = np.random.default_rng(0)
+    base = (rng.random((H + 16, W + 16, 3)) * 255).astype(np.uint8)
+    clip = tmp_path / "clip"
+    for i in range(5):
+        write_image(clip / f"{i:04d}.png", np.ascontiguousarray(base[i % 3:i % 3 + H, i:i + W]))
+    model, cn = family_models["sdxl"]
+    common = ["--prompt", "a cat", "--model", str(model), "--controlnet", str(cn), "--control", "canny",
+              "--interval", "2", "--steps", "4"]
+    out = tmp_path / "out"
+    assert main(["--progress", "json", "run", str(clip), *common, "--sampler", "euler", "-o", str(out)]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert events[-1]["event"] == "done"
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{i:04d}.png" for i in range(5)]
+    keys = out.with_name("out.work") / "keys"
+    assert sorted(p.name for p in keys.glob("*.png")) == ["0000.png", "0002.png", "0004.png"]
+    # rerender keyframes with another sampler renders the keys again (a new fingerprint)
+    work = tmp_path / "work"
+    assert main(["--progress", "json", "keyframes", str(clip), *common, "--sampler", "lcm", "--guidance-scale", "1",
+                 "--work-dir", str(work)]) == 0
+    assert sorted(p.name for p in (work / "keys").glob("*.png")) == ["0000.png", "0002.png", "0004.png"]
+    # a family that is not the model's is a user error naming both
+    capsys.readouterr()
+    assert main(["keyframes", str(clip), *common, "--family", "sd2", "--work-dir", str(work)]) == 2
+    assert "not Stable Diffusion 2" in capsys.readouterr().err
+
+
+def test_info_names_the_family(family_models, tmp_path, capsys):
+    from rerender.cli import main
+
+    model, _ = family_models["sdxl"]
+    assert main(["info", "--model", str(model)]) == 0
+    assert f"model {model}: Stable Diffusion XL (sdxl), native 1024 px, FreeU 1.3 1.4 0.9 0.2" in capsys.readouterr().out
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"\x01")
+    assert main(["info", "--model", str(bad)]) == 0
+    assert "NOT USABLE (model: " in capsys.readouterr().out
+
+
+def test_sdxl_ip_adapter_reference(family_models, family_comps, tmp_path):
+    """An IP-Adapter on SDXL (diffusers' loader, the original file layout): scale 0 is the plain key
+    frame exactly, scale 1 follows the reference image."""
+    from _tiny_sd import save_tiny_ip_adapter
+    from rerender.media import write_image
+
+    model, cn = family_models["sdxl"]
+    adapter = save_tiny_ip_adapter(tmp_path / "ip", family_comps["sdxl"].unet)
+    comps = models.load_components(str(model), [str(cn)], device="cpu", ip_adapter=str(adapter))
+    assert comps.family == "sdxl"
+    write_image(tmp_path / "ref.png", frame(9))
+    img = frame(1)
+    latents = [KeyframeSampler(comps, make_cfg(family_models["sdxl"], steps=4, pixel_fusion=False,
+                                               reference=str(tmp_path / "ref.png"), reference_scale=scale))
+               .render(img, conds(img)).latent for scale in (0.0, 1.0)]
+    plain = KeyframeSampler(family_comps["sdxl"], make_cfg(family_models["sdxl"], steps=4, pixel_fusion=False))
+    assert torch.equal(latents[0], plain.render(img, conds(img)).latent)
+    assert (latents[1] - latents[0]).abs().max() > 1e-2

@@ -36,6 +36,8 @@ def add(sub) -> None:
         help="versions, native backends and SIMD path, CUDA, diffusion extras, HED weights, caches",
         description="Describe this installation (paste it into bug reports). With --progress json, one "
                     "'info' event holds the same as data.")
+    i.add_argument("--model", default=None, metavar="DIR|FILE",
+                   help="also name the model family of a local diffusers folder or single .safetensors file")
     i.set_defaults(func=info)
 
 
@@ -65,7 +67,7 @@ def demo(args) -> int:
 def info(args) -> int:
     from ..info import collect, describe
 
-    report = collect()
+    report = collect(args.model)
     if args.reporter.mode == "json":
         args.reporter.event("info", **report)
     else:
