@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                "input": drift([frames[k] for k in keys])}
     with tempfile.TemporaryDirectory() as tmp:
         model, cn = save_model_folder(Path(tmp) / "sd")
-        comps = models.load_components(str(model), [str(cn)], device="cpu")
+        comps = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu"))
         for name, opts in runs.items():
             cfg = KeyframeConfig(model=str(model), controlnet=[str(cn)], control=["canny"], prompt="an oil painting",
                                  steps=args.steps, strength=0.75, interval=args.interval, **opts)

@@ -16,6 +16,7 @@ MODE_ITEMS = [
 # Worker JobRequest.mode for each UI mode.
 MODE_TO_REQUEST = {"TRANSLATE": "translate", "PREVIEW": "preview", "PROPAGATE": "propagate"}
 
+# a copy of rerender.keyframes.conditions.addon_items() (checked by tests/test_addon_constants.py)
 CONTROL_ITEMS = [
     ("hed", "HED", "Soft HED edges of the input frame (the reference default)"),
     ("canny", "Canny", "Canny edges of the input frame"),

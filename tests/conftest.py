@@ -43,4 +43,4 @@ def comps(tiny_model):
     from rerender.keyframes import models
 
     model, cn = tiny_model
-    return models.load_components(str(model), [str(cn)], device="cpu")
+    return models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu"))

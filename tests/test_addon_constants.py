@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import rerender.media as media
+from rerender.keyframes import conditions
 from rerender.keyframes.config import KeyframeConfig
 
 ADDON = Path(__file__).resolve().parents[1] / "blender_addon"
@@ -60,3 +61,10 @@ def test_option_defaults_match_the_key_frame_stage():
     assert defaults["strength"] == core.strength
     assert defaults["seed"] == core.seed
     assert defaults["size"] <= media.MAX_WORKING_SIDE
+
+
+def test_control_menu_is_the_condition_registry():
+    """The add-on's ControlNet menu is the registry's add-on items, with the registry's default."""
+    tree = module("settings.py")
+    assert assigned_literal(tree, "CONTROL_ITEMS") == conditions.addon_items()
+    assert property_defaults(tree, "RerenderSettings")["control"] == conditions.DEFAULT

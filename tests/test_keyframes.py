@@ -255,7 +255,7 @@ def test_pickle_checkpoints_need_opt_in(tmp_path):
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(b"not really a pickle")
     with pytest.raises(ValueError, match="allow-pickle"):
-        models.load_components(str(ckpt), [], device="cpu")
+        models.load_components(models.ModelSpec(str(ckpt), [], device="cpu"))
     with pytest.raises(ValueError, match="allow-pickle"):
         models.source_kind(str(ckpt), what="controlnet")
     assert models.source_kind(str(ckpt), allow_pickle=True) == "file"
@@ -282,7 +282,7 @@ def test_single_file_controlnet_and_vae_load_like_folders(tiny_model, comps, tmp
         for p in vae.parameters():
             p.mul_(0.5)
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(vae_path))
-    custom = models.load_components(str(model), [str(cn)], vae=str(vae_path), device="cpu").vae
+    custom = models.load_components(models.ModelSpec(str(model), [str(cn)], vae=str(vae_path), device="cpu")).vae
     assert all(torch.equal(custom.state_dict()[k], v) for k, v in vae.state_dict().items())
 
 
@@ -302,7 +302,7 @@ def test_lora_changes_output_and_scale_zero_does_not(tiny_model, comps, tmp_path
     img = frame(5)
 
     def anchor(loras):
-        c = models.load_components(str(model), [str(cn)], loras=loras, device="cpu")
+        c = models.load_components(models.ModelSpec(str(model), [str(cn)], loras=loras, device="cpu"))
         return KeyframeSampler(c, make_cfg(tiny_model, steps=4)).render(img, conds(img), keep_memory=False).image
 
     base = KeyframeSampler(comps, make_cfg(tiny_model, steps=4)).render(img, conds(img), keep_memory=False).image
@@ -475,7 +475,7 @@ def test_fp16_path_and_two_controlnets(tiny_model, tmp_path):
 
     model, cn = tiny_model
     img = frame(8)
-    half = models.load_components(str(model), [str(cn)], device="cpu", dtype="fp16")
+    half = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu", dtype="fp16"))
     s = KeyframeSampler(half, make_cfg(tiny_model, steps=6, strength=1.0))
     a = s.render(img, conds(img))
     b = s.render(img, conds(img), a.memory, a.memory, Geometry.identity(H, W))
@@ -484,7 +484,7 @@ def test_fp16_path_and_two_controlnets(tiny_model, tmp_path):
     assert 0 < b.image.mean() < 255
 
     write_image(tmp_path / "0000.png", np.full((H, W, 3), 255, np.uint8))
-    two = models.load_components(str(model), [str(cn), str(cn)], device="cpu")
+    two = models.load_components(models.ModelSpec(str(model), [str(cn), str(cn)], device="cpu"))
     cfg2 = make_cfg(tiny_model, steps=4, controlnet=[str(cn), str(cn)], control=["canny", "images"],
                     control_images=[str(tmp_path)], control_strength=[0.7, 0.5])
     from rerender.keyframes.stage import _conditions
@@ -492,7 +492,7 @@ def test_fp16_path_and_two_controlnets(tiny_model, tmp_path):
     c2 = _conditions(cfg2, img, 0, "cpu")
     assert len(c2) == 2 and c2[1].min() == 255
     out2 = KeyframeSampler(two, cfg2).render(img, c2, keep_memory=False).image
-    one = models.load_components(str(model), [str(cn)], device="cpu")
+    one = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu"))
     out1 = KeyframeSampler(one, make_cfg(tiny_model, steps=4)).render(img, conds(img), keep_memory=False).image
     assert np.abs(out2.astype(int) - out1).max() > 0
 
@@ -566,7 +566,7 @@ def test_a_matte_keeps_the_latent_of_the_input_outside_it(tiny_model, comps):
     matte[:, : W // 2] = 255
     s = KeyframeSampler(comps, make_cfg(tiny_model, steps=4))
     latent = encoder.encode(comps.vae, encoder.to_tensor(img, comps.device, comps.dtype))
-    a_last = s.traj.alpha(s.n_steps)  # the noise level after the last step
+    a_last = s.traj.alpha_next(s.n_steps - 1)  # the noise level after the last step
     z = s.noise(tuple(latent.shape))
     expected = a_last ** 0.5 * latent + (1 - a_last) ** 0.5 * z
     for res in (s.render(img, conds(img), matte=matte),

@@ -35,7 +35,7 @@ def family_comps(family_models, comps):
     out = {"sd15": comps}
     for fam in ("sd2", "sdxl"):
         model, cn = family_models[fam]
-        out[fam] = models.load_components(str(model), [str(cn)], device="cpu")
+        out[fam] = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu"))
     return out
 
 
@@ -94,7 +94,7 @@ def test_unsupported_single_files_are_refused_with_what_is_supported(tmp_path, n
     path = tmp_path / "model.safetensors"
     _write_header(path, names)
     with pytest.raises(ValueError, match=what) as e:
-        models.load_components(str(path), [], device="cpu")
+        models.load_components(models.ModelSpec(str(path), [], device="cpu"))
     assert "sdxl (Stable Diffusion XL)" in str(e.value)
 
 
@@ -103,13 +103,13 @@ def test_transformer_folder_and_mismatched_controlnet_are_refused(tmp_path, fami
     (flux / "transformer").mkdir(parents=True)
     (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     with pytest.raises(ValueError, match="Flux .*supported families"):
-        models.load_components(str(flux), [], device="cpu")
+        models.load_components(models.ModelSpec(str(flux), [], device="cpu"))
     sdxl_model, _ = family_models["sdxl"]
     _, sd15_cn = family_models["sd15"]
     with pytest.raises(ValueError, match=r"controlnet\[0\]: .* ControlNet for Stable Diffusion 1.x.*Stable Diffusion XL"):
-        models.load_components(str(sdxl_model), [str(sd15_cn)], device="cpu")
+        models.load_components(models.ModelSpec(str(sdxl_model), [str(sd15_cn)], device="cpu"))
     with pytest.raises(ValueError, match="not Stable Diffusion 2"):
-        models.load_components(str(sdxl_model), [], device="cpu", family="sd2")
+        models.load_components(models.ModelSpec(str(sdxl_model), [], device="cpu", family="sd2"))
 
 
 def test_family_defaults_and_default_controlnets(family_models):
@@ -196,7 +196,7 @@ def test_single_file_models_load_like_their_folders(family_models, family_comps,
     path = tmp_path / f"{family}.safetensors"
     save_file(_single_file(pipe, family), str(path))
     assert families.detect(str(path), "file") == family
-    comps = models.load_components(str(path), [str(cn)], model_config=str(model), device="cpu")
+    comps = models.load_components(models.ModelSpec(str(path), [str(cn)], model_config=str(model), device="cpu"))
     assert comps.family == family
     names = ("unet", "vae", "text_encoder") + (("text_encoder_2",) if family == "sdxl" else ())
     for name in names:
@@ -301,7 +301,7 @@ def test_identical_frames_with_every_constraint_reproduce_the_anchor(family_mode
 
 def test_sdxl_fp16_vae_is_upcast(family_models):
     model, cn = family_models["sdxl"]
-    c = models.load_components(str(model), [str(cn)], device="cpu", dtype="fp16")
+    c = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu", dtype="fp16"))
     assert c.unet.dtype == torch.float16 and c.vae.dtype == torch.float32  # force_upcast: the VAE stays fp32
     img = frame(3)
     latent = encoder.encode(c.vae, encoder.to_tensor(img, dtype=torch.float16))
@@ -361,7 +361,7 @@ def test_sdxl_ip_adapter_reference(family_models, family_comps, tmp_path):
 
     model, cn = family_models["sdxl"]
     adapter = save_tiny_ip_adapter(tmp_path / "ip", family_comps["sdxl"].unet)
-    comps = models.load_components(str(model), [str(cn)], device="cpu", ip_adapter=str(adapter))
+    comps = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu", ip_adapter=str(adapter)))
     assert comps.family == "sdxl"
     write_image(tmp_path / "ref.png", frame(9))
     img = frame(1)

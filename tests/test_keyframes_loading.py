@@ -105,7 +105,7 @@ def ldm_file(tmp_path_factory):
 
 def test_single_file_base_model_loads_like_the_folder(ldm_file):
     path, model_dir, cn_dir, pipe = ldm_file
-    comps = models.load_components(str(path), [str(cn_dir)], model_config=str(model_dir), device="cpu")
+    comps = models.load_components(models.ModelSpec(str(path), [str(cn_dir)], model_config=str(model_dir), device="cpu"))
     for name, ref in (("unet", pipe.unet), ("vae", pipe.vae), ("text_encoder", pipe.text_encoder)):
         got = getattr(comps, name).state_dict()
         for k, v in ref.state_dict().items():
@@ -117,7 +117,7 @@ def test_single_file_pickle_variant_needs_opt_in(ldm_file, tmp_path):
     ckpt = tmp_path / "finetune.ckpt"
     ckpt.write_bytes(path.read_bytes())  # the extension alone decides: never unpickle without consent
     with pytest.raises(ValueError, match="allow-pickle"):
-        models.load_components(str(ckpt), [str(cn_dir)], model_config=str(model_dir), device="cpu")
+        models.load_components(models.ModelSpec(str(ckpt), [str(cn_dir)], model_config=str(model_dir), device="cpu"))
 
 
 def test_folder_with_only_pickle_weights_needs_opt_in(tmp_path):

@@ -117,7 +117,7 @@ def test_offload_modes_give_the_same_frames(tiny_model, comps, mode):
     ref = KeyframeSampler(comps, cfg)
     a_ref = ref.render(other, conds(other))
     k_ref = ref.render(img, conds(img), a_ref.memory, a_ref.memory, geo)
-    off = models.load_components(str(model), [str(cn)], device="cpu", offload=mode)
+    off = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu", offload=mode))
     s = KeyframeSampler(off, make_cfg(tiny_model, steps=4, offload=mode))
     assert s.cache_device == torch.device("cpu") and off.offload == mode
     a = s.render(other, conds(other))
@@ -149,13 +149,13 @@ def test_vae_tiling_takes_the_tiled_path(tiny_model, comps, monkeypatch):
 def test_depth_condition_from_a_user_supplied_estimator(tiny_model, tmp_path):
     from _tiny_sd import save_tiny_depth_model
     from rerender.keyframes import controls
-    from rerender.keyframes.stage import _conditions
+    from rerender.keyframes.conditions import condition_images
 
     folder = tmp_path / "depth"
     model = save_tiny_depth_model(folder)
     img = frame(9, h=32, w=48)
     cfg = make_cfg(tiny_model, control=["depth"], depth_model=str(folder))
-    cond = _conditions(cfg, img, 0, "cpu")[0]
+    cond = condition_images(cfg, img, 0, "cpu")[0]
     assert cond.shape == (32, 48, 3) and cond.dtype == np.uint8 and cond.min() == 0 and cond.max() == 255
     # by hand: the model's prediction at the processor's size, resized to the frame, min-max normalised
     est = controls.depth_estimator(str(folder), False, "cpu")

@@ -24,7 +24,7 @@ def smooth_comps(tiny_model):
     'noise' field is so rough that the DDIM map is not contractive and no inversion converges; scaled down
     it is as smooth as a trained model's, which is what an exact-inversion check needs."""
     model, cn = tiny_model
-    c = models.load_components(str(model), [str(cn)], device="cpu")
+    c = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu"))
     with torch.no_grad():
         c.unet.conv_out.weight.mul_(0.05)
         c.unet.conv_out.bias.mul_(0.05)
@@ -92,7 +92,7 @@ def ip_setup(tiny_model, comps, tmp_path_factory):
     write_image(ref_a, rng.integers(0, 255, (48, 40, 3), dtype=np.uint8))
     write_image(ref_b, np.full((48, 40, 3), 200, np.uint8))
     model, cn = tiny_model
-    ip = models.load_components(str(model), [str(cn)], device="cpu", ip_adapter=str(adapter))
+    ip = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu", ip_adapter=str(adapter)))
     return ip, adapter, ref_a, ref_b
 
 
@@ -137,7 +137,7 @@ def test_ip_adapter_loading_rules(tiny_model, comps, ip_setup, tmp_path):
     model, cn = tiny_model
     # a folder holding the adapter file and image_encoder/ loads like the file
     folder = adapter.parent
-    from_folder = models.load_components(str(model), [str(cn)], device="cpu", ip_adapter=str(folder))
+    from_folder = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu", ip_adapter=str(folder)))
     proj = "encoder_hid_proj.image_projection_layers.0.image_embeds.weight"
     assert torch.equal(from_folder.unet.state_dict()[proj], ip.unet.state_dict()[proj])
     assert torch.equal(ip.unet.state_dict()[proj], load_file(str(adapter))["image_proj.proj.weight"])
@@ -145,19 +145,19 @@ def test_ip_adapter_loading_rules(tiny_model, comps, ip_setup, tmp_path):
     pkl = tmp_path / "ip.bin"
     pkl.write_bytes(b"x")
     with pytest.raises(ValueError, match="allow-pickle"):
-        models.load_components(str(model), [str(cn)], device="cpu", ip_adapter=str(pkl))
+        models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu", ip_adapter=str(pkl)))
     enc_bin = tmp_path / "enc_bin"
     shutil.copytree(folder / "image_encoder", enc_bin)
     w = load_file(str(enc_bin / "model.safetensors"))
     (enc_bin / "model.safetensors").unlink()
     torch.save(w, enc_bin / "pytorch_model.bin")
     with pytest.raises(ValueError, match="allow-pickle"):
-        models.load_components(str(model), [str(cn)], device="cpu", ip_adapter=str(adapter), image_encoder=str(enc_bin))
+        models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu", ip_adapter=str(adapter), image_encoder=str(enc_bin)))
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     shutil.copy(adapter, lonely / adapter.name)
     with pytest.raises(FileNotFoundError, match="image-encoder"):
-        models.load_components(str(model), [str(cn)], device="cpu", ip_adapter=str(lonely / adapter.name))
+        models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu", ip_adapter=str(lonely / adapter.name)))
 
 
 # --- a long shot: one anchor and one noise for every segment; re-anchoring -------------------------------
@@ -250,7 +250,8 @@ def test_reanchoring_switches_the_states_exactly_where_it_should(tiny_model, com
     refs_per_pass = []
     real_loop = KeyframeSampler._loop
     monkeypatch.setattr(KeyframeSampler, "_loop",
-                        lambda self, *a, **k: refs_per_pass.append(len(k["refs"])) or real_loop(self, *a, **k))
+                        lambda self, x, ts, conds, plan, *a: refs_per_pass.append(len(plan.refs))
+                        or real_loop(self, x, ts, conds, plan, *a))
     cfg = make_cfg(tiny_model, steps=4, reanchor_every=2)
     assert [cfg.segment_anchor(n) for n in range(1, 6)] == [0, 0, 2, 2, 4]
     render_keys(frames.__getitem__, keys, tmp_path / "re", cfg, flow=zero_flow, occlusion=no_occlusion, components=comps)

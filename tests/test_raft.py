@@ -105,7 +105,7 @@ def test_registered_backend_and_key_frame_fusions_use_raft(small_weights, tmp_pa
     assert FlowCache(tmp_path / "fc", "raft_test").directory.name.startswith("raft_")
 
     model, cn = save_model_folder(tmp_path / "sd")
-    comps = models.load_components(str(model), [str(cn)], device="cpu")
+    comps = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu"))
     frames = {0: frame(1), 3: frame(2)}
 
     def no_dis(a, b):

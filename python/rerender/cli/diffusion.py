@@ -4,6 +4,7 @@ Importing this module is cheap (no torch): the commands check the diffusion extr
 """
 from __future__ import annotations
 
+from ..keyframes.conditions import DEFAULT as CONDITION_DEFAULT, NAMES as CONDITION_NAMES
 from .common import add_cluster_option, add_command, add_job_options, cluster_client, load_configs
 from .propagate import add_blend_options, blend_flags
 
@@ -73,8 +74,8 @@ def _add_keyframe_options(p) -> None:
     p.add_argument("--vae", default=None, metavar="ID|DIR|FILE", help="custom VAE")
     p.add_argument("--controlnet", action="append", default=None, metavar="ID|DIR|FILE",
                    help="ControlNet (repeat for several; pairs with --control in order)")
-    p.add_argument("--control", action="append", default=None, choices=("canny", "hed", "depth", "images"),
-                   help="condition of each ControlNet (default: hed)")
+    p.add_argument("--control", action="append", default=None, choices=CONDITION_NAMES,
+                   help=f"condition of each ControlNet (default: {CONDITION_DEFAULT})")
     p.add_argument("--depth-model", default=None, metavar="DIR|ID",
                    help="depth estimator for --control depth: a transformers depth-estimation folder or hub id "
                         "(safetensors; no default)")

@@ -7,23 +7,17 @@ first ones), so they mean the same thing at every strength.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from typing import Literal, Optional
 
-Control = Literal["canny", "hed", "depth", "images"]
+from rerender.files import digest
+
+from .conditions import CONDITIONS, DEFAULT, DEFAULT_CONTROLNETS, NAMES
+
+Control = Literal[NAMES]  # the condition types of conditions.CONDITIONS
 
 Family = Literal["auto", "sd15", "sd2", "sdxl"]
 Sampler = Literal["ddim", "euler", "euler-a", "dpm++", "lcm", "tcd"]
-
-# Default ControlNet for each built-in condition of SD 1.5 (hub ids; any id, folder or file may replace
-# them). Other families' defaults: keyframes.families.FAMILIES (the family table, with its sources).
-DEFAULT_CONTROLNETS = {
-    "canny": "lllyasviel/sd-controlnet-canny",
-    "hed": "lllyasviel/sd-controlnet-hed",
-    "depth": "lllyasviel/sd-controlnet-depth",
-}
 
 
 def parse_schedule(entries: list[str], where: str) -> list[tuple[int, str]]:
@@ -75,8 +69,9 @@ class KeyframeConfig:
     """auto: fp16 on CUDA, fp32 on CPU."""
 
     # --- conditioning -------------------------------------------------------------------------
-    control: list[Control] = dataclasses.field(default_factory=lambda: ["hed"])
-    """One condition per ControlNet: canny / hed edges of the input frame, or user images."""
+    control: list[Control] = dataclasses.field(default_factory=lambda: [DEFAULT])
+    """One condition per ControlNet (conditions.CONDITIONS): canny / hed edges of the input frame, a depth
+    map, or user images."""
     controlnet: list[str] = dataclasses.field(default_factory=list)
     """ControlNet per condition (id, folder or file); empty: the default for each built-in condition."""
     control_strength: list[float] = dataclasses.field(default_factory=lambda: [0.7])
@@ -214,6 +209,8 @@ class KeyframeConfig:
         lo, hi = self.key_spacing
         need(1 <= lo <= hi, f"key_spacing: need 1 <= minimum <= maximum, got ({lo}, {hi})")
         need(len(self.control) >= 1, "control: at least one condition is needed")
+        unknown = [c for c in self.control if c not in CONDITIONS]
+        need(not unknown, f"control: {unknown[0] if unknown else ''!r} is not one of {', '.join(NAMES)}")
         for name in ("shape_window", "pixel_window", "adain_window", "control_window", "cross_window"):
             a, b = getattr(self, name)
             need(0.0 <= a <= b <= 1.0, f"{name}: need 0 <= start <= end <= 1, got ({a}, {b})")
@@ -243,7 +240,7 @@ class KeyframeConfig:
         need(self.reanchor_every >= 0, f"reanchor_every: must be >= 0 (0 = off), got {self.reanchor_every}")
         need("depth" not in self.control or bool(self.depth_model),
              "depth_model: the 'depth' condition needs a depth estimator (a transformers folder or hub id)")
-        n_images = sum(c == "images" for c in self.control)
+        n_images = sum(CONDITIONS[c].needs == "control_images" for c in self.control)
         need(len(self.control_images) == n_images,
              f"control_images: {len(self.control_images)} folders given for {n_images} 'images' conditions")
 
@@ -273,7 +270,7 @@ class KeyframeConfig:
         data = {k: getattr(self, k) for k in keys}
         if self.sampler != "ddim":  # the inversion follows the schedule's noise levels
             data["sampler"] = self.sampler
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return digest(data)
 
     def resolved_family(self) -> str:
         """The family: as given, else read from a local model (a hub id counts as SD 1.5 here; the
@@ -297,8 +294,7 @@ class KeyframeConfig:
         """Default ControlNet per built-in condition for this model's family."""
         from . import families
 
-        family = self.resolved_family()
-        return DEFAULT_CONTROLNETS if family == "sd15" else families.get(family).default_controlnets
+        return families.get(self.resolved_family()).default_controlnets
 
     def controlnets(self) -> list[str]:
         """ControlNet source per condition (explicit or the family's default for its type)."""
@@ -317,4 +313,4 @@ class KeyframeConfig:
             data.pop("sampler")
         if data["family"] == "auto":
             data.pop("family")
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return digest(data)

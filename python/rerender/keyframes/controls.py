@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rerender.files import frame_name
+
 # Caffe-style preprocessing the weights were trained with: BGR, 0..255, minus the BSDS mean.
 HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 _HED_STAGES = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]  # convs per stage, channels
@@ -173,7 +175,7 @@ def depth_estimator(source: str, allow_pickle: bool = False, device: str = "cpu"
 def load_condition_image(folder: str | Path, index: int, size: tuple[int, int]) -> np.ndarray:
     """A user condition image ``folder/NNNN.png`` (frame ``index``) resized to ``size`` = (W, H)."""
     folder = Path(folder)
-    candidates = [folder / f"{index:04d}{ext}" for ext in (".png", ".jpg", ".jpeg")]
+    candidates = [folder / f"{frame_name(index)}{ext}" for ext in (".png", ".jpg", ".jpeg")]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise FileNotFoundError(f"control_images: no condition image for frame {index} in {folder} "

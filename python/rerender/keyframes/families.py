@@ -17,6 +17,8 @@ import json
 import struct
 from pathlib import Path
 
+from .conditions import DEFAULT_CONTROLNETS
+
 
 @dataclasses.dataclass(frozen=True)
 class Family:
@@ -50,8 +52,7 @@ FAMILIES: dict[str, Family] = {
         name="sd15", label="Stable Diffusion 1.x", pipeline="StableDiffusionPipeline",
         reference_pipeline="StableDiffusionControlNetImg2ImgPipeline", text="clip", resolution=512,
         freeu=(1.5, 1.6, 0.9, 0.2),
-        default_controlnets={"canny": "lllyasviel/sd-controlnet-canny", "hed": "lllyasviel/sd-controlnet-hed",
-                             "depth": "lllyasviel/sd-controlnet-depth"},
+        default_controlnets=DEFAULT_CONTROLNETS,  # the condition registry's (the paper's ControlNets)
         ip_adapter_file=("models", "ip-adapter_sd15.safetensors"), ip_adapter_encoder="models/image_encoder",
         source="SD 1.5 model card (512 px); FreeU README (SD1.4/1.5 factors); Rerender paper (ControlNets)"),
     "sd2": Family(

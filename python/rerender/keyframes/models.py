@@ -349,40 +349,63 @@ def apply_offload(comps: Components, mode: str) -> Components:
     return comps
 
 
-def load_components(model: str, controlnets: list[str], *, model_config: str | None = None,
-                    vae: str | None = None, loras: list[str] | None = None, allow_pickle: bool = False,
-                    device: str = "auto", dtype: str = "auto", offload: str = "none",
-                    ip_adapter: str | None = None, image_encoder: str | None = None,
-                    family: str = "auto") -> Components:
+@dataclasses.dataclass
+class ModelSpec:
+    """Which models to load and how: the base model, one ControlNet per condition, and the options of
+    :func:`load_components` (the key-frame stage builds it from its config: :meth:`from_config`)."""
+
+    model: str
+    controlnets: list[str]
+    model_config: str | None = None
+    vae: str | None = None
+    loras: list[str] = dataclasses.field(default_factory=list)
+    allow_pickle: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: str = "none"
+    ip_adapter: str | None = None
+    """An IP-Adapter for a reference image (see :func:`load_ip_adapter`), with its ``image_encoder``."""
+    image_encoder: str | None = None
+    family: str = "auto"
+    """"auto" (read from the model) or a name of ``keyframes.families.FAMILIES`` to insist on."""
+
+    @classmethod
+    def from_config(cls, cfg) -> "ModelSpec":
+        """The models a :class:`~rerender.keyframes.config.KeyframeConfig` names."""
+        return cls(cfg.model, cfg.controlnets(), model_config=cfg.model_config, vae=cfg.vae, loras=list(cfg.lora),
+                   allow_pickle=cfg.allow_pickle, device=cfg.device, dtype=cfg.dtype, offload=cfg.offload,
+                   ip_adapter=cfg.ip_adapter if cfg.reference else None, image_encoder=cfg.image_encoder,
+                   family=cfg.family)
+
+
+def load_components(spec: ModelSpec) -> Components:
     """Everything the sampler needs, in eval mode, with a DDIM scheduler: on the device, or in CPU
-    memory under ``offload`` ("model" / "sequential") hooks that move them to the device when they run.
-    ``ip_adapter``/``image_encoder``: an IP-Adapter for a reference image (see :func:`load_ip_adapter`).
-    ``family``: "auto" (read from the model) or a name of ``keyframes.families.FAMILIES`` to insist on.
+    memory under ``spec.offload`` ("model" / "sequential") hooks that move them to the device when they run.
     A VAE whose config asks for ``force_upcast`` (SDXL's overflows in fp16) stays in fp32 under an
     fp16 run, as diffusers' pipelines upcast it."""
     from diffusers import DDIMScheduler
 
-    from . import families
-
-    if offload not in ("none", "model", "sequential"):
-        raise ValueError(f"offload: {offload!r} is not one of 'none', 'model', 'sequential'")
-    dev, dt = resolve_device(device, dtype)
-    pipe, fam = load_base(model, model_config=model_config, allow_pickle=allow_pickle, dtype=dt, family=family)
-    apply_loras(pipe, list(loras or []), allow_pickle)
-    if ip_adapter:
-        load_ip_adapter(pipe, ip_adapter, image_encoder, allow_pickle=allow_pickle, family=fam)
+    if spec.offload not in ("none", "model", "sequential"):
+        raise ValueError(f"offload: {spec.offload!r} is not one of 'none', 'model', 'sequential'")
+    allow_pickle = spec.allow_pickle
+    dev, dt = resolve_device(spec.device, spec.dtype)
+    pipe, fam = load_base(spec.model, model_config=spec.model_config, allow_pickle=allow_pickle, dtype=dt,
+                          family=spec.family)
+    apply_loras(pipe, list(spec.loras or []), allow_pickle)
+    if spec.ip_adapter:
+        load_ip_adapter(pipe, spec.ip_adapter, spec.image_encoder, allow_pickle=allow_pickle, family=fam)
     vae_model = pipe.vae
-    if vae:
+    if spec.vae:
         # a single-file VAE takes its config from the base model's (folder, id or --model-config)
-        base_cfg = model_config or (model if source_kind(model, allow_pickle) != "file" else None)
-        vae_model = load_vae(vae, config=base_cfg, subfolder="vae" if base_cfg else None,
+        base_cfg = spec.model_config or (spec.model if source_kind(spec.model, allow_pickle) != "file" else None)
+        vae_model = load_vae(spec.vae, config=base_cfg, subfolder="vae" if base_cfg else None,
                              allow_pickle=allow_pickle, dtype=dt)
-    nets = [load_controlnet(c, allow_pickle=allow_pickle, dtype=dt) for c in controlnets]
-    for i, (src, net) in enumerate(zip(controlnets, nets)):
+    nets = [load_controlnet(c, allow_pickle=allow_pickle, dtype=dt) for c in spec.controlnets]
+    for i, (src, net) in enumerate(zip(spec.controlnets, nets)):
         check_controlnet(net, pipe.unet, src, fam, i)
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    home = dev if offload == "none" else torch.device("cpu")  # offloaded models never sit on the GPU all at once
-    enc = pipe.image_encoder if ip_adapter else None
+    home = dev if spec.offload == "none" else torch.device("cpu")  # offloaded models never sit on the GPU all at once
+    enc = pipe.image_encoder if spec.ip_adapter else None
     text_2 = getattr(pipe, "text_encoder_2", None)
     for m in (pipe.unet, pipe.text_encoder, *nets, *([enc] if enc is not None else []),
               *([text_2] if text_2 is not None else [])):
@@ -391,9 +414,9 @@ def load_components(model: str, controlnets: list[str], *, model_config: str | N
     prepare(vae_model, home, torch.float32 if upcast else dt)
     comps = Components(unet=pipe.unet, vae=vae_model, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
                        scheduler=scheduler, controlnets=nets, device=dev, dtype=dt, image_encoder=enc,
-                       ip_pipeline=pipe if ip_adapter else None, family=fam, text_encoder_2=text_2,
+                       ip_pipeline=pipe if spec.ip_adapter else None, family=fam, text_encoder_2=text_2,
                        tokenizer_2=getattr(pipe, "tokenizer_2", None))
-    return apply_offload(comps, offload)
+    return apply_offload(comps, spec.offload)
 
 
 def check_controlnet(net, unet, source: str, family: str, index: int = 0) -> None:

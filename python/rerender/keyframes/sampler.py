@@ -25,10 +25,7 @@ to a newer segment anchor (re-anchoring), and AdaIN follows the origin.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-from typing import Callable
-
 import numpy as np
 import torch
 
@@ -96,6 +93,34 @@ class Geometry:
 
 
 @dataclasses.dataclass
+class LoopPlan:
+    """What one DDIM pass (:meth:`KeyframeSampler._loop`) does beside denoising."""
+
+    emb: text.TextConditioning | None = None
+    """Text conditioning (default: the config's prompts)."""
+    refs: list = dataclasses.field(default_factory=list)
+    """Attention inputs of the reference frames (cross-frame attention in its window)."""
+    record: FrameMemory | None = None
+    """Where this pass's attention inputs (and with ``keep_anchor`` its x0 / statistics) are kept."""
+    keep_anchor: bool = False
+    shape: tuple | None = None
+    """(anchor memory, latent flow, latent occlusion): shape-aware fusion."""
+    adain_ref: FrameMemory | None = None
+    """The memory whose statistics AdaIN matches."""
+    pixel: tuple | None = None
+    """(E* latent, weight, generator): pixel-aware fusion."""
+    keep: tuple | None = None
+    """(E(input), noise, latent matte): masked SDEdit; outside the matte every step's result is replaced
+    by the input's latent noised to the next timestep."""
+    snapshot: int | None = None
+    """Keep the input of that step in ``trace["snapshot"]`` and the scheduler's state in ``trace["resume"]``."""
+    resume: tuple | None = None
+    """A ``trace["resume"]``: continue that pass's scheduler state (the fused pass after the rough one)."""
+    traj: schedulers.Trajectory | None = None
+    """The trajectory (default: the config's scheduler at its strength)."""
+
+
+@dataclasses.dataclass
 class KeyResult:
     image: np.ndarray
     memory: FrameMemory
@@ -153,7 +178,7 @@ class KeyframeSampler:
         if pipe is None:
             if cfg.reference:
                 raise ValueError("reference: the components were loaded without an IP-Adapter "
-                                 "(load_components(..., ip_adapter=...))")
+                                 "(ModelSpec(..., ip_adapter=...))")
             return None
         if not cfg.reference:
             raise ValueError("reference: these components carry an IP-Adapter, so a reference image is needed")
@@ -228,92 +253,69 @@ class KeyframeSampler:
 
     # --- the loop -------------------------------------------------------------------------------
     @torch.no_grad()
-    def _loop(self, x: torch.Tensor, timesteps: list[int], conds: list[torch.Tensor], *,
-              refs: list[dict], record: FrameMemory | None = None, keep_anchor: bool = False,
-              shape: tuple | None = None, adain_ref: FrameMemory | None = None,
-              pixel: tuple | None = None, hook: Callable | None = None, start: int = 0,
-              snapshot: int | None = None, emb: text.TextConditioning | None = None,
-              keep: tuple | None = None, traj: schedulers.Trajectory | None = None,
-              resume: tuple | None = None) -> tuple[torch.Tensor, dict]:
-        """The scheduler's steps from ``x`` (the input of step ``start``, in the scheduler's sample
-        space) over ``timesteps[start:]``. ``shape`` = (anchor memory, latent flow, latent occlusion);
-        ``pixel`` = (E* latent, weight, generator); ``snapshot``: keep the input of that step in
-        ``trace["snapshot"]`` (and the scheduler's state in ``trace["resume"]``, which ``resume``
-        takes back to continue from there); ``emb``: text conditioning (default: the config's
-        prompts); ``keep`` = (E(input), noise, latent matte): masked SDEdit, outside the matte every
-        step's result is replaced by the input's latent noised to the next timestep; ``traj``: the
-        trajectory (default: the config's strength). Returns the final latent and the trace."""
+    def _loop(self, x: torch.Tensor, timesteps: list[int], conds: list[torch.Tensor], plan: LoopPlan,
+              start: int = 0) -> tuple[torch.Tensor, dict]:
+        """The scheduler's steps from ``x`` (the input of step ``start``, in the scheduler's sample space)
+        over ``timesteps[start:]``, doing what ``plan`` says beside denoising. Returns the final latent
+        and the trace (constraint name -> steps)."""
         trace: dict = {"shape": [], "adain": [], "pixel": [], "cross": [], "control": []}
-        emb = emb if emb is not None else self.embeddings()
-        traj = traj if traj is not None else self.traj
-        ddim = traj.kind.name == "ddim"  # the paper's update, written out (no scheduler state)
-        if resume is not None:
-            sch, gen = copy.deepcopy(resume[0]), torch.Generator("cpu").set_state(resume[1])
-        else:
-            sch, gen = traj.fresh(), torch.Generator("cpu").manual_seed(self.cfg.seed)
-            if traj.kind.stochastic:  # the step noise follows the start noise in one stream, as in diffusers
-                torch.randn(tuple(x.shape), generator=gen)
+        emb = plan.emb if plan.emb is not None else self.embeddings()
+        run = schedulers.Pass(plan.traj or self.traj, self.cfg.seed, tuple(x.shape), plan.resume)
         try:
             for k in range(start, len(timesteps)):
                 t = timesteps[k]
-                if k == snapshot:
-                    trace["snapshot"] = x
-                    trace["resume"] = (copy.deepcopy(sch), gen.get_state())
-                self.state.step = k
-                # cross-frame attention (and its caches) only in its window; plain self-attention outside
-                cross = k in self.windows["cross"]
-                self.state.refs = refs if cross else []
-                self.state.recording = record.attn if record is not None and cross else None
-                if cross and refs:
-                    trace["cross"].append(k)
-                control = k in self.windows["control"]
-                if control:
-                    trace["control"].append(k)
-                a_t, a_prev = traj.alpha(k), traj.alpha(k + 1)
-                x_in = x if ddim else traj.scale_model_input(sch, x, k)  # the model sees the VP latent
-                out = self._eps(x_in, t, conds, emb, control)
-                eps, x0 = traj.split(out, x_in, k, self.prediction)
-                edited = False
-                if shape is not None and k in self.windows["shape"]:
-                    anchor, flow, occ = shape
-                    x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k].to(x0.device), flow), occ)
-                    trace["shape"].append(k)
-                    edited = True
-                if adain_ref is not None and k in self.windows["adain"]:
-                    x0 = constraints.adain(x0, *(t.to(x0.device) for t in adain_ref.stats[k]))
-                    trace["adain"].append(k)
-                    edited = True
-                if keep_anchor:
-                    if k in self.windows["shape"]:
-                        record.x0[k] = x0.detach().clone()
-                    if k in self.windows["adain"]:
-                        record.stats[k] = constraints.channel_stats(x0)
-                if ddim:
-                    direction = (1.0 - a_prev) ** 0.5 * eps
-                    x = a_prev ** 0.5 * x0 + direction
-                else:
-                    if edited:  # step from the state consistent with the edited x0 (and the same eps)
-                        x_in, out = traj.compose(x0, eps, a_t, self.prediction)
-                        x = x_in * traj.scale(k)
-                    x = traj.step(sch, out, k, x, gen) / traj.scale(k + 1)  # -> VP for the edits below
-                    direction = x - a_prev ** 0.5 * x0
-                if pixel is not None and k in self.windows["pixel"]:
-                    target, weight, pgen = pixel
-                    z = torch.randn(target.shape, generator=pgen).to(x.device, x.dtype)
-                    ref = a_prev ** 0.5 * target + (1.0 - a_prev) ** 0.5 * z
-                    x = constraints.pixel_fusion(x, direction, ref, weight, self.cfg.fusion_detail)
-                    trace["pixel"].append(k)
-                if keep is not None:
-                    source, z, m = keep
-                    x = m * x + (1.0 - m) * (a_prev ** 0.5 * source + (1.0 - a_prev) ** 0.5 * z)
-                if not ddim:
-                    x = x * traj.scale(k + 1)
-                if hook is not None:
-                    hook(k, t, x)
+                if k == plan.snapshot:
+                    trace["snapshot"], trace["resume"] = x, run.save()
+                x = self._step(x, k, t, conds, emb, plan, trace, run)
         finally:
             self.state.refs = []
             self.state.recording = None
         return x, trace
+
+    def _step(self, x: torch.Tensor, k: int, t: int, conds: list[torch.Tensor], emb: text.TextConditioning,
+              plan: LoopPlan, trace: dict, run: schedulers.Pass) -> torch.Tensor:
+        """One step k (timestep t) with the constraints whose window holds k: they edit the predicted x0
+        (and the step's result) in VP terms, the scheduler steps from the consistent state."""
+        self.state.step = k
+        # cross-frame attention (and its caches) only in its window; plain self-attention outside
+        cross = k in self.windows["cross"]
+        self.state.refs = plan.refs if cross else []
+        self.state.recording = plan.record.attn if plan.record is not None and cross else None
+        if cross and plan.refs:
+            trace["cross"].append(k)
+        control = k in self.windows["control"]
+        if control:
+            trace["control"].append(k)
+        a_prev = run.traj.alpha_next(k)
+        x_in = run.model_input(x, k)
+        out = self._eps(x_in, t, conds, emb, control)
+        eps, x0 = run.traj.split(out, x_in, k, self.prediction)
+        edited = False
+        if plan.shape is not None and k in self.windows["shape"]:
+            anchor, flow, occ = plan.shape
+            x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k].to(x0.device), flow), occ)
+            trace["shape"].append(k)
+            edited = True
+        if plan.adain_ref is not None and k in self.windows["adain"]:
+            x0 = constraints.adain(x0, *(t.to(x0.device) for t in plan.adain_ref.stats[k]))
+            trace["adain"].append(k)
+            edited = True
+        if plan.keep_anchor:
+            if k in self.windows["shape"]:
+                plan.record.x0[k] = x0.detach().clone()
+            if k in self.windows["adain"]:
+                plan.record.stats[k] = constraints.channel_stats(x0)
+        x, direction = run.step(k, out, x_in, x0, eps, self.prediction, edited)
+        if plan.pixel is not None and k in self.windows["pixel"]:
+            target, weight, gen = plan.pixel
+            z = torch.randn(target.shape, generator=gen).to(x.device, x.dtype)
+            ref = a_prev ** 0.5 * target + (1.0 - a_prev) ** 0.5 * z
+            x = constraints.pixel_fusion(x, direction, ref, weight, self.cfg.fusion_detail)
+            trace["pixel"].append(k)
+        if plan.keep is not None:
+            source, z, m = plan.keep
+            x = m * x + (1.0 - m) * (a_prev ** 0.5 * source + (1.0 - a_prev) ** 0.5 * z)
+        return run.to_sample(x, k)
 
     def _conditions(self, conditions: list[np.ndarray]) -> list[torch.Tensor]:
         if len(conditions) != len(self.c.controlnets):
@@ -342,7 +344,7 @@ class KeyframeSampler:
         channels = self.c.unet.config.in_channels
         z = self.noise((1, channels, frame.shape[0] // f, frame.shape[1] // f))
         x = z * traj.fresh().init_noise_sigma
-        x, _ = self._loop(x, traj.timesteps, conds, refs=[], emb=self.embeddings(prompts, frame.shape[:2]), traj=traj)
+        x, _ = self._loop(x, traj.timesteps, conds, LoopPlan(emb=self.embeddings(prompts, frame.shape[:2]), traj=traj))
         return encoder.to_image(encoder.decode(self.c.vae, x))
 
     @torch.no_grad()
@@ -375,7 +377,7 @@ class KeyframeSampler:
         for k in reversed(range(self.n_steps)):
             t = self.timesteps[k]
             self.state.step = k
-            a_t, a_prev = self.traj.alpha(k), self.traj.alpha(k + 1)
+            a_t, a_prev = self.traj.alpha(k), self.traj.alpha_next(k)
             control = k in self.windows["control"]
             x_prev, x_t = x, x
             for _ in range(refine + 1):
@@ -426,8 +428,8 @@ class KeyframeSampler:
         is_anchor = anchor is None
         memory = FrameMemory(image=np.zeros(0, np.uint8)) if keep_memory else None
         if is_anchor:
-            x, trace = self._loop(x_T, self.timesteps, conds, refs=[], record=memory, keep_anchor=keep_memory,
-                                  emb=emb, keep=keep)
+            x, trace = self._loop(x_T, self.timesteps, conds,
+                                  LoopPlan(emb=emb, record=memory, keep_anchor=keep_memory, keep=keep))
             out = encoder.to_image(encoder.decode(c.vae, x))
             if memory is not None:
                 memory.image = out
@@ -450,17 +452,18 @@ class KeyframeSampler:
                      constraints.occlusion_to_latent(geometry.occ_anchor, cfg.mask_dilate, True, factor, dev, dt))
         adain_ref = (origin if carried else anchor) if self.windows["adain"] else None
 
+        plan = LoopPlan(emb=emb, refs=refs, record=memory, keep_anchor=keep_memory, shape=shape,
+                        adain_ref=adain_ref, keep=keep)
         rough_img = None
         pixel = None
-        x_start, start, resume = x_T, 0, None
+        x_start, start = x_T, 0
         if self.windows["pixel"]:
             # The fused pass equals the rough one until pixel fusion starts: run that prefix once (its
             # attention inputs are recorded here, later steps are overwritten by the fused pass).
             start = self.windows["pixel"].start
-            x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, refs=refs, record=memory, shape=shape,
-                                              adain_ref=adain_ref, snapshot=start, emb=emb,
-                                              keep_anchor=keep_memory, keep=keep)
-            x_start, resume = rough_trace["snapshot"], rough_trace["resume"]
+            x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, dataclasses.replace(plan, snapshot=start))
+            x_start = rough_trace["snapshot"]
+            plan = dataclasses.replace(plan, resume=rough_trace["resume"])
             rough = encoder.decode(c.vae, x_rough).clamp(-1, 1)
             rough_img = encoder.to_image(rough)
             target_img = self.pixel_reference(rough, anchor.image, prev.image, geometry)
@@ -468,9 +471,7 @@ class KeyframeSampler:
             weight = self.inpainting_weight(geometry, factor)
             pixel = (target, weight, torch.Generator("cpu").manual_seed(cfg.seed + 1))
         # every key keeps its x0 / statistics too: any key can become a segment anchor (re-anchoring)
-        x, trace = self._loop(x_start, self.timesteps, conds, refs=refs, record=memory, shape=shape,
-                              adain_ref=adain_ref, pixel=pixel, start=start, emb=emb, keep_anchor=keep_memory,
-                              keep=keep, resume=resume)
+        x, trace = self._loop(x_start, self.timesteps, conds, dataclasses.replace(plan, pixel=pixel), start)
         if start:
             for name in ("shape", "adain", "cross", "control"):
                 trace[name] = [k for k in rough_trace[name] if k < start] + trace[name]

@@ -87,9 +87,9 @@ def window_steps(positions: list[float], window: tuple[float, float]) -> range:
 class Trajectory:
     """The steps actually run (SDEdit skips the first ones), their noise levels and the scheduler state.
 
-    Levels: ``alpha(k)`` is alpha-bar at the input of step k, ``alpha(k + 1)`` at its output (the
-    scheduler's next timestep; the end of the trajectory is clean, 1, except for DDIM whose last step
-    lands on ``final_alpha_cumprod`` as in the paper).
+    Levels: ``alpha(k)`` is alpha-bar at the input of step k, ``alpha_next(k)`` at its output: the next
+    timestep's (the end of the trajectory is clean, 1), except for DDIM, which steps to t - T / steps
+    (and from the last step to ``final_alpha_cumprod``) as diffusers' DDIM and the paper do.
     """
 
     def __init__(self, name: str, base_config, steps: int, strength: float):
@@ -106,13 +106,13 @@ class Trajectory:
         self._timestep_values = sch.timesteps[self.begin:]  # as the scheduler holds them (its step() wants these)
         self.positions = trajectory_positions(full, self.n_run)
         ac = sch.alphas_cumprod
-        levels = [float(ac[t]) for t in self.timesteps]
+        self.levels = [float(ac[t]) for t in self.timesteps]
         if self.kind.name == "ddim":
-            last = self.timesteps[-1] - sch.config.num_train_timesteps // steps
-            levels.append(float(ac[last]) if last >= 0 else float(sch.final_alpha_cumprod))
+            gap = sch.config.num_train_timesteps // steps
+            self.next_levels = [float(ac[t - gap]) if t - gap >= 0 else float(sch.final_alpha_cumprod)
+                                for t in self.timesteps]
         else:
-            levels.append(1.0)
-        self.levels = levels
+            self.next_levels = self.levels[1:] + [1.0]
         self._template = copy.deepcopy(sch)
         if hasattr(self._template, "set_begin_index"):
             self._template.set_begin_index(self.begin)
@@ -121,9 +121,15 @@ class Trajectory:
     def alpha(self, k: int) -> float:
         return self.levels[k]
 
-    def scale(self, k: int) -> float:
-        """sample = x_vp * scale(k): 1 in VP space, 1 / sqrt(alpha) in sigma space."""
-        return 1.0 / math.sqrt(self.levels[k]) if self.kind.sigma_space else 1.0
+    def alpha_next(self, k: int) -> float:
+        return self.next_levels[k]
+
+    def scale(self, k: int, after: bool = False) -> float:
+        """sample = x_vp * scale at the input of step k (``after``: at its output): 1 in VP space,
+        1 / sqrt(alpha) in sigma space."""
+        if not self.kind.sigma_space:
+            return 1.0
+        return 1.0 / math.sqrt(self.next_levels[k] if after else self.levels[k])
 
     def split(self, out: torch.Tensor, x_vp: torch.Tensor, k: int, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Model output at step k -> (eps, x0), ``x_vp`` the model's input (VP space)."""
@@ -171,3 +177,48 @@ class Trajectory:
 
     def scale_model_input(self, sch, sample: torch.Tensor, k: int) -> torch.Tensor:
         return sch.scale_model_input(sample, self._timestep_values[k])
+
+
+class Pass:
+    """One sampling pass over a trajectory: the scheduler's state and the generator of its step noise.
+
+    The generator is seeded with ``seed`` and first yields the start noise's draw (``shape``), so the
+    step noise continues the stream diffusers' pipelines use. :meth:`save` / ``resume=`` carry both
+    from one pass into another (the fused pass resumes the rough one at the pixel window).
+    """
+
+    def __init__(self, traj: Trajectory, seed: int, shape: tuple, resume: tuple | None = None):
+        self.traj = traj
+        self.ddim = traj.kind.name == "ddim"  # the paper's update, written out (no scheduler state)
+        if resume is not None:
+            self.sch, self.gen = copy.deepcopy(resume[0]), torch.Generator("cpu")
+            self.gen.set_state(resume[1])
+        else:
+            self.sch, self.gen = traj.fresh(), torch.Generator("cpu").manual_seed(seed)
+            if traj.kind.stochastic:
+                torch.randn(shape, generator=self.gen)
+
+    def save(self) -> tuple:
+        return copy.deepcopy(self.sch), self.gen.get_state()
+
+    def model_input(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """The UNet's input at step k: the VP latent (sigma-space samples are scaled back)."""
+        return x if self.ddim else self.traj.scale_model_input(self.sch, x, k)
+
+    def step(self, k: int, out: torch.Tensor, x_in: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor,
+             prediction: str, edited: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_next, direction) in VP terms: the step from the state consistent with (x0, eps) (``edited``:
+        x0 was changed by a constraint), and the result's noise part x_next - sqrt(a_next) x0."""
+        a_t, a_next = self.traj.alpha(k), self.traj.alpha_next(k)
+        if self.ddim:  # x_{t-1} = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps
+            direction = (1.0 - a_next) ** 0.5 * eps
+            return a_next ** 0.5 * x0 + direction, direction
+        if edited:
+            x_in, out = self.traj.compose(x0, eps, a_t, prediction)
+        sample = x_in * self.traj.scale(k)
+        x = self.traj.step(self.sch, out, k, sample, self.gen) / self.traj.scale(k, after=True)
+        return x, x - a_next ** 0.5 * x0
+
+    def to_sample(self, x_vp: torch.Tensor, k: int) -> torch.Tensor:
+        """Step k's VP result in the scheduler's sample space."""
+        return x_vp if self.ddim else x_vp * self.traj.scale(k, after=True)

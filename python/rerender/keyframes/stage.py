@@ -1,28 +1,42 @@
 """The key-frame stage of a job: render every K-th frame of a clip into ``WORK/keys/NNNN.png``.
 
-Resumable: ``WORK/keys/keys.json`` records a fingerprint per key frame, chained over the previous
-key (a key depends on the anchor and the previous key), so a rerun skips keys rendered with the
-same options and inputs. Cross-frame attention needs the anchor's and the previous key's attention
-inputs (with re-anchoring also the current segment anchor's), so those (and only those) are kept in
-``WORK/keys/.state/`` while the stage runs; they are deleted when every key is rendered.
+:class:`KeyframeStage` is made of parts, one per concern:
 
-The whole shot shares one anchor memory object and one noise tensor, whatever the number of keys
-(and whichever list of keys: interval-based or any other). With ``init="inversion"`` the inverted
-latents are cached in ``WORK/keys/inversion/`` (they depend only on the input, the model and the
-source prompt, so prompt changes reuse them) and kept after the stage.
+- :class:`StageInputs`: input frames, mattes and condition images by index (the last few kept: a
+  long shot has thousands of keys), the colour-corrected source of a key, each key's fingerprint;
+- :class:`MemoryStore`: the frame memories (attention inputs, x0, statistics) later keys read, held
+  for the keys the next key needs and kept in ``WORK/keys/.state/`` for resuming;
+- :class:`InversionCache`: with ``init="inversion"``, the inverted start latents in
+  ``WORK/keys/inversion/`` (they depend only on the input, the model and the source prompt, so prompt
+  changes reuse them; kept after the stage);
+- :class:`FusionGeometry`: flows and occlusions from a key to its anchor and previous key;
+- :class:`KeyManifest`: the outputs, ``WORK/keys/NNNN.png`` and ``keys.json``;
+- :meth:`KeyframeStage.run`: the sampler loop over the keys.
+
+Resumable: ``keys.json`` records a fingerprint per key frame, chained over the previous key (a key
+depends on the anchor and the previous key), so a rerun skips keys rendered with the same options
+and inputs. Cross-frame attention needs the anchor's and the previous key's attention inputs (with
+re-anchoring also the current segment anchor's), so those (and only those) are kept in ``.state/``
+while the stage runs; they are deleted when every key is rendered. The whole shot shares one anchor
+memory object and one noise tensor, whatever the number of keys (and whichever list of keys).
+All files are written through :mod:`rerender.files` (atomic replaces, digests, frame names).
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from rerender.files import array_digest, atomic_path, atomic_write_bytes, digest, frame_name, read_json
+
+from .conditions import condition_images
 from .config import KeyframeConfig
 
 FlowFn = Callable[[int, int], np.ndarray]  # (a, b) -> flow_{a->b}, H x W x 2 float32
@@ -36,115 +50,18 @@ class StageResult:
     seconds_per_key: float | None = None
 
 
-def _digest(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes() + str(a.shape).encode()).hexdigest()[:16]
-
-
-def _chain(*parts: str) -> str:
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
-
-
-def _name(i: int) -> str:
-    return f"{i:04d}"
-
-
-class _StateStore:
-    """The anchor's and the latest key's memories on disk (safetensors), for resuming."""
-
-    def __init__(self, keys_dir: Path):
-        self.dir = keys_dir / ".state"
-
-    def path(self, idx: int) -> Path:
-        return self.dir / f"{_name(idx)}.safetensors"
-
-    def save(self, idx: int, fingerprint: str, memory) -> None:
-        from safetensors.torch import save_file
-
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path(idx).with_suffix(".tmp")
-        save_file(memory.to_tensors(), str(tmp), metadata={"fingerprint": fingerprint})
-        os.replace(tmp, self.path(idx))
-
-    def load(self, idx: int, fingerprint: str, image: np.ndarray, device):
-        from safetensors import safe_open
-
-        from .sampler import FrameMemory
-
-        p = self.path(idx)
-        if not p.is_file():
-            return None
-        with safe_open(str(p), framework="pt") as f:
-            if (f.metadata() or {}).get("fingerprint") != fingerprint:
-                return None
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        return FrameMemory.from_tensors(image, tensors, device)
-
-    def drop(self, idx: int) -> None:
-        self.path(idx).unlink(missing_ok=True)
-
-    def clear(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def stored(self) -> list[int]:
-        return sorted(int(p.stem) for p in self.dir.glob("*.safetensors")) if self.dir.is_dir() else []
-
-
-class _InversionCache:
-    """Inverted start latents per key frame (safetensors with the inversion fingerprint as metadata)."""
-
-    def __init__(self, keys_dir: Path):
-        self.dir = keys_dir / "inversion"
-
-    def path(self, idx: int) -> Path:
-        return self.dir / f"{_name(idx)}.safetensors"
-
-    def load(self, idx: int, fingerprint: str):
-        from safetensors import safe_open
-
-        p = self.path(idx)
-        if not p.is_file():
-            return None
-        with safe_open(str(p), framework="pt") as f:
-            if (f.metadata() or {}).get("fingerprint") != fingerprint:
-                return None
-            return f.get_tensor("latent")
-
-    def save(self, idx: int, fingerprint: str, latent) -> None:
-        from safetensors.torch import save_file
-
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path(idx).with_suffix(".tmp")
-        save_file({"latent": latent.detach().contiguous().cpu()}, str(tmp), metadata={"fingerprint": fingerprint})
-        os.replace(tmp, self.path(idx))
-
-
-def _conditions(cfg: KeyframeConfig, frame: np.ndarray, idx: int, device: str) -> list[np.ndarray]:
-    from . import controls
-
-    out, images = [], iter(cfg.control_images)
-    for kind in cfg.control:
-        if kind == "canny":
-            out.append(controls.canny(frame, cfg.canny_low, cfg.canny_high))
-        elif kind == "hed":
-            out.append(controls.hed(frame, device))
-        elif kind == "depth":
-            out.append(controls.depth_estimator(cfg.depth_model, cfg.allow_pickle, device)(frame))
-        else:
-            out.append(controls.load_condition_image(next(images), idx, (frame.shape[1], frame.shape[0])))
-    return out
-
-
 def load_components(cfg: KeyframeConfig):
     """The models ``cfg`` names, loaded once (a stage rendering several shots shares them)."""
     from . import models
 
-    return models.load_components(cfg.model, cfg.controlnets(), model_config=cfg.model_config, vae=cfg.vae,
-                                  loras=cfg.lora, allow_pickle=cfg.allow_pickle, device=cfg.device, dtype=cfg.dtype,
-                                  offload=cfg.offload, ip_adapter=cfg.ip_adapter if cfg.reference else None,
-                                  image_encoder=cfg.image_encoder, family=cfg.family)
+    return models.load_components(models.ModelSpec.from_config(cfg))
 
 
-class _RecentFrames:
+# ------------------------------------------------------------------------------------------------
+# inputs and conditions
+
+
+class RecentFrames:
     """``frames(i)`` by index, the last few kept (a key reads its own frame, the anchor's and the
     previous key's), so that the stage's memory does not grow with the number of keys."""
 
@@ -162,13 +79,228 @@ class _RecentFrames:
         return img
 
 
-def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_dir: str | os.PathLike,
-                cfg: KeyframeConfig, *, flow: FlowFn | None = None, occlusion: Callable | None = None,
-                components=None, progress=None, first_only: bool = False,
-                flow_dir: str | os.PathLike | None = None,
-                matte: Callable[[int], np.ndarray] | None = None,
-                on_key: Callable[[int], None] | None = None) -> StageResult:
-    """Render the key frames ``keys`` (absolute indices, anchor first) into ``keys_dir/NNNN.png``.
+class StageInputs:
+    """The shot's input frames, mattes (uint8 H x W, 255 = restyle) and condition images by index."""
+
+    def __init__(self, frames: Callable[[int], np.ndarray], matte: Callable[[int], np.ndarray] | None,
+                 cfg: KeyframeConfig):
+        self.cfg = cfg
+        self.frames = RecentFrames(frames)
+        self.mattes = RecentFrames(matte) if matte is not None else None
+        self.colour_reference: np.ndarray | None = None
+        """With colour correction: the frame generated from noise whose chroma the inputs take."""
+
+    def frame(self, i: int) -> np.ndarray:
+        return self.frames[i]
+
+    def matte(self, i: int) -> np.ndarray | None:
+        return self.mattes[i] if self.mattes is not None else None
+
+    def conditions(self, i: int, device: str) -> list[np.ndarray]:
+        """The condition image of each ControlNet for input frame i (from the uncorrected frame)."""
+        return condition_images(self.cfg, self.frames[i], i, device)
+
+    def source(self, i: int) -> np.ndarray:
+        """The frame key i starts from: the input, with the colour reference's chroma if there is one."""
+        from . import constraints
+
+        f = self.frames[i]
+        return constraints.match_colour(f, self.colour_reference) if self.colour_reference is not None else f
+
+    def fingerprints(self, keys: list[int], options: str) -> dict[int, str]:
+        """Fingerprint of each key: the options, its input (and matte), chained over the previous key
+        (a key is valid only if everything before it is)."""
+        fps, prev = {}, "anchor"
+        for i in keys:
+            parts = [options, array_digest(self.frames[i]), prev]
+            if self.mattes is not None:
+                parts.append(array_digest(self.mattes[i]))
+            fps[i] = prev = digest(parts)
+        return fps
+
+
+# ------------------------------------------------------------------------------------------------
+# caches: frame memories and inverted latents
+
+
+class TensorFiles:
+    """``NNNN.safetensors`` files in one folder, each stamped with the fingerprint it was made under.
+    A file with another fingerprint, or one that cannot be read, counts as missing."""
+
+    def __init__(self, folder: Path):
+        self.dir = folder
+
+    def path(self, idx: int) -> Path:
+        return self.dir / f"{frame_name(idx)}.safetensors"
+
+    def load(self, idx: int, fingerprint: str) -> dict | None:
+        from safetensors import safe_open
+
+        p = self.path(idx)
+        if not p.is_file():
+            return None
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                if (f.metadata() or {}).get("fingerprint") != fingerprint:
+                    return None
+                return {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # a damaged cache entry is recomputed (safetensors has no public error type)
+            print(f"rerender: {p} is unreadable ({e}); computing it again", file=sys.stderr)
+            return None
+
+    def save(self, idx: int, fingerprint: str, tensors: dict) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(self.path(idx)) as tmp:
+            save_file(tensors, str(tmp), metadata={"fingerprint": fingerprint})
+
+    def drop(self, idx: int) -> None:
+        self.path(idx).unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stored(self) -> list[int]:
+        """Indices with a file (temporaries of unfinished writes are not entries)."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(int(p.stem) for p in self.dir.glob("*.safetensors") if p.stem.isdigit())
+
+
+class MemoryStore:
+    """Frame memories by key index: held for the keys that the next key reads (the shot's first key,
+    its segment anchor, the previous key), and on disk (``.state/``) for resuming."""
+
+    def __init__(self, keys_dir: Path, keys: list[int], cfg: KeyframeConfig):
+        self.files = TensorFiles(keys_dir / ".state")
+        self.keys, self.cfg = keys, cfg
+        self.held: dict = {}
+
+    @property
+    def dir(self) -> Path:
+        return self.files.dir
+
+    def needed(self, position: int) -> set[int]:
+        """Key indices whose memories key ``position`` reads."""
+        keys = self.keys
+        return {keys[0], keys[self.cfg.segment_anchor(position)], keys[position - 1]} if position > 0 else set()
+
+    def restore(self, position: int, fps: dict[int, str], images: Callable[[int], np.ndarray], device) -> bool:
+        """Load from disk what key ``position`` reads; False (nothing held) when any of it is missing."""
+        from .sampler import FrameMemory
+
+        for idx in sorted(self.needed(position)):
+            tensors = self.files.load(idx, fps[idx])
+            if tensors is None:
+                self.held = {}
+                return False
+            self.held[idx] = FrameMemory.from_tensors(images(idx), tensors, device)
+        return True
+
+    def keep(self, position: int, fingerprint: str, memory, save: bool) -> None:
+        """Hold key ``position``'s memory (and save it with ``save``), then drop, here and on disk, every
+        memory that the next key does not read."""
+        idx = self.keys[position]
+        if save:
+            self.files.save(idx, fingerprint, memory.to_tensors())
+        self.held[idx] = memory
+        keep = self.needed(position + 1) if position + 1 < len(self.keys) else {self.keys[0]}
+        self.held = {k: m for k, m in self.held.items() if k in keep}
+        for k in self.files.stored():
+            if k not in keep:
+                self.files.drop(k)
+
+
+class InversionCache:
+    """Inverted start latents per key frame (``init="inversion"``), computed by ``sampler.invert``."""
+
+    def __init__(self, keys_dir: Path, options: str, sampler):
+        self.files = TensorFiles(keys_dir / "inversion")
+        self.options, self.sampler = options, sampler
+
+    def latent(self, i: int, frame: np.ndarray, conds: list[np.ndarray]):
+        fp = digest([self.options, array_digest(frame), *(array_digest(c) for c in conds)])
+        cached = self.files.load(i, fp)
+        if cached is not None:
+            return cached["latent"]
+        latent = self.sampler.invert(frame, conds)
+        self.files.save(i, fp, {"latent": latent.detach().contiguous().cpu()})
+        return latent
+
+
+# ------------------------------------------------------------------------------------------------
+# fusion flows
+
+
+class FusionGeometry:
+    """Flows and occlusion masks from a key to its anchor and previous key for the shape- and
+    pixel-aware fusions (identity when both are off). With ``cfg.raft_weights`` the long jumps between
+    key frames (where DIS is weakest) use RAFT flow, cached in ``flow_dir``."""
+
+    def __init__(self, cfg: KeyframeConfig, inputs: StageInputs, flow: FlowFn | None, occlusion: Callable | None,
+                 flow_dir: Path, device: str):
+        self.cfg, self.inputs, self.flow = cfg, inputs, flow
+        self.fused = cfg.shape_fusion or cfg.pixel_fusion
+        if occlusion is None and self.fused:
+            from rerender import occlusion as default_occlusion
+
+            occlusion = default_occlusion
+        self.occlusion = occlusion
+        if cfg.raft_weights and self.fused:
+            from rerender.flow import FlowCache
+            from rerender.raft import RaftFlow
+
+            raft = RaftFlow(cfg.raft_weights, allow_pickle=cfg.allow_pickle, device=device, iters=cfg.raft_iters)
+            cache = FlowCache(flow_dir, raft)
+            self.flow = lambda a, b: cache.get(a, b, inputs.frame(a), inputs.frame(b))
+
+    def __call__(self, i: int, anchor: int, prev: int):
+        from .sampler import Geometry
+
+        h, w = self.inputs.frame(i).shape[:2]
+        if not self.fused:
+            return Geometry.identity(h, w)
+        flow, occlusion = self.flow, self.occlusion
+        if flow is None:
+            raise ValueError("flow: a flow function is needed for shape-/pixel-aware fusion")
+        fa, fa_back = flow(i, anchor), flow(anchor, i)
+        fp, fp_back = (fa, fa_back) if prev == anchor else (flow(i, prev), flow(prev, i))
+        return Geometry(fa, occlusion(fa, fa_back), fp, occlusion(fp, fp_back))
+
+
+# ------------------------------------------------------------------------------------------------
+# outputs
+
+
+class KeyManifest:
+    """The stage's outputs: ``NNNN.png`` per key and ``keys.json``, each rendered key's fingerprint."""
+
+    def __init__(self, keys_dir: Path):
+        self.dir = keys_dir
+        self.path = keys_dir / "keys.json"
+        self.entries: dict = read_json(self.path) or {}
+
+    def image(self, i: int) -> Path:
+        return self.dir / f"{frame_name(i)}.png"
+
+    def done(self, i: int, fingerprint: str) -> bool:
+        return self.entries.get(frame_name(i)) == fingerprint and self.image(i).is_file()
+
+    def record(self, i: int, image: np.ndarray, fingerprint: str) -> None:
+        """Store key i's image, then its fingerprint (a key is done only once both are written)."""
+        from rerender.media import write_image
+
+        write_image(self.image(i), image)
+        self.entries[frame_name(i)] = fingerprint
+        atomic_write_bytes(self.path, json.dumps(self.entries, indent=1, sort_keys=True).encode())
+
+
+# ------------------------------------------------------------------------------------------------
+# the stage
+
+
+class KeyframeStage:
+    """Renders the key frames ``keys`` (absolute indices, anchor first) into ``keys_dir/NNNN.png``.
 
     ``frames(i)`` returns input frame i (uint8 RGB at the working size). ``flow(a, b)`` returns
     flow_{a->b} (e.g. ``rerender.flow.FlowCache.get``); with ``cfg.raft_weights`` the fusions use RAFT
@@ -176,191 +308,151 @@ def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_d
     ``occlusion(f_ab, f_ba)`` defaults to ``rerender.occlusion``. ``components``: preloaded
     :class:`models.Components` (else loaded from cfg). ``matte(i)``: uint8 H x W (255 = restyle) or
     None; keys then change only inside it (masked SDEdit, then composited over the input).
-    ``on_key(i)``: called once per key as soon as ``keys_dir/NNNN.png`` holds its final image (kept
-    from an earlier run, or just written), e.g. to start propagating the segments next to it.
     """
-    import time
 
-    from . import constraints
-    from .sampler import Geometry, KeyframeSampler
+    def __init__(self, frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_dir: str | os.PathLike,
+                 cfg: KeyframeConfig, *, flow: FlowFn | None = None, occlusion: Callable | None = None,
+                 components=None, flow_dir: str | os.PathLike | None = None,
+                 matte: Callable[[int], np.ndarray] | None = None):
+        if not keys:
+            raise ValueError("keys: no key frames to render")
+        self.keys, self.cfg, self.components = list(keys), cfg, components
+        self.dir = Path(keys_dir)
+        self.flow, self.occlusion = flow, occlusion
+        self.flow_dir = Path(flow_dir) if flow_dir is not None else self.dir.parent / "flow"
+        self.inputs = StageInputs(frames, matte, cfg)
 
-    if not keys:
-        raise ValueError("keys: no key frames to render")
-    keys = list(keys)
-    more_later = first_only and len(keys) > 1  # a preview: keep the anchor's state for the full run
-    if first_only:
-        keys = keys[:1]
-    keys_dir = Path(keys_dir)
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = keys_dir / "keys.json"
-    try:
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    except ValueError:
-        manifest = {}
-    store = _StateStore(keys_dir)
-    cfg_fp = cfg.fingerprint()
-    if cfg.reference:  # the reference image's pixels, not only its path
-        from rerender.media import read_image as _read
+    def options_fingerprint(self) -> str:
+        """The options' fingerprint, with the reference image's pixels (not only its path)."""
+        fp = self.cfg.fingerprint()
+        if self.cfg.reference:
+            from rerender.media import read_image
 
-        cfg_fp = _chain(cfg_fp, _digest(_read(cfg.reference)))
+            fp = digest([fp, array_digest(read_image(self.cfg.reference))])
+        return fp
 
-    # fingerprints chain over the previous key: a key is valid only if everything before it is.
-    # Input frames (and mattes) are read when needed and only the last few kept: a long shot has
-    # thousands of keys
-    inputs = _RecentFrames(frames)
-    mattes = _RecentFrames(matte) if matte is not None else None
-    fps, prev_fp = {}, "anchor"
-    for i in keys:
-        fps[i] = _chain(cfg_fp, _digest(inputs[i]), prev_fp if i != keys[0] else "anchor",
-                        *([_digest(mattes[i])] if mattes is not None else []))
-        prev_fp = fps[i]
-    done = [i for i in keys if manifest.get(_name(i)) == fps[i] and (keys_dir / f"{_name(i)}.png").is_file()]
-    first_todo = next((n for n, i in enumerate(keys) if i not in done), len(keys))
-    result = StageResult(keys=keys, rendered=[], skipped=keys[:first_todo])
-    reporter_stage = progress.stage("keyframes", len(keys)) if progress is not None else None
-    if reporter_stage is not None and first_todo:
-        reporter_stage.update(first_todo)
-    if first_todo == len(keys):
-        if reporter_stage is not None:
-            reporter_stage.close()
-        if not first_only:
-            store.clear()
-        for i in keys if on_key is not None else ():
-            on_key(i)
-        return result
+    def run(self, progress=None, first_only: bool = False, on_key: Callable[[int], None] | None = None) -> StageResult:
+        """Render what is not rendered yet. ``first_only``: the anchor only (a preview; its state is kept
+        for the full run). ``on_key(i)``: called once per key as soon as ``NNNN.png`` holds its final
+        image (kept from an earlier run, or just written), e.g. to start propagating the segments
+        next to it."""
+        keys = self.keys[:1] if first_only else self.keys
+        self.dir.mkdir(parents=True, exist_ok=True)
+        manifest = KeyManifest(self.dir)
+        memories = MemoryStore(self.dir, keys, self.cfg)
+        options = self.options_fingerprint()
+        fps = self.inputs.fingerprints(keys, options)
+        first_todo = next((n for n, i in enumerate(keys) if not manifest.done(i, fps[i])), len(keys))
+        result = StageResult(keys=keys, rendered=[], skipped=keys[:first_todo])
+        bar = progress.stage("keyframes", len(keys)) if progress is not None else None
+        if bar is not None and first_todo:
+            bar.update(first_todo)
+        if first_todo == len(keys):
+            if bar is not None:
+                bar.close()
+            if not first_only:
+                memories.files.clear()
+            for i in keys if on_key is not None else ():
+                on_key(i)
+            return result
+        from rerender.media import read_image
 
-    from rerender.media import read_image, write_image
+        from .sampler import KeyframeSampler
 
-    comps = components or load_components(cfg)
-    sampler = KeyframeSampler(comps, cfg)
-    dev = str(comps.device)
-    anchor_idx = keys[0]  # the origin: the anchor of the whole shot (or of its first segment)
-    if occlusion is None and (cfg.shape_fusion or cfg.pixel_fusion):
-        from rerender import occlusion as _occ
-
-        occlusion = _occ
-
-    # colour correction: inputs take the chroma of a frame generated from noise, keeping their lightness
-    color_ref = None
-    if cfg.color_correction:
-        ref_path = store.dir / f"color_{cfg_fp}.png"
-        if ref_path.is_file():
-            color_ref = read_image(ref_path)
-        else:
-            a = inputs[anchor_idx]
-            color_ref = sampler.generate(a, _conditions(cfg, a, anchor_idx, dev), cfg.prompts_for(anchor_idx))
-            store.dir.mkdir(parents=True, exist_ok=True)
-            write_image(ref_path, color_ref)
-
-    def source(i: int) -> np.ndarray:
-        f = inputs[i]
-        return constraints.match_colour(f, color_ref) if color_ref is not None else f
-
-    # Memories (attention caches, x0, statistics) by key index: the shot's first key (the origin), the
-    # segment anchor of the next key, and the previous key. From disk when resuming, else re-rendered.
-    def needed(position: int) -> set[int]:
-        """Key indices whose memories key ``position`` reads."""
-        return {keys[0], keys[cfg.segment_anchor(position)], keys[position - 1]} if position > 0 else set()
-
-    memories: dict = {}
-    if first_todo > 0:
-        cache_dev = sampler.cache_device
-        for idx in sorted(needed(first_todo)):
-            memories[idx] = store.load(idx, fps[idx], read_image(keys_dir / f"{_name(idx)}.png"), cache_dev)
-        if any(m is None for m in memories.values()):
-            memories = {}
+        sampler = KeyframeSampler(self.components or load_components(self.cfg), self.cfg)
+        self._colour_reference(sampler, memories.dir, options)
+        if first_todo > 0 and not memories.restore(first_todo, fps, lambda i: read_image(manifest.image(i)),
+                                                   sampler.cache_device):
             first_todo = 0  # the state is gone: render the chain again (deterministic, same result)
             result.skipped = []
-            if reporter_stage is not None:
-                reporter_stage.close()
-                reporter_stage = progress.stage("keyframes", len(keys))
+            if bar is not None:
+                bar.close()
+                bar = progress.stage("keyframes", len(keys))
+        for i in keys[:first_todo] if on_key is not None else ():  # kept from an earlier run
+            on_key(i)
+        t0 = time.perf_counter()
+        try:
+            render = _KeyRenderer(self, sampler, memories, more_later=first_only and len(self.keys) > 1)
+            for n in range(first_todo, len(keys)):
+                self._finish_key(n, render(n), manifest, fps, memories, render.keeps_memory(n))
+                result.rendered.append(keys[n])
+                if bar is not None:
+                    bar.update(1)
+                if on_key is not None:
+                    on_key(keys[n])
+        finally:
+            if bar is not None:
+                bar.close()
+            sampler.release()
+        if result.rendered:
+            result.seconds_per_key = (time.perf_counter() - t0) / len(result.rendered)
+        if not first_only:
+            memories.files.clear()  # every key exists: the attention caches are not needed any more
+        memories.held.clear()
+        return result
 
-    inversions = _InversionCache(keys_dir) if cfg.init == "inversion" else None
-    inv_fp = cfg.inversion_fingerprint()
+    def _colour_reference(self, sampler, folder: Path, options: str) -> None:
+        """Colour correction: the inputs take the chroma of a frame generated from noise (kept beside
+        the memories while the stage runs)."""
+        if not self.cfg.color_correction:
+            return
+        from rerender.media import read_image, write_image
 
-    def start_latent(i: int, frame: np.ndarray, conds: list[np.ndarray]):
-        """The inverted latent of key i (cached), or None for SDEdit."""
-        if inversions is None:
-            return None
-        fp = _chain(inv_fp, _digest(frame), *(_digest(c) for c in conds))
-        latent = inversions.load(i, fp)
-        if latent is None:
-            latent = sampler.invert(frame, conds)
-            inversions.save(i, fp, latent)
-        return latent
+        path = folder / f"color_{options}.png"
+        if path.is_file():
+            self.inputs.colour_reference = read_image(path)
+            return
+        a = self.keys[0]
+        frame = self.inputs.frame(a)
+        ref = sampler.generate(frame, self.inputs.conditions(a, str(sampler.c.device)), self.cfg.prompts_for(a))
+        write_image(path, ref)
+        self.inputs.colour_reference = ref
 
-    fusion_flow = flow
-    if cfg.raft_weights and (cfg.shape_fusion or cfg.pixel_fusion):
-        # learned flow for the long jumps between key frames (where DIS is weakest)
-        from rerender.flow import FlowCache
-        from rerender.raft import RaftFlow
+    def _finish_key(self, n: int, res, manifest: KeyManifest, fps: dict[int, str], memories: MemoryStore,
+                    keep_memory: bool) -> None:
+        """Store key n (composited over the input outside the matte) and the memories later keys read."""
+        i = memories.keys[n]
+        image, matte = res.image, self.inputs.matte(i)
+        if matte is not None:  # outside the matte the key is the input's, exactly
+            from rerender.matte import composite
 
-        raft = RaftFlow(cfg.raft_weights, allow_pickle=cfg.allow_pickle, device=dev, iters=cfg.raft_iters)
-        raft_cache = FlowCache(Path(flow_dir) if flow_dir is not None else keys_dir.parent / "flow", raft)
+            image = composite(res.image, self.inputs.frame(i), matte.astype(np.float32) / 255.0)
+        manifest.record(i, image, fps[i])
+        memories.keep(n, fps[i], res.memory, save=keep_memory and self.cfg.save_state)
 
-        def fusion_flow(a: int, b: int) -> np.ndarray:
-            return raft_cache.get(a, b, inputs[a], inputs[b])
 
-    def geometry(i: int, anchor: int, prev: int) -> Geometry:
-        h, w = inputs[i].shape[:2]
-        if not (cfg.shape_fusion or cfg.pixel_fusion):
-            return Geometry.identity(h, w)
-        if fusion_flow is None:
-            raise ValueError("flow: a flow function is needed for shape-/pixel-aware fusion")
-        fa, fa_back = fusion_flow(i, anchor), fusion_flow(anchor, i)
-        fp_, fp_back = (fa, fa_back) if prev == anchor else (fusion_flow(i, prev), fusion_flow(prev, i))
-        return Geometry(fa, occlusion(fa, fa_back), fp_, occlusion(fp_, fp_back))
+class _KeyRenderer:
+    """The sampler call for the n-th key: its start latent, conditions, prompts and the memories and
+    geometry of its references."""
 
-    for i in keys[:first_todo] if on_key is not None else ():  # kept from an earlier run
-        on_key(i)
-    t0 = time.perf_counter()
-    try:
-        for n in range(first_todo, len(keys)):
-            i = keys[n]
-            frame = source(i)
-            conds = _conditions(cfg, inputs[i], i, dev)
-            need_memory = n + 1 < len(keys) or more_later
-            prompts = cfg.prompts_for(i)
-            init = start_latent(i, frame, conds)
-            if n == 0:
-                res = sampler.render(frame, conds, keep_memory=need_memory, prompts=prompts, init_latent=init,
-                                     matte=mattes[i] if mattes is not None else None)
-            else:
-                a = keys[cfg.segment_anchor(n)]
-                res = sampler.render(frame, conds, memories[a], memories[keys[n - 1]], geometry(i, a, keys[n - 1]),
-                                     keep_memory=need_memory, prompts=prompts, init_latent=init,
-                                     origin=memories[keys[0]], matte=mattes[i] if mattes is not None else None)
-            image = res.image
-            if mattes is not None:  # outside the matte the key is the input's, exactly
-                from rerender.matte import composite
+    def __init__(self, stage: KeyframeStage, sampler, memories: MemoryStore, more_later: bool):
+        cfg, device = stage.cfg, str(sampler.c.device)
+        self.cfg, self.sampler, self.memories, self.more_later = cfg, sampler, memories, more_later
+        self.inputs, self.device = stage.inputs, device
+        self.inversions = (InversionCache(stage.dir, cfg.inversion_fingerprint(), sampler)
+                           if cfg.init == "inversion" else None)
+        self.geometry = FusionGeometry(cfg, stage.inputs, stage.flow, stage.occlusion, stage.flow_dir, device)
 
-                image = composite(res.image, inputs[i], mattes[i].astype(np.float32) / 255.0)
-            write_image(keys_dir / f"{_name(i)}.png", image)
-            manifest[_name(i)] = fps[i]
-            tmp = manifest_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-            os.replace(tmp, manifest_path)
-            if need_memory and cfg.save_state:
-                store.save(i, fps[i], res.memory)
-            memories[i] = res.memory
-            # keep only what the next key reads (origin, its segment anchor, this key), in memory and on disk
-            keep = needed(n + 1) if n + 1 < len(keys) else {keys[0]}
-            memories = {k: m for k, m in memories.items() if k in keep}
-            for k in store.stored():
-                if k not in keep:
-                    store.drop(k)
-            result.rendered.append(i)
-            if reporter_stage is not None:
-                reporter_stage.update(1)
-            if on_key is not None:
-                on_key(i)
-    finally:
-        if reporter_stage is not None:
-            reporter_stage.close()
-        sampler.release()
-    if result.rendered:
-        result.seconds_per_key = (time.perf_counter() - t0) / len(result.rendered)
-    if not first_only:
-        store.clear()  # every key exists: the attention caches are not needed any more
-    memories.clear()
-    return result
+    def keeps_memory(self, n: int) -> bool:
+        """Whether a later key (or the full run after a preview) reads key n's memory."""
+        return n + 1 < len(self.memories.keys) or self.more_later
+
+    def __call__(self, n: int):
+        keys, held, i = self.memories.keys, self.memories.held, self.memories.keys[n]
+        frame = self.inputs.source(i)
+        conds = self.inputs.conditions(i, self.device)
+        init = self.inversions.latent(i, frame, conds) if self.inversions is not None else None
+        options = dict(keep_memory=self.keeps_memory(n), prompts=self.cfg.prompts_for(i), init_latent=init)
+        if n == 0:
+            return self.sampler.render(frame, conds, matte=self.inputs.matte(i), **options)
+        a, prev = keys[self.cfg.segment_anchor(n)], keys[n - 1]
+        return self.sampler.render(frame, conds, held[a], held[prev], self.geometry(i, a, prev),
+                                   origin=held[keys[0]], matte=self.inputs.matte(i), **options)
+
+
+def render_keys(frames: Callable[[int], np.ndarray], keys: Sequence[int], keys_dir: str | os.PathLike,
+                cfg: KeyframeConfig, *, progress=None, first_only: bool = False,
+                on_key: Callable[[int], None] | None = None, **parts) -> StageResult:
+    """``KeyframeStage(frames, keys, keys_dir, cfg, **parts).run(progress, first_only, on_key)``;
+    ``parts``: the stage's ``flow``, ``occlusion``, ``components``, ``flow_dir``, ``matte``."""
+    return KeyframeStage(frames, keys, keys_dir, cfg, **parts).run(progress, first_only, on_key)
