@@ -371,3 +371,39 @@ def test_sdxl_ip_adapter_reference(family_models, family_comps, tmp_path):
     plain = KeyframeSampler(family_comps["sdxl"], make_cfg(family_models["sdxl"], steps=4, pixel_fusion=False))
     assert torch.equal(latents[0], plain.render(img, conds(img)).latent)
     assert (latents[1] - latents[0]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("family, sampler_name", [("sdxl", "euler-a"), ("sd2", "dpm++")])
+def test_stage_with_every_option_on_other_families(family_models, family_comps, tmp_path, family, sampler_name):
+    """The stage over three keys with inversion start, colour correction, a matte, re-anchoring, a prompt
+    schedule, FreeU and model offload: keys are written, the input stays outside the matte, offloading
+    changes nothing, and a rerun reuses every key."""
+    from _tiny_sd import zero_flow
+    from rerender.keyframes.stage import render_keys
+
+    model, cn = family_models[family]
+    frames = {0: frame(1), 2: frame(2), 4: frame(4)}
+    matte = np.zeros((H, W), np.uint8)
+    matte[8:24, 8:24] = 255
+    opts = dict(steps=4, sampler=sampler_name, init="inversion", source_prompt="a photo", color_correction=True,
+                reanchor_every=1, prompt_schedule=["2:a dog"], freeu=list(families.get(family).freeu))
+    out = {}
+    for offload in ("none", "model"):
+        comps = family_comps[family] if offload == "none" else models.load_components(
+            models.ModelSpec(str(model), [str(cn)], device="cpu", offload="model"))
+        keys = tmp_path / offload
+        cfg = make_cfg(family_models[family], offload=offload, **opts)
+        res = render_keys(frames.__getitem__, [0, 2, 4], keys, cfg, flow=zero_flow, components=comps,
+                          matte=lambda i: matte)
+        assert res.rendered == [0, 2, 4]
+        out[offload] = {i: (keys / f"{i:04d}.png").read_bytes() for i in frames}
+        from rerender.media import read_image
+
+        for i, f in frames.items():
+            key = read_image(keys / f"{i:04d}.png")
+            assert np.array_equal(key[matte == 0], f[matte == 0])
+            assert np.abs(key[matte > 0].astype(int) - f[matte > 0]).mean() > 2
+        again = render_keys(frames.__getitem__, [0, 2, 4], keys, cfg, flow=zero_flow, components=comps,
+                            matte=lambda i: matte)
+        assert again.rendered == [] and again.skipped == [0, 2, 4]
+    assert out["none"] == out["model"]

@@ -5,7 +5,8 @@ A family fixes the diffusers classes that hold its components, how prompts becom
 cited defaults of ``FAMILIES``. The family is read from the model itself:
   * a diffusers folder: ``model_index.json``'s ``_class_name``, else its ``unet/config.json``;
   * a single file: the names of its tensors (the safetensors header only; no weights are read);
-  * a hub id: not known before it is loaded, so it is read from the loaded UNet (:func:`from_unet`).
+  * a hub id: its ``model_index.json`` and ``unet/config.json`` through the hub's cache; when they
+    cannot be fetched, the loaded UNet tells (:func:`from_unet`).
 Transformer families (SD3, Flux) are recognised and refused with a message naming what is supported.
 Adding one takes its attention processor (cross-frame attention over joint text+image tokens), its
 text conditioning and a row here; the sampler only sees a :class:`Family`.
@@ -183,12 +184,31 @@ def from_tensor_names(names: list[str], source: str = "model") -> str:
                      f"supported families: {SUPPORTED}")
 
 
+def _hub(source: str) -> str | None:
+    """Family of a hub model from its configs (None when they cannot be fetched: offline, private)."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        index = json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
+    except (ImportError, OSError, ValueError):
+        return None
+    cls = index.get("_class_name", "")
+    if cls in _UNSUPPORTED:
+        raise _refuse(source, _UNSUPPORTED[cls])
+    try:
+        return from_unet_config(json.loads(Path(hf_hub_download(source, "unet/config.json")).read_text()), source)
+    except (OSError, ValueError) as e:
+        if isinstance(e, UnsupportedModel):
+            raise
+        return _PIPELINE_FAMILY.get(cls)
+
+
 def detect(source: str, kind: str, allow_pickle: bool = False) -> str | None:
-    """Family name of a model source of ``kind`` ('folder', 'file', 'hub'); None for a hub id (known
-    once loaded)."""
+    """Family name of a model source of ``kind`` ('folder', 'file', 'hub'); None for a hub id whose
+    configs cannot be fetched (its loaded UNet tells)."""
     path = Path(source).expanduser()
     if kind == "folder":
         return _folder(path, source)
     if kind == "file":
         return from_tensor_names(tensor_names(path, allow_pickle), source)
-    return None
+    return _hub(source)
