@@ -220,6 +220,9 @@ def test_ddim_positions_are_step_fractions_and_windows_match_the_paper(comps, n)
 
 
 def test_few_step_schedules_give_every_window_a_step(comps):
+    from rerender.keyframes import constraints
+
+    assert list(constraints.window_steps(4, (0.8, 1.0))) == [3]  # 4 DDIM steps: AdaIN on the last one
     traj = schedulers.Trajectory("lcm", comps.scheduler.config, 4, 1.0)
     assert len(traj.timesteps) == 4
     for window in ((0.0, 0.1), (0.5, 0.8), (0.8, 1.0)):

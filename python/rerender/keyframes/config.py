@@ -1,8 +1,9 @@
 """Options of the key-frame stage, with the defaults of docs/method.md section 1.
 
 Load with ``rerender.config.load(KeyframeConfig, path, overrides)``: unknown keys are errors.
-Windows are ``(start, end)`` fractions of the DDIM steps *actually run* (after SDEdit skips the
-first ones), so they mean the same thing at every strength.
+Windows are ``(start, end)`` fractions of the denoising trajectory *actually run* (after SDEdit skips
+the first ones; for DDIM the fractions of the steps run), so they mean the same thing at every strength
+and under every sampler (keyframes.schedulers).
 """
 from __future__ import annotations
 
