@@ -107,7 +107,8 @@ def _add_keyframe_options(p) -> None:
     p.add_argument("--cross-window", type=float, nargs=2, default=None, metavar=("START", "END"),
                    help="steps (fractions of those run) with cross-frame attention (default 0 1)")
     p.add_argument("--freeu", type=float, nargs=4, default=None, metavar=("B1", "B2", "S1", "S2"),
-                   help="FreeU backbone/skip factors (SD 1.5: 1.5 1.6 0.9 0.2); off by default")
+                   help="FreeU backbone/skip factors (SD 1.5: 1.5 1.6 0.9 0.2, SD 2.1: 1.4 1.6 0.9 0.2, SDXL: "
+                        "1.3 1.4 0.9 0.2); off by default")
     p.add_argument("--offload", default=None, choices=("none", "model", "sequential"),
                    help="low VRAM: model = one model on the GPU at a time + attention caches in CPU memory; "
                         "sequential = layer by layer (slowest, least memory)")

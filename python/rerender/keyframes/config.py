@@ -164,7 +164,8 @@ class KeyframeConfig:
     colours win): the chroma (a, b of CIE Lab) histograms are matched, the input's lightness L is kept."""
     freeu: list[float] = dataclasses.field(default_factory=list)
     """FreeU factors ``[b1, b2, s1, s2]`` (backbone / skip scales of the first two decoder stages); empty: off.
-    The FreeU authors' values for SD 1.5: [1.5, 1.6, 0.9, 0.2]."""
+    The FreeU authors' values for SD 1.5: [1.5, 1.6, 0.9, 0.2]; per family: keyframes.families.FAMILIES
+    (SD 2.1 [1.4, 1.6, 0.9, 0.2], SDXL [1.3, 1.4, 0.9, 0.2])."""
 
     # --- memory (cards with 8-12 GB) ------------------------------------------------------------
     offload: Literal["none", "model", "sequential"] = "none"
