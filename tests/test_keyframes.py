@@ -14,7 +14,7 @@ pytest.importorskip("diffusers")
 from rerender import config as rconfig  # noqa: E402
 from rerender.keyframes import attention, constraints, encoder, models  # noqa: E402
 from rerender.keyframes.config import KeyframeConfig  # noqa: E402
-from rerender.keyframes.sampler import Geometry, KeyframeSampler  # noqa: E402
+from rerender.keyframes.sampler import Geometry, KeyframeSampler, LoopPlan  # noqa: E402
 from _tiny_sd import H, W, conds, frame, make_cfg  # noqa: E402
 
 
@@ -487,9 +487,9 @@ def test_fp16_path_and_two_controlnets(tiny_model, tmp_path):
     two = models.load_components(models.ModelSpec(str(model), [str(cn), str(cn)], device="cpu"))
     cfg2 = make_cfg(tiny_model, steps=4, controlnet=[str(cn), str(cn)], control=["canny", "images"],
                     control_images=[str(tmp_path)], control_strength=[0.7, 0.5])
-    from rerender.keyframes.stage import _conditions
+    from rerender.keyframes.conditions import condition_images
 
-    c2 = _conditions(cfg2, img, 0, "cpu")
+    c2 = condition_images(cfg2, img, 0, "cpu")
     assert len(c2) == 2 and c2[1].min() == 255
     out2 = KeyframeSampler(two, cfg2).render(img, c2, keep_memory=False).image
     one = models.load_components(models.ModelSpec(str(model), [str(cn)], device="cpu"))
@@ -559,22 +559,29 @@ def test_cli_run_with_automatic_keys_anchors_every_shot(tiny_model, tmp_path, ca
 # --- mattes (masked SDEdit) ---------------------------------------------------------------------
 
 def test_a_matte_keeps_the_latent_of_the_input_outside_it(tiny_model, comps):
-    """Outside the matte every step follows the input's noised latent, so the final latent there is
-    E(input) as noised to the last timestep; inside it the sample is free (differs from E(input))."""
+    """Outside the matte every step follows the input's latent noised to the next timestep and the last
+    step ends on the clean E(input), as diffusers' legacy masked img2img does (no noise is left there for
+    the decoder to carry across the matte's edge); inside it the sample is free."""
     img, other = frame(8), frame(9)
     matte = np.zeros((H, W), np.uint8)
     matte[:, : W // 2] = 255
     s = KeyframeSampler(comps, make_cfg(tiny_model, steps=4))
     latent = encoder.encode(comps.vae, encoder.to_tensor(img, comps.device, comps.dtype))
-    a_last = s.traj.alpha_next(s.n_steps - 1)  # the noise level after the last step
-    z = s.noise(tuple(latent.shape))
-    expected = a_last ** 0.5 * latent + (1 - a_last) ** 0.5 * z
     for res in (s.render(img, conds(img), matte=matte),
                 s.render(img, conds(img), s.render(other, conds(other)).memory, None,
                          Geometry.identity(H, W), matte=matte)):
         outside, inside = res.latent[..., W // 16:], res.latent[..., : W // 16]
-        assert torch.allclose(outside, expected[..., W // 16:], atol=1e-5)
-        assert (inside - expected[..., : W // 16]).abs().mean() > 0.05
+        assert torch.equal(outside, latent[..., W // 16:])
+        assert (inside - latent[..., : W // 16]).abs().mean() > 0.05
+    # before the last step the outside is the input noised to that step's timestep
+    z = s.noise(tuple(latent.shape))
+    keep = (latent, z, constraints.matte_to_latent(matte, 8))
+    last = len(s.timesteps) - 1
+    _, trace = s._loop(s.initial_latent(img, latent), s.timesteps, s._conditions(conds(img)),
+                       LoopPlan(keep=keep, snapshot=last))
+    a = float(comps.scheduler.alphas_cumprod[s.timesteps[last]])
+    noised = a ** 0.5 * latent + (1 - a) ** 0.5 * z
+    assert torch.allclose(trace["snapshot"][..., W // 16:], noised[..., W // 16:], atol=1e-5)
     with pytest.raises(ValueError, match="matte"):
         s.render(img, conds(img), matte=matte[:8])
 

@@ -73,6 +73,30 @@ def array_digest(a: np.ndarray) -> str:
     return h.hexdigest()[:20]
 
 
+def weights_digest(path: str | os.PathLike) -> str:
+    """Identity of a (large) file that rerender reads but never writes, such as model weights: its size
+    and modification time, the safetensors header (every tensor's name, dtype, shape and offsets) and the
+    first and last MiB of its data. Cheap for gigabyte files, and a file replaced at the same path gets
+    another identity even when the size and the time stamp were kept (same-architecture weights share
+    the header, not the data)."""
+    p = Path(path)
+    st = p.stat()
+    h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    data_start = 0
+    with open(p, "rb") as f:
+        if p.suffix.lower() == ".safetensors":
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if 0 <= n <= st.st_size - 8:
+                h.update(f.read(n))
+                data_start = 8 + n
+        f.seek(data_start)
+        h.update(f.read(1 << 20))
+        f.seek(max(data_start, st.st_size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return h.hexdigest()[:20]
+
+
 # ------------------------------------------------------------------------------------------------
 # atomic writes
 

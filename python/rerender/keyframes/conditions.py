@@ -19,12 +19,17 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class ConditionContext:
-    """What a condition needs beside the frame: the options, the device, and (``images`` only) its
-    folder of condition images."""
+    """What a condition needs beside the frame: the options, the device, the models' components (their
+    offload policy then holds the annotators too) and (``images`` only) its folder of condition images."""
 
     cfg: object  # KeyframeConfig
     device: str
+    components: object = None  # models.Components, or None: annotators cached per device
     folder: Optional[str] = None
+
+    @property
+    def offloaded(self) -> bool:
+        return self.components is not None and self.components.offload != "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +54,18 @@ def _canny(ctx: ConditionContext, frame: np.ndarray, index: int) -> np.ndarray:
 
 
 def _hed(ctx: ConditionContext, frame: np.ndarray, index: int) -> np.ndarray:
-    from .controls import hed
+    from .controls import hed, hed_for
 
-    return hed(frame, ctx.device)
+    return hed(frame, ctx.device, hed_for(ctx.components) if ctx.offloaded else None)
 
 
 def _depth(ctx: ConditionContext, frame: np.ndarray, index: int) -> np.ndarray:
-    from .controls import depth_estimator
+    from .controls import depth_estimator, depth_estimator_for
 
-    return depth_estimator(ctx.cfg.depth_model, ctx.cfg.allow_pickle, ctx.device)(frame)
+    cfg = ctx.cfg
+    if ctx.offloaded:
+        return depth_estimator_for(ctx.components, cfg.depth_model, cfg.allow_pickle)(frame)
+    return depth_estimator(cfg.depth_model, cfg.allow_pickle, ctx.device)(frame)
 
 
 def _images(ctx: ConditionContext, frame: np.ndarray, index: int) -> np.ndarray:
@@ -89,12 +97,13 @@ def addon_items() -> list[tuple[str, str, str]]:
     return [(c.name, c.label, c.help) for c in CONDITIONS.values() if c.in_addon]
 
 
-def condition_images(cfg, frame: np.ndarray, index: int, device: str) -> list[np.ndarray]:
+def condition_images(cfg, frame: np.ndarray, index: int, device: str, components=None) -> list[np.ndarray]:
     """The condition image of each of ``cfg.control`` for input frame ``index`` (``images`` conditions
-    take the folders of ``cfg.control_images`` in order)."""
+    take the folders of ``cfg.control_images`` in order). ``components``: the models they go with; their
+    offload policy then covers the annotators too."""
     folders = iter(cfg.control_images)
     out = []
     for name in cfg.control:
         folder = next(folders) if CONDITIONS[name].needs == "control_images" else None
-        out.append(CONDITIONS[name].make(ConditionContext(cfg, device, folder), frame, index))
+        out.append(CONDITIONS[name].make(ConditionContext(cfg, device, components, folder), frame, index))
     return out

@@ -14,6 +14,7 @@ from typing import Literal, Optional
 from rerender.files import digest
 
 from .conditions import CONDITIONS, DEFAULT, DEFAULT_CONTROLNETS, NAMES
+from .weights import parse_lora
 
 Control = Literal[NAMES]  # the condition types of conditions.CONDITIONS
 
@@ -297,6 +298,16 @@ class KeyframeConfig:
         from . import families
 
         return families.get(self.resolved_family()).default_controlnets
+
+    def weight_sources(self, inversion: bool = False) -> list[str]:
+        """Every model source (file, folder or hub id) whose weights the keys depend on; ``inversion``:
+        those the inverted latents depend on (no IP-Adapter: the inversion runs without the reference)."""
+        out = [self.model, self.model_config, self.vae, *(parse_lora(spec)[0] for spec in self.lora),
+               *self.controlnets(), self.depth_model]
+        if not inversion:
+            out += [self.ip_adapter, self.image_encoder] if self.reference else []
+            out.append(self.raft_weights)
+        return [s for s in out if s]
 
     def controlnets(self) -> list[str]:
         """ControlNet source per condition (explicit or the family's default for its type)."""

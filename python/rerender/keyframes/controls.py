@@ -117,14 +117,24 @@ def _cached_hed(device: str) -> HED:
     return load_hed().to(device)
 
 
+def hed_for(components) -> HED:
+    """The HED of ``components`` (loaded once, under their offload policy: models.offload_annotator)."""
+    from .models import offload_annotator
+
+    if "hed" not in components.annotators:
+        components.annotators["hed"] = offload_annotator(components, "hed", load_hed())
+    return components.annotators["hed"]
+
+
 @torch.no_grad()
 def hed(image: np.ndarray, device: str = "cpu", net: HED | None = None) -> np.ndarray:
-    """HED edges of a uint8 RGB frame as a uint8 H x W x 3 condition image."""
+    """HED edges of a uint8 RGB frame as a uint8 H x W x 3 condition image, computed on ``device``
+    (``net``: a HED on it, or under offload hooks that run it there; default: one cached per device)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"hed: expected uint8 H x W x 3, got {image.dtype} {image.shape}")
     net = net if net is not None else _cached_hed(str(device))
     bgr = image[..., ::-1].astype(np.float32) - np.asarray(HED_MEAN_BGR, dtype=np.float32)
-    x = torch.from_numpy(np.ascontiguousarray(bgr)).permute(2, 0, 1)[None].to(next(net.parameters()).device)
+    x = torch.from_numpy(np.ascontiguousarray(bgr)).permute(2, 0, 1)[None].to(device)
     edges = net(x)[0, 0].clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
     return np.repeat(edges[..., None], 3, axis=2)
 
@@ -157,7 +167,7 @@ class DepthEstimator:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"depth: expected uint8 H x W x 3, got {image.dtype} {image.shape}")
         inputs = self.processor(images=image, return_tensors="pt")
-        pixels = inputs["pixel_values"].to(self.device, next(self.model.parameters()).dtype)
+        pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
         depth = self.model(pixel_values=pixels).predicted_depth
         depth = F.interpolate(depth[:, None].float(), size=image.shape[:2], mode="bicubic", align_corners=False)[0, 0]
         lo, hi = depth.min(), depth.max()
@@ -170,6 +180,20 @@ class DepthEstimator:
 def depth_estimator(source: str, allow_pickle: bool = False, device: str = "cpu") -> DepthEstimator:
     """The estimator for ``source`` (loaded once per process)."""
     return DepthEstimator(source, allow_pickle=allow_pickle, device=device)
+
+
+def depth_estimator_for(components, source: str, allow_pickle: bool = False) -> DepthEstimator:
+    """The estimator for ``source`` used with ``components`` (loaded once, its model under their offload
+    policy: models.offload_annotator)."""
+    from .models import offload_annotator
+
+    key = ("depth", source, allow_pickle)
+    if key not in components.annotators:
+        est = DepthEstimator(source, allow_pickle=allow_pickle, device="cpu")
+        est.model = offload_annotator(components, f"depth:{source}", est.model)
+        est.device = components.device
+        components.annotators[key] = est
+    return components.annotators[key]
 
 
 def load_condition_image(folder: str | Path, index: int, size: tuple[int, int]) -> np.ndarray:

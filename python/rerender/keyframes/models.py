@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
-SAFE_SUFFIXES = {".safetensors"}
+from .weights import PICKLE_SUFFIXES, SAFE_SUFFIXES, missing_weights, parse_lora  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass
@@ -41,6 +40,9 @@ class Components:
     family: str = "sd15"  # keyframes.families: how prompts become conditioning, the family's defaults
     text_encoder_2: object = None  # SDXL's second text encoder (OpenCLIP bigG, with projection)
     tokenizer_2: object = None
+    annotators: dict = dataclasses.field(default_factory=dict)
+    """Condition annotators (HED, depth estimators) loaded for these components under their offload policy
+    (:func:`offload_annotator`)."""
 
 
 def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
@@ -95,22 +97,16 @@ def _refuse_pickle_errors(what: str, source: str, allow_pickle: bool, load):
     try:
         return load()
     except (OSError, ValueError) as e:
+        missing = missing_weights(source) if Path(source).expanduser().is_dir() else []
+        if missing:  # nothing to load at all: --allow-pickle would not help
+            raise FileNotFoundError(f"{what}: {source} has no weights ({', '.join(missing)}: no .safetensors or "
+                                    "pickle weights file); copy the model's weight files there, or give a "
+                                    "complete folder or a hub id") from None
         if allow_pickle or "safetensors" not in str(e):
             raise
         raise ValueError(f"{what}: {source} has no .safetensors weights (pickle .bin/.pt weights can execute code "
                          "when loaded); convert them to .safetensors or pass --allow-pickle (allow_pickle: true) "
                          f"if you trust them. Loader said: {e}") from None
-
-
-def parse_lora(spec: str) -> tuple[str, float]:
-    """``FILE`` or ``FILE:SCALE`` -> (file, scale); the suffix is a scale only if it parses as a number."""
-    path, sep, tail = spec.rpartition(":")
-    if sep:
-        try:
-            return path, float(tail)
-        except ValueError:
-            pass
-    return spec, 1.0
 
 
 def _pipeline_kwargs(dtype: torch.dtype, local: bool) -> dict:
@@ -288,15 +284,20 @@ class GroupOffload:
     """
 
     def __init__(self, groups: dict[str, list], device: torch.device):
-        from accelerate.hooks import add_hook_to_module
-
-        self.groups = {k: [m for m in v if m is not None] for k, v in groups.items()}
+        self.groups: dict[str, list] = {}
         self.device = device
         self.active: str | None = None
         self.switches: list[str] = []  # the order groups were activated in (tests, diagnostics)
-        for name, mods in self.groups.items():
-            for m in mods:
-                add_hook_to_module(m, _group_hook(self, name))
+        for name, mods in groups.items():
+            self.add(name, mods)
+
+    def add(self, name: str, modules: list) -> None:
+        """A group of its own (e.g. an annotator loaded later), moved to CPU memory now."""
+        from accelerate.hooks import add_hook_to_module
+
+        self.groups[name] = [m for m in modules if m is not None]
+        for m in self.groups[name]:
+            add_hook_to_module(m, _group_hook(self, name))
 
     def activate(self, name: str) -> None:
         if self.active == name:
@@ -326,6 +327,22 @@ def _group_hook(owner: GroupOffload, group: str):
             return send_to_device(args, owner.device), send_to_device(kwargs, owner.device)
 
     return GroupHook()
+
+
+def offload_annotator(comps: Components, name: str, module):
+    """Put an annotator network (HED, a depth estimator's model: ``controls.py``) under the components'
+    offload policy, in its own dtype: "model" makes it a group of its own (on the device only while it
+    runs: the UNet's group moves it back to CPU memory), "sequential" streams its layers like the other
+    models, "none" puts it on the device."""
+    home = torch.device("cpu") if comps.offload != "none" else comps.device
+    module = prepare(module, home, next(module.parameters()).dtype)
+    if comps.offload == "model":
+        comps.offloader.add(f"annotator:{name}", [module])
+    elif comps.offload == "sequential":
+        from accelerate import cpu_offload
+
+        cpu_offload(module, execution_device=comps.device)
+    return module
 
 
 def apply_offload(comps: Components, mode: str) -> Components:

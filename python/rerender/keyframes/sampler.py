@@ -111,7 +111,7 @@ class LoopPlan:
     """(E* latent, weight, generator): pixel-aware fusion."""
     keep: tuple | None = None
     """(E(input), noise, latent matte): masked SDEdit; outside the matte every step's result is replaced
-    by the input's latent noised to the next timestep."""
+    by the input's latent noised to the next timestep, and the pass's result by the clean E(input)."""
     snapshot: int | None = None
     """Keep the input of that step in ``trace["snapshot"]`` and the scheduler's state in ``trace["resume"]``."""
     resume: tuple | None = None
@@ -159,18 +159,22 @@ class KeyframeSampler:
         self.traj = self.trajectory(cfg.strength)
         self.timesteps = self.traj.timesteps
         self.n_steps = len(self.timesteps)
-        # windows are fractions of the denoising trajectory (schedulers.window_steps): for DDIM's
-        # uniform steps the fractions of the steps run
-        pos = self.traj.positions
-        self.windows = {
+        self.windows = self.windows_for(self.traj)
+        self._noise: dict[tuple, torch.Tensor] = {}
+        self.image_embeds = self._reference_embeds()
+
+    def windows_for(self, traj: schedulers.Trajectory) -> dict[str, range]:
+        """The steps of ``traj`` in each constraint's window: the windows are fractions of the denoising
+        trajectory actually run (schedulers.window_steps; for DDIM's uniform steps the fractions of the
+        steps run), so a schedule of another length (the colour reference's, from noise) gets its own."""
+        cfg, pos = self.cfg, traj.positions
+        return {
             "shape": schedulers.window_steps(pos, cfg.shape_window) if cfg.shape_fusion else range(0),
             "pixel": schedulers.window_steps(pos, cfg.pixel_window) if cfg.pixel_fusion else range(0),
             "adain": schedulers.window_steps(pos, cfg.adain_window) if cfg.adain else range(0),
             "control": schedulers.window_steps(pos, cfg.control_window),
             "cross": schedulers.window_steps(pos, cfg.cross_window) if self.attn_layers else range(0),
         }
-        self._noise: dict[tuple, torch.Tensor] = {}
-        self.image_embeds = self._reference_embeds()
 
     def _reference_embeds(self) -> list[torch.Tensor] | None:
         """IP-Adapter image embeddings of the reference (``[negative; positive]`` with CFG), or None."""
@@ -260,30 +264,36 @@ class KeyframeSampler:
         and the trace (constraint name -> steps)."""
         trace: dict = {"shape": [], "adain": [], "pixel": [], "cross": [], "control": []}
         emb = plan.emb if plan.emb is not None else self.embeddings()
-        run = schedulers.Pass(plan.traj or self.traj, self.cfg.seed, tuple(x.shape), plan.resume)
+        traj = plan.traj or self.traj
+        windows = self.windows if traj is self.traj else self.windows_for(traj)
+        run = schedulers.Pass(traj, self.cfg.seed, tuple(x.shape), plan.resume)
         try:
             for k in range(start, len(timesteps)):
-                t = timesteps[k]
                 if k == plan.snapshot:
                     trace["snapshot"], trace["resume"] = x, run.save()
-                x = self._step(x, k, t, conds, emb, plan, trace, run)
+                x = self._step(x, k, timesteps[k], conds, emb, plan, trace, windows, run)
+            if plan.keep is not None and start < len(timesteps):
+                # after the last step the clean E(input) outside the matte, as diffusers' legacy masked
+                # img2img (docs/method.md, "mattes"): no noise left there for the decoder to carry inside
+                source, _, m = plan.keep
+                x = m * x + (1.0 - m) * source
         finally:
             self.state.refs = []
             self.state.recording = None
         return x, trace
 
     def _step(self, x: torch.Tensor, k: int, t: int, conds: list[torch.Tensor], emb: text.TextConditioning,
-              plan: LoopPlan, trace: dict, run: schedulers.Pass) -> torch.Tensor:
-        """One step k (timestep t) with the constraints whose window holds k: they edit the predicted x0
-        (and the step's result) in VP terms, the scheduler steps from the consistent state."""
+              plan: LoopPlan, trace: dict, windows: dict[str, range], run: schedulers.Pass) -> torch.Tensor:
+        """One step k (timestep t) with the constraints whose window (of this schedule) holds k: they edit
+        the predicted x0 (and the step's result) in VP terms, the scheduler steps from the consistent state."""
         self.state.step = k
         # cross-frame attention (and its caches) only in its window; plain self-attention outside
-        cross = k in self.windows["cross"]
+        cross = k in windows["cross"]
         self.state.refs = plan.refs if cross else []
         self.state.recording = plan.record.attn if plan.record is not None and cross else None
         if cross and plan.refs:
             trace["cross"].append(k)
-        control = k in self.windows["control"]
+        control = k in windows["control"]
         if control:
             trace["control"].append(k)
         a_prev = run.traj.alpha_next(k)
@@ -291,22 +301,22 @@ class KeyframeSampler:
         out = self._eps(x_in, t, conds, emb, control)
         eps, x0 = run.traj.split(out, x_in, k, self.prediction)
         edited = False
-        if plan.shape is not None and k in self.windows["shape"]:
+        if plan.shape is not None and k in windows["shape"]:
             anchor, flow, occ = plan.shape
             x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k].to(x0.device), flow), occ)
             trace["shape"].append(k)
             edited = True
-        if plan.adain_ref is not None and k in self.windows["adain"]:
+        if plan.adain_ref is not None and k in windows["adain"]:
             x0 = constraints.adain(x0, *(t.to(x0.device) for t in plan.adain_ref.stats[k]))
             trace["adain"].append(k)
             edited = True
         if plan.keep_anchor:
-            if k in self.windows["shape"]:
+            if k in windows["shape"]:
                 plan.record.x0[k] = x0.detach().clone()
-            if k in self.windows["adain"]:
+            if k in windows["adain"]:
                 plan.record.stats[k] = constraints.channel_stats(x0)
         x, direction = run.step(k, out, x_in, x0, eps, self.prediction, edited)
-        if plan.pixel is not None and k in self.windows["pixel"]:
+        if plan.pixel is not None and k in windows["pixel"]:
             target, weight, gen = plan.pixel
             z = torch.randn(target.shape, generator=gen).to(x.device, x.dtype)
             ref = a_prev ** 0.5 * target + (1.0 - a_prev) ** 0.5 * z

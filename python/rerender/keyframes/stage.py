@@ -36,6 +36,7 @@ import numpy as np
 
 from rerender.files import array_digest, atomic_path, atomic_write_bytes, digest, frame_name, read_json
 
+from . import weights
 from .conditions import condition_images
 from .config import KeyframeConfig
 
@@ -96,9 +97,10 @@ class StageInputs:
     def matte(self, i: int) -> np.ndarray | None:
         return self.mattes[i] if self.mattes is not None else None
 
-    def conditions(self, i: int, device: str) -> list[np.ndarray]:
-        """The condition image of each ControlNet for input frame i (from the uncorrected frame)."""
-        return condition_images(self.cfg, self.frames[i], i, device)
+    def conditions(self, i: int, components) -> list[np.ndarray]:
+        """The condition image of each ControlNet for input frame i (from the uncorrected frame), made on
+        the components' device under their offload policy."""
+        return condition_images(self.cfg, self.frames[i], i, str(components.device), components)
 
     def source(self, i: int) -> np.ndarray:
         """The frame key i starts from: the input, with the colour reference's chroma if there is one."""
@@ -323,8 +325,9 @@ class KeyframeStage:
         self.inputs = StageInputs(frames, matte, cfg)
 
     def options_fingerprint(self) -> str:
-        """The options' fingerprint, with the reference image's pixels (not only its path)."""
-        fp = self.cfg.fingerprint()
+        """The options' fingerprint, with the identity of every weight file the keys depend on and the
+        reference image's pixels (not only their paths)."""
+        fp = digest([self.cfg.fingerprint(), weights.identity(self.cfg.weight_sources())])
         if self.cfg.reference:
             from rerender.media import read_image
 
@@ -404,7 +407,7 @@ class KeyframeStage:
             return
         a = self.keys[0]
         frame = self.inputs.frame(a)
-        ref = sampler.generate(frame, self.inputs.conditions(a, str(sampler.c.device)), self.cfg.prompts_for(a))
+        ref = sampler.generate(frame, self.inputs.conditions(a, sampler.c), self.cfg.prompts_for(a))
         write_image(path, ref)
         self.inputs.colour_reference = ref
 
@@ -426,12 +429,13 @@ class _KeyRenderer:
     geometry of its references."""
 
     def __init__(self, stage: KeyframeStage, sampler, memories: MemoryStore, more_later: bool):
-        cfg, device = stage.cfg, str(sampler.c.device)
+        cfg = stage.cfg
         self.cfg, self.sampler, self.memories, self.more_later = cfg, sampler, memories, more_later
-        self.inputs, self.device = stage.inputs, device
-        self.inversions = (InversionCache(stage.dir, cfg.inversion_fingerprint(), sampler)
-                           if cfg.init == "inversion" else None)
-        self.geometry = FusionGeometry(cfg, stage.inputs, stage.flow, stage.occlusion, stage.flow_dir, device)
+        self.inputs = stage.inputs
+        options = digest([cfg.inversion_fingerprint(), weights.identity(cfg.weight_sources(inversion=True))])
+        self.inversions = InversionCache(stage.dir, options, sampler) if cfg.init == "inversion" else None
+        self.geometry = FusionGeometry(cfg, stage.inputs, stage.flow, stage.occlusion, stage.flow_dir,
+                                       str(sampler.c.device))
 
     def keeps_memory(self, n: int) -> bool:
         """Whether a later key (or the full run after a preview) reads key n's memory."""
@@ -440,7 +444,7 @@ class _KeyRenderer:
     def __call__(self, n: int):
         keys, held, i = self.memories.keys, self.memories.held, self.memories.keys[n]
         frame = self.inputs.source(i)
-        conds = self.inputs.conditions(i, self.device)
+        conds = self.inputs.conditions(i, self.sampler.c)
         init = self.inversions.latent(i, frame, conds) if self.inversions is not None else None
         options = dict(keep_memory=self.keeps_memory(n), prompts=self.cfg.prompts_for(i), init_latent=init)
         if n == 0:
