@@ -6,6 +6,12 @@ constraint on (cross-frame attention, shape-aware fusion, both passes of pixel-a
 On CUDA it runs in fp16 and reports torch's peak allocated memory; on CPU (fp32) pick a reduced
 setting, e.g. ``--model tiny --size 64`` or ``--size 256 --steps 4``, and it reports peak RSS.
 
+SDXL: ``--model sdxl`` builds SDXL 1.0's shapes (UNet with two text encoders' 2048-wide states, pooled
+embeddings and size/crop time ids; an SDXL ControlNet from it; the SD VAE in fp32 under fp16, as
+SDXL's ``force_upcast`` asks); the issue's setting is ``--model sdxl --size 1024`` on a GPU, and a
+distilled few-step key frame ``--model sdxl --size 1024 --sampler lcm --steps 4 --guidance 1``. On a
+CPU ``--model tiny-sdxl --size 64`` runs the same code path with tiny shapes.
+
 Low-VRAM modes: ``--offload model|sequential`` and ``--vae-tiling`` run one mode; ``--memory-modes``
 runs each mode (none, model, sequential, none + VAE tiling, model + VAE tiling) in a fresh process and
 prints one line per mode (peak memory is a per-process figure). ``attention_cache_mib`` is the size of
@@ -17,6 +23,8 @@ memory is CPU memory): their GPU figures need a GPU.
     python benchmarks/bench_keyframes.py --model tiny --size 64 --steps 20 --threads 1
     python benchmarks/bench_keyframes.py --memory-modes --size 256 --steps 4 --keys 1
     python benchmarks/bench_keyframes.py --vae-only --size 1024 [--vae-tiling]   # the VAE's share alone
+    python benchmarks/bench_keyframes.py --model sdxl --size 1024 [--sampler lcm --steps 4 --guidance 1]
+    python benchmarks/bench_keyframes.py --model tiny-sdxl --size 64 --steps 4 --threads 1   # CPU
 """
 from __future__ import annotations
 
@@ -38,7 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("sd15", "tiny"), default="sd15", help="model shapes (random weights)")
+    ap.add_argument("--model", choices=("sd15", "tiny", "sdxl", "tiny-sdxl"), default="sd15",
+                    help="model shapes (random weights)")
+    ap.add_argument("--sampler", default="ddim", choices=("ddim", "euler", "euler-a", "dpm++", "lcm", "tcd"))
+    ap.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (<= 1: no CFG batch)")
     ap.add_argument("--size", type=int, default=512, help="frame side in pixels (multiple of 8)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--strength", type=float, default=1.0)
@@ -63,26 +74,38 @@ def main(argv: list[str] | None = None) -> int:
 
     from rerender.keyframes.config import KeyframeConfig
     from rerender.keyframes.controls import canny
-    from _tiny_models import build_components, write_tiny_tokenizer  # tests/: randomly initialised models
+    from _tiny_models import build_components, build_family_components, write_tiny_tokenizer  # tests/: random models
     from rerender.keyframes.models import Components, apply_offload, prepare, resolve_device
     from rerender.keyframes.sampler import Geometry, KeyframeSampler
 
     dev, dt = resolve_device(args.device, args.dtype)
     if args.vae_only:
         return _vae_only(args, dev, dt)
-    parts = build_components(args.model)
+    family = "sdxl" if args.model.endswith("sdxl") else "sd15"
+    if family == "sdxl":
+        parts = build_family_components("sdxl", "tiny" if args.model == "tiny-sdxl" else "sdxl")
+    else:
+        parts = build_components(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         write_tiny_tokenizer(Path(tmp))  # token ids only feed the (random) text model: any vocabulary works
         tokenizer = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
-    mods = [parts["unet"], parts["vae"], parts["text_encoder"], parts["controlnet"]]
+    text_2 = parts.get("text_encoder_2")
+    mods = [parts["unet"], parts["text_encoder"], parts["controlnet"], *([text_2] if text_2 is not None else [])]
     home = dev if args.offload == "none" else torch.device("cpu")
     for m in mods:
         prepare(m, home, dt)
+    upcast = dt == torch.float16 and parts["vae"].config.force_upcast and family == "sdxl"
+    prepare(parts["vae"], home, torch.float32 if upcast else dt)  # as models.load_components does
+    from diffusers import DDIMScheduler
+
     comps = Components(unet=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=tokenizer,
-                       scheduler=parts["scheduler"], controlnets=[parts["controlnet"]], device=dev, dtype=dt)
+                       scheduler=DDIMScheduler.from_config(parts["scheduler"].config),
+                       controlnets=[parts["controlnet"]], device=dev, dtype=dt, family=family,
+                       text_encoder_2=text_2, tokenizer_2=tokenizer if text_2 is not None else None)
     apply_offload(comps, args.offload)
     cfg = KeyframeConfig(model="random", controlnet=["random"], control=["canny"], prompt="a painting",
                          steps=args.steps, strength=args.strength, cross_frame_layers=args.layers,
+                         sampler=args.sampler, guidance_scale=args.guidance,
                          pixel_fusion=not args.no_pixel_fusion, offload=args.offload, vae_tiling=args.vae_tiling)
     sampler = KeyframeSampler(comps, cfg)
 
@@ -117,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         prev = res.memory
     figures = {
         "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
-        "dtype": str(dt).replace("torch.", ""), "model": args.model, "size": s, "steps": args.steps,
+        "dtype": str(dt).replace("torch.", ""), "model": args.model, "sampler": args.sampler, "size": s,
+        "steps": args.steps,
         "steps_run": sampler.n_steps, "passes": 1 if args.no_pixel_fusion else 2, "cfg": cfg.guidance_scale,
         "layers": args.layers, "torch_threads": torch.get_num_threads(),
         "offload": args.offload, "vae_tiling": args.vae_tiling,
@@ -145,11 +169,11 @@ def _vae_only(args, dev: torch.device, dt: torch.dtype) -> int:
 
     from diffusers import AutoencoderKL
 
-    from rerender.keyframes.random_models import SIZES
+    from _tiny_models import SIZES
 
     # the VAE alone (building every component would dominate the peak), shaped as build_components does
     vae = prepare(AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                                **SIZES[args.model]["vae"]), dev, dt)
+                                **SIZES[args.model.replace("-sdxl", "").replace("sdxl", "sd15")]["vae"]), dev, dt)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if args.vae_tiling:
         vae.enable_tiling()

@@ -23,6 +23,18 @@ def _draw_strip(layout, context) -> None:
     box.label(text=f"Source frames {a}-{b - 1} ({b - a} frames) at frame {compat.left_handle(strip)}")
 
 
+def _model_family(model: str) -> str:
+    """'Family: ...' of a local model folder or file (read from its config / tensor names), '' if unknown."""
+    if not model:
+        return ""
+    try:
+        from rerender import info
+    except ImportError:
+        return ""
+    m = info.model_family(bpy.path.abspath(model))
+    return f"Family: {m['label']}" if "label" in m else ""
+
+
 class RERENDER_PT_strip(bpy.types.Panel):
     bl_idname = "RERENDER_PT_strip"
     bl_label = "Rerender"
@@ -51,6 +63,9 @@ class RERENDER_PT_strip(bpy.types.Panel):
             col.prop(settings, "prompt")
             col.prop(settings, "negative_prompt")
             col.prop(settings, "model")
+            family = _model_family(settings.model)
+            if family:
+                col.label(text=family)
             col.prop(settings, "lora")
             if settings.lora:
                 col.prop(settings, "lora_scale")

@@ -30,7 +30,7 @@ class RerenderSettings(bpy.types.PropertyGroup):
     prompt: StringProperty(name="Prompt", description="What the result should look like")
     negative_prompt: StringProperty(name="Negative Prompt", description="What to avoid")
     model: StringProperty(
-        name="Model", description="Stable Diffusion 1.5 model: hub id, local folder or a single "
+        name="Model", description="Stable Diffusion 1.x, 2.x or XL model (the family is read from it): hub id, local folder or a single "
         ".safetensors/.ckpt file (empty: the worker's default)")
     lora: StringProperty(name="LoRA", subtype="FILE_PATH",
                          description="Optional LoRA weights file (empty: none)")

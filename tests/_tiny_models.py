@@ -62,6 +62,127 @@ SIZES = {
 }
 
 
+# SDXL-type UNets (two text encoders, pooled projection, size/crop time ids), built as diffusers'
+# own SDXL tests build theirs; "sdxl" has SDXL 1.0's shapes (timing and memory only)
+SDXL_SIZES = {
+    "tiny": dict(unet=dict(block_out_channels=(32, 64), layers_per_block=1, sample_size=8,
+                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                           up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+                           use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+                           transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=6 * 8 + 32,
+                           cross_attention_dim=32 + 64, norm_num_groups=16),
+                 vae=SIZES["tiny"]["vae"],
+                 text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           projection_dim=32),
+                 # wider than the first, as in SDXL (single-file loaders tell the two encoders apart by width)
+                 text_2=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                             projection_dim=32),
+                 cond_channels=(16, 32, 48, 64)),
+    "sdxl": dict(unet=dict(block_out_channels=(320, 640, 1280), layers_per_block=2, sample_size=128,
+                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                           up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                           attention_head_dim=(5, 10, 20), use_linear_projection=True,
+                           addition_embed_type="text_time", addition_time_embed_dim=256,
+                           transformer_layers_per_block=(1, 2, 10), projection_class_embeddings_input_dim=2816,
+                           cross_attention_dim=2048),
+                 vae=SIZES["sd15"]["vae"],
+                 text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                           projection_dim=768),
+                 text_2=dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+                             projection_dim=1280),
+                 cond_channels=(16, 32, 96, 256)),
+}
+# SD 2.x: OpenCLIP's 1024-wide text states (what tells the family apart) and linear projections
+SD2_TINY = dict(unet=dict(SIZES["tiny"]["unet"], cross_attention_dim=1024, use_linear_projection=True),
+                vae=SIZES["tiny"]["vae"],
+                text=dict(hidden_size=1024, intermediate_size=64, num_hidden_layers=1, num_attention_heads=8,
+                          projection_dim=32),
+                cond_channels=(16, 32, 48, 64))
+# SDXL's scheduler config (its scheduler_config.json: Euler, no sample clipping, leading spacing)
+SDXL_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                      timestep_spacing="leading", prediction_type="epsilon")
+
+
+def _text_model(spec: dict, vocab: int, projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(vocab_size=vocab, max_position_embeddings=77, bos_token_id=vocab - 2,
+                            eos_token_id=vocab - 1, pad_token_id=vocab - 1, **spec)
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
+
+
+def _controlnet_from(unet, cond_channels):
+    from diffusers import ControlNetModel
+
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cond_channels)
+    # from_unet zero-initialises the output convolutions; give them small random weights so the
+    # condition image actually changes the result (as in a trained ControlNet)
+    with torch.no_grad():
+        for m in list(controlnet.controlnet_down_blocks) + [controlnet.controlnet_mid_block]:
+            m.weight.normal_(0.0, 0.02)
+    return controlnet
+
+
+def build_family_components(family: str, size: str = "tiny", seed: int = 0) -> dict:
+    """Random components of an SD 2.x ("sd2", tiny, v-prediction) or SDXL ("sdxl", tiny or full-size)
+    model: UNet, ControlNet from it, VAE, text encoder(s) and the family's usual scheduler."""
+    from diffusers import AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler, UNet2DConditionModel
+
+    if family == "sd15":
+        return build_components(size, seed)
+    if family == "sd2" and size == "tiny":
+        spec = SD2_TINY
+    elif family == "sdxl" and size in SDXL_SIZES:
+        spec = SDXL_SIZES[size]
+    else:
+        raise ValueError(f"build_family_components: no {size!r} {family} model")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**spec["unet"])
+    vae_extra = dict(force_upcast=True, scaling_factor=0.13025) if family == "sdxl" else {}
+    vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        **spec["vae"], **vae_extra)
+    vocab = 49408 if size != "tiny" else TINY_VOCAB_SIZE
+    parts = dict(unet=unet, vae=vae, text_encoder=_text_model(spec["text"], vocab),
+                 controlnet=_controlnet_from(unet, spec["cond_channels"]))
+    if family == "sdxl":
+        parts["text_encoder_2"] = _text_model(spec["text_2"], vocab, projection=True)
+        parts["scheduler"] = EulerDiscreteScheduler(**SDXL_SCHEDULER)
+        parts["scheduler"].register_to_config(clip_sample=False, set_alpha_to_one=False)
+    else:  # SD 2.1 at 768: v-prediction
+        parts["scheduler"] = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                           clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                                           prediction_type="v_prediction")
+    return parts
+
+
+def save_family_folder(folder: str | Path, family: str, seed: int = 0) -> tuple[Path, Path]:
+    """Save a tiny random model of ``family`` as a diffusers folder ``folder/model`` and its
+    ControlNet as ``folder/controlnet`` (as :func:`save_model_folder` does for SD 1.5)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from transformers import CLIPTokenizer
+
+    if family == "sd15":
+        return save_model_folder(folder, seed=seed)
+    folder = Path(folder)
+    parts = build_family_components(family, "tiny", seed)
+    tok_dir = folder / "_tokenizer"
+    write_tiny_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
+    if family == "sdxl":
+        pipe = StableDiffusionXLPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"],
+                                         text_encoder_2=parts["text_encoder_2"], tokenizer=tokenizer,
+                                         tokenizer_2=tokenizer, unet=parts["unet"], scheduler=parts["scheduler"],
+                                         add_watermarker=False)
+    else:
+        pipe = StableDiffusionPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=tokenizer,
+                                       unet=parts["unet"], scheduler=parts["scheduler"], safety_checker=None,
+                                       feature_extractor=None, requires_safety_checker=False)
+    model_dir, cn_dir = folder / "model", folder / "controlnet"
+    pipe.save_pretrained(model_dir)
+    parts["controlnet"].save_pretrained(cn_dir)
+    return model_dir, cn_dir
+
+
 def build_components(size: str = "tiny", seed: int = 0) -> dict:
     """Random UNet, ControlNet, VAE, CLIP text model and DDIM scheduler of the given size."""
     from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel

@@ -77,9 +77,29 @@ def _ofx() -> dict[str, Any]:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def collect() -> dict[str, Any]:
-    """Everything ``rerender info`` reports, as plain JSON-serialisable data."""
-    return {
+def model_family(model: str) -> dict[str, Any]:
+    """The family of a local model folder or single file (keyframes.families), or why it is not one."""
+    from .keyframes import families
+
+    p = Path(model).expanduser()
+    try:
+        if p.is_dir():
+            name = families.detect(str(p), "folder")
+        elif p.is_file():
+            name = families.detect(str(p), "file")
+        else:
+            return {"model": model, "error": "not a local folder or file (a hub id's family is read when it loads)"}
+    except ValueError as e:
+        return {"model": model, "error": str(e)}
+    fam = families.get(name)
+    return {"model": model, "family": name, "label": fam.label, "resolution": fam.resolution,
+            "freeu": list(fam.freeu)}
+
+
+def collect(model: str | None = None) -> dict[str, Any]:
+    """Everything ``rerender info`` reports, as plain JSON-serialisable data (``model``: also that
+    model's family)."""
+    report = {
         "python": sys.version.split()[0],
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
         "packages": {p: v for p in PACKAGES if (v := _version(p)) is not None},
@@ -91,6 +111,9 @@ def collect() -> dict[str, Any]:
         "environment": {k: os.environ[k] for k in ("RERENDER_BACKEND", "RERENDER_SIMD", "OMP_NUM_THREADS",
                                                    "CUDA_VISIBLE_DEVICES", "OCIO") if k in os.environ},
     }
+    if model is not None:
+        report["model"] = model_family(model)
+    return report
 
 
 def describe(report: dict[str, Any]) -> str:
@@ -122,6 +145,10 @@ def describe(report: dict[str, Any]) -> str:
     lines.append(_describe_ofx(report["ofx"]))
     if report["environment"]:
         lines.append("environment: " + ", ".join(f"{k}={v}" for k, v in report["environment"].items()))
+    m = report.get("model")
+    if m is not None:
+        lines.append(f"model {m['model']}: " + (f"NOT USABLE ({m['error']})" if "error" in m else
+                     f"{m['label']} ({m['family']}), native {m['resolution']} px, FreeU {' '.join(map(str, m['freeu']))}"))
     return "\n".join(lines)
 
 

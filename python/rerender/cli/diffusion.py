@@ -4,7 +4,10 @@ Importing this module is cheap (no torch): the commands check the diffusion extr
 """
 from __future__ import annotations
 
+import typing
+
 from ..keyframes.conditions import NAMES as CONDITION_NAMES
+from ..keyframes.config import Family, Sampler
 from .common import add_cluster_option, add_command, add_job_options, cluster_client, group, load_configs
 from .propagate import add_blend_options, blend_flags
 
@@ -32,7 +35,7 @@ KEYFRAME_FLAGS = ("prompt", "negative_prompt", "added_prompt", "model", "model_c
                   "color_correction", "cross_frame_attention", "shape_fusion", "pixel_fusion", "adain", "prompt_schedule",
                   "negative_prompt_schedule", "depth_model", "control_window", "cross_window", "freeu", "offload",
                   "vae_tiling", "raft_weights", "raft_iters", "init", "source_prompt", "inversion_refine", "reference",
-                  "reference_scale", "ip_adapter", "image_encoder", "reanchor_every")
+                  "reference_scale", "ip_adapter", "image_encoder", "reanchor_every", "family", "sampler")
 
 
 # the configurations behind the options, first match wins (their defaults show in --help)
@@ -74,8 +77,10 @@ def _add_keyframe_options(p) -> None:
                       metavar="FRAME:TEXT", help="from input frame FRAME on, the negative prompt is TEXT (repeatable)")
     keys.add_argument("--added-prompt", default=None, help="appended to the prompt")
     model.add_argument("--model", default=None, metavar="ID|DIR|FILE",
-                       help="Stable Diffusion 1.5-type base model: hub id, diffusers folder or single .safetensors "
-                            "file (a hub id needs the hub or its local cache)")
+                       help="base model, Stable Diffusion 1.x, 2.x or XL (the family is read from the model): hub id, "
+                            "diffusers folder or single .safetensors file (a hub id needs the hub or its local cache)")
+    model.add_argument("--family", default=None, choices=typing.get_args(Family),
+                       help="insist on a model family (auto: read from the model)")
     model.add_argument("--model-config", default=None, metavar="DIR|ID",
                        help="diffusers folder / id holding the component configs of a single-file --model "
                             "(default: inferred by diffusers)")
@@ -102,7 +107,10 @@ def _add_keyframe_options(p) -> None:
                            "perhaps edited) after an earlier run; default: every --interval frames")
     keys.add_argument("--strength", type=float, default=None, metavar="S",
                       help="SDEdit strength in (0, 1]: lower keeps more of the input")
-    keys.add_argument("--steps", type=int, default=None, metavar="N", help="DDIM steps")
+    keys.add_argument("--steps", type=int, default=None, metavar="N", help="denoising steps")
+    keys.add_argument("--sampler", default=None, choices=typing.get_args(Sampler),
+                      help="diffusers scheduler that samples the key frames (ddim: the paper's; --scheduler is the "
+                           "Dask cluster); lcm/tcd for few-step models (1-8 steps, guidance 1-2)")
     keys.add_argument("--guidance-scale", type=float, default=None, metavar="G", help="classifier-free guidance scale")
     keys.add_argument("--seed", type=int, default=None, metavar="N",
                       help="seed of the shared initial noise (same seed, same key frames)")

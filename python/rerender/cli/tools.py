@@ -45,6 +45,9 @@ def add(sub) -> None:
         description="Describe this installation (paste it into bug reports).")
     group(i, "general").add_argument("--json", action="store_true",
                                      help="print the same as one JSON object (as --progress json's 'info' event holds)")
+    group(i, "model").add_argument("--model", default=None, metavar="DIR|FILE",
+                                   help="also name the model family of a local diffusers folder or single "
+                                        ".safetensors file")
     i.set_defaults(func=info)
 
 
@@ -79,7 +82,7 @@ def demo(args) -> int:
 def info(args) -> int:
     from ..info import collect, describe
 
-    report = collect()
+    report = collect(args.model)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     elif args.reporter.mode == "json":

@@ -3,7 +3,9 @@ cross-frame constraints, built on diffusers components.
 
 Modules: ``config`` (KeyframeConfig), ``models`` (loading), ``attention`` (cross-frame attention
 processor), ``encoder`` (VAE helpers, fidelity-oriented encoder E*), ``constraints`` (fusions,
-AdaIN, windows), ``controls`` (canny, HED), ``sampler`` (the DDIM loop), ``stage`` (render a clip's
+AdaIN, windows), ``controls`` (canny, HED), ``families`` (SD 1.x / 2.x / XL: detection, defaults),
+``schedulers`` (samplers, trajectory-fraction windows), ``text`` (prompt conditioning per family),
+``sampler`` (the sampling loop), ``stage`` (render a clip's
 key frames into WORK/keys), ``cli`` (the ``run`` and ``keyframes`` commands).
 Importing this package does not import torch; the submodules do.
 """

@@ -1,8 +1,9 @@
 """Options of the key-frame stage, with the defaults of docs/method.md section 1.
 
 Load with ``rerender.config.load(KeyframeConfig, path, overrides)``: unknown keys are errors.
-Windows are ``(start, end)`` fractions of the DDIM steps *actually run* (after SDEdit skips the
-first ones), so they mean the same thing at every strength.
+Windows are ``(start, end)`` fractions of the denoising trajectory *actually run* (after SDEdit skips
+the first ones; for DDIM the fractions of the steps run), so they mean the same thing at every strength
+and under every sampler (keyframes.schedulers).
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from .conditions import CONDITIONS, DEFAULT, DEFAULT_CONTROLNETS, NAMES
 from .weights import parse_lora
 
 Control = Literal[NAMES]  # the condition types of conditions.CONDITIONS
+
+Family = Literal["auto", "sd15", "sd2", "sdxl"]
+Sampler = Literal["ddim", "euler", "euler-a", "dpm++", "lcm", "tcd"]
 
 
 def parse_schedule(entries: list[str], where: str) -> list[tuple[int, str]]:
@@ -59,6 +63,9 @@ class KeyframeConfig:
     """LoRA files as ``FILE`` or ``FILE:SCALE`` (scale 1 by default)."""
     allow_pickle: bool = False
     """Allow .ckpt/.pt/.bin pickle checkpoints (they can execute code when loaded)."""
+    family: Family = "auto"
+    """Model family (keyframes.families): auto reads it from the model (a folder's model_index.json / UNet
+    config, a single file's tensor names, a hub model's UNet once loaded); a name insists on it."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "fp16", "fp32"] = "auto"
     """auto: fp16 on CUDA, fp32 on CPU."""
@@ -94,6 +101,10 @@ class KeyframeConfig:
     negative_prompt_schedule: list[str] = dataclasses.field(default_factory=list)
     """Negative prompt per key-frame range, ``FRAME:TEXT``, like ``prompt_schedule`` (before the first: ``negative_prompt``)."""
     steps: int = 20
+    sampler: Sampler = "ddim"
+    """The diffusers scheduler that samples: ddim (the paper's), euler, euler-a, dpm++ (DPM-Solver++ 2M), lcm, tcd (few-step models: LCM-/TCD-LoRA,
+    distilled checkpoints; use 1-8 steps and guidance_scale 1-2). The constraint windows are fractions of
+    the denoising trajectory, so they act at the equivalent points of any schedule."""
     guidance_scale: float = 7.5
     strength: float = 0.75
     """SDEdit strength: fraction of the DDIM schedule run from the noised input (1 = from noise)."""
@@ -154,7 +165,8 @@ class KeyframeConfig:
     colours win): the chroma (a, b of CIE Lab) histograms are matched, the input's lightness L is kept."""
     freeu: list[float] = dataclasses.field(default_factory=list)
     """FreeU factors ``[b1, b2, s1, s2]`` (backbone / skip scales of the first two decoder stages); empty: off.
-    The FreeU authors' values for SD 1.5: [1.5, 1.6, 0.9, 0.2]."""
+    The FreeU authors' values for SD 1.5: [1.5, 1.6, 0.9, 0.2]; per family: keyframes.families.FAMILIES
+    (SD 2.1 [1.4, 1.6, 0.9, 0.2], SDXL [1.3, 1.4, 0.9, 0.2])."""
 
     # --- memory (cards with 8-12 GB) ------------------------------------------------------------
     offload: Literal["none", "model", "sequential"] = "none"
@@ -215,8 +227,10 @@ class KeyframeConfig:
             need(len(self.controlnet) == len(self.control),
                  f"controlnet: {len(self.controlnet)} given for {len(self.control)} control conditions")
         else:
+            defaults = self.default_controlnets()
             for c in self.control:
-                need(c in DEFAULT_CONTROLNETS, f"control: {c!r} needs an explicit controlnet")
+                need(c in defaults, f"control: {c!r} needs an explicit controlnet"
+                     + (f" (no default for the {self.resolved_family()} family)" if c in DEFAULT_CONTROLNETS else ""))
         need(len(self.control_strength) in (1, len(self.control)),
              f"control_strength: give 1 value or {len(self.control)}, got {len(self.control_strength)}")
         parse_schedule(self.prompt_schedule, "prompt_schedule")
@@ -256,7 +270,34 @@ class KeyframeConfig:
         keys = ("model", "model_config", "vae", "lora", "dtype", "control", "controlnet", "control_strength",
                 "control_images", "canny_low", "canny_high", "depth_model", "control_window", "source_prompt",
                 "steps", "strength", "inversion_refine", "freeu", "vae_tiling")
-        return digest({k: getattr(self, k) for k in keys})
+        data = {k: getattr(self, k) for k in keys}
+        if self.sampler != "ddim":  # the inversion follows the schedule's noise levels
+            data["sampler"] = self.sampler
+        return digest(data)
+
+    def resolved_family(self) -> str:
+        """The family: as given, else read from a local model (a hub id counts as SD 1.5 here; the
+        loader reads it from the UNet)."""
+        if self.family != "auto":
+            return self.family
+        if self.model is None:
+            return "sd15"
+        from pathlib import Path
+
+        from . import families
+
+        p = Path(self.model).expanduser()
+        if p.is_dir():
+            return families.detect(str(p), "folder")
+        if p.is_file() and p.suffix.lower() == ".safetensors":
+            return families.detect(str(p), "file")
+        return "sd15"
+
+    def default_controlnets(self) -> dict[str, str]:
+        """Default ControlNet per built-in condition for this model's family."""
+        from . import families
+
+        return families.get(self.resolved_family()).default_controlnets
 
     def weight_sources(self, inversion: bool = False) -> list[str]:
         """Every model source (file, folder or hub id) whose weights the keys depend on; ``inversion``:
@@ -269,8 +310,8 @@ class KeyframeConfig:
         return [s for s in out if s]
 
     def controlnets(self) -> list[str]:
-        """ControlNet source per condition (explicit or the default for its type)."""
-        return list(self.controlnet) if self.controlnet else [DEFAULT_CONTROLNETS[c] for c in self.control]
+        """ControlNet source per condition (explicit or the family's default for its type)."""
+        return list(self.controlnet) if self.controlnet else [self.default_controlnets()[c] for c in self.control]
 
     def fingerprint(self) -> str:
         """Hash of the options that change rendered pixels. Key choice and ``device`` are left out:
@@ -280,4 +321,9 @@ class KeyframeConfig:
         data = dataclasses.asdict(self)
         for key in ("interval", "key_frames", "key_spacing", "device", "save_state", "offload"):
             data.pop(key)
+        # the paper's scheduler and a read family add nothing: fingerprints of earlier runs stay valid
+        if data["sampler"] == "ddim":
+            data.pop("sampler")
+        if data["family"] == "auto":
+            data.pop("family")
         return digest(data)

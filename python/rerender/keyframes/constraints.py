@@ -6,8 +6,6 @@ of the current frame, as in the shared conventions.
 """
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 import torch
@@ -15,19 +13,20 @@ import torch.nn.functional as F
 
 
 def window_steps(n_steps: int, window: tuple[float, float]) -> range:
-    """Indices ``k`` (0-based, of the ``n_steps`` steps actually run) with ``start <= k / n < end``.
+    """Indices ``k`` (0-based, of the ``n_steps`` steps actually run) with ``start <= k / n < end``:
+    the trajectory rule of ``schedulers.window_steps`` on DDIM's uniform steps (a window that holds no
+    step start on a very short run takes the step its start falls in).
 
     ``end == 1`` includes the last step. Windows never count steps that SDEdit skipped.
     """
+    from .schedulers import window_steps as trajectory_window
+
     if n_steps < 1:
         raise ValueError(f"n_steps: must be >= 1, got {n_steps}")
     start, end = window
     if not 0.0 <= start <= end <= 1.0:
         raise ValueError(f"window: need 0 <= start <= end <= 1, got {window}")
-    eps = 1e-9  # 0.1 * 20 must give exactly 2, not 2.0000000000000004
-    lo = math.ceil(start * n_steps - eps)
-    hi = math.ceil(end * n_steps - eps)
-    return range(min(lo, n_steps), min(hi, n_steps))
+    return trajectory_window([k / n_steps for k in range(n_steps)], window)
 
 
 def occlusion_to_latent(mask: np.ndarray | torch.Tensor, dilate: int = 9, smooth: bool = True,

@@ -34,14 +34,15 @@ def vae_factor(vae) -> int:
 
 
 def encode(vae, image: torch.Tensor) -> torch.Tensor:
-    """E(I): the posterior mean (deterministic), scaled."""
+    """E(I): the posterior mean (deterministic), scaled, in the image's dtype (an upcast fp32 VAE
+    under an fp16 run hands fp16 latents back)."""
     dist = vae.encode(image.to(vae.dtype)).latent_dist
-    return dist.mean * vae.config.scaling_factor
+    return (dist.mean * vae.config.scaling_factor).to(image.dtype)
 
 
 def decode(vae, latent: torch.Tensor) -> torch.Tensor:
-    """D(x) in [-1, 1] (not clipped)."""
-    return vae.decode(latent.to(vae.dtype) / vae.config.scaling_factor).sample
+    """D(x) in [-1, 1] (not clipped), in the latent's dtype."""
+    return vae.decode(latent.to(vae.dtype) / vae.config.scaling_factor).sample.to(latent.dtype)
 
 
 def compensation_mask(error: torch.Tensor, threshold: float, factor: int) -> torch.Tensor:

@@ -49,6 +49,9 @@ class Components:
     offloader: object = None  # the GroupOffload of offload="model" (tests inspect it)
     image_encoder: object = None  # CLIP image encoder of an IP-Adapter
     ip_pipeline: object = None  # the pipeline holding the IP-Adapter (image embeddings, adapter scale)
+    family: str = "sd15"  # keyframes.families: how prompts become conditioning, the family's defaults
+    text_encoder_2: object = None  # SDXL's second text encoder (OpenCLIP bigG, with projection)
+    tokenizer_2: object = None
     annotators: dict = dataclasses.field(default_factory=dict)
     """Condition annotators (HED, depth estimators) loaded for these components under their offload policy
     (:func:`offload_annotator`)."""
@@ -145,19 +148,46 @@ def _pipeline_kwargs(dtype: torch.dtype, local: bool) -> dict:
                 local_files_only=local)
 
 
+def _sdxl_kwargs(kwargs: dict) -> dict:
+    # no safety checker in SDXL pipelines; no invisible watermark on latents we never decode through it
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("safety_checker", "requires_safety_checker")}
+    return dict(kwargs, add_watermarker=False)
+
+
 def load_base(model: str, *, model_config: str | None = None, allow_pickle: bool = False,
-              dtype: torch.dtype = torch.float32):
-    """A diffusers StableDiffusionPipeline (components only; its __call__ is not used)."""
-    from diffusers import StableDiffusionPipeline
+              dtype: torch.dtype = torch.float32, family: str = "auto"):
+    """(pipeline, family): the family's diffusers pipeline (components only; its __call__ is not used).
+    ``family`` "auto": read from the model (keyframes.families); a hub id is loaded as SD 1.x/2.x
+    unless its UNet turns out to be SDXL's, then reloaded with the SDXL pipeline."""
+    import diffusers
+
+    from . import families
 
     kind = source_kind(model, allow_pickle, "model")
+    detected = families.detect(model, kind, allow_pickle)
+    if family != "auto" and detected is not None and detected != family:
+        raise ValueError(f"family: {model} is a {families.get(detected).label} model, not {families.get(family).label}")
+    name = family if family != "auto" else (detected or "sd15")
+    cls = getattr(diffusers, families.get(name).pipeline)
     if kind == "file":
         kwargs = _pipeline_kwargs(dtype, local=model_config is not None and Path(model_config).is_dir())
         if model_config is not None:
             kwargs["config"] = model_config
-        return StableDiffusionPipeline.from_single_file(str(Path(model).expanduser()), **kwargs)
-    return _refuse_pickle_errors("model", model, allow_pickle, lambda: StableDiffusionPipeline.from_pretrained(
-        model, use_safetensors=safetensors_only(allow_pickle), **_pipeline_kwargs(dtype, local=kind == "folder")))
+        if name == "sdxl":
+            kwargs = _sdxl_kwargs(kwargs)
+        pipe = cls.from_single_file(str(Path(model).expanduser()), **kwargs)
+    else:
+        kwargs = _pipeline_kwargs(dtype, local=kind == "folder")
+        if name == "sdxl":
+            kwargs = _sdxl_kwargs(kwargs)
+        pipe = _refuse_pickle_errors("model", model, allow_pickle, lambda: cls.from_pretrained(
+            model, use_safetensors=safetensors_only(allow_pickle), **kwargs))
+    found = families.from_unet(pipe.unet, model)
+    if family == "auto" and detected is None and found != name:  # a hub id: now its UNet tells
+        return load_base(model, model_config=model_config, allow_pickle=allow_pickle, dtype=dtype, family=found)
+    if found != name:
+        raise ValueError(f"family: {model} has the UNet of {families.get(found).label}, not {families.get(name).label}")
+    return pipe, name
 
 
 def load_vae(source: str, *, config: str | None = None, subfolder: str | None = None,
@@ -213,16 +243,13 @@ def apply_loras(pipe, loras: list[str], allow_pickle: bool = False) -> None:
     pipe.set_adapters(names, adapter_weights=scales)
 
 
-IP_ADAPTER_HUB_FILE = ("models", "ip-adapter_sd15.safetensors")  # subfolder, file in a hub repo like h94/IP-Adapter
-IP_ADAPTER_HUB_ENCODER = "models/image_encoder"
-
-
-def load_ip_adapter(pipe, source: str, image_encoder: str | None = None, *, allow_pickle: bool = False) -> None:
+def load_ip_adapter(pipe, source: str, image_encoder: str | None = None, *, allow_pickle: bool = False,
+                    family: str = "sd15") -> None:
     """Load an IP-Adapter into ``pipe`` (diffusers' ``load_ip_adapter``) with its CLIP image encoder.
 
     ``source``: the adapter file (.safetensors), a folder holding one adapter file (and optionally an
-    ``image_encoder/`` folder), or a hub id (file ``models/ip-adapter_sd15.safetensors``, encoder
-    ``models/image_encoder``, as in h94/IP-Adapter). ``image_encoder``: a CLIPVisionModelWithProjection
+    ``image_encoder/`` folder), or a hub id (the family's file and encoder as laid out in h94/IP-Adapter:
+    ``models/ip-adapter_sd15.safetensors``, SDXL ``sdxl_models/ip-adapter_sdxl.safetensors``). ``image_encoder``: a CLIPVisionModelWithProjection
     folder or hub id (default: next to the adapter). Safetensors only unless ``allow_pickle``. Load it
     before installing cross-frame attention: diffusers rebuilds every attention processor here.
     """
@@ -244,7 +271,13 @@ def load_ip_adapter(pipe, source: str, image_encoder: str | None = None, *, allo
         repo, sub, weight = str(p), "", files[0]
         default_encoder = p / "image_encoder"
     else:
-        repo, (sub, weight) = source, IP_ADAPTER_HUB_FILE
+        from . import families
+
+        fam = families.get(family)
+        if not fam.ip_adapter_file[1]:
+            raise ValueError(f"ip_adapter: no published IP-Adapter for {fam.label}; give an adapter file or folder")
+        repo, (sub, weight) = source, fam.ip_adapter_file
+        hub_encoder = fam.ip_adapter_encoder
         default_encoder = None
     if image_encoder is None:
         if default_encoder is not None:
@@ -253,7 +286,7 @@ def load_ip_adapter(pipe, source: str, image_encoder: str | None = None, *, allo
                                         "give the CLIP image encoder with --image-encoder DIR|ID")
             image_encoder = str(default_encoder)
         else:
-            image_encoder, encoder_sub = source, IP_ADAPTER_HUB_ENCODER
+            image_encoder, encoder_sub = source, hub_encoder
     enc_kind = source_kind(image_encoder, allow_pickle, "image_encoder")
     if enc_kind == "file":
         raise ValueError(f"image_encoder: {image_encoder} is a file; give the encoder's folder or a hub id")
@@ -351,7 +384,7 @@ def apply_offload(comps: Components, mode: str) -> Components:
         return comps
     if mode not in ("model", "sequential"):
         raise ValueError(f"offload: {mode!r} is not one of 'none', 'model', 'sequential'")
-    groups = {"text": [comps.text_encoder], "denoise": [comps.unet, *comps.controlnets], "vae": [comps.vae],
+    groups = {"text": [comps.text_encoder, comps.text_encoder_2], "denoise": [comps.unet, *comps.controlnets], "vae": [comps.vae],
               "image": [comps.image_encoder]}
     if mode == "model":
         comps.offloader = GroupOffload(groups, comps.device)
@@ -383,28 +416,34 @@ class ModelSpec:
     ip_adapter: str | None = None
     """An IP-Adapter for a reference image (see :func:`load_ip_adapter`), with its ``image_encoder``."""
     image_encoder: str | None = None
+    family: str = "auto"
+    """"auto" (read from the model) or a name of ``keyframes.families.FAMILIES`` to insist on."""
 
     @classmethod
     def from_config(cls, cfg) -> "ModelSpec":
         """The models a :class:`~rerender.keyframes.config.KeyframeConfig` names."""
         return cls(cfg.model, cfg.controlnets(), model_config=cfg.model_config, vae=cfg.vae, loras=list(cfg.lora),
                    allow_pickle=cfg.allow_pickle, device=cfg.device, dtype=cfg.dtype, offload=cfg.offload,
-                   ip_adapter=cfg.ip_adapter if cfg.reference else None, image_encoder=cfg.image_encoder)
+                   ip_adapter=cfg.ip_adapter if cfg.reference else None, image_encoder=cfg.image_encoder,
+                   family=cfg.family)
 
 
 def load_components(spec: ModelSpec) -> Components:
     """Everything the sampler needs, in eval mode, with a DDIM scheduler: on the device, or in CPU
-    memory under ``spec.offload`` ("model" / "sequential") hooks that move them to the device when they run."""
+    memory under ``spec.offload`` ("model" / "sequential") hooks that move them to the device when they run.
+    A VAE whose config asks for ``force_upcast`` (SDXL's overflows in fp16) stays in fp32 under an
+    fp16 run, as diffusers' pipelines upcast it."""
     from diffusers import DDIMScheduler
 
     if spec.offload not in ("none", "model", "sequential"):
         raise ValueError(f"offload: {spec.offload!r} is not one of 'none', 'model', 'sequential'")
     allow_pickle = spec.allow_pickle
     dev, dt = resolve_device(spec.device, spec.dtype)
-    pipe = load_base(spec.model, model_config=spec.model_config, allow_pickle=allow_pickle, dtype=dt)
+    pipe, fam = load_base(spec.model, model_config=spec.model_config, allow_pickle=allow_pickle, dtype=dt,
+                          family=spec.family)
     apply_loras(pipe, list(spec.loras or []), allow_pickle)
     if spec.ip_adapter:
-        load_ip_adapter(pipe, spec.ip_adapter, spec.image_encoder, allow_pickle=allow_pickle)
+        load_ip_adapter(pipe, spec.ip_adapter, spec.image_encoder, allow_pickle=allow_pickle, family=fam)
     vae_model = pipe.vae
     if spec.vae:
         # a single-file VAE takes its config from the base model's (folder, id or --model-config)
@@ -412,12 +451,37 @@ def load_components(spec: ModelSpec) -> Components:
         vae_model = load_vae(spec.vae, config=base_cfg, subfolder="vae" if base_cfg else None,
                              allow_pickle=allow_pickle, dtype=dt)
     nets = [load_controlnet(c, allow_pickle=allow_pickle, dtype=dt) for c in spec.controlnets]
+    for i, (src, net) in enumerate(zip(spec.controlnets, nets)):
+        check_controlnet(net, pipe.unet, src, fam, i)
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     home = dev if spec.offload == "none" else torch.device("cpu")  # offloaded models never sit on the GPU all at once
     enc = pipe.image_encoder if spec.ip_adapter else None
-    for m in (pipe.unet, vae_model, pipe.text_encoder, *nets, *([enc] if enc is not None else [])):
+    text_2 = getattr(pipe, "text_encoder_2", None)
+    for m in (pipe.unet, pipe.text_encoder, *nets, *([enc] if enc is not None else []),
+              *([text_2] if text_2 is not None else [])):
         prepare(m, home, dt)
+    upcast = dt == torch.float16 and bool(getattr(vae_model.config, "force_upcast", False))
+    prepare(vae_model, home, torch.float32 if upcast else dt)
     comps = Components(unet=pipe.unet, vae=vae_model, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
                        scheduler=scheduler, controlnets=nets, device=dev, dtype=dt, image_encoder=enc,
-                       ip_pipeline=pipe if spec.ip_adapter else None)
+                       ip_pipeline=pipe if spec.ip_adapter else None, family=fam, text_encoder_2=text_2,
+                       tokenizer_2=getattr(pipe, "tokenizer_2", None))
     return apply_offload(comps, spec.offload)
+
+
+def check_controlnet(net, unet, source: str, family: str, index: int = 0) -> None:
+    """A ControlNet must be of the base model's family (its residuals are added to that UNet's blocks)."""
+    from . import families
+
+    try:
+        net_family = families.from_unet_config(dict(net.config), source)
+    except families.UnsupportedModel:
+        net_family = None
+    same_shape = (tuple(net.config.block_out_channels) == tuple(unet.config.block_out_channels)
+                  and net.config.cross_attention_dim == unet.config.cross_attention_dim)
+    if net_family != family or not same_shape:
+        what = families.get(net_family).label if net_family in families.FAMILIES else "another model"
+        raise ValueError(f"controlnet[{index}]: {source} is a ControlNet for {what} (blocks "
+                         f"{tuple(net.config.block_out_channels)}, text width {net.config.cross_attention_dim}); "
+                         f"the base model is {families.get(family).label} (blocks "
+                         f"{tuple(unet.config.block_out_channels)}, text width {unet.config.cross_attention_dim})")

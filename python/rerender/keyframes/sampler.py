@@ -29,7 +29,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from . import attention, constraints, encoder
+from . import attention, constraints, encoder, schedulers, text
 from .config import KeyframeConfig
 from .models import Components
 
@@ -96,8 +96,8 @@ class Geometry:
 class LoopPlan:
     """What one DDIM pass (:meth:`KeyframeSampler._loop`) does beside denoising."""
 
-    emb: torch.Tensor | None = None
-    """Text embeddings (default: the config's prompts)."""
+    emb: text.TextConditioning | None = None
+    """Text conditioning (default: the config's prompts)."""
     refs: list = dataclasses.field(default_factory=list)
     """Attention inputs of the reference frames (cross-frame attention in its window)."""
     record: FrameMemory | None = None
@@ -113,7 +113,11 @@ class LoopPlan:
     """(E(input), noise, latent matte): masked SDEdit; outside the matte every step's result is replaced
     by the input's latent noised to the next timestep, and the pass's result by the clean E(input)."""
     snapshot: int | None = None
-    """Keep the input of that step in ``trace["snapshot"]``."""
+    """Keep the input of that step in ``trace["snapshot"]`` and the scheduler's state in ``trace["resume"]``."""
+    resume: tuple | None = None
+    """A ``trace["resume"]``: continue that pass's scheduler state (the fused pass after the rough one)."""
+    traj: schedulers.Trajectory | None = None
+    """The trajectory (default: the config's scheduler at its strength)."""
 
 
 @dataclasses.dataclass
@@ -150,23 +154,26 @@ class KeyframeSampler:
         else:
             comps.vae.disable_tiling()
         self.cfg_batch = cfg.guidance_scale > 1.0
-        self._prompt_cache: dict[tuple[str, str], torch.Tensor] = {}
-        self.timesteps = self.schedule(cfg.strength)
+        self._prompt_cache: dict[tuple, text.TextConditioning] = {}
+        self.prediction = comps.scheduler.config.prediction_type
+        self.traj = self.trajectory(cfg.strength)
+        self.timesteps = self.traj.timesteps
         self.n_steps = len(self.timesteps)
-        self.windows = self.windows_for(self.n_steps)
+        self.windows = self.windows_for(self.traj)
         self._noise: dict[tuple, torch.Tensor] = {}
         self.image_embeds = self._reference_embeds()
 
-    def windows_for(self, n: int) -> dict[str, range]:
-        """The steps (of ``n`` run) in each constraint's window: the windows are fractions of the steps
-        actually run, so a schedule of another length (the colour reference's, from noise) gets its own."""
-        cfg = self.cfg
+    def windows_for(self, traj: schedulers.Trajectory) -> dict[str, range]:
+        """The steps of ``traj`` in each constraint's window: the windows are fractions of the denoising
+        trajectory actually run (schedulers.window_steps; for DDIM's uniform steps the fractions of the
+        steps run), so a schedule of another length (the colour reference's, from noise) gets its own."""
+        cfg, pos = self.cfg, traj.positions
         return {
-            "shape": constraints.window_steps(n, cfg.shape_window) if cfg.shape_fusion else range(0),
-            "pixel": constraints.window_steps(n, cfg.pixel_window) if cfg.pixel_fusion else range(0),
-            "adain": constraints.window_steps(n, cfg.adain_window) if cfg.adain else range(0),
-            "control": constraints.window_steps(n, cfg.control_window),
-            "cross": constraints.window_steps(n, cfg.cross_window) if self.attn_layers else range(0),
+            "shape": schedulers.window_steps(pos, cfg.shape_window) if cfg.shape_fusion else range(0),
+            "pixel": schedulers.window_steps(pos, cfg.pixel_window) if cfg.pixel_fusion else range(0),
+            "adain": schedulers.window_steps(pos, cfg.adain_window) if cfg.adain else range(0),
+            "control": schedulers.window_steps(pos, cfg.control_window),
+            "cross": schedulers.window_steps(pos, cfg.cross_window) if self.attn_layers else range(0),
         }
 
     def _reference_embeds(self) -> list[torch.Tensor] | None:
@@ -193,27 +200,26 @@ class KeyframeSampler:
         return self.state.store_device or self.c.device
 
     # --- set-up -------------------------------------------------------------------------------
+    def trajectory(self, strength: float) -> schedulers.Trajectory:
+        """The config's scheduler over the steps actually run at an SDEdit ``strength``."""
+        return schedulers.Trajectory(self.cfg.sampler, self.c.scheduler.config, self.cfg.steps, strength)
+
     def schedule(self, strength: float) -> list[int]:
         """Timesteps actually run for an SDEdit ``strength`` (the first ones are skipped)."""
-        sch = self.c.scheduler
-        sch.set_timesteps(self.cfg.steps)
-        n_run = min(int(self.cfg.steps * strength + 1e-9), self.cfg.steps)  # 0.7 x 20 must give 14
-        if n_run < 1:
-            raise ValueError(f"strength: {strength} x {self.cfg.steps} steps runs no step; raise strength or steps")
-        return [int(t) for t in sch.timesteps[self.cfg.steps - n_run:]]
+        return self.trajectory(strength).timesteps
 
     @torch.no_grad()
-    def embeddings(self, prompts: tuple[str, str] | None = None) -> torch.Tensor:
-        """Text embeddings of (positive, negative) prompts, ``[negative; positive]`` with CFG;
-        ``None``: the config's prompts for frame 0 (no schedule). Cached per pair."""
+    def embeddings(self, prompts: tuple[str, str] | None = None,
+                   size: tuple[int, int] | None = None) -> text.TextConditioning:
+        """Text conditioning of (positive, negative) prompts, ``[negative; positive]`` with CFG;
+        ``None``: the config's prompts for frame 0 (no schedule). ``size``: the frame's (H, W) (SDXL's
+        size conditioning). Cached per pair and size."""
         positive, negative = prompts if prompts is not None else self.cfg.prompts_for(0)
-        key = (positive, negative)
+        size = tuple(size) if size is not None else (0, 0)
+        key = (positive, negative, size if self.c.family == "sdxl" else None)
         if key not in self._prompt_cache:
             texts = [negative, positive] if self.cfg_batch else [positive]
-            tok = self.c.tokenizer(texts, padding="max_length", max_length=self.c.tokenizer.model_max_length,
-                                   truncation=True, return_tensors="pt")
-            emb = self.c.text_encoder(tok.input_ids.to(self.c.device))[0]
-            self._prompt_cache[key] = emb.to(self.c.device, self.c.dtype)
+            self._prompt_cache[key] = text.encode(self.c, texts, size)
         return self._prompt_cache[key]
 
     def noise(self, shape: tuple) -> torch.Tensor:
@@ -223,42 +229,25 @@ class KeyframeSampler:
             self._noise[shape] = torch.randn(shape, generator=g).to(self.c.device, self.c.dtype)
         return self._noise[shape]
 
-    def _alphas(self, t: int) -> tuple[float, float]:
-        sch = self.c.scheduler
-        a_t = float(sch.alphas_cumprod[t])
-        prev = t - sch.config.num_train_timesteps // self.cfg.steps
-        a_prev = float(sch.alphas_cumprod[prev]) if prev >= 0 else float(sch.final_alpha_cumprod)
-        return a_t, a_prev
-
-    def _split(self, out: torch.Tensor, x: torch.Tensor, a_t: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model output -> (eps, x0) for the scheduler's prediction type."""
-        kind = self.c.scheduler.config.prediction_type
-        sa, sb = a_t ** 0.5, (1.0 - a_t) ** 0.5
-        if kind == "epsilon":
-            return out, (x - sb * out) / sa
-        if kind == "v_prediction":
-            return sa * out + sb * x, sa * x - sb * out
-        if kind == "sample":
-            return (x - sa * out) / sb, out
-        raise ValueError(f"scheduler prediction_type {kind!r} is not supported")
-
     # --- one UNet evaluation --------------------------------------------------------------------
-    def _eps(self, x: torch.Tensor, t: int, conds: list[torch.Tensor], emb: torch.Tensor,
+    def _eps(self, x: torch.Tensor, t: int, conds: list[torch.Tensor], cond: text.TextConditioning,
              control: bool = True) -> torch.Tensor:
         """Guided model output at ``t``; ``control``: add the ControlNets' residuals (their window)."""
         c = self.c
+        emb = cond.emb
         n = emb.shape[0]
         x_in = x.expand(n, -1, -1, -1)
         t_in = torch.full((n,), t, device=c.device, dtype=torch.long)
+        added = dict(cond.added) or None  # SDXL: pooled text embeddings and size/crop time ids
         down = mid = None
-        for net, cond, scale in zip(c.controlnets if control else [], conds, self.cfg.strengths()):
-            d, m = net(x_in, t_in, encoder_hidden_states=emb, controlnet_cond=cond.expand(n, -1, -1, -1),
-                       conditioning_scale=scale, return_dict=False)
+        for net, image, scale in zip(c.controlnets if control else [], conds, self.cfg.strengths()):
+            d, m = net(x_in, t_in, encoder_hidden_states=emb, controlnet_cond=image.expand(n, -1, -1, -1),
+                       conditioning_scale=scale, added_cond_kwargs=added, return_dict=False)
             down = list(d) if down is None else [a + b for a, b in zip(down, d)]
             mid = m if mid is None else mid + m
-        extra = None
+        extra = added
         if self.image_embeds is not None:  # [negative; positive] rows, or the positive one without CFG
-            extra = {"image_embeds": [e if e.shape[0] == n else e[-n:] for e in self.image_embeds]}
+            extra = dict(added or {}, image_embeds=[e if e.shape[0] == n else e[-n:] for e in self.image_embeds])
         out = c.unet(x_in, t_in, encoder_hidden_states=emb, down_block_additional_residuals=down,
                      mid_block_additional_residual=mid, added_cond_kwargs=extra, return_dict=False)[0]
         if n == 2:
@@ -270,16 +259,19 @@ class KeyframeSampler:
     @torch.no_grad()
     def _loop(self, x: torch.Tensor, timesteps: list[int], conds: list[torch.Tensor], plan: LoopPlan,
               start: int = 0) -> tuple[torch.Tensor, dict]:
-        """DDIM from ``x`` (the input of step ``start``) over ``timesteps[start:]``, doing what ``plan``
-        says beside denoising. Returns the final latent and the trace (constraint name -> steps)."""
+        """The scheduler's steps from ``x`` (the input of step ``start``, in the scheduler's sample space)
+        over ``timesteps[start:]``, doing what ``plan`` says beside denoising. Returns the final latent
+        and the trace (constraint name -> steps)."""
         trace: dict = {"shape": [], "adain": [], "pixel": [], "cross": [], "control": []}
         emb = plan.emb if plan.emb is not None else self.embeddings()
-        windows = self.windows if len(timesteps) == self.n_steps else self.windows_for(len(timesteps))
+        traj = plan.traj or self.traj
+        windows = self.windows if traj is self.traj else self.windows_for(traj)
+        run = schedulers.Pass(traj, self.cfg.seed, tuple(x.shape), plan.resume)
         try:
             for k in range(start, len(timesteps)):
                 if k == plan.snapshot:
-                    trace["snapshot"] = x
-                x = self._step(x, k, timesteps[k], conds, emb, plan, trace, windows)
+                    trace["snapshot"], trace["resume"] = x, run.save()
+                x = self._step(x, k, timesteps[k], conds, emb, plan, trace, windows, run)
             if plan.keep is not None and start < len(timesteps):
                 # after the last step the clean E(input) outside the matte, as diffusers' legacy masked
                 # img2img (docs/method.md, "mattes"): no noise left there for the decoder to carry inside
@@ -290,9 +282,10 @@ class KeyframeSampler:
             self.state.recording = None
         return x, trace
 
-    def _step(self, x: torch.Tensor, k: int, t: int, conds: list[torch.Tensor], emb: torch.Tensor,
-              plan: LoopPlan, trace: dict, windows: dict[str, range]) -> torch.Tensor:
-        """DDIM step k (timestep t) with the constraints whose window (of this schedule) holds k."""
+    def _step(self, x: torch.Tensor, k: int, t: int, conds: list[torch.Tensor], emb: text.TextConditioning,
+              plan: LoopPlan, trace: dict, windows: dict[str, range], run: schedulers.Pass) -> torch.Tensor:
+        """One step k (timestep t) with the constraints whose window (of this schedule) holds k: they edit
+        the predicted x0 (and the step's result) in VP terms, the scheduler steps from the consistent state."""
         self.state.step = k
         # cross-frame attention (and its caches) only in its window; plain self-attention outside
         cross = k in windows["cross"]
@@ -303,23 +296,26 @@ class KeyframeSampler:
         control = k in windows["control"]
         if control:
             trace["control"].append(k)
-        a_t, a_prev = self._alphas(t)
-        out = self._eps(x, t, conds, emb, control)
-        eps, x0 = self._split(out, x, a_t)
+        a_prev = run.traj.alpha_next(k)
+        x_in = run.model_input(x, k)
+        out = self._eps(x_in, t, conds, emb, control)
+        eps, x0 = run.traj.split(out, x_in, k, self.prediction)
+        edited = False
         if plan.shape is not None and k in windows["shape"]:
             anchor, flow, occ = plan.shape
             x0 = constraints.shape_fusion(x0, constraints.warp_latent(anchor.x0[k].to(x0.device), flow), occ)
             trace["shape"].append(k)
+            edited = True
         if plan.adain_ref is not None and k in windows["adain"]:
             x0 = constraints.adain(x0, *(t.to(x0.device) for t in plan.adain_ref.stats[k]))
             trace["adain"].append(k)
+            edited = True
         if plan.keep_anchor:
             if k in windows["shape"]:
                 plan.record.x0[k] = x0.detach().clone()
             if k in windows["adain"]:
                 plan.record.stats[k] = constraints.channel_stats(x0)
-        direction = (1.0 - a_prev) ** 0.5 * eps
-        x = a_prev ** 0.5 * x0 + direction
+        x, direction = run.step(k, out, x_in, x0, eps, self.prediction, edited)
         if plan.pixel is not None and k in windows["pixel"]:
             target, weight, gen = plan.pixel
             z = torch.randn(target.shape, generator=gen).to(x.device, x.dtype)
@@ -329,7 +325,7 @@ class KeyframeSampler:
         if plan.keep is not None:
             source, z, m = plan.keep
             x = m * x + (1.0 - m) * (a_prev ** 0.5 * source + (1.0 - a_prev) ** 0.5 * z)
-        return x
+        return run.to_sample(x, k)
 
     def _conditions(self, conditions: list[np.ndarray]) -> list[torch.Tensor]:
         if len(conditions) != len(self.c.controlnets):
@@ -353,12 +349,12 @@ class KeyframeSampler:
         strength 1 would still keep sqrt(a_T) ~ 0.07 of E(input))."""
         self._check_frame(frame)
         conds = self._conditions(conditions)
-        ts = self.schedule(1.0)
+        traj = self.trajectory(1.0)
         f = encoder.vae_factor(self.c.vae)
         channels = self.c.unet.config.in_channels
         z = self.noise((1, channels, frame.shape[0] // f, frame.shape[1] // f))
-        x = z * self.c.scheduler.init_noise_sigma
-        x, _ = self._loop(x, ts, conds, LoopPlan(emb=self.embeddings(prompts)))
+        x = z * traj.fresh().init_noise_sigma
+        x, _ = self._loop(x, traj.timesteps, conds, LoopPlan(emb=self.embeddings(prompts, frame.shape[:2]), traj=traj))
         return encoder.to_image(encoder.decode(self.c.vae, x))
 
     @torch.no_grad()
@@ -373,10 +369,8 @@ class KeyframeSampler:
         c, cfg = self.c, self.cfg
         refine = cfg.inversion_refine if refine is None else refine
         conds = self._conditions(conditions)
-        text = cfg.source_prompt if source_prompt is None else source_prompt
-        tok = c.tokenizer([text], padding="max_length", max_length=c.tokenizer.model_max_length, truncation=True,
-                          return_tensors="pt")
-        emb = c.text_encoder(tok.input_ids.to(c.device))[0].to(c.device, c.dtype)
+        source = cfg.source_prompt if source_prompt is None else source_prompt
+        emb = text.encode(c, [source], frame.shape[:2])
         x = encoder.encode(c.vae, encoder.to_tensor(frame, c.device, c.dtype))
         self.state.refs, self.state.recording = [], None
         if self.image_embeds is not None:  # the reference describes the target, not the input: scale 0
@@ -387,24 +381,27 @@ class KeyframeSampler:
             if self.image_embeds is not None:
                 c.ip_pipeline.set_ip_adapter_scale(cfg.reference_scale)
 
-    def _invert_steps(self, x: torch.Tensor, conds: list[torch.Tensor], emb: torch.Tensor, refine: int) -> torch.Tensor:
+    def _invert_steps(self, x: torch.Tensor, conds: list[torch.Tensor], emb: text.TextConditioning,
+                      refine: int) -> torch.Tensor:
+        """DDIM's ODE run backwards over the trajectory's noise levels (VP latents, any scheduler)."""
         for k in reversed(range(self.n_steps)):
             t = self.timesteps[k]
             self.state.step = k
-            a_t, a_prev = self._alphas(t)
+            a_t, a_prev = self.traj.alpha(k), self.traj.alpha_next(k)
             control = k in self.windows["control"]
             x_prev, x_t = x, x
             for _ in range(refine + 1):
-                eps, _ = self._split(self._eps(x_t, t, conds, emb, control), x_t, a_t)
+                eps, _ = self.traj.split(self._eps(x_t, t, conds, emb, control), x_t, k, self.prediction)
                 x0 = (x_prev - (1.0 - a_prev) ** 0.5 * eps) / a_prev ** 0.5
                 x_t = a_t ** 0.5 * x0 + (1.0 - a_t) ** 0.5 * eps
             x = x_t
         return x
 
     def initial_latent(self, frame: np.ndarray, latent: torch.Tensor) -> torch.Tensor:
-        """SDEdit start: E(I) noised to the first timestep run with the shared noise z."""
+        """SDEdit start: E(I) noised to the first timestep run with the shared noise z (in the
+        scheduler's sample space)."""
         z = self.noise(tuple(latent.shape))
-        return self.c.scheduler.add_noise(latent, z, torch.tensor([self.timesteps[0]]))
+        return self.traj.add_noise(latent, z)
 
     @torch.no_grad()
     def render(self, frame: np.ndarray, conditions: list[np.ndarray], anchor: FrameMemory | None = None,
@@ -415,7 +412,7 @@ class KeyframeSampler:
         """Render one key frame. The anchor itself: ``anchor=None``. Later keys: the anchor's and the
         previous key's memories and the ``geometry`` (flows / occlusions) to them. ``prompts``:
         (positive, negative) for this key (default: the config's prompts). ``init_latent``: the start
-        latent x_T (e.g. from :meth:`invert`; default: SDEdit). ``origin``: the shot's first key when
+        latent x_T (VP, e.g. from :meth:`invert`; default: SDEdit). ``origin``: the shot's first key when
         ``anchor`` is a newer segment anchor: attention then reads [origin; anchor; previous], AdaIN
         follows the origin, and the fusions use the (nearer) anchor. ``matte``: uint8 H x W, 255 =
         restyle; outside it the latent follows the input's (masked SDEdit)."""
@@ -425,10 +422,11 @@ class KeyframeSampler:
         c, cfg = self.c, self.cfg
         dev, dt = c.device, c.dtype
         conds = self._conditions(conditions)
-        emb = self.embeddings(prompts)
+        emb = self.embeddings(prompts, frame.shape[:2])
         image = encoder.to_tensor(frame, dev, dt)
         latent = encoder.encode(c.vae, image)
-        x_T = init_latent.to(dev, dt) if init_latent is not None else self.initial_latent(frame, latent)
+        x_T = (init_latent.to(dev, dt) * self.traj.scale(0) if init_latent is not None
+               else self.initial_latent(frame, latent))
         if tuple(x_T.shape) != tuple(latent.shape):
             raise ValueError(f"init_latent: shape {tuple(x_T.shape)} does not match the frame's latent {tuple(latent.shape)}")
         keep = None
@@ -475,6 +473,7 @@ class KeyframeSampler:
             start = self.windows["pixel"].start
             x_rough, rough_trace = self._loop(x_T, self.timesteps, conds, dataclasses.replace(plan, snapshot=start))
             x_start = rough_trace["snapshot"]
+            plan = dataclasses.replace(plan, resume=rough_trace["resume"])
             rough = encoder.decode(c.vae, x_rough).clamp(-1, 1)
             rough_img = encoder.to_image(rough)
             target_img = self.pixel_reference(rough, anchor.image, prev.image, geometry)
