@@ -223,6 +223,65 @@ def test_a_matte_and_alpha_output(shot, tmp_path):
         assert got[0, 0, 3] == 0.0 and got[h // 2, w // 3, 3] == 1.0   # the matte is the alpha
 
 
+def test_an_opaque_rgba_matte_is_read_by_its_luminance(shot, tmp_path):
+    # hosts that give every clip as RGBA (found with the OpenFX HostSupport library's host) mark an
+    # RGB matte's filled-in alpha kOfxImageOpaque: that alpha carries nothing, so the matte is the
+    # luminance, as `--matte` reads an RGB file (before: the constant alpha made the whole frame matte)
+    h, w = shot.plates.shape[1:3]
+    matte = np.zeros((len(shot.plates), h, w, 3), np.float32)
+    matte[:, h // 3: 2 * h // 3, w // 4: w // 2] = 1.0
+    (tmp_path / "mattes").mkdir()
+    for i, t in enumerate(shot.frames):
+        write_exr(tmp_path / "mattes" / f"m.{t}.exr", matte[i])
+    rgba = np.concatenate([matte, np.ones_like(matte[..., :1])], axis=-1)
+    frames = [1004, 1010]
+    spec = spec_for(shot, tmp_path, params={"keyFrames": ",".join(map(str, shot.key_times)), "outputAlpha": 1},
+                    steps=[{"render": frames}])
+    spec["clips"]["Matte"] = {**shot.clip_spec("Matte", rgba), "premult": ofx.OPAQUE}
+    out = run_scenario(spec, tmp_path / "run", timeout=600)
+    r = ok(out)
+    reference = cli_reference(shot, tmp_path / "cli", "--matte", str(tmp_path / "mattes" / "m.%04d.exr"), "--alpha")
+    for t in frames:
+        assert r["steps"][0]["statuses"][str(t)] == ofx.STAT_OK, r["messages"]
+        got = out.frame(0, t)
+        assert got.shape == (h, w, 4) and reference[t].shape == (h, w, 4)
+        assert np.array_equal(got, reference[t]), f"frame {t}: max |diff| {np.abs(got - reference[t]).max()}"
+        assert got[0, 0, 3] == 0.0 and got[h // 2, 3 * w // 8, 3] == 1.0   # the matte's luminance is the alpha
+
+
+def test_eight_bit_alpha_output_is_premultiplied_after_the_curve(shot, tmp_path):
+    # at 8 bits with the matte as alpha, the worker's premultiplied linear colour is un-premultiplied,
+    # put through the sRGB curve and premultiplied again: OFX integer images are premultiplied
+    # display values (kOfxImageEffectPropPreMultiplication), as the float path is premultiplied linear
+    cache = tmp_path / "cache"
+    h, w = shot.plates.shape[1:3]
+    matte = np.zeros((len(shot.plates), h, w, 3), np.uint8)
+    matte[:, h // 4: 3 * h // 4, w // 5: 3 * w // 5] = 255
+    frames = [1003, 1008]
+    spec = spec_for(shot, tmp_path, depth=ofx.DEPTH_BYTE, steps=[{"render": frames}],
+                    params={"keyFrames": ",".join(map(str, shot.key_times)), "matteFeather": 3.0, "outputAlpha": 1})
+    spec["clips"] = {"Source": shot.clip_spec("Source", shot.display), "Keys": shot.clip_spec("Keys", shot.display_keys),
+                     "Matte": shot.clip_spec("Matte", matte)}
+    out = run_scenario(spec, tmp_path / "run", timeout=600)
+    r = ok(out)
+    assert r["clip_preferences"]["OfxImageClipPropComponents_Output"] == ofx.COMPONENTS_RGBA
+    (job,) = [p for p in cache.glob("jobs/*") if (p / "plates").is_dir()]
+    reference = cli_reference(shot, tmp_path / "cli", "--matte", str(job / "matte" / "src.%04d.exr"),
+                              "--matte-feather", "3", "--alpha", plates=str(job / "plates" / "src.%04d.exr"),
+                              keys=job / "keys")
+    for t in frames:
+        assert r["steps"][0]["statuses"][str(t)] == ofx.STAT_OK, r["messages"]
+        got, want = out.frame(0, t), reference[t]
+        assert got.dtype == np.uint8 and got.shape == (h, w, 4) and want.shape == (h, w, 4)
+        alpha = want[..., 3:]
+        partial = (alpha[..., 0] > 0.05) & (alpha[..., 0] < 0.95)
+        assert partial.any(), "the feathered edge has partial alpha"
+        straight = np.divide(want[..., :3], alpha, out=np.zeros_like(want[..., :3]), where=alpha > 0)
+        expected = np.clip(srgb_encode(straight), 0, 1) * alpha * np.float32(255)
+        match = rounds_to(got[..., :3], expected) & rounds_to(got[..., 3:], alpha * np.float32(255))
+        assert match.all(), f"frame {t}: {np.count_nonzero(~match)} values differ from the premultiplied reference"
+
+
 def test_the_installed_bundle_renders_with_its_recorded_worker(shot, reference, tmp_path):
     # the user's path: `rerender ofx install --dir DIR`, then a host loading DIR's bundle with no
     # RERENDER_OFX_PYTHON: the worker is the interpreter the install recorded

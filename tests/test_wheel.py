@@ -1,6 +1,7 @@
 """The built wheel installs into a fresh environment without a compiler and runs the demo."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -45,6 +46,19 @@ def test_wheel_installs_and_runs_the_demo_without_a_compiler(rerender_wheel, tmp
     where = subprocess.run([str(py), "-c", "import rerender; print(rerender.__file__)"], capture_output=True,
                            text=True, env=env, timeout=60).stdout
     assert str(venv) in where and os.fspath(Path(__file__).resolve().parents[1]) not in where
+    # the OpenFX bundle ships in the wheel: `rerender ofx install` finds it in the installed package
+    # (not only in an editable build) and its copy needs nothing from the package's folder
+    # (auditwheel must not have tied it to rerender.libs by a relative RPATH)
+    plugins = tmp_path / "ofx"
+    res = subprocess.run([str(venv / "bin" / "rerender"), "ofx", "install", "--dir", str(plugins)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    binary = plugins / "Rerender.ofx.bundle" / "Contents" / "Linux-x86-64" / "Rerender.ofx"
+    assert binary.is_file()
+    worker = json.loads((plugins / "Rerender.ofx.bundle" / "Contents" / "Resources" / "rerender-worker.json").read_text())
+    assert Path(worker["python"]).parent == venv / "bin"
+    deps = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=60).stdout
+    assert "not found" not in deps and "rerender.libs" not in deps, deps
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="bash script")

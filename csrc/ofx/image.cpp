@@ -23,6 +23,7 @@ bool fetch(OfxImageClipHandle clip, const char* clip_name, OfxTime t, Image& img
   img.row_bytes = get_int(img.handle, kOfxImagePropRowBytes);
   img.depth = get_string(img.handle, kOfxImageEffectPropPixelDepth);
   img.components = get_string(img.handle, kOfxImageEffectPropComponents);
+  img.premult = get_string(img.handle, kOfxImageEffectPropPreMultiplication);
   img.bytes = img.depth == kOfxBitDepthFloat ? 4 : img.depth == kOfxBitDepthShort ? 2 : img.depth == kOfxBitDepthByte ? 1 : 0;
   img.nc = img.components == kOfxImageComponentRGBA ? 4 : img.components == kOfxImageComponentRGB ? 3
            : img.components == kOfxImageComponentAlpha ? 1 : 0;
@@ -37,6 +38,7 @@ void hash_image(const Image& img, Hasher& h) {
   h.value(img.bounds);
   h.value(img.bytes);
   h.value(img.nc);
+  if (img.nc == 4 && img.premult == kOfxImageOpaque) h.update(img.premult);  // an opaque matte's alpha is not read
   const size_t row = static_cast<size_t>(img.width()) * img.nc * img.bytes;
   for (int y = img.bounds.y1; y < img.bounds.y2; ++y) h.update(img.pixel(img.bounds.x1, y), row);
 }
@@ -52,7 +54,8 @@ bool write_plate(const Image& img, Plate kind, const std::string& path, std::str
   out.width = img.width();
   out.height = img.height();
   const bool alpha_only = img.nc == 1;
-  const int nc = kind == Plate::Colour ? 3 : alpha_only ? 4 : img.nc;
+  const bool opaque = img.nc == 4 && img.premult == kOfxImageOpaque;
+  const int nc = kind == Plate::Colour || opaque ? 3 : alpha_only ? 4 : img.nc;
   out.channels = nc == 4 ? std::vector<std::string>{"R", "G", "B", "A"} : std::vector<std::string>{"R", "G", "B"};
   out.pixels.resize(static_cast<size_t>(out.width) * out.height * nc);
   const bool linearise = kind == Plate::Colour && img.bytes != 4;

@@ -20,7 +20,7 @@ struct Image {
   long row_bytes = 0;
   int bytes = 0;  // per channel: 1 (byte), 2 (short), 4 (float)
   int nc = 0;     // channels: 4 RGBA, 3 RGB, 1 Alpha
-  std::string depth, components;
+  std::string depth, components, premult;
 
   Image() = default;
   Image(const Image&) = delete;
@@ -76,7 +76,9 @@ float linear_to_srgb(float v);
 enum class Plate { Colour, Matte };
 
 // A host image as an EXR frame (top row first): Colour -> R,G,B; Matte -> as given (R,G,B[,A]; an
-// Alpha matte as R=G=B=A) so that the worker applies its own matte rule (alpha, else luminance).
+// Alpha matte as R=G=B=A) so that the worker applies its own matte rule (alpha, else luminance). An
+// opaque RGBA matte (kOfxImageOpaque: its alpha carries nothing, as hosts that give every clip as
+// RGBA mark an RGB one) is written as R,G,B: its luminance is the matte, as for an RGB file.
 // Written beside `path` and renamed into place.
 bool write_plate(const Image& img, Plate kind, const std::string& path, std::string& error);
 

@@ -323,11 +323,18 @@ bool write_output(Instance& inst, const Shot& shot, const std::string& result_di
       const int sx = x - shot.bounds.x1, row = shot.bounds.y2 - 1 - y;
       const bool inside = sx >= 0 && sx < W && row >= 0 && row < H;
       const float* px = inside ? result.pixels.data() + (static_cast<size_t>(row) * W + sx) * nc : nullptr;
+      // with the matte as alpha the worker's colour is premultiplied: the sRGB curve applies to the
+      // straight colour, premultiplied again after (OFX integer images are premultiplied too)
+      const float alpha = shot.settings.output_alpha && px && ch[3] >= 0 ? px[ch[3]] : 1.0f;
       for (int c = 0; c < out.nc; ++c) {
         float v = 0.0f;
         if (c < 3) {
           v = px ? px[ch[c]] : 0.0f;
-          if (encode) v = linear_to_srgb(v);
+          if (encode && alpha == 1.0f) {
+            v = linear_to_srgb(v);
+          } else if (encode) {  // clipped to the display range before premultiplying: colour <= alpha
+            v = alpha > 0.0f ? std::min(std::max(linear_to_srgb(v / alpha), 0.0f), 1.0f) * alpha : 0.0f;
+          }
         } else if (!pass_alpha) {
           v = px && ch[3] >= 0 ? px[ch[3]] : 1.0f;
         } else {

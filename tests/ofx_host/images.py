@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 @dataclass
 class ClipData:
     """A clip as the host holds it: frames (top row first, H x W x C, uint8/uint16/float) by host
-    frame number, and their frame rate. ``None`` = an unconnected clip."""
+    frame number, their frame rate and premultiplication (None: unpremultiplied with an alpha
+    channel, else opaque). ``None`` = an unconnected clip."""
 
     frames: dict[int, np.ndarray]
     fps: float = 24.0
+    premult: str | None = None
 
     @property
     def first(self) -> int:

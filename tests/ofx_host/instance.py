@@ -82,7 +82,8 @@ class Instance(Effect):
             clip.props.set("OfxImageClipPropUnmappedPixelDepth", native_depth)
             clip.props.set("OfxImageEffectPropComponents", comps)
             clip.props.set("OfxImageEffectPropPixelDepth", self.host.depth)
-            clip.props.set("OfxImageEffectPropPreMultiplication", ofx.UNPREMULTIPLIED if ch == 4 else ofx.OPAQUE)
+            clip.props.set("OfxImageEffectPropPreMultiplication",
+                           data.premult or (ofx.UNPREMULTIPLIED if ch == 4 else ofx.OPAQUE))
             clip.props.set("OfxImageEffectPropFrameRate", data.fps)
             clip.props.set("OfxImageEffectPropUnmappedFrameRate", data.fps)
             clip.props.set("OfxImageEffectPropFrameRange", [float(data.first), float(data.last)])

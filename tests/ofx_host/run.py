@@ -10,7 +10,9 @@ SPEC (JSON)::
     depth         the host's pixel depth (default OfxBitDepthFloat); row_order, row_padding: image layout
     describe_only stop after Load/Describe/DescribeInContext
     context       the context to instantiate (default general)
-    clips         {name: {"npy": FILE (N x H x W x C), "first": FRAME, "fps": F}}; absent = unconnected
+    clips         {name: {"npy": FILE (N x H x W x C), "first": FRAME, "fps": F, "premult": P}}; absent =
+                  unconnected; P (default: unpremultiplied with 4 channels, else opaque) as a host marks
+                  a clip that it gives as RGBA whatever the footage has (OfxImageOpaque: alpha is 1)
     params        {name: value} set as user edits after the instance is created
     snapshot      a folder (the worker cache) whose finished frames and stamps are listed after each step
     steps         [{"render": [frames], "threads": T, "instances": I, "sequence": bool (one Begin/End
@@ -120,7 +122,8 @@ def load_clips(spec: dict) -> dict[str, ClipData]:
     for name, c in (spec.get("clips") or {}).items():
         stack = np.load(c["npy"])
         first = int(c.get("first", 1))
-        clips[name] = ClipData({first + i: stack[i] for i in range(len(stack))}, float(c.get("fps", 24.0)))
+        clips[name] = ClipData({first + i: stack[i] for i in range(len(stack))}, float(c.get("fps", 24.0)),
+                               c.get("premult"))
     return clips
 
 
