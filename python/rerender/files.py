@@ -175,25 +175,26 @@ def check_entry(path: str | os.PathLike, data=None) -> None:
     except OSError:
         return
     if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise
-        except OSError as e:
-            raise DamagedEntry(path, f"cannot be read ({e.strerror or e})") from None
+        data = _read_bytes(path)
     if recorded != bytes_digest(data):
         raise DamagedEntry(path, "is not the file rerender wrote there (size or digest differ)")
     _checked[key] = stat
 
 
-def read_entry(path: str | os.PathLike) -> bytes:
-    """The bytes of an entry, checked against its record (:func:`check_entry`)."""
+def _read_bytes(path: str | os.PathLike) -> bytes:
+    """An entry's bytes; a missing file stays FileNotFoundError (not stored yet), any other failure
+    to read it is damage."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise
     except OSError as e:
         raise DamagedEntry(path, f"cannot be read ({e.strerror or e})") from None
+
+
+def read_entry(path: str | os.PathLike) -> bytes:
+    """The bytes of an entry, checked against its record (:func:`check_entry`)."""
+    data = _read_bytes(path)
     check_entry(path, data)
     return data
 
