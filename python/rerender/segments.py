@@ -259,7 +259,17 @@ class _TimedSource:
 
 
 def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, order: list[int]) -> None:
-    """Propagate key ``key_index`` over ``order``, storing every step; resumes a stopped pass."""
+    """Propagate key ``key_index`` over ``order``, storing every step; resumes a stopped pass. A pass
+    that fails (or is interrupted) stops the others at once: the pool must not start a queued pass
+    before the calling thread has seen the failure."""
+    try:
+        _run_pass(ctx, seg_dir, direction, key_index, order)
+    except BaseException:
+        ctx.cancelled.set()
+        raise
+
+
+def _run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, order: list[int]) -> None:
     pass_dir = seg_dir / direction
     pass_dir.mkdir(parents=True, exist_ok=True)
     done, state = _resume_point(pass_dir, order)
