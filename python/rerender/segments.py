@@ -158,6 +158,7 @@ class RunContext:
     on_step: StepHook | None = None
     timer: Timer = field(default_factory=Timer)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    pass_failed: threading.Event = field(default_factory=threading.Event)  # no queued pass may start
     steps: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     candidates: Candidates = field(default_factory=Candidates)
@@ -260,12 +261,14 @@ class _TimedSource:
 
 def run_pass(ctx: RunContext, seg_dir: Path, direction: str, key_index: int, order: list[int]) -> None:
     """Propagate key ``key_index`` over ``order``, storing every step; resumes a stopped pass. A pass
-    that fails (or is interrupted) stops the others at once: the pool must not start a queued pass
-    before the calling thread has seen the failure."""
+    that fails (or is interrupted) keeps queued passes from starting: the pool would otherwise start
+    the next one before the calling thread has seen the failure (and cancelled the rest)."""
+    if ctx.pass_failed.is_set():
+        raise JobCancelled("stopped because another part of the job failed")
     try:
         _run_pass(ctx, seg_dir, direction, key_index, order)
     except BaseException:
-        ctx.cancelled.set()
+        ctx.pass_failed.set()
         raise
 
 
