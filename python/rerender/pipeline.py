@@ -1,5 +1,6 @@
-"""The whole translation as library calls; the command line and the Blender worker only parse
-arguments and call these.
+"""The whole translation as library calls; the command line only parses arguments and calls these.
+The Blender add-on and the OpenFX plugin run the command line (``python -m rerender ... --progress
+json``) in a worker process, so they reach these calls through it.
 
 - :func:`translate`: key frames by diffusion, then propagation to every frame (``rerender run``).
 - :func:`render_keyframes`: only the key frames, into ``WORK/keys`` (``rerender keyframes``).
