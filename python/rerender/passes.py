@@ -44,14 +44,15 @@ class PropagationConfig:
     patch_size: int = 5
     uniformity: float = 3500.0
     search_vote_iters: int = 12
-    # 3 scans per search and stop threshold 10, not EbSynth's 6 and 5: every step starts from the
-    # previous frame's field (measured on the five bench_quality clips: PSNR within 0.01 dB and warp
-    # error within 1% of 6 and 5, 13-36% less synthesis CPU; 2 scans lose up to 0.09 dB)
-    patchmatch_iters: int = 3
+    # 2 scans per search and stop threshold 10, not EbSynth's 6 and 5: every step starts from the
+    # previous frame's field (measured on the five bench_quality clips: 3 scans and threshold 10 were
+    # within 0.01 dB and 1% warp error of 6 and 5, 13-36% less synthesis CPU; with the 16-px random
+    # search below, 2 scans instead of 3: at most -0.05 dB, warp error within 1%, 7-20% less)
+    patchmatch_iters: int = 2
     stop_threshold: float = 10.0
     # the random search's first radius (pixels; 0 = the whole key): the advected field is already
     # within a few pixels, so far candidates rarely win (bench_quality, all five clips: PSNR within
-    # 0.04 dB and warp error within 1% of the whole key, synthesis 18-24% less CPU)
+    # 0.04 dB and warp error within 1% of the whole key, synthesis 16-21% less CPU)
     search_radius: int = 16
     pyramid_levels: int | None = None
     # how each frame's nearest-neighbour field starts: advected from the previous frame along the
