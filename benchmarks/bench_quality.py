@@ -170,7 +170,7 @@ def score(outputs: list[np.ndarray], truth: list[np.ndarray], keys: set[int], fl
 
 
 def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: Path, blends: list[str],
-             overrides: dict | None = None):
+             overrides: dict | None = None, flow: str | None = None):
     """The whole job (flow, both passes, blending) from an empty work directory with the first blend
     option, then the others on the same work directory (with the intermediates kept, a changed
     ``--blend`` re-blends only: the job's fingerprints keep the passes, which the run checks).
@@ -188,7 +188,8 @@ def run_ours(frames: list[np.ndarray], keys_style: dict[int, np.ndarray], root: 
     for n, blend in enumerate(blends):
         t0 = time.perf_counter()
         res = propagate(root / "input", root / "keys", root / f"out_{blend}", work_dir=root / "work",
-                        config=PropagationConfig(blend=blend, **(overrides or {})), keep_intermediates=True)
+                        config=PropagationConfig(blend=blend, **(overrides or {})), keep_intermediates=True,
+                        **({"flow": flow} if flow else {}))
         if n == 0:
             first = time.perf_counter() - t0
             print("job stages, CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(res.timings.items())))
@@ -396,6 +397,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", metavar="DIR", help="keep the work files in DIR")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a PropagationConfig option of our job, e.g. search_vote_iters=6")
+    ap.add_argument("--flow", metavar="NAME", help="flow backend of our job (default: the job's; the warp error "
+                    "metric always aligns by DIS 'fine')")
     ap.add_argument("--blends", nargs="*", choices=BLEND_METHODS, help="blend methods to run (default: all)")
     args = ap.parse_args(argv)
     overrides = {}
@@ -437,7 +440,7 @@ def main(argv=None) -> int:
             print(f"\n[{n}] {case.name}  {w}x{h}, {len(frames)} frames, keys {sorted(keys)}\n")
             print("| method                     | PSNR dB | warp err x1e-3 | detail | blend s/frame | note |")
             print("|---|---|---|---|---|---|")
-            outputs, blend_secs, job_secs = run_ours(frames, keys_style, case_root, blends, overrides)
+            outputs, blend_secs, job_secs = run_ours(frames, keys_style, case_root, blends, overrides, args.flow)
             scores = {}
             for method, outs in outputs.items():
                 if method in blends:

@@ -88,6 +88,21 @@ def test_flows_are_stored_in_32nds_of_a_pixel():
         packing.encode_flow(np.full((4, 4, 2), np.nan, np.float32))
 
 
+def test_a_stored_flow_reads_back_as_the_values_kept_in_memory():
+    # the flow cache keeps the values computed with the encoding instead of decoding its PNG:
+    # they must be the stored file's values bit for bit, at every step size and for raw storage
+    rng = np.random.default_rng(3)
+    flow = (rng.standard_normal((30, 50, 2)) * 20).astype(np.float32)
+    for peak in (None, 3000.4, -1e6):
+        f = flow.copy()
+        if peak is not None:
+            f[2, 3, 1] = peak
+        entries, values = packing.encode_flow_values(f)
+        read = packing.decode_flow(entries)
+        assert values.dtype == read.dtype == np.float32 and values.flags.c_contiguous
+        assert values.tobytes() == read.tobytes()
+
+
 # ------------------------------------------------------------------------------------------------
 # seeking
 

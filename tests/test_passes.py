@@ -31,12 +31,14 @@ class MemorySource:
 def test_defaults_are_the_reference_values():
     c = PropagationConfig()
     assert (c.colour_weight, c.edge_weight, c.positional_weight, c.temporal_weight) == (6.0, 0.5, 2.0, 0.5)
-    # (3 PatchMatch scans, stop threshold 10, not EbSynth's 6 and 5: warm-started steps, docs/method.md)
-    assert (c.patch_size, c.uniformity, c.search_vote_iters, c.patchmatch_iters, c.stop_threshold) == \
-        (5, 3500.0, 12, 3, 10.0)
+    # (2 PatchMatch scans, stop threshold 10, not EbSynth's 6 and 5, random search from 16 px, not the
+    # whole key: warm-started steps, docs/method.md)
+    assert (c.patch_size, c.uniformity, c.search_vote_iters, c.patchmatch_iters, c.stop_threshold,
+            c.search_radius) == (5, 3500.0, 12, 2, 10.0, 16)
     assert c.synthesis_params(seed=9).as_dict() == {
         "style_weight": 1.0, "patch_size": 5, "pyramid_levels": None, "search_vote_iters": 12,
-        "patchmatch_iters": 3, "uniformity": 3500.0, "stop_threshold": 10.0, "seed": 9, "threads": 0}
+        "patchmatch_iters": 2, "uniformity": 3500.0, "search_radius": 16, "stop_threshold": 10.0, "seed": 9,
+        "threads": 0}
     assert c.poisson is False and JobConfig().flow == "dis"
 
 

@@ -186,6 +186,21 @@ def test_warm_start_from_exact_nnf_keeps_it(displaced):
     assert psnr(interior(warm.image), interior(displaced["exact"])) >= 28.0
 
 
+def test_search_radius_caps_the_random_search(displaced):
+    style, guides, exact = displaced["style"], displaced["guides"], displaced["exact_nnf"]
+    init = np.clip(exact + 3, R, N - 1 - R).astype(np.int32)  # a warm start 3 px off everywhere
+    whole = synthesize(style, guides, init_nnf=init, threads=1)
+    # a radius at least the exemplar's size is the whole exemplar (the default 0)
+    same = synthesize(style, guides, init_nnf=init, threads=1, search_radius=N)
+    assert np.array_equal(same.nnf, whole.nnf) and np.array_equal(same.image, whole.image)
+    # the propagation's radius still corrects a field a few pixels off (its warm starts are)
+    near = synthesize(style, guides, init_nnf=init, threads=1, search_radius=16)
+    assert not np.array_equal(near.nnf, whole.nnf)  # the cap changes the candidates drawn
+    within = (np.abs(near.nnf[..., 0] - displaced["mx"]) <= 1) & (np.abs(near.nnf[..., 1] - displaced["my"]) <= 1)
+    assert interior(within).mean() >= 0.95
+    assert psnr(interior(near.image), interior(displaced["exact"])) >= 28.0
+
+
 def test_warm_start_with_unknown_entries(displaced):
     init = displaced["exact_nnf"].copy()
     init[: N // 2] = -1  # top half: no guess, searched from random
@@ -316,6 +331,8 @@ def _args():
         (dict(uniformity=-1.0), "uniformity"),
         (dict(uniformity=float("nan")), "uniformity"),
         (dict(stop_threshold=-0.5), "stop_threshold"),
+        (dict(search_radius=-1), "search_radius"),
+        (dict(search_radius=1.5), "search_radius"),
         (dict(init_nnf=np.zeros((32, 32, 2), np.int64)), "init_nnf"),
         (dict(init_nnf=np.zeros((32, 31, 2), np.int32)), "init_nnf"),
         (dict(init_nnf=np.full((32, 32, 2), 32, np.int32)), "init_nnf"),

@@ -125,6 +125,9 @@ inline const std::vector<ParamField>& param_fields() {
       {"uniformity",
        [](syn::Params& p, const py::handle& v) { p.uniformity = static_cast<float>(checked_float(v, "uniformity", 0.0, 1e12)); },
        [](const syn::Params& p) -> py::object { return py::float_(p.uniformity); }},
+      {"search_radius",  // 0 = the exemplar's size
+       [](syn::Params& p, const py::handle& v) { p.search_radius = static_cast<int>(checked_int(v, "search_radius", 0, 1 << 20)); },
+       [](const syn::Params& p) -> py::object { return py::int_(p.search_radius); }},
       {"stop_threshold",
        [](syn::Params& p, const py::handle& v) { p.stop_threshold = static_cast<float>(checked_float(v, "stop_threshold", 0.0, 1e12)); },
        [](const syn::Params& p) -> py::object { return py::float_(p.stop_threshold); }},

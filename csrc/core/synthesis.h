@@ -45,6 +45,7 @@ struct Params {
   int patchmatch_iters = 6;    // per search-vote iteration
   float uniformity = 3500.0f;  // lambda of the occupancy term
   float stop_threshold = 5.0f; // skip pixels whose vote changed less than this (data units)
+  int search_radius = 0;       // random search's first radius (pixels of the level searched); 0 = the exemplar's size
   uint64_t seed = 0;
   int threads = 0;  // 0 = OpenMP default
 };
@@ -54,6 +55,12 @@ struct Result {
   std::vector<int32_t> nnf;   // H_t x W_t x 2, (x, y) source patch centres; (-1, -1) off the mask
   std::vector<float> error;   // H_t x W_t, plain patch error E (no uniformity term)
 };
+
+// First radius of the random search: the exemplar's larger side, or `search_radius` when smaller.
+inline int first_search_radius(const Params& prm, int hs, int ws) {
+  const int whole = std::max(hs, ws);
+  return prm.search_radius > 0 ? std::min(whole, prm.search_radius) : whole;
+}
 
 // Number of levels that keeps the smaller image's short side >= 2 * patch + 1 (at least 1).
 inline int auto_pyramid_levels(int hs, int ws, int ht, int wt, int patch_size) {

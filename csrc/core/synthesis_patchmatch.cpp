@@ -71,7 +71,7 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
   const float occ_unit =
       lambda > 0 ? static_cast<float>(lambda * fs2 / (static_cast<double>(p) * p * st.omega_best)) : 0.f;
   const int qx_lo = st.qx_lo(), qx_hi = st.qx_hi(), qy_lo = st.qy_lo(), qy_hi = st.qy_hi();
-  const int max_radius = std::max(st.hs, st.ws);
+  const int max_radius = first_search_radius(prm, st.hs, st.ws);
   const uint8_t* mask = st.lv->mask.data();
 
   if (lambda > 0 && !st.omega_valid) {

@@ -230,10 +230,10 @@ __global__ void propagate_kernel(Dev s, Uniformity u, int k0, int jump, const in
   }
 }
 
-// Random search around the current match at radii halving from the image size down to 1.
-__global__ void search_kernel(Dev s, Uniformity u, int k0, int2* nnf, uint64_t seed, int pass) {
+// Random search around the current match at radii halving from max_radius (the image size unless
+// Params::search_radius is smaller) down to 1.
+__global__ void search_kernel(Dev s, Uniformity u, int k0, int2* nnf, uint64_t seed, int pass, int max_radius) {
   const size_t n = static_cast<size_t>(s.ht) * s.wt;
-  const int max_radius = max(s.hs, s.ws);
   for (size_t i = global_index(); i < n; i += grid_stride()) {
     if (!s.active[i]) continue;
     const int x = static_cast<int>(i % s.wt), y = static_cast<int>(i / s.wt);
@@ -449,7 +449,7 @@ void patchmatch(State& st, const syn::Params& prm, int k0, uint64_t seed) {
       RR_LAUNCH(propagate_kernel, st.n, s, u, k0, jump, st.nnf.as<int2>(), st.nnf_next.as<int2>());
       std::swap(st.nnf, st.nnf_next);
     }
-    RR_LAUNCH(search_kernel, st.n, s, u, k0, st.nnf_ptr(), seed, it);
+    RR_LAUNCH(search_kernel, st.n, s, u, k0, st.nnf_ptr(), seed, it, syn::first_search_radius(prm, s.hs, s.ws));
   }
 }
 

@@ -43,6 +43,7 @@ class SynthesisParams:
         search_vote_iters: int = 12,
         patchmatch_iters: int = 6,
         uniformity: float = 3500.0,
+        search_radius: int = 0,
         stop_threshold: float = 5.0,
         seed: int = 0,
         threads: int = 0,
@@ -59,6 +60,8 @@ class SynthesisParams:
     def patchmatch_iters(self) -> int: ...
     @property
     def uniformity(self) -> float: ...
+    @property
+    def search_radius(self) -> int: ...
     @property
     def stop_threshold(self) -> float: ...
     @property

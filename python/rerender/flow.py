@@ -39,7 +39,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from .packing import decode_flow, encode_flow
+from .packing import decode_flow, encode_flow_values
 from .recent import Recent
 
 __all__ = [
@@ -261,10 +261,9 @@ class FlowCache:
         """Store ``flow`` and return it as it reads back."""
         from .files import save_npz
 
-        entries = encode_flow(flow)
+        entries, data = encode_flow_values(flow)
         path = self.path(i, j)
         save_npz(path, **entries)
-        data = decode_flow(entries)
         st = os.stat(path)
         self._memory.put((i, j), (data, (st.st_size, st.st_mtime_ns, st.st_ino)))
         return data

@@ -144,6 +144,12 @@ def unpack(entry: str, arr: np.ndarray) -> tuple[str, np.ndarray]:
 def encode_flow(flow: np.ndarray) -> dict[str, np.ndarray]:
     """float32 H x W x 2 -> npz entries: ``png`` (fixed point, planar 16-bit PNG) and ``step_log2``;
     or ``raw`` (float32) for motions beyond what 16 bits hold at 1-px steps."""
+    return encode_flow_values(flow)[0]
+
+
+def encode_flow_values(flow: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(:func:`encode_flow`'s entries, the flow as :func:`decode_flow` reads them back), the values
+    computed from the fixed-point numbers, without decoding the PNG just written."""
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"encode_flow: expected H x W x 2, got shape {flow.shape}")
     if not np.isfinite(flow).all():
@@ -153,10 +159,16 @@ def encode_flow(flow: np.ndarray) -> dict[str, np.ndarray]:
     while k > 0 and peak * 2.0 ** k > _OFFSET - 2:
         k -= 1
     if peak * 2.0 ** k > _OFFSET - 2:
-        return {"raw": np.ascontiguousarray(flow, dtype=np.float32)}
+        raw = np.ascontiguousarray(flow, dtype=np.float32)
+        return {"raw": raw}, raw
     q = np.rint(np.asarray(flow, np.float64) * 2.0 ** k).astype(np.int32)
     planar = np.concatenate([q[:, :, 0], q[:, :, 1]], axis=0) + _OFFSET
-    return {"png": _png(planar.astype(np.uint16)), "step_log2": np.int32(k)}
+    return {"png": _png(planar.astype(np.uint16)), "step_log2": np.int32(k)}, _from_fixed(q, k)
+
+
+def _from_fixed(q: np.ndarray, step_log2: int) -> np.ndarray:
+    """Flow values of the fixed-point numbers ``q`` (int32 H x W x 2) in steps of 2**-step_log2 px."""
+    return np.ascontiguousarray(q.astype(np.float32) * np.float32(2.0 ** -int(step_log2)))
 
 
 def decode_flow(entries: dict[str, np.ndarray]) -> np.ndarray:
@@ -168,10 +180,9 @@ def decode_flow(entries: dict[str, np.ndarray]) -> np.ndarray:
         raise ValueError(f"flow: expected a planar 16-bit PNG, got {planar.dtype} {planar.shape}")
     h = planar.shape[0] // 2
     q = planar.astype(np.int32) - _OFFSET
-    scale = np.float32(2.0 ** -int(entries["step_log2"]))
-    return np.ascontiguousarray(np.stack([q[:h], q[h:]], axis=-1).astype(np.float32) * scale)
+    return _from_fixed(np.stack([q[:h], q[h:]], axis=-1), entries["step_log2"])
 
 
 def quantise_flow(flow: np.ndarray) -> np.ndarray:
     """The values a flow has after :func:`encode_flow` / :func:`decode_flow`."""
-    return decode_flow(encode_flow(flow))
+    return encode_flow_values(flow)[1]

@@ -44,11 +44,16 @@ class PropagationConfig:
     patch_size: int = 5
     uniformity: float = 3500.0
     search_vote_iters: int = 12
-    # 3 scans per search and stop threshold 10, not EbSynth's 6 and 5: every step starts from the
-    # previous frame's field (measured on the five bench_quality clips: PSNR within 0.01 dB and warp
-    # error within 1% of 6 and 5, 13-36% less synthesis CPU; 2 scans lose up to 0.09 dB)
-    patchmatch_iters: int = 3
+    # 2 scans per search and stop threshold 10, not EbSynth's 6 and 5: every step starts from the
+    # previous frame's field (measured on the five bench_quality clips: 3 scans and threshold 10 were
+    # within 0.01 dB and 1% warp error of 6 and 5, 13-36% less synthesis CPU; with the 16-px random
+    # search below, 2 scans instead of 3: at most -0.05 dB, warp error within 1%, 7-20% less)
+    patchmatch_iters: int = 2
     stop_threshold: float = 10.0
+    # the random search's first radius (pixels; 0 = the whole key): the advected field is already
+    # within a few pixels, so far candidates rarely win (bench_quality, all five clips: PSNR within
+    # 0.04 dB and warp error within 1% of the whole key, synthesis 16-21% less CPU)
+    search_radius: int = 16
     pyramid_levels: int | None = None
     # how each frame's nearest-neighbour field starts: advected from the previous frame along the
     # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
@@ -85,6 +90,9 @@ class PropagationConfig:
             raise ValueError(f"style_weight: must be > 0 and at most {MAX_NATIVE_WEIGHT:g}, got {self.style_weight}")
         if not 3 <= self.patch_size <= MAX_PATCH_SIZE or self.patch_size % 2 == 0:
             raise ValueError(f"patch_size: must be an odd number from 3 to {MAX_PATCH_SIZE}, got {self.patch_size}")
+        if not 0 <= self.search_radius <= MAX_WORKING_LONG_SIDE:
+            raise ValueError(f"search_radius: must be from 0 (the whole key) to {MAX_WORKING_LONG_SIDE} pixels, "
+                             f"got {self.search_radius}")
         for name in ("search_vote_iters", "patchmatch_iters"):
             if not 1 <= getattr(self, name) <= MAX_NATIVE_ITERS:
                 raise ValueError(f"{name}: must be from 1 to {MAX_NATIVE_ITERS}, got {getattr(self, name)}")
@@ -108,7 +116,7 @@ class PropagationConfig:
     def synthesis_fingerprint(self) -> dict:
         """The options that change synthesised candidates (blending options excluded)."""
         keys = ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "style_weight",
-                "patch_size", "uniformity", "search_vote_iters", "patchmatch_iters", "stop_threshold",
+                "patch_size", "uniformity", "search_vote_iters", "patchmatch_iters", "stop_threshold", "search_radius",
                 "pyramid_levels", "warm_start", "seed", "matte_weight", "matte_grow")
         return {k: getattr(self, k) for k in keys}
 

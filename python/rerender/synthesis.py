@@ -71,6 +71,9 @@ SynthesisParams = _native.SynthesisParams
     search_vote_iters: search + vote iterations per level, default 12.
     patchmatch_iters: PatchMatch scans (alternating direction) per search, default 6.
     uniformity: weight of the occupancy term that penalises overused source patches, default 3500.
+    search_radius: the random search's first radius in pixels of the level searched (then halved
+        down to 1), 0 (default) = the exemplar's larger side. A warm-started call whose field is
+        already close gains little from far candidates (the propagation: 16).
     stop_threshold: after a vote, pixels whose synthesised value changed by less than this
         (max over channels) are skipped by the next search (they still propagate matches), default 5.
     seed: seed of the random initialisation and search. On the CPU the result depends on
