@@ -18,13 +18,14 @@ Flow convention (rerender.flow): ``flow(a, b)`` is H x W x 2 (dx, dy) with a(x) 
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .files import file_digest
 
 __all__ = ["RAFT", "RaftFlow", "load_raft", "register_raft"]
 
@@ -292,11 +293,7 @@ class RaftFlow:
         self.device = torch.device(device)
         self.net.to(self.device)
         self.iters = iters
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        self.name = f"raft_{digest.hexdigest()[:8]}_{iters}"
+        self.name = f"raft_{file_digest([path])[:8]}_{iters}"  # flows of other weights live elsewhere
 
     @torch.no_grad()
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
