@@ -182,6 +182,29 @@ class RERENDER_OT_cancel_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class RERENDER_OT_model_family(bpy.types.Operator):
+    """Read the model family (SD 1.5, SD 2.x, SDXL) of the local model folder or file, through the worker"""
+
+    bl_idname = "rerender.model_family"
+    bl_label = "Model Family"
+
+    def execute(self, context) -> set:
+        from . import preferences
+        from .worker import choose_worker, model_family
+
+        settings = context.scene.rerender
+        if not settings.model:
+            settings.model_family = "Family: the worker's default model (SD 1.5)"
+            return {"FINISHED"}
+        try:
+            python, env = choose_worker("propagate", preferences.worker_python(context))
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        settings.model_family = model_family(python, bpy.path.abspath(settings.model), env)
+        return {"FINISHED"}
+
+
 def stop_active_job() -> None:
     """End a running worker (add-on disabled or Blender quitting)."""
     if _active_job is not None:
@@ -189,4 +212,4 @@ def stop_active_job() -> None:
         _set_active(None)
 
 
-CLASSES = (RERENDER_OT_render_strip, RERENDER_OT_cancel_job)
+CLASSES = (RERENDER_OT_render_strip, RERENDER_OT_cancel_job, RERENDER_OT_model_family)

@@ -23,18 +23,6 @@ def _draw_strip(layout, context) -> None:
     box.label(text=f"Source frames {a}-{b - 1} ({b - a} frames) at frame {compat.left_handle(strip)}")
 
 
-def _model_family(model: str) -> str:
-    """'Family: ...' of a local model folder or file (read from its config / tensor names), '' if unknown."""
-    if not model:
-        return ""
-    try:
-        from rerender import info
-    except ImportError:
-        return ""
-    m = info.model_family(bpy.path.abspath(model))
-    return f"Family: {m['label']}" if "label" in m else ""
-
-
 class RERENDER_PT_strip(bpy.types.Panel):
     bl_idname = "RERENDER_PT_strip"
     bl_label = "Rerender"
@@ -62,10 +50,11 @@ class RERENDER_PT_strip(bpy.types.Panel):
         else:
             col.prop(settings, "prompt")
             col.prop(settings, "negative_prompt")
-            col.prop(settings, "model")
-            family = _model_family(settings.model)
-            if family:
-                col.label(text=family)
+            row = col.row(align=True)
+            row.prop(settings, "model")
+            row.operator("rerender.model_family", text="", icon="VIEWZOOM")
+            if settings.model_family:
+                col.label(text=settings.model_family)
             col.prop(settings, "lora")
             if settings.lora:
                 col.prop(settings, "lora_scale")

@@ -32,6 +32,8 @@ class RerenderSettings(bpy.types.PropertyGroup):
     model: StringProperty(
         name="Model", description="Stable Diffusion 1.x, 2.x or XL model (the family is read from it): hub id, local folder or a single "
         ".safetensors/.ckpt file (empty: the worker's default)")
+    model_family: StringProperty(name="Model Family", default="", options={"SKIP_SAVE"},
+                                 description="What the family button last read from Model")
     lora: StringProperty(name="LoRA", subtype="FILE_PATH",
                          description="Optional LoRA weights file (empty: none)")
     lora_scale: FloatProperty(name="LoRA Scale", default=1.0, min=0.0, max=2.0)

@@ -384,6 +384,24 @@ def check_worker(python: str, timeout: float = 120.0) -> Tuple[bool, str]:
     return True, f"{head}; torch {torch.get('version')}, diffusers {packages['diffusers']}; {gpu}"
 
 
+def model_family(python: str, model: str, env: Optional[Dict[str, str]] = None, timeout: float = 120.0) -> str:
+    """'Family: LABEL' of a local model folder or single file as the worker's rerender reads it
+    (``rerender info --json --model``: the add-on itself never imports rerender), or why not."""
+    try:
+        proc = subprocess.run([python, "-m", "rerender", "info", "--json", "--model", model], capture_output=True,
+                              text=True, timeout=timeout, env=env or worker_environment(), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"Family unknown: cannot run {python!r}: {exc}"
+    try:
+        found = json.loads(proc.stdout)["model"]
+    except (ValueError, KeyError, TypeError):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"Family unknown: {tail}"
+    if "label" in found:
+        return f"Family: {found['label']}"
+    return f"Family unknown: {found.get('error', 'not reported')}"
+
+
 def run_to_completion(worker: WorkerProcess, progress: JobProgress,
                       on_event: Optional[Callable[[Dict], None]] = None,
                       poll_interval: float = 0.1) -> Optional[str]:

@@ -6,6 +6,7 @@ constraints' invariants hold on every family; the family is read from folders an
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -354,6 +355,25 @@ def test_info_names_the_family(family_models, tmp_path, capsys):
     bad.write_bytes(b"\x01")
     assert main(["info", "--model", str(bad)]) == 0
     assert "NOT USABLE (model: " in capsys.readouterr().out
+
+
+def test_blender_addon_reads_the_family_through_the_worker(family_models, tmp_path):
+    """The add-on never imports rerender: its family button asks the worker (`rerender info --json --model`)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "rerender_addon_worker", Path(__file__).resolve().parents[1] / "blender_addon" / "worker.py")
+    addon_worker = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = addon_worker  # dataclasses look the module up while building the class
+    spec.loader.exec_module(addon_worker)
+    model, _ = family_models["sdxl"]
+    assert addon_worker.model_family(sys.executable, str(model)) == "Family: Stable Diffusion XL"
+    assert addon_worker.model_family(sys.executable, str(family_models["sd2"][0])).startswith("Family: Stable Diffusion 2")
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"\x01")
+    assert addon_worker.model_family(sys.executable, str(bad)).startswith("Family unknown: model: ")
+    assert addon_worker.model_family(str(tmp_path / "no-python"), str(model)).startswith("Family unknown: cannot run")
 
 
 def test_sdxl_ip_adapter_reference(family_models, family_comps, tmp_path):
