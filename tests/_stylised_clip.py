@@ -46,6 +46,17 @@ def write_clip_and_keys(root: Path, frames: list[np.ndarray], keys=(0, 10, 20, 3
     return inp, kdir
 
 
+FAST_OPTIONS = "search_vote_iters: 2\npatchmatch_iters: 1\n"
+
+
+def write_fast_config(folder) -> Path:
+    """``FOLDER/fast.yaml``: an option file with the fewest iterations that still propagate, for
+    tests that run the command line (a few seconds a job)."""
+    path = Path(folder) / "fast.yaml"
+    path.write_text(FAST_OPTIONS)
+    return path
+
+
 def fast_config(**changes):
     """Reference guides and patch size, fewer iterations: keeps the tests at a few seconds."""
     from rerender.passes import PropagationConfig

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from _stylised_clip import clip, write_clip_and_keys
+from _stylised_clip import clip, write_clip_and_keys, write_fast_config
 from rerender import files
 from rerender.cli import main
 
@@ -73,14 +73,10 @@ def test_a_full_disk_while_writing_the_output_names_the_file(tmp_path, monkeypat
     import rerender.media.images as images
     monkeypatch.setattr(images, "write_all", full_for_outputs)
     code = main(["propagate", str(inp), "--keys", str(keys), "-o", str(tmp_path / "o"), "--progress", "quiet",
-                 "--config", str(_fast(tmp_path))])
+                 "--config", str(write_fast_config(tmp_path))])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert f"{tmp_path / 'o' / '0000.png'}: cannot write this file: No space left on device" in err, err
     assert list((tmp_path / "o").iterdir()) == []
 
 
-def _fast(tmp):
-    cfg = tmp / "fast.yaml"
-    cfg.write_text("search_vote_iters: 2\npatchmatch_iters: 1\n")
-    return cfg

@@ -19,10 +19,9 @@ import pytest
 
 import rerender.media as media
 from _clips import write_test_video
-from _stylised_clip import clip, stylise, write_clip_and_keys
+from _stylised_clip import FAST_OPTIONS, clip, stylise, write_clip_and_keys
 from rerender.cli import main
 
-FAST = "search_vote_iters: 2\npatchmatch_iters: 1\n"
 P = ["propagate", "{t}/frames", "--keys", "{t}/keys"]
 PO = P + ["-o", "{t}/o", "--config", "{t}/fast.yaml"]
 
@@ -34,8 +33,8 @@ def template(tmp_path_factory):
     write_clip_and_keys(t, frames, (0, 11), input_name="frames", keys_name="keys")
     write_test_video(t / "clip.mp4", frames)
     write_test_video(t / "out.mp4", [stylise(f) for f in frames])
-    (t / "fast.yaml").write_text(FAST)
-    (t / "votes.yaml").write_text(FAST.replace("2", "100000000", 1))
+    (t / "fast.yaml").write_text(FAST_OPTIONS)
+    (t / "votes.yaml").write_text(FAST_OPTIONS.replace("2", "100000000", 1))
     (t / "dup.yaml").write_text("search_vote_iters: 2\npatchmatch_iters: 1\nsearch_vote_iters: 3\n")
     (t / "latin1.yaml").write_bytes("# r\xe9glages\nsearch_vote_iters: 2\n".encode("latin-1"))
     (t / "list.yaml").write_text("- 1\n- 2\n")
@@ -49,7 +48,7 @@ def template(tmp_path_factory):
         for file, img in files.items():
             media.write_image(t / f"keys-{name}" / file, img)
     for line, name in LIMITS.items():
-        (t / f"limit-{name}-{len(line)}.yaml").write_text(FAST + line + "\n")
+        (t / f"limit-{name}-{len(line)}.yaml").write_text(FAST_OPTIONS + line + "\n")
     return t
 
 
@@ -251,7 +250,7 @@ def test_rerenders_own_keys_at_small_working_sizes_propagate(tmp_path, size, cap
     frames = [media.resize_to(f, (60, 107)) for f in clip(4, 64, 96)]
     inp, keys = write_clip_and_keys(tmp_path, frames, (0, 3))
     cfg = tmp_path / "fast.yaml"
-    cfg.write_text(FAST)
+    cfg.write_text(FAST_OPTIONS)
     work = tmp_path / "shot.work"
     common = ["--size", str(size), "--work-dir", str(work), "--config", str(cfg)]
     assert main(["propagate", str(inp), "--keys", str(keys), "-o", str(tmp_path / "a"), *common]) == 0

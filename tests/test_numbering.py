@@ -12,16 +12,10 @@ import pytest
 
 import rerender.media as media
 from _clips import write_sequence, write_test_video
-from _stylised_clip import clip, stylise
+from _stylised_clip import clip, stylise, write_fast_config
 from rerender.cli import main
 
 N = 12
-
-
-def fast(tmp):
-    f = tmp / "fast.yaml"
-    f.write_text("search_vote_iters: 2\npatchmatch_iters: 1\n")
-    return str(f)
 
 
 @pytest.fixture
@@ -43,7 +37,7 @@ def test_a_1001_sequence_comes_back_1001_with_the_same_padding(plate, capsys):
     tmp, frames = plate
     keys = keys_named(tmp / "keys", frames, {0: "shot_v001.1001.png", 11: "1012.png"})
     assert main(["propagate", str(tmp / "plate"), "--keys", str(keys), "-o", str(tmp / "out"),
-                 "--config", fast(tmp)]) == 0
+                 "--config", str(write_fast_config(tmp))]) == 0
     assert "frame numbers (1001..1012)" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp / "out").iterdir()) == [f"shot_v001_rerender.{n}.png" for n in range(1001, 1013)]
     assert np.array_equal(media.read_image(tmp / "out" / "shot_v001_rerender.1012.png"), stylise(frames[11]))
@@ -53,7 +47,7 @@ def test_an_output_pattern_sets_name_padding_and_format(plate):
     tmp, frames = plate
     keys = keys_named(tmp / "keys", frames, {0: "1001.png", 11: "1012.png"})
     assert main(["propagate", str(tmp / "plate"), "--keys", str(keys), "-o", str(tmp / "o" / "shot.######.tif"),
-                 "--frames", "0:4", "--config", fast(tmp)]) == 0
+                 "--frames", "0:4", "--config", str(write_fast_config(tmp))]) == 0
     assert sorted(p.name for p in (tmp / "o").glob("*.tif")) == [f"shot.{n:06d}.tif" for n in range(1001, 1005)]
     assert (tmp / "o" / "shot.work" / "manifest.json").exists()
     assert np.array_equal(media.read_image(tmp / "o" / "shot.001001.tif"), stylise(frames[0]))  # lossless TIFF
@@ -68,11 +62,11 @@ def test_key_numbering_that_fits_both_ways_is_refused_until_said(tmp_path, capsy
     assert code == 2 and "fit both" in err and "--key-numbering" in err
     assert not (tmp_path / "o").exists()
     assert main(["propagate", str(tmp_path / "plate"), "--keys", str(keys), "-o", str(tmp_path / "o"),
-                 "--key-numbering", "frame", "--config", fast(tmp_path)]) == 0
+                 "--key-numbering", "frame", "--config", str(write_fast_config(tmp_path))]) == 0
     # as frame numbers, 0001.png is the first frame (index 0): it comes back unchanged
     assert np.array_equal(media.read_image(tmp_path / "o" / "f_rerender001.png"), stylise(frames[0]))
     assert main(["propagate", str(tmp_path / "plate"), "--keys", str(keys), "-o", str(tmp_path / "o2"),
-                 "--key-numbering", "index", "--config", fast(tmp_path)]) == 0
+                 "--key-numbering", "index", "--config", str(write_fast_config(tmp_path))]) == 0
     assert np.array_equal(media.read_image(tmp_path / "o2" / "f_rerender002.png"), stylise(frames[0]))  # index 1 = f002
     bad = keys_named(tmp_path / "bad", frames, {0: "0500.png"})
     assert main(["propagate", str(tmp_path / "plate"), "--keys", str(bad), "-o", str(tmp_path / "o3"),
@@ -106,7 +100,7 @@ def test_fractional_fps_and_timecode_survive(tmp_path, rate, timecode, start, ex
     keys = keys_named(tmp_path / "keys", frames, {k: f"{k:04d}.png" for k in (0, 15)})
     out = tmp_path / "out.mov"
     assert main(["--progress", "quiet", "propagate", str(src), "--keys", str(keys), "-o", str(out), "--frames",
-                 f"{start}:16", "--config", fast(tmp_path)]) == 0
+                 f"{start}:16", "--config", str(write_fast_config(tmp_path))]) == 0
     got = media.probe(out)
     assert got.fps == rate and got.frame_count == 16 - start and got.timecode == expected
     with av.open(str(out)) as c:

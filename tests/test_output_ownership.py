@@ -8,14 +8,8 @@ import hashlib
 import pytest
 
 from _clips import write_test_video
-from _stylised_clip import clip, write_clip_and_keys
+from _stylised_clip import clip, write_clip_and_keys, write_fast_config
 from rerender.cli import main
-
-
-def fast(tmp):
-    cfg = tmp / "fast.yaml"
-    cfg.write_text("search_vote_iters: 2\npatchmatch_iters: 1\n")
-    return cfg
 
 
 @pytest.fixture
@@ -27,7 +21,7 @@ def shot(tmp_path):
 def propagate(shot, out, capsys, *extra):
     tmp, inp, keys = shot
     code = main(["propagate", str(inp), "--keys", str(keys), "-o", str(out), "--progress", "quiet",
-                 "--config", str(fast(tmp)), *extra])
+                 "--config", str(write_fast_config(tmp)), *extra])
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return code, err

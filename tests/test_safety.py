@@ -13,7 +13,7 @@ import pytest
 
 import rerender.media as media
 from _clips import write_test_video
-from _stylised_clip import clip, fast_config, stylise, write_clip_and_keys
+from _stylised_clip import clip, fast_config, stylise, write_clip_and_keys, write_fast_config
 from rerender import config
 from rerender.cli import main
 from rerender.files import atomic_path, is_own_temporary, remove_stale_temporaries
@@ -27,12 +27,6 @@ def snapshot(folder):
     """{relative path: sha256} of every file below ``folder``."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def fast_yaml(tmp):
-    cfg = tmp / "fast.yaml"
-    cfg.write_text("search_vote_iters: 2\npatchmatch_iters: 1\n")
-    return cfg
 
 
 @pytest.fixture
@@ -58,7 +52,7 @@ def test_work_dir_holding_the_input_frames_is_refused_and_nothing_is_deleted(pro
     tmp, proj, inp, keys = project
     before = snapshot(proj)
     code, err = run_cli(["propagate", str(inp), "--keys", str(keys), "-o", str(tmp / "out.mp4"),
-                         "--work-dir", str(proj), "--config", str(fast_yaml(tmp))], capsys)
+                         "--work-dir", str(proj), "--config", str(write_fast_config(tmp))], capsys)
     assert code == 2 and str(proj) in err and "inside the work directory's frames/ folder" in err
     assert snapshot(proj) == before
     assert not (proj / MARKER).exists()
@@ -72,7 +66,7 @@ def test_existing_folders_named_like_the_work_layout_are_never_emptied(project, 
         (work / name / "notes.txt").write_text(f"the artist's {name} notes")
     before = snapshot(work)
     code, err = run_cli(["propagate", str(inp), "--keys", str(keys), "-o", str(tmp / "o"), "--work-dir", str(work),
-                         "--config", str(fast_yaml(tmp))], capsys)
+                         "--config", str(write_fast_config(tmp))], capsys)
     assert code == 2 and "not created by rerender" in err
     assert snapshot(work) == before
 
@@ -82,7 +76,7 @@ def test_output_folder_of_a_sequence_pattern_is_refused(project, capsys, pattern
     tmp, proj, inp, keys = project
     before = snapshot(inp)
     code, err = run_cli(["propagate", str(inp / pattern), "--keys", str(keys), "-o", str(inp),
-                         "--config", str(fast_yaml(tmp))], capsys)
+                         "--config", str(write_fast_config(tmp))], capsys)
     assert code == 2 and "output folder contains an input frame" in err and "overwrite" in err
     assert snapshot(inp) == before
     # nor the input folder's parent, which would receive the frames beside the input folder
@@ -177,7 +171,7 @@ def test_a_lock_held_on_another_machine_is_respected(tmp_path):
 
 def test_concurrent_processes_one_runs_one_is_refused(project):
     tmp, proj, inp, keys = project
-    work, cfgfile = tmp / "w", fast_yaml(tmp)
+    work, cfgfile = tmp / "w", write_fast_config(tmp)
 
     def start(out):
         return subprocess.Popen([sys.executable, "-m", "rerender", "--progress", "quiet", "propagate", str(inp),
@@ -340,7 +334,7 @@ def has_audio(path):
 def test_no_audio_flag(video_with_sound, capsys):
     tmp, video, keys = video_with_sound
     code, _ = run_cli(["propagate", str(video), "--keys", str(keys), "-o", str(tmp / "a.mp4"), "--no-audio",
-                       "--config", str(fast_yaml(tmp))], capsys)
+                       "--config", str(write_fast_config(tmp))], capsys)
     assert code == 0 and not has_audio(tmp / "a.mp4")
 
 
@@ -349,7 +343,7 @@ def test_audio_that_cannot_be_decoded_is_dropped_with_a_warning_not_the_job(vide
     assert media.audio_problem(video) is None
     monkeypatch.setattr(media, "audio_problem", lambda p: f"{p}: this FFmpeg build has no decoder for 'ac3'")
     code, err = run_cli(["propagate", str(video), "--keys", str(keys), "-o", str(tmp / "a.mp4"),
-                         "--config", str(fast_yaml(tmp))], capsys)
+                         "--config", str(write_fast_config(tmp))], capsys)
     assert code == 0 and "warning" in err and "without sound" in err
     assert not has_audio(tmp / "a.mp4") and len(list(media.read_frames(tmp / "a.mp4"))) == 12
 
@@ -363,7 +357,7 @@ def test_audio_failing_while_writing_still_writes_the_video(video_with_sound, ca
 
     monkeypatch.setattr(media.audio.AudioSource, "packets", broken)
     code, err = run_cli(["propagate", str(video), "--keys", str(keys), "-o", str(tmp / "b.mp4"),
-                         "--config", str(fast_yaml(tmp))], capsys)
+                         "--config", str(write_fast_config(tmp))], capsys)
     assert code == 0 and "Invalid data" in err and "without sound" in err
     assert not has_audio(tmp / "b.mp4") and len(list(media.read_frames(tmp / "b.mp4"))) == 12
 

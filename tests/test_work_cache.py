@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from _stylised_clip import clip, write_clip_and_keys
+from _stylised_clip import clip, write_clip_and_keys, write_fast_config
 from rerender.cli import main
 
 
@@ -17,7 +17,7 @@ def clean(tmp_path_factory):
     """A shot and the output of a clean run with its intermediates kept."""
     tmp = tmp_path_factory.mktemp("clean")
     inp, keys = write_clip_and_keys(tmp, clip(7, 32, 48), (0, 6))
-    (tmp / "fast.yaml").write_text("search_vote_iters: 2\npatchmatch_iters: 1\n")
+    write_fast_config(tmp)
     assert run(tmp, tmp / "o")[0] == 0
     return tmp
 
@@ -122,7 +122,7 @@ def test_a_damaged_matte_is_decoded_again(tmp_path):
     from rerender import media
 
     inp, keys = write_clip_and_keys(tmp_path, clip(7, 32, 48), (0, 6))
-    (tmp_path / "fast.yaml").write_text("search_vote_iters: 2\npatchmatch_iters: 1\n")
+    write_fast_config(tmp_path)
     matte = np.zeros((32, 48, 3), np.uint8)
     matte[8:24, 10:40] = 255
     media.write_image(tmp_path / "matte.png", matte)
@@ -147,7 +147,7 @@ def test_a_damaged_frame_of_a_video_is_decoded_again_to_the_same_pixels(tmp_path
     keys = tmp_path / "keys"
     for k in (0, 8):
         media.write_image(keys / f"{k:04d}.png", stylise(frames[k]))
-    (tmp_path / "fast.yaml").write_text("search_vote_iters: 2\npatchmatch_iters: 1\n")
+    write_fast_config(tmp_path)
 
     def go():
         import contextlib
