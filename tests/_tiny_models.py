@@ -229,3 +229,20 @@ def save_model_folder(folder: str | Path, size: str = "tiny", seed: int = 0) -> 
     pipe.save_pretrained(model_dir)
     parts["controlnet"].save_pretrained(cn_dir)
     return model_dir, cn_dir
+
+
+def save_random_lora(model: str | Path, folder: str | Path, pipeline: str = "StableDiffusionPipeline") -> Path:
+    """A LoRA with random (non-zero) weights on the attention projections of ``model``'s UNet, saved
+    by diffusers' ``PIPELINE.save_lora_weights`` as users receive them; returns the file."""
+    import diffusers
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(str(model), subfolder="unet")
+    torch.manual_seed(1)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                init_lora_weights=False))
+    getattr(diffusers, pipeline).save_lora_weights(str(folder), unet_lora_layers=get_peft_model_state_dict(unet),
+                                                   safe_serialization=True)
+    return Path(folder) / "pytorch_lora_weights.safetensors"

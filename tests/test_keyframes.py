@@ -287,18 +287,10 @@ def test_single_file_controlnet_and_vae_load_like_folders(tiny_model, comps, tmp
 
 
 def test_lora_changes_output_and_scale_zero_does_not(tiny_model, comps, tmp_path):
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
+    from _tiny_models import save_random_lora
 
     model, cn = tiny_model
-    unet = UNet2DConditionModel.from_pretrained(str(model), subfolder="unet")
-    torch.manual_seed(1)
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                init_lora_weights=False))
-    StableDiffusionPipeline.save_lora_weights(str(tmp_path), unet_lora_layers=get_peft_model_state_dict(unet),
-                                              safe_serialization=True)
-    lora_file = tmp_path / "pytorch_lora_weights.safetensors"
+    lora_file = save_random_lora(model, tmp_path)
     img = frame(5)
 
     def anchor(loras):

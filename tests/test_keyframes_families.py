@@ -435,18 +435,10 @@ def test_stage_with_every_option_on_other_families(family_models, family_comps, 
 def test_sdxl_lora_with_a_few_step_sampler(family_models, family_comps, tmp_path):
     """A LoRA on the SDXL UNet (as LCM-LoRA is applied: diffusers' loader, with a scale) and the LCM
     sampler at 2 steps without guidance: scale 0 is the plain model exactly, scale 1 changes the key."""
-    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
+    from _tiny_models import save_random_lora
 
     model, cn = family_models["sdxl"]
-    unet = UNet2DConditionModel.from_pretrained(str(model), subfolder="unet")
-    torch.manual_seed(1)
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                init_lora_weights=False))
-    StableDiffusionXLPipeline.save_lora_weights(str(tmp_path), unet_lora_layers=get_peft_model_state_dict(unet),
-                                                safe_serialization=True)
-    lora = tmp_path / "pytorch_lora_weights.safetensors"
+    lora = save_random_lora(model, tmp_path, "StableDiffusionXLPipeline")
     img = frame(5)
     opts = dict(steps=2, strength=1.0, sampler="lcm", guidance_scale=1.0)
 
