@@ -13,7 +13,6 @@ as both its keys exist (``rerender run --scheduler``).
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,15 +143,11 @@ def _key_image(job: Job, path: Path, keys_dir: Path) -> np.ndarray:
     if not media.aspect_matches(kw, kh, info.width, info.height):
         raise JobError(f"{path}: key frame is {kw}x{kh}, which does not have the aspect ratio of the "
                        f"video frames ({info.width}x{info.height}; working size {w}x{h})")
-    if (kh, kw) != (h, w) and _real(keys_dir) == _real(wd.keys):
+    if (kh, kw) != (h, w) and keys_dir.resolve() == wd.keys.resolve():
         raise JobError(f"{path}: key frame is {kw}x{kh}, but the work directory's keys must be at the working "
                        f"size {w}x{h} (resizing it there would replace your painting); put repainted keys in a "
                        "folder of their own and pass that folder with --keys")
     return img
-
-
-def _real(p: Path) -> Path:
-    return Path(os.path.realpath(p))
 
 
 def store_key(job: Job, idx: int, path: Path, keys_dir: Path | None = None) -> str:
