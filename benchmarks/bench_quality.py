@@ -42,6 +42,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -231,14 +232,17 @@ def _ebsynth_pass(binary: Path, frames: list[np.ndarray], key: int, style: np.nd
     """One EbSynth pass from ``key`` through ``order`` (frames walking away from it) into ``folder``.
 
     Resumable: frames already in ``folder`` are kept (the next one's temporal guide is read back);
-    ``seconds.json`` accumulates the wall time of the calls made. Returns the pass's total seconds.
+    ``seconds.json`` accumulates the wall time of the calls made and their CPU time (user + sys of
+    the EbSynth processes; None when an earlier, unrecorded part of the pass lacks it). Returns the
+    pass's total (wall, CPU) seconds.
     """
     from rerender import guides as G
     from rerender.warping import occlusion
 
     folder.mkdir(parents=True, exist_ok=True)
     timing = folder / "seconds.json"
-    spent = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
+    recorded = json.loads(timing.read_text()) if timing.exists() else {"seconds": 0.0, "cpu": 0.0}
+    spent, cpu = recorded["seconds"], recorded.get("cpu")
     scratch = folder / "guides"
     scratch.mkdir(exist_ok=True)
     _write_guide(scratch / "style.png", style)
@@ -265,17 +269,20 @@ def _ebsynth_pass(binary: Path, frames: list[np.ndarray], key: int, style: np.nd
                    "-guide", g["style"], g["tgt_temporal"], "-weight", "0.5",
                    "-guide", g["src_pos"], g["tgt_pos"], "-weight", "2",
                    "-output", str(tmp), "-searchvoteiters", "12", "-patchmatchiters", "6", "-backend", "cpu"]
-            t0 = time.perf_counter()
+            t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
             p = subprocess.run(cmd, capture_output=True, text=True)
             spent += time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if cpu is not None:
+                cpu += (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
             if p.returncode != 0 or not tmp.exists():
                 why = (p.stderr or p.stdout).strip()[-300:]
                 raise RuntimeError(f"ebsynth failed on frame {i} ({p.returncode}): {why}")
             os.replace(tmp, out_p)
-            timing.write_text(json.dumps({"seconds": spent}))
+            timing.write_text(json.dumps({"seconds": spent, "cpu": cpu}))
         prev_out, prev = media.read_image(out_p), i
     shutil.rmtree(scratch)
-    return spent
+    return spent, cpu
 
 
 def ebsynth_passes(a: int, b: int) -> list[tuple[str, int, list[int]]]:
@@ -299,12 +306,13 @@ def run_ebsynth(binary: Path, frames: list[np.ndarray], keys_style: dict[int, np
 
     Passes are cached under ``cache/ebsynth/`` by the digest of the binary, the segment's frames and
     the key's style, so a rerun (or a shorter case sharing a segment) reuses them and their timing.
-    Returns (outputs, seconds, cached fraction of the passes).
+    Returns (outputs, seconds, cached fraction of the passes, CPU seconds of the EbSynth processes
+    or None when a cached pass did not record them).
     """
     digest = hashlib.sha256(binary.read_bytes()).hexdigest()
     keys = sorted(keys_style)
     outs = {k: keys_style[k] for k in keys}
-    seconds, cached, passes = 0.0, 0, 0
+    seconds, cached, passes, cpu = 0.0, 0, 0, 0.0
     for a, b in zip(keys, keys[1:]):
         cands = {}
         for direction, key, order in ebsynth_passes(a, b):
@@ -313,10 +321,13 @@ def run_ebsynth(binary: Path, frames: list[np.ndarray], keys_style: dict[int, np
             passes += 1
             if done.exists():
                 cached += 1
-                seconds += json.loads((folder / "seconds.json").read_text())["seconds"]
+                recorded = json.loads((folder / "seconds.json").read_text())
+                wall, pass_cpu = recorded["seconds"], recorded.get("cpu")
             else:
-                seconds += _ebsynth_pass(binary, frames, key, keys_style[key], order, flows_to, folder)
+                wall, pass_cpu = _ebsynth_pass(binary, frames, key, keys_style[key], order, flows_to, folder)
                 done.touch()
+            seconds += wall
+            cpu = None if cpu is None or pass_cpu is None else cpu + pass_cpu
             cands[direction] = {i: media.read_image(folder / f"{i:04d}.png") for i in order}
         t0 = time.perf_counter()
         for i in range(a + 1, b):
@@ -324,7 +335,18 @@ def run_ebsynth(binary: Path, frames: list[np.ndarray], keys_style: dict[int, np
             blend = wa * cands["fwd"][i].astype(np.float32) + (1 - wa) * cands["bwd"][i].astype(np.float32)
             outs[i] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
         seconds += time.perf_counter() - t0
-    return [outs[i] for i in range(len(frames))], seconds, cached / max(passes, 1)
+    return [outs[i] for i in range(len(frames))], seconds, cached / max(passes, 1), cpu
+
+
+def input_flows(frames: list[np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
+    """DIS flows of the input between consecutive frames, both ways: (i, j) -> flow_{i->j} (what
+    EbSynth's guides and the warp error use)."""
+    flow = get_flow_backend("dis")
+    flows_to = {}
+    for i in range(len(frames) - 1):
+        flows_to[(i, i + 1)] = flow(frames[i], frames[i + 1])
+        flows_to[(i + 1, i)] = flow(frames[i + 1], frames[i])
+    return flows_to
 
 
 # ------------------------------------------------------------------------------------------------
@@ -416,7 +438,6 @@ def main(argv=None) -> int:
         cases = [cases[i] for i in args.cases]
     default = PropagationConfig().blend
     blends = [default] + [m for m in BLEND_METHODS if m != default and (args.blends is None or m in args.blends)]
-    flow = get_flow_backend("dis")
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_quality_"))
     verdicts = []
     print(f"blend methods {blends} (default {default!r}); keys every {KEY_EVERY}; blend s/frame: CPU seconds "
@@ -429,10 +450,7 @@ def main(argv=None) -> int:
             truth = [filt(f) for f in frames]
             keys = set(range(0, len(frames), KEY_EVERY))
             keys_style = {k: truth[k] for k in sorted(keys)}
-            flows_to = {}
-            for i in range(len(frames) - 1):
-                flows_to[(i, i + 1)] = flow(frames[i], frames[i + 1])
-                flows_to[(i + 1, i)] = flow(frames[i + 1], frames[i])
+            flows_to = input_flows(frames)
             pairs = [(flows_to[(i, i + 1)], flows_to[(i + 1, i)]) for i in range(len(frames) - 1)]
             case_root = root / f"case{n}"
             shutil.rmtree(case_root, ignore_errors=True)
@@ -452,7 +470,7 @@ def main(argv=None) -> int:
                     scores[method] = score(outs, truth, keys, pairs, float("nan"))
                 print(_row(label, scores[method]))
             if ebsynth:
-                outs, secs, cached = run_ebsynth(ebsynth, frames, keys_style, flows_to, cache)
+                outs, secs, cached, _ = run_ebsynth(ebsynth, frames, keys_style, flows_to, cache)
                 note = f"whole run {secs:.0f} s" + ("" if not cached else (" (cached)" if cached == 1 else f" ({cached:.0%} cached)"))
                 scores["ebsynth"] = score(outs, truth, keys, pairs, float("nan"), note)
                 print(_row("EbSynth, linear blend", scores["ebsynth"]))

@@ -18,7 +18,17 @@ PYTHONPATH. ``--build COMMIT`` builds that commit once into ``~/.cache/rerender-
 (a temporary git worktree, ``pip wheel``, unpacked) and adds it as a reference named after the
 commit; later runs reuse the build.
 
+Issue 23's targets are printed beside the figures: this code's CPU at most ``TARGET_RATIO`` (0.5x)
+of every reference's (met / not met, per clip and over the clips; the issue's reference is the first
+landing, 0157ef6), and with ``--demo 512`` at most ``TARGET_DEMO_WALL`` (0.4 s) of wall time per
+non-key frame. ``--ebsynth PATH``: the public EbSynth CPU backend on the same job (both passes of
+every segment, set up as Rerender A Video uses it: ``bench_quality.run_ebsynth``), its CPU seconds
+printed beside; its passes are cached with their CPU time in ``CACHE/ebsynth`` (shared with
+bench_quality), so only the first run pays for them.
+
     python benchmarks/bench_speed.py --build 0157ef6 --build d3e156e [--cases 0 4 3] [--repeat 3]
+    python benchmarks/bench_speed.py --reference main=DIR --ebsynth PATH [--cases 0 4 3]
+    python benchmarks/bench_speed.py --demo 512 --reference main=DIR  # per non-key frame at 512 x 512
     python benchmarks/bench_speed.py --profile [--cases 4]        # cProfile of this code's job
 """
 from __future__ import annotations
@@ -47,6 +57,30 @@ from rerender import media  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REF_CACHE = BQ.DEFAULT_CACHE / "ref"
+TARGET_RATIO = 0.5       # issue 23: whole-job CPU <= 0.5x the first landing's (0157ef6)
+TARGET_DEMO_WALL = 0.4   # issue 23: wall seconds per non-key frame at 512 x 512
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def ratio_text(cpu: float, ref_cpu: float, ref: str) -> str:
+    """This code's CPU against a reference's, with the issue's target ratio."""
+    r = cpu / ref_cpu
+    return f"x{r:.2f} of {ref} (target <= {TARGET_RATIO:.2f}x: {verdict(r <= TARGET_RATIO)})"
+
+
+def ebsynth_cpu(binary: Path, inp: Path, truth: list[np.ndarray], key_set: set[int], cache: Path):
+    """The public EbSynth CPU backend on the job's input and keys (bench_quality's set-up); returns
+    (CPU seconds of its processes or None if a cached pass lacks them, wall seconds, cached fraction,
+    PSNR against the truth)."""
+    frames = [media.read_image(inp / f"{i:04d}.png") for i in range(len(truth))]
+    keys_style = {k: truth[k] for k in sorted(key_set)}
+    outs, wall, cached, cpu = BQ.run_ebsynth(binary, frames, keys_style, BQ.input_flows(frames), cache)
+    non_key = [i for i in range(len(truth)) if i not in key_set]
+    mse = np.mean([((outs[i].astype(np.float64) - truth[i]) ** 2).mean() for i in non_key])
+    return cpu, wall, cached, float(10 * np.log10(255.0 ** 2 / mse))
 
 
 def build_reference(commit: str) -> Path:
@@ -172,11 +206,16 @@ def main(argv=None) -> int:
                     help="build COMMIT once (cached) and compare with it")
     ap.add_argument("--set", action="append", default=[], metavar="ARGS",
                     help="extra arguments for this code's job only (e.g. '--blend select')")
+    ap.add_argument("--ebsynth", metavar="PATH", help="the public EbSynth binary: its CPU time on the same job "
+                    "(keys must bound every segment: the last frame a key)")
     ap.add_argument("--profile", action="store_true", help="cProfile this code's job instead of comparing")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--cache", default=str(BQ.DEFAULT_CACHE))
     args = ap.parse_args(argv)
     cache = Path(args.cache).expanduser()
+    ebsynth = Path(args.ebsynth) if args.ebsynth else None
+    if ebsynth and not (ebsynth.is_file() and os.access(ebsynth, os.X_OK)):
+        raise SystemExit(f"bench_speed: --ebsynth {ebsynth}: not an executable file")
     impls: list[tuple[str, Path | None, list[str]]] = [("this", None, [a for s in args.set for a in s.split()])]
     for spec in args.reference:
         name, _, folder = spec.partition("=")
@@ -206,23 +245,44 @@ def main(argv=None) -> int:
                 for name, site, extra in impls:
                     times[name].append(run_job(site, inp, keys, croot / f"out_{name}", extra))
             non_key = len(truth) - len(key_set)
+            cpus = {name: statistics.median(t[0] for t in times[name]) for name, _, _ in impls}
             for name, _, _ in impls:
-                cpu = statistics.median(t[0] for t in times[name])
+                cpu = cpus[name]
                 wall = statistics.median(t[1] for t in times[name])
-                ratios = "  ".join(f"x{cpu / statistics.median(t[0] for t in times[r]):.2f} of {r}"
+                ratios = "  ".join(ratio_text(cpu, cpus[r], r) if name == "this" else f"x{cpu / cpus[r]:.2f} of {r}"
                                    for r, _, _ in impls if r != name)
                 twins = [r for r, _, _ in impls if r != name
                          and same_frames(croot / f"out_{name}", croot / f"out_{r}", len(truth))]
                 same = f"  same bytes as {', '.join(twins)}" if twins else ""
+                demo = ""
+                if args.demo and name == "this":
+                    demo = (f"  [wall per non-key frame target <= {TARGET_DEMO_WALL} s: "
+                            f"{verdict(wall / non_key <= TARGET_DEMO_WALL)}]")
                 line = (f"  {name:<10} CPU {cpu:6.2f} s ({cpu / non_key:.3f} s per non-key frame)  wall {wall:6.2f} s ({wall / non_key:.3f})  "
-                        f"PSNR {psnr(croot / f'out_{name}', truth, key_set):6.2f} dB  {ratios}{same}")
+                        f"PSNR {psnr(croot / f'out_{name}', truth, key_set):6.2f} dB  {ratios}{same}{demo}")
                 print(line, flush=True)
                 rows.append((n, name, cpu))
+            if ebsynth:
+                eb_cpu, eb_wall, cached, eb_psnr = ebsynth_cpu(ebsynth, inp, truth, key_set, cache)
+                note = "" if not cached else (" (cached)" if cached == 1 else f" ({cached:.0%} cached)")
+                cpu_text = "CPU not recorded" if eb_cpu is None else f"CPU {eb_cpu:7.2f} s ({eb_cpu / non_key:.3f} s per non-key frame)"
+                beside = "" if eb_cpu is None else f"  this code x{cpus['this'] / eb_cpu:.3f} of it"
+                print(f"  {'ebsynth':<10} {cpu_text}  wall {eb_wall:7.2f} s{note}  PSNR {eb_psnr:6.2f} dB"
+                      f"{beside}", flush=True)
+                if eb_cpu is not None:
+                    rows.append((n, "ebsynth", eb_cpu))
         if len(args.cases) > 1 and not args.profile and not args.demo:
             print("\ntotal CPU over the cases:")
-            for name, _, _ in impls:
-                total = sum(c for _, nm, c in rows if nm == name)
-                print(f"  {name:<10} {total:6.2f} s")
+            names = [name for name, _, _ in impls] + (["ebsynth"] if ebsynth else [])
+            totals = {name: sum(c for _, nm, c in rows if nm == name) for name in names}
+            complete = {name for name in names if sum(1 for _, nm, _ in rows if nm == name) == len(args.cases)}
+            for name in names:
+                if name not in complete:
+                    print(f"  {name:<10} (not recorded for every case)")
+                    continue
+                vs = "  ".join(ratio_text(totals["this"], totals[r], r) for r in names
+                               if name == "this" and r != "this" and r != "ebsynth" and r in complete)
+                print(f"  {name:<10} {totals[name]:6.2f} s  {vs}".rstrip())
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -113,7 +113,7 @@ def test_a_stopped_write_lets_only_its_own_files_be_finished(shot, capsys, monke
     out, other = tmp / "o", tmp / "other"
     work = tmp / "w"
 
-    def killed(job, target, progress):
+    def killed(job, target, progress, *_):
         (target / "0000.png").parent.mkdir(parents=True, exist_ok=True)
         (target / "0000.png").write_bytes(b"half")  # as a kill mid-write leaves it (were writes not atomic)
         raise KeyboardInterrupt

@@ -221,8 +221,7 @@ class Job:
         self._decode_matte(progress)
 
     def _store_frame(self, i: int, img: np.ndarray) -> None:
-        media.write_image(self.wd.frame_path(i), img)
-        record_entry(self.wd.frame_path(i))
+        self.wd.write_frame(i, img)
 
     def _redecode_damaged(self, frames: range | None = None) -> None:
         """Decode again the stored frames that are missing or not what was written (each checked

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import media
 from .errors import JobError
-from .files import content_digest, remove_stale_temporaries
+from .files import bytes_digest, content_digest, read_entry, remove_stale_temporaries, write_bytes_if_changed
 from .matte import composite, feather
 from .media.formats import holds_alpha
 from .progress import Progress
@@ -104,12 +104,14 @@ def _record(job: "Job") -> dict[str, str | None]:
     return record if isinstance(record, dict) else {}
 
 
-def _recording(job: "Job", files: list[Path], written: bool) -> None:
+def _recording(job: "Job", files: list[Path], written: bool, known: dict[Path, str] | None = None) -> None:
     """Record ``files`` in the work directory: before writing (digest None, so that a stopped write
-    may be finished by the next run) and after (their digests)."""
+    may be finished by the next run) and after (their digests: ``known`` holds those of the bytes
+    as written, the others are read back)."""
     record = dict(_record(job))
+    known = known or {}
     for p in files:
-        record[os.path.realpath(p)] = content_digest(p) if written else None
+        record[os.path.realpath(p)] = (known.get(p) or content_digest(p)) if written else None
     job.wd.update_manifest(outputs=record)
 
 
@@ -120,15 +122,17 @@ def write_output(job: "Job", output: Path, progress: Progress) -> list[Path]:
     :func:`check_replaced` lets a later run replace). Returns the files written."""
     files = planned_files(job, output)
     _recording(job, files, written=False)
-    written = _write(job, output, progress)
-    _recording(job, written, written=True)
+    digests: dict[Path, str] = {}
+    written = _write(job, output, progress, digests)
+    _recording(job, written, written=True, known=digests)
     return written
 
 
-def _write(job: "Job", output: Path, progress: Progress) -> list[Path]:
-    """Frames are written at the plate's depth where the format allows (:func:`output_depth`)."""
+def _write(job: "Job", output: Path, progress: Progress, digests: dict[Path, str]) -> list[Path]:
+    """Frames are written at the plate's depth where the format allows (:func:`output_depth`);
+    ``digests`` receives those of the frame files written."""
     if not media.is_video_path(output):
-        return _write_frames(job, output, progress)
+        return _write_frames(job, output, progress, digests)
     sel, info = job.frames, job.info
     remove_stale_temporaries(output.parent, targets=[output.name])
     source = info.path if job.cfg.audio and info.has_audio else None
@@ -159,7 +163,7 @@ def _write(job: "Job", output: Path, progress: Progress) -> list[Path]:
     return [output]
 
 
-def _write_frames(job: "Job", output: Path, progress: Progress) -> list[Path]:
+def _write_frames(job: "Job", output: Path, progress: Progress, digests: dict[Path, str]) -> list[Path]:
     ext = default_extension(job.info, job.depth, alpha=job.cfg.alpha)
     targets = media.output_frame_paths(output, job.frames, job.info.numbering, extension=ext)
     folder = next(iter(targets.values())).parent
@@ -167,11 +171,28 @@ def _write_frames(job: "Job", output: Path, progress: Progress) -> list[Path]:
     remove_stale_temporaries(folder, targets=[t.name for t in targets.values()])
     with progress.stage("write", len(targets)) as bar:
         for i, target in targets.items():
-            rgb, alpha = final_frame(job, i, output_depth(target.suffix, job.depth))
-            keep_alpha = alpha is not None and holds_alpha(target.suffix)
-            media.write_image(target, rgb, alpha=alpha if keep_alpha else None, fsync=True, if_changed=True)
+            data = _encoded_as_output(job, i, target)
+            if data is None:
+                rgb, alpha = final_frame(job, i, output_depth(target.suffix, job.depth))
+                keep_alpha = alpha is not None and holds_alpha(target.suffix)
+                media.write_image(target, rgb, alpha=alpha if keep_alpha else None, fsync=True, if_changed=True)
+            else:
+                write_bytes_if_changed(target, data, fsync=True)
+                digests[target] = bytes_digest(data)
             bar.update()
     return list(targets.values())
+
+
+def _encoded_as_output(job: "Job", i: int, target: Path) -> bytes | None:
+    """The bytes of output frame i when ``WORK/out`` already holds them, else None (the frame is
+    then decoded and encoded). An 8-bit PNG output of an 8-bit plate without matte or alpha is the
+    restyled frame as it is, and the propagation wrote that with the output's own encoder
+    (:func:`rerender.media.encode_png`); a key frame's entry is the key file, encoded by whoever
+    wrote it, so keys are encoded again."""
+    if (target.suffix.lower() != ".png" or job.depth != "uint8" or job.matte is not None or job.plate_alpha
+            or job.wd.key_path(i).exists()):
+        return None
+    return read_entry(job.wd.out_path(i))
 
 
 def final_frame(job: "Job", i: int, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:

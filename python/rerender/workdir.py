@@ -72,6 +72,7 @@ class WorkDir:
         self.out = self.root / "out"
         self.manifest_path = self.root / "manifest.json"
         self._flow_cache = None
+        self._frames = None  # decoded input frames kept in memory (see frame())
         self._created: Path | None = None  # the topmost folder this run created for the work directory
 
     # -------------------------------------------------------------------------------- ownership
@@ -109,6 +110,8 @@ class WorkDir:
             if name not in MANAGED:
                 raise ValueError(f"clear: {name!r} is not a managed sub-folder ({', '.join(MANAGED)})")
             shutil.rmtree(self.root / name, ignore_errors=True)
+            if name == "frames" and self._frames is not None:
+                self._frames.drop_where(lambda key: False)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -214,8 +217,25 @@ class WorkDir:
         return self.mattes / f"{frame_name(i)}.png"
 
     def frame(self, i: int) -> np.ndarray:
-        """Input frame i in the working format: uint8 RGB, or float32 (0..255) for a deep job."""
-        return self._working(self.frame_path(i))
+        """Input frame i in the working format: uint8 RGB, or float32 (0..255) for a deep job
+        (read-only). Every pass step, flow and guide of a run reads it: it is decoded once per
+        process and kept in memory (up to a budget; past it the file is read and checked again)."""
+        kept = self._frame_memory.get(i)
+        return kept if kept is not None else self._frame_memory.put(i, self._working(self.frame_path(i)))
+
+    def write_frame(self, i: int, img: np.ndarray) -> None:
+        """Store input frame i (working format) in ``frames/`` and keep it in memory."""
+        self.write_working(self.frame_path(i), img)
+        self._frame_memory.put(i, img.copy())
+
+    @property
+    def _frame_memory(self):
+        if self._frames is None:
+            from .memory import cache_budget
+            from .recent import Recent
+
+            self._frames = Recent(cache_budget(cap=512 << 20))
+        return self._frames
 
     def frame8(self, i: int) -> np.ndarray:
         """Input frame i as uint8 RGB (what diffusion and shot detection see)."""

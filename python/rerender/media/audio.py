@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
+from ._av import av
 import numpy as np
 
 from ..errors import AudioError, MediaError

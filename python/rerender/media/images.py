@@ -235,11 +235,11 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray |
 
 
 def _encode(path: Path, img: np.ndarray) -> np.ndarray:
-    bgr = img[:, :, [2, 1, 0] + ([3] if img.shape[2] == 4 else [])]
+    bgr = img[:, :, [2, 1, 0] + ([3] if img.shape[2] == 4 else [])] if img.shape[2] >= 3 else img
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(path.suffix.lower(), np.ascontiguousarray(bgr), params)
     if not ok:
-        raise MediaError(f"{path}: image encoding failed")
+        raise MediaError(f"{path}: image encoding failed (an image of shape {img.shape})")
     return buf
 
 
@@ -260,13 +260,11 @@ def _write_exr(path: Path, img: np.ndarray) -> None:
             raise MediaError(f"{path}: writing the EXR failed ({e})") from None
 
 
-def encode_png(img: np.ndarray, compression: int = 1) -> bytes:
-    """PNG bytes of a uint8 RGB or grey image (fast compression: the work directory's files)."""
-    arr = img[:, :, ::-1] if img.ndim == 3 and img.shape[2] == 3 else img
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr), [cv2.IMWRITE_PNG_COMPRESSION, compression])
-    if not ok:
-        raise MediaError(f"PNG encoding failed for an image of shape {img.shape}")
-    return buf.tobytes()
+def encode_png(img: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 RGB or grey image: exactly what :func:`write_image` writes for it
+    (OpenCV's default PNG settings, its fastest and here also its smallest), so that a work-directory
+    entry written with them is the output file's bytes too."""
+    return _encode(Path("x.png"), img if img.ndim == 3 else img[:, :, None]).tobytes()
 
 
 def write_png_if_changed(path: str | os.PathLike, img: np.ndarray) -> bool:

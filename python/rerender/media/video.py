@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import av
+from ._av import av
 import numpy as np
 
 from ..errors import MediaError
