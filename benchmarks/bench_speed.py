@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import os
 import pstats
 import resource
@@ -138,28 +139,56 @@ def prepare_demo(size: int, frames: int, root: Path) -> tuple[Path, Path, list[n
     return root / "input", root / "keys", truth, keys
 
 
-def run_job(site: Path | None, inp: Path, keys: Path, out: Path, extra: list[str]) -> tuple[float, float]:
-    """One ``rerender propagate`` in a fresh process; (CPU seconds user+sys, wall seconds)."""
+# Runs ``rerender propagate`` as the command line does, and writes the job's per-stage CPU seconds
+# (JobResult.timings; {} for a build without them, such as 0157ef6) to the file named by argv[1].
+# For a reference, this checkout's editable install
+# (a meta-path finder that wins over PYTHONPATH) is dropped first, so that it cannot shadow it.
+LAUNCHER = """
+import json, runpy, sys
+stages_file = sys.argv.pop(1)
+if sys.argv.pop(1) == 'reference':
+    sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]
+with open(stages_file, 'w') as f:
+    json.dump({}, f)
+try:
+    import rerender.pipeline as pipeline
+    run = pipeline.run_propagation
+except (ImportError, AttributeError):
+    pipeline = None
+def recorded(*args, **kwargs):
+    result = run(*args, **kwargs)
+    with open(stages_file, 'w') as f:
+        json.dump(getattr(result, 'timings', {}), f)
+    return result
+if pipeline is not None:
+    pipeline.run_propagation = recorded
+sys.argv[0] = 'rerender'
+runpy.run_module('rerender', run_name='__main__')
+"""
+
+
+def run_job(site: Path | None, inp: Path, keys: Path, out: Path, extra: list[str]) -> tuple[float, float, float]:
+    """One ``rerender propagate`` in a fresh process; (CPU seconds user+sys, wall seconds, CPU
+    seconds of the job's stages: synthesis, flow, guides, blending summed over threads)."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.with_name(out.name + ".work"), ignore_errors=True)
     env = dict(os.environ)
     if site is not None:
         env["PYTHONPATH"] = str(site) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    # a reference must not be shadowed by this checkout's editable install (a meta-path finder that
-    # wins over PYTHONPATH): drop the finder before rerender is imported
-    launcher = ("import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
-                "type(f).__module__]; sys.argv[0] = 'rerender'; runpy.run_module('rerender', run_name='__main__')")
-    cmd = [sys.executable, "-c", launcher] if site is not None else [sys.executable, "-m", "rerender"]
-    cmd += ["propagate", str(inp), "--keys", str(keys), "-o", str(out),
-            "--work-dir", str(out.with_name(out.name + ".work")), *extra]
+    stages_file = out.with_name(out.name + ".stages.json")
+    cmd = [sys.executable, "-c", LAUNCHER, str(stages_file), "reference" if site is not None else "this",
+           "propagate", str(inp), "--keys", str(keys), "-o", str(out),
+           "--work-dir", str(out.with_name(out.name + ".work")), *extra]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=str(site or REPO))
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
-    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall
+        raise RuntimeError(f"{' '.join(cmd[:2])} ... failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    timings = json.loads(stages_file.read_text())
+    stages = sum(timings.values()) if timings else float("nan")
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), wall, stages
 
 
 def psnr(out: Path, truth: list[np.ndarray], keys: set[int]) -> float:
@@ -240,7 +269,7 @@ def main(argv=None) -> int:
             if args.profile:
                 profile(inp, keys, croot / "out_profile", args.top)
                 continue
-            times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in impls}
+            times: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in impls}
             for _ in range(args.repeat):
                 for name, site, extra in impls:
                     times[name].append(run_job(site, inp, keys, croot / f"out_{name}", extra))
@@ -249,6 +278,7 @@ def main(argv=None) -> int:
             for name, _, _ in impls:
                 cpu = cpus[name]
                 wall = statistics.median(t[1] for t in times[name])
+                rest = statistics.median(t[0] - t[2] for t in times[name])  # start-up, decoding, writing...
                 ratios = "  ".join(ratio_text(cpu, cpus[r], r) if name == "this" else f"x{cpu / cpus[r]:.2f} of {r}"
                                    for r, _, _ in impls if r != name)
                 twins = [r for r, _, _ in impls if r != name
@@ -259,7 +289,8 @@ def main(argv=None) -> int:
                     demo = (f"  [wall per non-key frame target <= {TARGET_DEMO_WALL} s: "
                             f"{verdict(wall / non_key <= TARGET_DEMO_WALL)}]")
                 line = (f"  {name:<10} CPU {cpu:6.2f} s ({cpu / non_key:.3f} s per non-key frame)  wall {wall:6.2f} s ({wall / non_key:.3f})  "
-                        f"PSNR {psnr(croot / f'out_{name}', truth, key_set):6.2f} dB  {ratios}{same}{demo}")
+                        f"outside the stages {rest:5.2f} s  PSNR {psnr(croot / f'out_{name}', truth, key_set):6.2f} dB  "
+                        f"{ratios}{same}{demo}")
                 print(line, flush=True)
                 rows.append((n, name, cpu))
             if ebsynth:

@@ -88,3 +88,31 @@ def test_positional_guide_spans_the_byte_range():
 def test_temporal_guide_with_zero_flow_is_the_previous_output():
     prev = np.random.default_rng(1).integers(0, 255, (8, 9, 3)).astype(np.uint8)
     assert np.array_equal(G.temporal_guide(prev, np.zeros((8, 9, 2), np.float32)), prev)
+
+
+def _fill_every_pixel(image, occluded):
+    """The nearest-valid fill looked up for every pixel (each valid pixel is its own nearest): what
+    fill_occluded computed before it looked up only the occluded ones."""
+    import cv2
+
+    occ = np.asarray(occluded) != 0
+    _, labels = cv2.distanceTransformWithLabels(occ.astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    valid = np.flatnonzero(~occ)
+    lookup = np.zeros(valid.size + 1, dtype=np.int64)
+    lookup[labels.ravel()[valid]] = valid
+    return image.reshape(-1, *image.shape[2:])[lookup[labels.ravel()]].reshape(image.shape)
+
+
+def test_fill_occluded_gives_the_same_values_as_a_lookup_of_every_pixel():
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        h, w = rng.integers(2, 50, 2)
+        occ = rng.random((h, w)) < rng.random() * 0.9
+        if not occ.any() or occ.all():
+            continue
+        for img in (rng.standard_normal((h, w, 2)).astype(np.float32),
+                    rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+                    rng.standard_normal((h, w + 4, 2)).astype(np.float32)[:, 2:-2]):  # a strided view
+            out = G.fill_occluded(img, occ)
+            assert out.dtype == img.dtype and out.flags.c_contiguous
+            assert np.array_equal(out, _fill_every_pixel(img, occ))

@@ -46,15 +46,20 @@ def test_encode_png_gives_the_bytes_write_image_writes(tmp_path):
     assert np.array_equal(cv2.imdecode(np.frombuffer(media.encode_png(grey), np.uint8), cv2.IMREAD_UNCHANGED), grey)
 
 
-def test_candidates_come_back_exactly(tmp_path):
-    """The candidates' cheaper PNG settings are lossless: image exact, error map as quantised."""
+def test_candidates_come_back_exactly_compact_or_raw(tmp_path):
+    """The candidates' files (PNG with OpenCV's default settings when kept, raw while a job runs)
+    hold exactly what the blend reads from memory: the image, and the error map as quantised."""
     rng = np.random.default_rng(4)
     image = rng.integers(0, 256, (29, 41, 3), dtype=np.uint8)
     error = rng.gamma(2.0, 40.0, (29, 41)).astype(np.float32)
-    save_packed(tmp_path / "c.npz", image=image, error=error)
-    z = load_packed(tmp_path / "c.npz")
-    assert np.array_equal(z["image"], image)
-    assert np.array_equal(z["error"], quantise_map(error))
+    for compact in (True, False):
+        path = tmp_path / f"c{compact}.npz"
+        save_packed(path, compact=compact, image=image, error=error)
+        with np.load(path) as z:
+            assert any(name.endswith(".png") for name in z.files) == compact, z.files
+        got = load_packed(path)
+        assert np.array_equal(got["image"], image)
+        assert np.array_equal(got["error"], quantise_map(error))
 
 
 def test_output_frames_are_what_write_image_gives_and_their_recorded_digests(shot, capsys):
@@ -133,3 +138,29 @@ def test_a_job_on_image_files_does_not_import_the_video_library(shot):
             "print(rc, 'av' in sys.modules, 'torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.split() == ["0", "False", "False"], r.stderr[-2000:]
+
+
+def test_png_input_frames_are_stored_as_they_are_and_a_damaged_one_again(shot, capsys):
+    """A PNG sequence at the working size is stored in WORK/frames as its own bytes (no second
+    encoding); a stored frame damaged later is detected by its digest and stored again."""
+    tmp, inp, _ = shot
+    out, work = tmp / "o", tmp / "o.work"
+    propagate(shot, out, capsys)
+    inputs = sorted(inp.iterdir())
+    assert [(work / "frames" / p.name).read_bytes() for p in inputs] == [p.read_bytes() for p in inputs]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    damaged = work / "frames" / "0003.png"
+    damaged.write_bytes(damaged.read_bytes()[:-20] + bytes(20))
+    err = propagate(shot, out, capsys)
+    assert str(damaged) in err, err
+    assert damaged.read_bytes() == (inp / "0003.png").read_bytes()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_resized_input_is_encoded_for_the_work_directory(shot, capsys):
+    tmp, inp, _ = shot
+    out, work = tmp / "o", tmp / "o.work"
+    propagate(shot, out, capsys, "--size", "24")
+    stored = media.read_image(work / "frames" / "0002.png")
+    assert stored.shape[:2] == (24, 40)
+    assert (work / "frames" / "0002.png").read_bytes() == media.encode_png(stored)

@@ -208,9 +208,9 @@ class Job:
         first = next((i for i in sel if not wd.frame_path(i).exists()), sel.stop)
         with progress.stage("decode", len(sel)) as bar:
             bar.skip(first - sel.start)
-            for i, img in zip(range(first, sel.stop), self._working_frames(first, sel.stop)):
+            for i, frame in zip(range(first, sel.stop), self._working_frames(first, sel.stop)):
                 if not wd.frame_path(i).exists():
-                    self._store_frame(i, img)
+                    self._store_frame(i, frame)
                 bar.update()
                 if on_step:
                     on_step("decode", i)
@@ -220,8 +220,12 @@ class Job:
         wd.update_manifest(frames=m["frames"])
         self._decode_matte(progress)
 
-    def _store_frame(self, i: int, img: np.ndarray) -> None:
-        self.wd.write_frame(i, img)
+    def _store_frame(self, i: int, frame: tuple[np.ndarray, bytes | None]) -> None:
+        img, data = frame
+        if data is None:
+            self.wd.write_frame(i, img)
+        else:
+            self.wd.write_frame_bytes(i, img, data)
 
     def _redecode_damaged(self, frames: range | None = None) -> None:
         """Decode again the stored frames that are missing or not what was written (each checked
@@ -233,15 +237,28 @@ class Job:
 
     def _working_frames(self, first: int, stop: int):
         """The selected frames ``first`` to ``stop`` (exclusive) in the working format (uint8, or
-        float32 0..255 for deep plates)."""
+        float32 0..255 for deep plates), each with the PNG bytes to store for it in ``WORK/frames``
+        or None (then it is encoded): a PNG of the input at the working size is stored as it is
+        (it decodes to the same frame), which saves encoding every frame again."""
         if first >= stop:
             return
         if self.depth == "uint8":
-            yield from media.read_frames(self.input, frames=slice(first, stop), size=self.cfg.size, info=self.info)
+            if self.info.is_sequence and self.hw == (self.info.height, self.info.width):
+                for i in range(first, stop):
+                    path = self.info.files[i]
+                    if path.suffix.lower() == ".png":
+                        img, data = media.read_image_and_bytes(path)
+                        yield media.check_sequence_frame(self.info, i, img), data
+                    else:
+                        yield media.check_sequence_frame(self.info, i, media.read_image(path)), None
+                return
+            for img in media.read_frames(self.input, frames=slice(first, stop), size=self.cfg.size, info=self.info):
+                yield img, None
             return
         for i in range(first, stop):
             rgb, _ = self.plate_file(i)
-            yield np.ascontiguousarray(media.resize_to(media.to_working(rgb, self.colour), self.hw), dtype=np.float32)
+            yield np.ascontiguousarray(media.resize_to(media.to_working(rgb, self.colour), self.hw),
+                                       dtype=np.float32), None
 
     def _decode_matte(self, progress: Progress) -> None:
         """The matte at the working size into ``WORK/mattes`` (uint8, 255 = restyle)."""

@@ -228,6 +228,15 @@ class WorkDir:
         self.write_working(self.frame_path(i), img)
         self._frame_memory.put(i, img.copy())
 
+    def write_frame_bytes(self, i: int, img: np.ndarray, data: bytes) -> None:
+        """Store input frame i as ``data``, PNG bytes that decode to ``img`` (8-bit jobs), and keep
+        ``img`` in memory."""
+        from .files import write_bytes_if_changed
+
+        write_bytes_if_changed(self.frame_path(i), data)
+        record_entry(self.frame_path(i), data)
+        self._frame_memory.put(i, img.copy())
+
     @property
     def _frame_memory(self):
         if self._frames is None:

@@ -120,11 +120,23 @@ def read_image_raw(path: Path) -> tuple[np.ndarray, bool]:
                          f"(supported: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     if path.suffix.lower() == ".exr":
         return _read_exr_raw(path), False
-    data = np.fromfile(path, dtype=np.uint8)
+    return _decode(np.fromfile(path, dtype=np.uint8), path), True
+
+
+def _decode(data: np.ndarray, where) -> np.ndarray:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        raise MediaError(f"{path}: cannot decode image (corrupt or empty file)")
-    return img, True
+        raise MediaError(f"{where}: cannot decode image (corrupt or empty file)")
+    return img
+
+
+def read_image_and_bytes(path: str | os.PathLike) -> tuple[np.ndarray, bytes]:
+    """:func:`read_image` of a PNG or JPEG file, and the file's bytes it decoded (read once)."""
+    p = Path(path)
+    if p.suffix.lower() not in (".png", ".jpg", ".jpeg") or not p.is_file():
+        raise MediaError(f"{p}: expected a PNG or JPEG file")
+    data = p.read_bytes()
+    return _to_uint8_rgb(_decode(np.frombuffer(data, np.uint8), p), True, str(p)), data
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
