@@ -164,3 +164,14 @@ def test_a_resized_input_is_encoded_for_the_work_directory(shot, capsys):
     stored = media.read_image(work / "frames" / "0002.png")
     assert stored.shape[:2] == (24, 40)
     assert (work / "frames" / "0002.png").read_bytes() == media.encode_png(stored)
+
+
+def test_an_uncompressed_png_input_is_encoded_for_the_work_directory(tmp_path, capsys):
+    frames = clip(6, 32, 48)
+    inp, keys = write_clip_and_keys(tmp_path, frames, (0, 5))
+    for i, f in enumerate(frames):
+        ok, buf = cv2.imencode(".png", f[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 0])
+        (inp / f"{i:04d}.png").write_bytes(buf.tobytes())
+    propagate((tmp_path, inp, keys), tmp_path / "o", capsys)
+    stored = tmp_path / "o.work" / "frames" / "0002.png"
+    assert stored.read_bytes() == media.encode_png(frames[2])

@@ -248,7 +248,8 @@ class Job:
                     path = self.info.files[i]
                     if path.suffix.lower() == ".png":
                         img, data = media.read_image_and_bytes(path)
-                        yield media.check_sequence_frame(self.info, i, img), data
+                        # (a PNG stored nearly uncompressed is encoded: the work directory stays small)
+                        yield media.check_sequence_frame(self.info, i, img), data if len(data) < 0.9 * img.nbytes else None
                     else:
                         yield media.check_sequence_frame(self.info, i, media.read_image(path)), None
                 return
