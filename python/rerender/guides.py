@@ -70,7 +70,8 @@ def fill_occluded(image: np.ndarray, occluded: np.ndarray) -> np.ndarray:
     # a valid pixel is its own nearest: only the occluded ones (usually a few percent) are looked up
     occluded_flat = np.flatnonzero(occ)
     out = np.array(image, order="C", copy=True)
-    out.reshape(-1, *image.shape[2:])[occluded_flat] = image.reshape(-1, *image.shape[2:])[lookup[labels[occluded_flat]]]
+    flat = out.reshape(-1, *image.shape[2:])
+    flat[occluded_flat] = flat[lookup[labels[occluded_flat]]]  # (sources are valid pixels: unchanged)
     return out
 
 

@@ -249,7 +249,8 @@ class Job:
                     if path.suffix.lower() == ".png":
                         img, data = media.read_image_and_bytes(path)
                         # (a PNG stored nearly uncompressed is encoded: the work directory stays small)
-                        yield media.check_sequence_frame(self.info, i, img), data if len(data) < 0.9 * img.nbytes else None
+                        stored = data if len(data) < 0.9 * img.nbytes else None
+                        yield media.check_sequence_frame(self.info, i, img), stored
                     else:
                         yield media.check_sequence_frame(self.info, i, media.read_image(path)), None
                 return

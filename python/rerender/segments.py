@@ -461,7 +461,8 @@ def propagate_segments(wd: WorkDir, segments: list[Segment], fingerprints: dict[
     workers, threads = cfg.parallelism(n_passes, h * w)
     with progress.stage("propagate", sum(s.steps() for s in segments)) as pbar, \
             progress.stage("blend", sum(len(s.frames) for s in segments), timed=True) as bbar, \
-            opencv_threads(threads), cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rerender-pass") as pool:
+            opencv_threads(threads), \
+            cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rerender-pass") as pool:
         for seg in segments:  # finished in an earlier run: done, but not work of this run
             if seg.name not in summary.recomputed:
                 pbar.skip(seg.steps())
