@@ -1,5 +1,5 @@
-"""What the propagation keeps in memory within a run (decoded flows and occlusion masks, a segment's
-candidates until it is blended, the soft blend's per-frame maps) holds exactly what the work
+"""What the propagation keeps in memory within a run (decoded input frames and flows and occlusion
+masks, a segment's candidates until it is blended, the soft blend's per-frame maps) holds exactly what the work
 directory's files hold: a job with every cache off (budget 0: everything read back from the files,
 the blend's maps spilled to disk) writes the same bytes."""
 import numpy as np
@@ -8,6 +8,7 @@ import pytest
 import rerender.flow
 import rerender.temporal_blend
 import rerender.segments
+import rerender.workdir
 from _stylised_clip import N, clip, fast_config, write_clip_and_keys
 from rerender.pipeline import propagate
 from rerender.recent import Recent
@@ -22,6 +23,11 @@ def test_caches_off_give_the_same_bytes(tmp_path, monkeypatch):
     propagate(inp, keys, tmp_path / "cached", config=cfg)
     monkeypatch.setattr(rerender.flow, "MEMORY_BYTES", 0)
     monkeypatch.setattr(rerender.segments, "cache_budget", lambda: 0)
+    monkeypatch.setattr(rerender.workdir, "FRAME_MEMORY_BYTES", 0)
+    frames_read = []
+    real_working = rerender.workdir.WorkDir._working
+    monkeypatch.setattr(rerender.workdir.WorkDir, "_working",
+                        lambda self, path: frames_read.append(path.parent.name == "frames") or real_working(self, path))
     spilled = []
     real_store = rerender.temporal_blend._FrameStore.put
 
@@ -32,6 +38,7 @@ def test_caches_off_give_the_same_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(rerender.temporal_blend._FrameStore, "put", put)
     propagate(inp, keys, tmp_path / "files", config=cfg)
     assert spilled and all(spilled)  # the second run really went through the files
+    assert sum(frames_read) > 21  # (every step read its frame back)
     for i in range(21):
         name = f"{i:04d}.png"
         assert (tmp_path / "cached" / name).read_bytes() == (tmp_path / "files" / name).read_bytes(), i

@@ -48,6 +48,8 @@ LOCK = ".lock"
 MANAGED = ("frames", "mattes", "flow", "keys", "segments", "out")
 OWN_FILES = (MARKER, LOCK, "manifest.json", "keyplan.json")  # written at the top of the work directory
 
+FRAME_MEMORY_BYTES = 256 << 20  # decoded input frames a work directory keeps in memory (at most cache_budget())
+
 _held: dict[str, int] = {}  # real path -> nesting depth of this process's lock
 _held_lock = threading.Lock()
 
@@ -243,7 +245,7 @@ class WorkDir:
             from .memory import cache_budget
             from .recent import Recent
 
-            self._frames = Recent(cache_budget(cap=512 << 20))
+            self._frames = Recent(min(FRAME_MEMORY_BYTES, cache_budget()))
         return self._frames
 
     def frame8(self, i: int) -> np.ndarray:
