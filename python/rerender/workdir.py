@@ -109,6 +109,8 @@ class WorkDir:
             if name not in MANAGED:
                 raise ValueError(f"clear: {name!r} is not a managed sub-folder ({', '.join(MANAGED)})")
             shutil.rmtree(self.root / name, ignore_errors=True)
+        if {"frames", "flow"} & set(names):
+            self._flow_cache = None  # it keeps flows and frames in memory: they are gone
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
