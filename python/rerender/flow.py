@@ -221,8 +221,8 @@ class FlowCache:
     :meth:`drop` removes flows a finished job no longer needs.
 
     ``frames``: optional callback ``index -> uint8 RGB frame`` used when a flow must be computed
-    and the frames were not passed to :meth:`get`. A frame read through it serves every flow that
-    needs it (as grey for a backend that ``takes_grey``): each is read once, not once per flow.
+    and the frames were not passed to :meth:`get`. For a backend that ``takes_grey`` (DIS,
+    DeepFlow), a frame read through it serves every flow that needs it: read once, not per flow.
 
     The last ``memory_bytes`` of flows read or computed stay in memory (read-only arrays, the same
     values as the files'): the passes and the blend of a segment read each flow several times. A
@@ -326,13 +326,15 @@ class FlowCache:
                         self._busy.pop((i, j), None)
 
     def _frame(self, index: int) -> np.ndarray:
-        """Frame ``index`` from the ``frames`` callback, kept in memory with the flows (grey for a
-        backend that takes grey frames): the pairs (i-1, i), (i, i-1), (i, i+1), (i+1, i) read it once."""
+        """Frame ``index`` from the ``frames`` callback; for a backend that takes grey frames, kept
+        in memory as grey with the flows: the pairs (i-1, i), (i, i-1), (i, i+1), (i+1, i) read it
+        once. (Other backends, learned ones, cost far more than reading a frame again.)"""
+        if not self._grey:
+            return self.frames(index)
         kept = self._memory.get(("frame", index))
         if kept is not None:
             return kept
-        frame = self.frames(index)
-        return self._memory.put(("frame", index), grey(frame) if self._grey else np.asarray(frame))
+        return self._memory.put(("frame", index), grey(self.frames(index)))
 
     def _compute(self, i: int, j: int, frame_i: np.ndarray, frame_j: np.ndarray) -> np.ndarray:
         flow = self.backend(frame_i, frame_j)
