@@ -208,3 +208,104 @@ def test_backends_are_thread_safe():
         t.join()
     for i in range(5):
         np.testing.assert_array_equal(results[i], expected[i])
+
+
+# ------------------------------------------------------------------------------------------------
+# the flow stage's own costs: storage codec, frames read once, a flow computed once
+
+
+def _png_flow_entries(flow: np.ndarray, step_log2: int = 5) -> dict[str, np.ndarray]:
+    """A flow as work directories before the zlib codec stored it: fixed point in steps of
+    2**-step_log2 px, offset by 32768, the dx plane above the dy plane, in a 16-bit PNG."""
+    q = np.rint(flow.astype(np.float64) * 2.0 ** step_log2).astype(np.int32) + 32768
+    ok, buf = cv2.imencode(".png", np.concatenate([q[..., 0], q[..., 1]]).astype(np.uint16))
+    assert ok
+    return {"png": buf.reshape(-1), "step_log2": np.int32(step_log2)}
+
+
+def test_flow_codec_is_exact_and_reads_the_older_png_files():
+    from rerender import packing
+
+    rng = np.random.default_rng(4)
+    flow = (rng.standard_normal((33, 47, 2)) * 30).astype(np.float32)
+    entries, values = packing.encode_flow_values(flow)
+    assert "png" not in entries and entries["z16"].dtype == np.uint8
+    assert packing.decode_flow(entries).tobytes() == values.tobytes()
+    # the values are those the 16-bit PNG held: an older work directory's flow reads the same
+    assert packing.decode_flow(_png_flow_entries(flow)).tobytes() == values.tobytes()
+    bad = dict(entries, z16=entries["z16"][: len(entries["z16"]) // 2])
+    with pytest.raises(ValueError, match="flow"):
+        packing.decode_flow(bad)
+    with pytest.raises(ValueError, match="do not hold"):
+        packing.decode_flow(dict(entries, shape=np.array([33, 48], np.int32)))
+
+
+def test_cache_reads_an_older_png_flow_and_recomputes_a_damaged_one(tmp_path):
+    from rerender.files import save_npz
+
+    frames = moving_pattern(2, 32, 40)
+    be = _ConstantFlow()
+    cache = FlowCache(tmp_path, be)
+    expected = cache.get(0, 1, frames[0], frames[1])
+    assert be.calls == 1
+    # an older work directory: the PNG flow (with its digest record) is read, not recomputed
+    save_npz(cache.path(1, 0), **_png_flow_entries(be(frames[1], frames[0]), 4))  # motion > 1024 px
+    be.calls = 0
+    older = FlowCache(tmp_path, be).get(1, 0, frames[1], frames[0])
+    assert be.calls == 0 and older.tobytes() == expected.tobytes()
+    # damage that the digest record cannot catch (no record, as an older version may leave): the
+    # zlib data is cut short, so the file does not decode and the flow is computed again
+    entries = dict(np.load(cache.path(0, 1)))
+    entries["z16"] = entries["z16"][:20]
+    np.savez(cache.path(0, 1), **entries)
+    cache.path(0, 1).with_name(f".{cache.path(0, 1).name}.b2").unlink()
+    again = FlowCache(tmp_path, be).get(0, 1, frames[0], frames[1])
+    assert be.calls == 1 and again.tobytes() == expected.tobytes()
+
+
+def test_cache_reads_each_frame_once_and_passes_grey_to_dis(tmp_path):
+    frames = moving_pattern(5, 40, 48, velocity=(1.5, 0.5))
+    reads = []
+
+    def frame(i):
+        reads.append(i)
+        return frames[i]
+
+    cache = FlowCache(tmp_path, "dis", frames=frame)
+    for i in range(4):
+        fwd, bwd = cache.get(i, i + 1), cache.get(i + 1, i)
+    assert sorted(reads) == [0, 1, 2, 3, 4]  # not once per flow (16 reads)
+    # DIS takes grey frames: the kept grey frames give the flow of the colour frames, bit for bit
+    from rerender.flow import grey
+    from rerender.packing import quantise_flow
+
+    dis = DISFlow()
+    assert dis.takes_grey
+    assert np.array_equal(dis(grey(frames[3]), grey(frames[4])), dis(frames[3], frames[4]))
+    assert np.array_equal(fwd, quantise_flow(dis(frames[3], frames[4])))
+    assert np.array_equal(bwd, quantise_flow(dis(frames[4], frames[3])))
+
+
+def test_a_flow_asked_for_by_two_threads_is_computed_once(tmp_path):
+    started, release = threading.Event(), threading.Event()
+
+    class Slow(_ConstantFlow):
+        def __call__(self, a, b):
+            started.set()
+            release.wait(10)
+            return super().__call__(a, b)
+
+    frames = moving_pattern(2, 24, 32)
+    be = Slow()
+    cache = FlowCache(tmp_path, be, frames=lambda i: frames[i])
+    results = []
+    first = threading.Thread(target=lambda: results.append(cache.get(0, 1)))
+    second = threading.Thread(target=lambda: results.append(cache.get(0, 1)))
+    first.start()
+    assert started.wait(10)
+    second.start()  # waits for the first thread's flow instead of computing it again
+    second.join(0.2)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert be.calls == 1 and len(results) == 2 and results[0] is results[1]

@@ -106,6 +106,30 @@ def test_swapped_flows_are_recomputed(clean, shot):
     assert outputs(shot / "o") == outputs(clean / "o")
 
 
+def test_flows_of_an_older_work_directory_are_read_not_recomputed(clean, shot):
+    # work directories before the zlib flow codec hold 16-bit PNG flows: a resumed job reads them
+    # (the same fixed-point values) and gives the clean run's bytes without recomputing them
+    import cv2
+    import numpy as np
+
+    from rerender.files import save_npz
+    from rerender.packing import decode_flow
+
+    dis = shot / "o.work" / "flow" / "dis"
+    stored = sorted(dis.glob("*.npz"))
+    assert stored
+    for path in stored:
+        flow = decode_flow(dict(np.load(path)))
+        q = np.rint(flow * 32).astype(np.int32) + 32768
+        ok, png = cv2.imencode(".png", np.concatenate([q[..., 0], q[..., 1]]).astype(np.uint16))
+        save_npz(path, png=png.reshape(-1), step_log2=np.int32(5))
+    shutil.rmtree(shot / "o.work" / "segments")
+    code, err = run(shot, shot / "o")
+    assert code == 0, err
+    assert outputs(shot / "o") == outputs(clean / "o")
+    assert all("png" in np.load(path).files for path in stored)  # read as they were, not rewritten
+
+
 @pytest.mark.parametrize("text", ['{"frames": "x"}', "{not json", "[1, 2]"])
 def test_a_broken_manifest_is_refused_with_its_path_and_the_fix(shot, text):
     manifest = shot / "o.work" / "manifest.json"

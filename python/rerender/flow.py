@@ -51,6 +51,7 @@ __all__ = [
     "get_flow_backend",
     "available_flow_backends",
     "check_flow_pair",
+    "grey",
 ]
 
 
@@ -79,8 +80,9 @@ def check_flow_pair(a: np.ndarray, b: np.ndarray) -> None:
                          f"b is {b.shape[1]}x{b.shape[0]}")
 
 
-def _grey(img: np.ndarray) -> np.ndarray:
-    """uint8 grey, what OpenCV's flow methods take (float frames rounded on their 0..255 scale)."""
+def grey(img: np.ndarray) -> np.ndarray:
+    """uint8 grey, what OpenCV's flow methods take (float frames rounded on their 0..255 scale); a
+    backend with ``takes_grey`` gives the same flow for ``grey(a), grey(b)`` as for ``a, b``."""
     if img.dtype != np.uint8:
         img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     if img.ndim == 2:
@@ -133,6 +135,8 @@ class DISFlow:
     ``name`` (``dis_medium``...) so cached flows are never mixed up.
     """
 
+    takes_grey = True  # converts its frames to grey first: a caller may pass grey frames (grey())
+
     def __init__(self, preset: str = DEFAULT_DIS_PRESET):
         if preset not in _DIS_PRESETS:
             raise ValueError(f"DIS preset: {preset!r} is not one of {', '.join(_DIS_PRESETS)}")
@@ -142,7 +146,7 @@ class DISFlow:
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         check_flow_pair(a, b)
-        flow = self._dis.get().calc(_grey(a), _grey(b), None)
+        flow = self._dis.get().calc(grey(a), grey(b), None)
         return np.ascontiguousarray(flow, dtype=np.float32)
 
 
@@ -150,6 +154,7 @@ class DeepFlow:
     """OpenCV contrib DeepFlow (Weinzaepfel et al. 2013) on grey images."""
 
     name = "deepflow"
+    takes_grey = True
 
     def __init__(self):
         if not hasattr(cv2, "optflow"):
@@ -158,7 +163,7 @@ class DeepFlow:
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         check_flow_pair(a, b)
-        flow = self._df.get().calc(_grey(a), _grey(b), None)
+        flow = self._df.get().calc(grey(a), grey(b), None)
         return np.ascontiguousarray(flow, dtype=np.float32)
 
 
@@ -207,18 +212,22 @@ class FlowCache:
     so switching backend never reuses another backend's flows. Files are written atomically
     (temporary file + ``os.replace``): a killed job leaves either a complete file or none.
 
-    Storage is fixed point in steps of 1/32 px in a 16-bit PNG (:func:`rerender.packing.encode_flow`):
-    about 1 MB per 1080p flow on real footage (float16 took 8.3 MB), at a precision far below the
-    flow's own error. Every flow is returned *after* this round trip, also when freshly computed,
-    so a resumed job (or another machine of a cluster) sees bit-identical flows. A cached file
-    whose size differs from the frames given (working size changed) or that cannot be read is
-    recomputed. :meth:`drop` removes flows a finished job no longer needs.
+    Storage is fixed point in steps of 1/32 px, zlib-compressed (:func:`rerender.packing.encode_flow`;
+    a 16-bit PNG in work directories of earlier versions, still read): about 1.1 MB per 1080p
+    flow on real footage (float16 took 8.3 MB), at a precision far below the flow's own error.
+    Every flow is returned *after* this round trip, also when freshly computed, so a resumed job
+    (or another machine of a cluster) sees bit-identical flows. A cached file whose size differs
+    from the frames given (working size changed) or that cannot be read is recomputed.
+    :meth:`drop` removes flows a finished job no longer needs.
 
     ``frames``: optional callback ``index -> uint8 RGB frame`` used when a flow must be computed
-    and the frames were not passed to :meth:`get`.
+    and the frames were not passed to :meth:`get`. For a backend that ``takes_grey`` (DIS,
+    DeepFlow), a frame read through it serves every flow that needs it: read once, not per flow.
 
     The last ``memory_bytes`` of flows read or computed stay in memory (read-only arrays, the same
-    values as the files'): the passes and the blend of a segment read each flow several times.
+    values as the files'): the passes and the blend of a segment read each flow several times. A
+    flow asked for by two threads at once (the two passes of a segment meet in its middle) is
+    computed by one of them while the other waits for it.
     """
 
     def __init__(self, directory: str | os.PathLike, backend: str | FlowBackend = "dis",
@@ -227,6 +236,9 @@ class FlowCache:
         self.directory = Path(directory) / self.backend.name
         self.frames = frames
         self._memory = Recent(MEMORY_BYTES if memory_bytes is None else memory_bytes)
+        self._grey = bool(getattr(self.backend, "takes_grey", False))
+        self._lock = threading.Lock()
+        self._busy: dict[tuple[int, int], threading.Lock] = {}  # flows being computed, by pair
 
     def path(self, i: int, j: int) -> Path:
         """File that holds flow_{i->j}."""
@@ -277,6 +289,8 @@ class FlowCache:
             path = self.path(i, j)
             self._memory.pop((i, j))
             self._memory.pop(("occluded", i, j))
+            self._memory.pop(("frame", i))
+            self._memory.pop(("frame", j))
             if path.exists():
                 removed += 1
             remove_entry(path)
@@ -289,13 +303,38 @@ class FlowCache:
         cached = self._load(i, j, shape)
         if cached is not None:
             return cached
-        if frame_i is None or frame_j is None:
-            if self.frames is None:
-                raise ValueError(f"flow {i}->{j} is not cached in {self.directory} and no frames "
-                                 "were given to compute it")
-            frame_i = self.frames(i) if frame_i is None else frame_i
-            frame_j = self.frames(j) if frame_j is None else frame_j
-        return self._compute(i, j, frame_i, frame_j)
+        with self._lock:
+            busy = self._busy.get((i, j))
+            owner = busy is None
+            if owner:
+                busy = self._busy[(i, j)] = threading.Lock()
+        with busy:  # another thread computing this flow: wait for it and read its result
+            try:
+                cached = self._load(i, j, shape)
+                if cached is not None:
+                    return cached
+                if frame_i is None or frame_j is None:
+                    if self.frames is None:
+                        raise ValueError(f"flow {i}->{j} is not cached in {self.directory} and no frames "
+                                         "were given to compute it")
+                    frame_i = self._frame(i) if frame_i is None else frame_i
+                    frame_j = self._frame(j) if frame_j is None else frame_j
+                return self._compute(i, j, frame_i, frame_j)
+            finally:
+                if owner:
+                    with self._lock:
+                        self._busy.pop((i, j), None)
+
+    def _frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` from the ``frames`` callback; for a backend that takes grey frames, kept
+        in memory as grey with the flows: the pairs (i-1, i), (i, i-1), (i, i+1), (i+1, i) read it
+        once. (Other backends, learned ones, cost far more than reading a frame again.)"""
+        if not self._grey:
+            return self.frames(index)
+        kept = self._memory.get(("frame", index))
+        if kept is not None:
+            return kept
+        return self._memory.put(("frame", index), grey(self.frames(index)))
 
     def _compute(self, i: int, j: int, frame_i: np.ndarray, frame_j: np.ndarray) -> np.ndarray:
         flow = self.backend(frame_i, frame_j)

@@ -114,6 +114,8 @@ class WorkDir:
             shutil.rmtree(self.root / name, ignore_errors=True)
             if name == "frames" and self._frames is not None:
                 self._frames.drop_where(lambda key: False)
+        if {"frames", "flow"} & set(names):
+            self._flow_cache = None  # it keeps flows and frames in memory: they are gone
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
