@@ -39,7 +39,7 @@ inline int num_threads(int threads) { return threads > 0 ? threads : omp_get_max
 }  // namespace
 
 float patch_error(const State& st, int x, int y, uint32_t q, float bound) {
-  const int len = st.lay.p * st.lay.d;
+  const int len = st.patch_len();
   return ssd(st.src_patch(q), st.src_stride(), st.tgt_patch(x, y), st.tgt_stride(), st.lay.p, len, bound);
 }
 
@@ -63,7 +63,7 @@ void compute_omega(State& st) {
 void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
   const int wt = st.wt, ht = st.ht;
   const float lambda = prm.uniformity;
-  const int p = st.lay.p, len = p * st.lay.d;
+  const int p = st.lay.p, len = st.patch_len();
   const size_t s_stride = st.src_stride(), t_stride = st.tgt_stride();
   // energy of one unit of omega summed over a patch (errors are in feature units: data units
   // times feature_scale^2)
@@ -233,8 +233,11 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
             float cur_e = st.err[i];
             // occupancy of a source patch without this pixel's own contribution (omega and
             // band_delta count its match at the scan's start)
+            // (band_delta is all zeros until the band changes a match)
+            const bool band_changed = changes.size() > band_changes;
             auto occupancy = [&](uint32_t q) {
-              const int64_t o = patch_sum(st, st.omega.data(), q) + patch_sum(st, band_delta.data(), q);
+              const int64_t o =
+                  patch_sum(st, st.omega.data(), q) + (band_changed ? patch_sum(st, band_delta.data(), q) : 0);
               return occ_unit * static_cast<float>(o - overlap(st, orig, q));
             };
             float best = cur_e + (lambda > 0 ? occupancy(cur) : 0.f);
