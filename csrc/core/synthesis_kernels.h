@@ -134,18 +134,21 @@ inline __m128 fma_square(__m128 d, __m128 acc) {
 inline float ssd(const Feat* s, size_t s_stride, const float* t, size_t t_stride, int rows, int len, float bound) {
 #if RR_SIMD_VARIANT == RR_SIMD_AVX512
   __m512 a = _mm512_setzero_ps();  // lanes 0-7 and 8-15: the AVX2 code's two accumulators
-  const int full = len & ~15;
-  const __mmask16 tail = static_cast<__mmask16>((1u << (len - full)) - 1u);
+  const int full = len & ~15, rest = len - full;
+  // 1 in lanes [0, rest), 0 beyond: d * keep is d or a zero (exactly)
+  static constexpr float kOnesThenZeros[32] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  const __m512 keep = _mm512_loadu_ps(kOnesThenZeros + 16 - rest);
   for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
     for (int i = 0; i < full; i += 16) {
       const __m512 d = _mm512_sub_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i))),
                                      _mm512_loadu_ps(t + i));
       a = _mm512_fmadd_ps(d, d, a);
     }
-    if (tail) {
-      const __m512 d = _mm512_maskz_sub_ps(
-          tail, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + full))), _mm512_loadu_ps(t + full));
-      a = _mm512_fmadd_ps(d, d, a);
+    if (rest) {
+      const __m512 d = _mm512_sub_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + full))),
+                                     _mm512_loadu_ps(t + full));
+      const __m512 dk = _mm512_mul_ps(d, keep);
+      a = _mm512_fmadd_ps(dk, dk, a);
     }
     if (ssd_checks_row(j, rows)) {
       const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
@@ -247,19 +250,7 @@ inline void prefetch_patch(const Feat* s, size_t stride, int len, int rows) {
 // Sum of the p x p counts whose top-left is `o` in a grid of row stride `ws`. (Masked loads
 // never touch memory outside the patch.)
 inline int64_t patch_sum(const int32_t* o, size_t ws, int p) {
-#if RR_SIMD_VARIANT == RR_SIMD_AVX512
-  // As AVX2 below, with mask registers (AVX2's masked moves are slow on some CPUs, e.g. AMD's).
-  __m512i acc64 = _mm512_setzero_si512();
-  for (int i = 0; i < p; i += 16) {
-    const __mmask16 m = static_cast<__mmask16>((1u << std::min(16, p - i)) - 1u);
-    const int32_t* r = o + i;
-    __m512i acc = _mm512_setzero_si512();
-    for (int j = 0; j < p; ++j, r += ws) acc = _mm512_add_epi32(acc, _mm512_maskz_loadu_epi32(m, r));
-    acc64 = _mm512_add_epi64(acc64, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)));
-    acc64 = _mm512_add_epi64(acc64, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1)));
-  }
-  return _mm512_reduce_add_epi64(acc64);
-#elif RR_SIMD_VARIANT >= RR_SIMD_AVX2
+#if RR_SIMD_VARIANT >= RR_SIMD_AVX2
   // A lane sums one column of a chunk: at most p * |target| (each count is at most |target|),
   // within int32 up to 69 Mpx targets at p = 31; chunks are summed in 64 bits.
   __m256i acc64 = _mm256_setzero_si256();
@@ -303,14 +294,7 @@ inline void patch_add(int32_t* o, size_t ws, int p, int v, bool atomic) {
       for (int i = 0; i < p; ++i) __atomic_fetch_add(o + i, v, __ATOMIC_RELAXED);
     return;
   }
-#if RR_SIMD_VARIANT == RR_SIMD_AVX512
-  const __m512i add = _mm512_set1_epi32(v);
-  for (int i = 0; i < p; i += 16) {
-    const __mmask16 m = static_cast<__mmask16>((1u << std::min(16, p - i)) - 1u);
-    int32_t* r = o + i;
-    for (int j = 0; j < p; ++j, r += ws) _mm512_mask_storeu_epi32(r, m, _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, r), add));
-  }
-#elif RR_SIMD_VARIANT >= RR_SIMD_AVX2
+#if RR_SIMD_VARIANT >= RR_SIMD_AVX2
   const __m256i add = _mm256_set1_epi32(v);
   for (int i = 0; i < p; i += 8) {
     const __m256i m = lanes(std::min(8, p - i));
