@@ -25,6 +25,7 @@ class CpuSteps {
 
   void begin_level(int level) {
     init_state(st_, pyr_[level], lay_);
+    st_.warm_start = init_nnf_ != nullptr;
     std::vector<Feat>().swap(pyr_[level].tgt);  // now copied into the state's padded target
   }
   void init_coarsest(int level) { random_nnf(st_, prm_.seed, init_nnf_, wt_, ht_, 1 << level); }

@@ -79,6 +79,7 @@ struct State {
   bool omega_valid = false;      // omega matches the NNF (kept up to date by PatchMatch)
   std::vector<uint8_t> active;   // ht x wt: searched in the next PatchMatch
   std::vector<uint8_t> moved;    // ht x wt: NNF entry changed since the last vote
+  bool warm_start = false;       // the call started from a given field (see patchmatch())
   double omega_best = 1.0;       // (|target| / |source|) * patch^2
 
   // (of the compared features)
