@@ -124,6 +124,12 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
   size_t work = 0;
   for (uint8_t a : st.active) work += a;
   const int team = work >= 16384 ? std::min(num_threads(threads), nbands) : 1;
+  // omega stays as it is during a scan: when many pixels are searched, its sums over every source
+  // patch are computed once per scan (separable box sums) instead of once per candidate. (Integer
+  // sums: the same values either way.)
+  const size_t n_src = static_cast<size_t>(st.hs) * st.ws;
+  const bool box_sums = lambda > 0 && work * 4 >= n_src;
+  std::vector<int64_t> omega_box(box_sums ? n_src : 0);
 
   int out_of_memory = 0;
 #pragma omp parallel num_threads(team)
@@ -136,7 +142,9 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
     std::vector<std::pair<uint32_t, uint32_t>> changes;  // (old, new) matches of this scan
     // the changes of the band being scanned, which its later pixels see at once (zero between bands)
     std::vector<int32_t> band_delta;
+    std::vector<int64_t> column_sums;  // (box_sums) one row of p-row column sums of omega
     try {
+      if (box_sums) column_sums.resize(st.ws);
       if (lambda > 0) {
         size_t mine = 0;  // a scan changes each of this thread's pixels at most once
         for (int b = t; b < nbands; b += nteam) mine += static_cast<size_t>(std::min(ht, (b + 1) * kBand) - b * kBand) * wt;
@@ -166,6 +174,26 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
 
     uint32_t next_cands[32], cands[32];  // random candidates, drawn one pixel ahead
     for (int it = 0; it < (give_up ? 0 : prm.patchmatch_iters); ++it) {
+      if (box_sums) {
+        // omega_box[q] = the sum of omega over the source patch centred at q (valid centres only)
+        const int r = st.lay.r, ws = st.ws;
+#pragma omp for schedule(static)
+        for (int qy = r; qy < st.hs - r; ++qy) {
+          std::fill(column_sums.begin(), column_sums.end(), 0);
+          for (int j = -r; j <= r; ++j) {
+            const int32_t* row = &st.omega[static_cast<size_t>(qy + j) * ws];
+            for (int x = 0; x < ws; ++x) column_sums[x] += row[x];
+          }
+          int64_t run = 0;
+          for (int x = 0; x < p - 1; ++x) run += column_sums[x];
+          int64_t* out = &omega_box[static_cast<size_t>(qy) * ws];
+          for (int qx = r; qx < ws - r; ++qx) {
+            run += column_sums[qx + r];
+            out[qx] = run;
+            run -= column_sums[qx - r];
+          }
+        }
+      }
       const bool forward = (it % 2) == 0;
       const int step = forward ? 1 : -1;
       const int recent = std::max(it - 1, 1);  // stamps >= this changed in one of the last two scans
@@ -242,8 +270,9 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads) {
             // (band_delta is all zeros until the band changes a match)
             const bool band_changed = changes.size() > band_changes;
             auto occupancy = [&](uint32_t q) {
-              const int64_t o =
-                  patch_sum(st, st.omega.data(), q) + (band_changed ? patch_sum(st, band_delta.data(), q) : 0);
+              const int64_t o = (box_sums ? omega_box[static_cast<size_t>(unpack_y(q)) * st.ws + unpack_x(q)]
+                                          : patch_sum(st, st.omega.data(), q)) +
+                                (band_changed ? patch_sum(st, band_delta.data(), q) : 0);
               return occ_unit * static_cast<float>(o - overlap(st, orig, q));
             };
             float best = cur_e + (lambda > 0 ? occupancy(cur) : 0.f);
