@@ -234,6 +234,26 @@ def test_result_does_not_depend_on_threads():
     assert not np.array_equal(other_seed.nnf, runs[0].nnf)  # the seed does drive the search
 
 
+def test_warm_result_does_not_depend_on_threads():
+    # A warm-started call skips converged pixels from its second PatchMatch scan on (the stamps of
+    # the first scan, read across bands as of that scan): still the same bytes for any thread count.
+    # Its searches compare the guides' packed features (12 channels: 45-value patch rows).
+    n = 176
+    src = texture(n, n, seed=6)
+    mx, my = sinus_field(n, amp=4.0)
+    tgt = remap(src, mx, my)
+    guides = [(src, tgt, 6.0), (src[:, :, :1], tgt[:, :, :1], 0.5), (coords(n, n), np.dstack([mx, my]), 2.0),
+              (stylise(src), remap(stylise(src), mx + 0.7, my), 0.5)]
+    init = np.dstack([np.clip(np.rint(mx) + 2, R, n - 1 - R), np.clip(np.rint(my) - 1, R, n - 1 - R)]).astype(np.int32)
+    runs = [synthesize(stylise(src), guides, init_nnf=init, seed=4, threads=t, patchmatch_iters=2, search_radius=16)
+            for t in (1, 2, 3)]
+    for r in runs[1:]:
+        assert np.array_equal(r.nnf, runs[0].nnf)
+        assert np.array_equal(r.image, runs[0].image) and np.array_equal(r.error, runs[0].error)
+    within = (np.abs(runs[0].nnf[..., 0] - mx) <= 1) & (np.abs(runs[0].nnf[..., 1] - my) <= 1)
+    assert interior(within).mean() >= 0.95  # the field 2 px off was corrected
+
+
 def test_concurrent_calls_are_independent(displaced):
     # the GIL is released and calls share no state: concurrent runs equal a sequential one
     from concurrent.futures import ThreadPoolExecutor

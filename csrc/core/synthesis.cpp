@@ -30,10 +30,12 @@ uint64_t working_bytes(int hs, int ws, int ht, int wt, int cs, int feature_chann
   // pyramid: half-float features, raw style, mask; the coarser levels add a third at most
   const uint64_t pyramid = (ns * (2 * d + 4 * cs) + nt * (2 * d + 1)) * 4 / 3;
   // the level being solved and the previous (coarser) one: padded float target, synthesis, NNF,
-  // errors, occupancy, flags; PatchMatch's stamps, per-thread occupancy deltas and change lists
+  // errors, occupancy, flags; PatchMatch's stamps, per-thread occupancy deltas and change lists,
+  // the occupancy's patch sums; the packed guide features of the guide-only searches
   const uint64_t padded = (static_cast<uint64_t>(ht) + 2 * r) * (static_cast<uint64_t>(wt) + 2 * r);
   const uint64_t level = padded * d * 4 + nt * (4 * cs + 4 + 4 + 2) + ns * 4;
-  const uint64_t search = nt * (4 + 8 + 3) + ns * 4 * team + ns * 2 * cs;
+  const uint64_t guides_only = (ns * 2 + padded * 4) * static_cast<uint64_t>(feature_channels);
+  const uint64_t search = nt * (4 + 8 + 3) + ns * 4 * team + ns * 8 + guides_only;
   const uint64_t result = nt * (4 * cs + 8 + 4);
   return pyramid + level * 5 / 4 + search + result;
 }

@@ -15,8 +15,9 @@ namespace {
 using namespace detail;
 
 // The schedule's steps on the CPU (see synthesis_schedule.h for what each does). Guide-only
-// searches zero the style slots of the source and target features; the source's are kept aside
-// and put back when the style term returns.
+// searches compare a packed copy of the guide slots (State::guide_src / guide_tgt): the style
+// slots would only add zeros, and leaving them out shortens a patch row (12 channels: 45 values
+// instead of 80). The target's style slots stay up to date throughout, for when the style returns.
 class CpuSteps {
  public:
   CpuSteps(std::vector<LevelData>& pyr, const Layout& lay, const Params& prm, const int32_t* init_nnf, int ht, int wt)
@@ -24,33 +25,15 @@ class CpuSteps {
 
   void begin_level(int level) {
     init_state(st_, pyr_[level], lay_);
+    st_.warm_start = init_nnf_ != nullptr;
     std::vector<Feat>().swap(pyr_[level].tgt);  // now copied into the state's padded target
-    level_ = level;
   }
   void init_coarsest(int level) { random_nnf(st_, prm_.seed, init_nnf_, wt_, ht_, 1 << level); }
   void upsample() { upsample_nnf(st_, prev_); }
-  void style_term(bool on) {
-    std::vector<Feat>& src = pyr_[level_].src;
-    if (!on) {
-      saved_style_.resize(src.size() / lay_.d * lay_.cs);
-      for (size_t i = 0, j = 0; i < src.size(); i += lay_.d, j += lay_.cs) {
-        std::copy_n(&src[i], lay_.cs, &saved_style_[j]);
-        std::fill_n(&src[i], lay_.cs, to_feat(0.f));
-      }
-      clear_target_style(st_);
-    } else {
-      for (size_t i = 0, j = 0; i < src.size(); i += lay_.d, j += lay_.cs) std::copy_n(&saved_style_[j], lay_.cs, &src[i]);
-      std::vector<Feat>().swap(saved_style_);
-      std::fill(st_.moved.begin(), st_.moved.end(), 1);  // the next vote restores every target style slot
-    }
-    style_on_ = on;
-  }
+  void style_term(bool on) { compare_guides_only(st_, !on); }
   void search(uint64_t seed) { patchmatch(st_, prm_, seed, prm_.threads); }
-  void vote(bool track) {
-    detail::vote(st_, prm_.stop_threshold, track, prm_.threads);
-    if (!style_on_) clear_target_style(st_);  // the vote wrote them
-  }
-  void activate_all() { st_.active.assign(pyr_[level_].mask.begin(), pyr_[level_].mask.end()); }
+  void vote(bool track) { detail::vote(st_, prm_.stop_threshold, track, prm_.threads); }
+  void activate_all() { st_.active.assign(st_.lv->mask.begin(), st_.lv->mask.end()); }
   bool any_active() const { return std::any_of(st_.active.begin(), st_.active.end(), [](uint8_t a) { return a; }); }
   void end_level(int level) {
     std::swap(prev_, st_);
@@ -68,9 +51,6 @@ class CpuSteps {
   const Params& prm_;
   const int32_t* init_nnf_;
   int ht_, wt_;
-  int level_ = 0;
-  bool style_on_ = true;
-  std::vector<Feat> saved_style_;  // the source's style slots while they are zeroed
   State prev_, st_;
 };
 
@@ -80,9 +60,8 @@ Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, 
                   const int32_t* init_nnf, const uint8_t* target_mask, const Params& prm) {
   Layout lay;
   lay.cs = style.c;
-  int channels = style.c;
-  for (const Guide& g : guides) channels += g.source.c;
-  lay.d = (channels + 15) / 16 * 16;
+  for (const Guide& g : guides) lay.cg += g.source.c;
+  lay.d = (lay.cs + lay.cg + 15) / 16 * 16;
   lay.p = prm.patch_size;
   lay.r = prm.patch_size / 2;
   lay.style_scale = std::sqrt(prm.style_weight / static_cast<float>(style.c));

@@ -33,6 +33,7 @@ namespace rerender::synthesis::RR_SIMD_NS::detail {
 // Feature layout shared by all levels.
 struct Layout {
   int cs = 0;               // style channels (first cs feature slots)
+  int cg = 0;               // guide channels (the next cg slots)
   int d = 0;                // padded feature count per pixel
   int p = 5, r = 2;         // patch size and radius
   float style_scale = 1.f;  // sqrt(style_weight / cs) * feature_scale
@@ -58,11 +59,19 @@ inline int unpack_y(uint32_t v) { return static_cast<int>(v >> 16); }
 // Working state of the level being solved.
 struct State {
   const LevelData* lv = nullptr;
-  const Feat* src = nullptr;     // lv->src.data()
   Layout lay;
   int hs = 0, ws = 0, ht = 0, wt = 0;
   int pw = 0;                    // padded target width (wt + 2r)
   std::vector<float> tgt;        // (ht + 2r) x pw x d: guides + current synthesis (scaled), edge-replicated
+  // While searches compare guides only: the guide slots alone, packed (cg values a pixel, not
+  // padded: a patch row of p * cg values instead of p * d, most of them zeros otherwise), each
+  // followed by 15 readable values (see ssd()).
+  std::vector<Feat> guide_src;   // hs x ws x cg
+  std::vector<float> guide_tgt;  // (ht + 2r) x pw x cg
+  // The features searches compare: src / tgt (c = d), or guide_src / guide_tgt (c = cg).
+  const Feat* cmp_src = nullptr;
+  const float* cmp_tgt = nullptr;
+  int cmp_c = 0;
   std::vector<float> out;        // ht x wt x cs: current synthesis (raw)
   std::vector<uint32_t> nnf;     // ht x wt packed source centres
   std::vector<float> err;        // ht x wt plain patch error
@@ -70,16 +79,19 @@ struct State {
   bool omega_valid = false;      // omega matches the NNF (kept up to date by PatchMatch)
   std::vector<uint8_t> active;   // ht x wt: searched in the next PatchMatch
   std::vector<uint8_t> moved;    // ht x wt: NNF entry changed since the last vote
+  bool warm_start = false;       // the call started from a given field (see patchmatch())
   double omega_best = 1.0;       // (|target| / |source|) * patch^2
 
+  // (of the compared features)
   const Feat* src_patch(uint32_t q) const {  // top-left of the source patch centred at q
-    return src + (static_cast<size_t>(unpack_y(q) - lay.r) * ws + (unpack_x(q) - lay.r)) * lay.d;
+    return cmp_src + (static_cast<size_t>(unpack_y(q) - lay.r) * ws + (unpack_x(q) - lay.r)) * cmp_c;
   }
   const float* tgt_patch(int x, int y) const {  // top-left of the target patch centred at (x, y)
-    return tgt.data() + (static_cast<size_t>(y) * pw + x) * lay.d;
+    return cmp_tgt + (static_cast<size_t>(y) * pw + x) * cmp_c;
   }
-  size_t src_stride() const { return static_cast<size_t>(ws) * lay.d; }
-  size_t tgt_stride() const { return static_cast<size_t>(pw) * lay.d; }
+  size_t src_stride() const { return static_cast<size_t>(ws) * cmp_c; }
+  size_t tgt_stride() const { return static_cast<size_t>(pw) * cmp_c; }
+  int patch_len() const { return lay.p * cmp_c; }  // values of a patch row
   // valid source centres: the whole patch lies inside the source
   int qx_lo() const { return lay.r; }
   int qx_hi() const { return ws - 1 - lay.r; }
@@ -92,6 +104,8 @@ struct State {
 std::vector<LevelData> build_pyramid(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,
                                      const uint8_t* target_mask, const Layout& lay, int levels);
 void init_state(State& st, const LevelData& lv, const Layout& lay);
+// Searches compare the guides only (packing guide_src / guide_tgt), or all features again.
+void compare_guides_only(State& st, bool on);
 // Random NNF, or the full-resolution warm start init_nnf (init_w x init_h) read at every
 // `scale`-th pixel and divided by it; its (-1, -1) entries stay random.
 void random_nnf(State& st, uint64_t seed, const int32_t* init_nnf, int init_w, int init_h, int scale);
@@ -109,8 +123,6 @@ void patchmatch(State& st, const Params& prm, uint64_t seed, int threads);
 // track_changes, mark as active the pixels whose value changed by >= stop_threshold (max over
 // channels).
 void vote(State& st, float stop_threshold, bool track_changes, int threads);
-// Zero the style slots of the target features (for a guide-only search).
-void clear_target_style(State& st);
 
 }  // namespace rerender::synthesis::RR_SIMD_NS::detail
 RR_SIMD_END

@@ -40,6 +40,10 @@ inline float round_feat(float v) { return from_feat(to_feat(v)); }
 // as a row, so later rows are only summed up at the end.
 inline bool ssd_checks_row(int j, int rows) { return j < 2 || j == rows - 1; }
 
+// A patch row is `len` values; when len is not a multiple of 16, the last chunk of 16 counts as
+// zero-padded (the SIMD versions read the whole chunk and zero the differences past len: the
+// arrays they read need 15 readable values after a patch's last row).
+//
 // The SSD as plain C++: the definition the SIMD versions follow (std::fma is exact everywhere;
 // it is the baseline on other architectures, and the reference of the tests).
 inline float ssd_portable(const Feat* s, size_t s_stride, const float* t, size_t t_stride, int rows, int len,
@@ -47,7 +51,7 @@ inline float ssd_portable(const Feat* s, size_t s_stride, const float* t, size_t
   float lane[16] = {};
   for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
     for (int i = 0; i < len; i += 16)
-      for (int l = 0; l < 16; ++l) {
+      for (int l = 0; l < 16 && i + l < len; ++l) {  // (beyond len: zeros, which leave a lane as it is)
         const float d = half_to_float(s[i + l]) - t[i + l];
         lane[l] = std::fma(d, d, lane[l]);
       }
@@ -61,6 +65,11 @@ inline float ssd_portable(const Feat* s, size_t s_stride, const float* t, size_t
   }
   return 0.f;  // rows == 0
 }
+
+#if RR_SIMD_VARIANT >= RR_SIMD_AVX2
+// lanes [0, n) set (n <= 8): the part of a chunk of 8 inside a patch row (counts or features)
+inline __m256i lanes(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+#endif
 
 #if RR_SIMD_VARIANT >= RR_SIMD_AVX2
 // The horizontal sum of 8 lanes (v = the 16 lanes folded once), in the defining order.
@@ -125,11 +134,21 @@ inline __m128 fma_square(__m128 d, __m128 acc) {
 inline float ssd(const Feat* s, size_t s_stride, const float* t, size_t t_stride, int rows, int len, float bound) {
 #if RR_SIMD_VARIANT == RR_SIMD_AVX512
   __m512 a = _mm512_setzero_ps();  // lanes 0-7 and 8-15: the AVX2 code's two accumulators
+  const int full = len & ~15, rest = len - full;
+  // 1 in lanes [0, rest), 0 beyond: d * keep is d or a zero (exactly)
+  static constexpr float kOnesThenZeros[32] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  const __m512 keep = _mm512_loadu_ps(kOnesThenZeros + 16 - rest);
   for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
-    for (int i = 0; i < len; i += 16) {
+    for (int i = 0; i < full; i += 16) {
       const __m512 d = _mm512_sub_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i))),
                                      _mm512_loadu_ps(t + i));
       a = _mm512_fmadd_ps(d, d, a);
+    }
+    if (rest) {
+      const __m512 d = _mm512_sub_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + full))),
+                                     _mm512_loadu_ps(t + full));
+      const __m512 dk = _mm512_mul_ps(d, keep);
+      a = _mm512_fmadd_ps(dk, dk, a);
     }
     if (ssd_checks_row(j, rows)) {
       const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
@@ -140,12 +159,22 @@ inline float ssd(const Feat* s, size_t s_stride, const float* t, size_t t_stride
   return 0.f;
 #elif RR_SIMD_VARIANT == RR_SIMD_AVX2
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  const int full = len & ~15, rest = len - full;
+  const __m256 keep0 = _mm256_castsi256_ps(lanes(std::min(rest, 8))), keep1 = _mm256_castsi256_ps(lanes(rest - 8));
   for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
-    for (int i = 0; i < len; i += 16) {
+    for (int i = 0; i < full; i += 16) {
       const __m256 s0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
       const __m256 s1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 8)));
       const __m256 d0 = _mm256_sub_ps(s0, _mm256_loadu_ps(t + i));
       const __m256 d1 = _mm256_sub_ps(s1, _mm256_loadu_ps(t + i + 8));
+      a0 = _mm256_fmadd_ps(d0, d0, a0);
+      a1 = _mm256_fmadd_ps(d1, d1, a1);
+    }
+    if (rest) {
+      const __m256 s0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + full)));
+      const __m256 s1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + full + 8)));
+      const __m256 d0 = _mm256_and_ps(_mm256_sub_ps(s0, _mm256_loadu_ps(t + full)), keep0);
+      const __m256 d1 = _mm256_and_ps(_mm256_sub_ps(s1, _mm256_loadu_ps(t + full + 8)), keep1);
       a0 = _mm256_fmadd_ps(d0, d0, a0);
       a1 = _mm256_fmadd_ps(d1, d1, a1);
     }
@@ -157,11 +186,21 @@ inline float ssd(const Feat* s, size_t s_stride, const float* t, size_t t_stride
   return 0.f;
 #elif RR_SIMD_VARIANT == RR_SIMD_NEON
   float32x4_t a[4] = {vdupq_n_f32(0.f), vdupq_n_f32(0.f), vdupq_n_f32(0.f), vdupq_n_f32(0.f)};  // lanes 0-3, ..., 12-15
+  const int full = len & ~15, rest = len - full;
+  const int32x4_t index = {0, 1, 2, 3};
+  uint32x4_t keep[4];
+  for (int q = 0; q < 4; ++q) keep[q] = vcltq_s32(index, vdupq_n_s32(rest - 4 * q));
   for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
-    for (int i = 0; i < len; i += 16)
+    for (int i = 0; i < full; i += 16)
       for (int q = 0; q < 4; ++q) {
         const float32x4_t d = vsubq_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i + 4 * q))), vld1q_f32(t + i + 4 * q));
         a[q] = vfmaq_f32(a[q], d, d);
+      }
+    if (rest)
+      for (int q = 0; q < 4; ++q) {
+        const float32x4_t d = vsubq_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + full + 4 * q))), vld1q_f32(t + full + 4 * q));
+        const float32x4_t dk = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(d), keep[q]));
+        a[q] = vfmaq_f32(a[q], dk, dk);
       }
     if (ssd_checks_row(j, rows)) {
       const float32x4_t h = vaddq_f32(vaddq_f32(a[0], a[2]), vaddq_f32(a[1], a[3]));
@@ -172,10 +211,18 @@ inline float ssd(const Feat* s, size_t s_stride, const float* t, size_t t_stride
   return 0.f;
 #elif RR_SIMD_VARIANT == RR_SIMD_BASELINE && defined(__SSE2__)
   __m128 a[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};  // lanes 0-3, ..., 12-15
+  const int full = len & ~15, rest = len - full;
+  __m128 keep[4];
+  for (int q = 0; q < 4; ++q)
+    keep[q] = _mm_castsi128_ps(_mm_cmplt_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(rest - 4 * q)));
   for (int j = 0; j < rows; ++j, s += s_stride, t += t_stride) {
-    for (int i = 0; i < len; i += 16)
+    for (int i = 0; i < full; i += 16)
       for (int q = 0; q < 4; ++q)
         a[q] = fma_square(_mm_sub_ps(half4_to_float(s + i + 4 * q), _mm_loadu_ps(t + i + 4 * q)), a[q]);
+    if (rest)
+      for (int q = 0; q < 4; ++q)
+        a[q] = fma_square(_mm_and_ps(_mm_sub_ps(half4_to_float(s + full + 4 * q), _mm_loadu_ps(t + full + 4 * q)), keep[q]),
+                          a[q]);
     if (ssd_checks_row(j, rows)) {
       __m128 h = _mm_add_ps(_mm_add_ps(a[0], a[2]), _mm_add_ps(a[1], a[3]));
       h = _mm_add_ps(h, _mm_movehl_ps(h, h));
@@ -199,10 +246,6 @@ inline void prefetch_patch(const Feat* s, size_t stride, int len, int rows) {
     for (size_t b = 0; b < bytes + 63; b += 64) __builtin_prefetch(c + b, 0, 3);
 }
 
-#if RR_SIMD_VARIANT >= RR_SIMD_AVX2
-// lanes [0, n) set (n <= 8): the part of a patch row that a chunk of 8 counts covers
-inline __m256i lanes(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
-#endif
 
 // Sum of the p x p counts whose top-left is `o` in a grid of row stride `ws`. (Masked loads
 // never touch memory outside the patch.)

@@ -96,7 +96,6 @@ std::vector<LevelData> build_pyramid(const Plane& style, const std::vector<Guide
 
 void init_state(State& st, const LevelData& lv, const Layout& lay) {
   st.lv = &lv;
-  st.src = lv.src.data();
   st.lay = lay;
   st.hs = lv.hs, st.ws = lv.ws, st.ht = lv.ht, st.wt = lv.wt;
   st.pw = lv.wt + 2 * lay.r;
@@ -113,6 +112,7 @@ void init_state(State& st, const LevelData& lv, const Layout& lay) {
       for (int k = 0; k < lay.d; ++k) to[k] = from_feat(from[k]);
     }
   }
+  compare_guides_only(st, false);
   const size_t nt = static_cast<size_t>(lv.ht) * lv.wt;
   st.out.assign(nt * lay.cs, 0.f);
   st.nnf.assign(nt, 0);
@@ -124,6 +124,24 @@ void init_state(State& st, const LevelData& lv, const Layout& lay) {
   size_t count = 0;
   for (uint8_t m : lv.mask) count += m;
   st.omega_best = (static_cast<double>(count) / (static_cast<double>(lv.hs) * lv.ws)) * lay.p * lay.p;
+}
+
+void compare_guides_only(State& st, bool on) {
+  const Layout& lay = st.lay;
+  if (!on) {
+    std::vector<Feat>().swap(st.guide_src);
+    std::vector<float>().swap(st.guide_tgt);
+    st.cmp_src = st.lv->src.data(), st.cmp_tgt = st.tgt.data(), st.cmp_c = lay.d;
+    return;
+  }
+  // (the guide slots stay as they are while the style term is off: only votes write the target)
+  const size_t ns = static_cast<size_t>(st.hs) * st.ws, np = st.tgt.size() / lay.d;
+  st.guide_src.assign(ns * lay.cg + 15, to_feat(0.f));
+  st.guide_tgt.assign(np * lay.cg + 15, 0.f);
+  const Feat* src = st.lv->src.data();
+  for (size_t i = 0; i < ns; ++i) std::copy_n(src + i * lay.d + lay.cs, lay.cg, &st.guide_src[i * lay.cg]);
+  for (size_t i = 0; i < np; ++i) std::copy_n(&st.tgt[i * lay.d + lay.cs], lay.cg, &st.guide_tgt[i * lay.cg]);
+  st.cmp_src = st.guide_src.data(), st.cmp_tgt = st.guide_tgt.data(), st.cmp_c = lay.cg;
 }
 
 void random_nnf(State& st, uint64_t seed, const int32_t* init_nnf, int init_w, int init_h, int scale) {

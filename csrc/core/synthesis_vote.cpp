@@ -128,10 +128,5 @@ void vote(State& st, float stop_threshold, bool track_changes, int threads) {
   }
 }
 
-void clear_target_style(State& st) {
-  const size_t n = st.tgt.size() / st.lay.d;
-  for (size_t i = 0; i < n; ++i) std::fill_n(&st.tgt[i * st.lay.d], st.lay.cs, 0.f);
-}
-
 }  // namespace rerender::synthesis::RR_SIMD_NS::detail
 RR_SIMD_END

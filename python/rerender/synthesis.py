@@ -15,8 +15,11 @@ the plain E. Where this differs from the public EbSynth, and why:
     its errors (measured: up to +6 dB against the exact warp on a displaced texture, and a lower
     final energy; warm starts +0.1 to +1.6 dB on the benchmark);
   * coarse levels are 2x2 box averages, not point samples;
+  * the guide-only searches compare the guide channels alone, packed (no zero style slots);
   * within a PatchMatch call, pixels whose match and neighbours' matches did not change during the
-    last forward + backward scan are not scanned again (35% less time, same result);
+    last forward + backward scan are not scanned again (35% less time, same result); with
+    ``init_nnf``, already after the first scan (a warm field is mostly right: a static background
+    then skips the second scan);
   * threads scan fixed bands of rows that see each other's matches and the occupancy as they were
     after the previous scan: the result depends on the seed only, not on threads or scheduling.
 

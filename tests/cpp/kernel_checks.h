@@ -32,16 +32,19 @@ struct PatchData {
   size_t s_stride, t_stride;
 };
 
+// d: values per pixel; not a multiple of 16 (the compact guide-only features), the rows are
+// followed by other values (the next pixels'), which the SSD must leave out.
 inline PatchData random_patches(std::mt19937& rng, int p, int d, float spread, bool tiny) {
   using rerender::float_to_half, rerender::half_to_float;
   std::uniform_real_distribution<float> u(-1000.f, 1000.f), n(-1.f, 1.f);
   PatchData pd;
   pd.rows = p;
   pd.len = p * d;
-  pd.s_stride = static_cast<size_t>(pd.len) + 16 * (rng() % 3);
-  pd.t_stride = static_cast<size_t>(pd.len) + 16 * (rng() % 3);
-  pd.src.resize(pd.s_stride * p);
-  pd.tgt.resize(pd.t_stride * p);
+  pd.s_stride = static_cast<size_t>(pd.len) + 16 * (rng() % 3) + (d % 16 ? rng() % 7 : 0);
+  pd.t_stride = static_cast<size_t>(pd.len) + 16 * (rng() % 3) + (d % 16 ? rng() % 7 : 0);
+  pd.src.resize(pd.s_stride * p + 15);  // (15 readable values after the last row)
+  pd.tgt.resize(pd.t_stride * p + 15);
+  for (float& v : pd.tgt) v = u(rng);  // (the values past each row's len)
   for (size_t i = 0; i < pd.src.size(); ++i) pd.src[i] = tiny ? 0 : float_to_half(u(rng) * (rng() % 4 ? 1.f : 1e-6f));
   for (int j = 0; j < p; ++j)
     for (int i = 0; i < pd.len; ++i) {
@@ -61,7 +64,8 @@ inline void ssd_matches_definition(const std::vector<const KernelSet*>& sets, in
   std::mt19937 rng(7);
   int early = 0, total = 0;
   for (int trial = 0; trial < trials; ++trial) {
-    const int p = 3 + 2 * static_cast<int>(rng() % 4), d = 16 * (1 + static_cast<int>(rng() % 3));
+    const int p = 3 + 2 * static_cast<int>(rng() % 4);
+    const int d = trial % 2 ? 1 + static_cast<int>(rng() % 40) : 16 * (1 + static_cast<int>(rng() % 3));
     const float spread = std::ldexp(1.f, -static_cast<int>(rng() % 30));
     const PatchData pd = random_patches(rng, p, d, spread, trial % 10 == 0);
     const float full = kernels_baseline.ssd_portable({pd.src.data(), pd.s_stride, pd.tgt.data(), pd.t_stride, p, pd.len,
