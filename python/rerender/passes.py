@@ -41,8 +41,10 @@ class PropagationConfig:
     temporal_weight: float = 0.5
     style_weight: float = 1.0
     # after each synthesis, add the input's change the copied patches do not explain, mapped into the
-    # style by the key's local input-to-style slope (guides.transfer_residual; 0 = off)
-    residual_gain: float = 0.0
+    # style by the key's local input-to-style slope (guides.transfer_residual; 0 = off). Measured on the
+    # six bench_quality cases: +0.01 to +0.29 dB and more detail on every one, warp error within 3%,
+    # under 2% more job CPU (docs/method.md, "Candidates")
+    residual_gain: float = 1.0
     # guided PatchMatch
     patch_size: int = 5
     uniformity: float = 3500.0
@@ -124,7 +126,7 @@ class PropagationConfig:
                 "patch_size", "uniformity", "search_vote_iters", "patchmatch_iters", "stop_threshold", "search_radius",
                 "pyramid_levels", "warm_start", "seed", "matte_weight", "matte_grow")
         out = {k: getattr(self, k) for k in keys}
-        if self.residual_gain:  # (absent when off: fingerprints of jobs made before it stay valid)
+        if self.residual_gain:  # (absent when off: such a job synthesises what one made before it did)
             out["residual_gain"] = self.residual_gain
         return out
 
