@@ -418,7 +418,7 @@ def time_blend_512(root: Path, frames: list[np.ndarray], repeat: int) -> dict[st
 def ebsynth_targets(ours: Score, eb: Score) -> dict[str, bool]:
     """Issue 23's targets against EbSynth, each named with its margin (met or not)."""
     lead, ratio, slack = ours.psnr - eb.psnr, ours.warp / eb.warp, ours.detail - eb.detail
-    return {f"PSNR >= EbSynth + {EBSYNTH_PSNR_LEAD} dB (+{lead:.2f})": lead >= EBSYNTH_PSNR_LEAD,
+    return {f"PSNR >= EbSynth + {EBSYNTH_PSNR_LEAD} dB ({lead:+.2f})": lead >= EBSYNTH_PSNR_LEAD,
             f"warp <= {EBSYNTH_WARP_RATIO}x EbSynth ({ratio:.2f}x)": ratio <= EBSYNTH_WARP_RATIO,
             f"detail >= EbSynth - {EBSYNTH_DETAIL_SLACK} ({slack:+.3f})": slack >= -EBSYNTH_DETAIL_SLACK}
 
