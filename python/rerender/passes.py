@@ -3,7 +3,9 @@
 A *pass* walks away from one key frame, one frame at a time. Each step builds the four guides of
 docs/method.md section 3 (colour, edge, positional, temporal) and calls the native
 :func:`rerender.synthesize` with the key's style as exemplar, warm-starting the nearest-neighbour field
-from the previous frame's (advected along the flow: the key frame itself starts from the identity).
+from the previous frame's (advected along the flow: the key frame itself starts from the identity),
+then adds to the result the input's change its copied patches do not explain (``residual_gain``:
+:func:`rerender.guides.transfer_residual`).
 The job (:mod:`rerender.job`) runs one pass forward from the earlier key and one backward from the
 later key of every segment and blends them (:mod:`rerender.temporal_blend`).
 """
