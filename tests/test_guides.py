@@ -116,3 +116,44 @@ def test_fill_occluded_gives_the_same_values_as_a_lookup_of_every_pixel():
             out = G.fill_occluded(img, occ)
             assert out.dtype == img.dtype and out.flags.c_contiguous
             assert np.array_equal(out, _fill_every_pixel(img, occ))
+
+
+def test_local_slopes_recover_the_style_s_linear_response_to_its_input():
+    rng = np.random.default_rng(2)
+    frame = rng.integers(40, 200, (24, 28, 3)).astype(np.uint8)  # texture: variance >> the regulariser
+    f = frame.astype(np.float32)
+    var = f.var()
+    for style, slope in ((np.clip(0.5 * f + 60, 0, 255), 0.5), (255 - f, -1.0), (np.full_like(f, 77), 0.0)):
+        a = G.local_slopes(frame, style.astype(np.uint8))
+        assert a.shape == frame.shape and a.dtype == np.float32
+        # the regulariser shrinks the slope by var / (var + eps), and uint8 rounding adds a little noise
+        expect = slope * var / (var + G.SLOPE_EPS)
+        assert np.abs(a[6:-6, 6:-6] - expect).max() < 0.1 * max(abs(slope), 0.1), slope
+    with pytest.raises(ValueError, match="style"):
+        G.local_slopes(frame, frame[:10])
+
+
+def test_local_slopes_are_zero_where_the_input_is_flat():
+    frame = np.full((16, 16, 3), 120, np.uint8)
+    style = np.random.default_rng(3).integers(0, 255, (16, 16, 3)).astype(np.uint8)
+    assert np.abs(G.local_slopes(frame, style)).max() < 1e-3
+
+
+def test_transfer_residual_adds_the_input_change_the_patches_do_not_explain():
+    h, w = 6, 7
+    key_frame = np.full((h, w, 3), 100, np.uint8)
+    frame = key_frame.copy()
+    frame[:, :, 0] = 110  # the red input rose by 10 since the key
+    image = np.full((h, w, 3), 50, np.uint8)
+    nnf = np.zeros((h, w, 2), np.int32)  # every pixel copied from the key's (0, 0)
+    slopes = np.zeros((h, w, 3), np.float32)
+    slopes[0, 0] = [0.5, 1.0, 1.0]  # only the source pixel's slope counts
+    out = G.transfer_residual(image, nnf, frame, key_frame, slopes, gain=1.0)
+    assert out.dtype == np.uint8
+    assert np.all(out[..., 0] == 55) and np.all(out[..., 1:] == 50)
+    assert np.all(G.transfer_residual(image, nnf, frame, key_frame, slopes, gain=0.4)[..., 0] == 52)
+    # the input unchanged at the sources: the candidate comes back exactly (uint8 and float32)
+    assert np.array_equal(G.transfer_residual(image, nnf, key_frame, key_frame, slopes, 1.0), image)
+    fimg = image.astype(np.float32) + 0.25
+    assert np.array_equal(G.transfer_residual(fimg, nnf, key_frame.astype(np.float32), key_frame.astype(np.float32),
+                                              slopes, 1.0), fimg)

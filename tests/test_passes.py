@@ -31,6 +31,7 @@ class MemorySource:
 def test_defaults_are_the_reference_values():
     c = PropagationConfig()
     assert (c.colour_weight, c.edge_weight, c.positional_weight, c.temporal_weight) == (6.0, 0.5, 2.0, 0.5)
+    assert c.residual_gain == 1.0  # (the input's residual transferred after each synthesis: docs/method.md)
     # (2 PatchMatch scans, stop threshold 10, not EbSynth's 6 and 5, random search from 16 px, not the
     # whole key: warm-started steps, docs/method.md)
     assert (c.patch_size, c.uniformity, c.search_vote_iters, c.patchmatch_iters, c.stop_threshold,
@@ -176,3 +177,29 @@ def test_float_frames_of_high_bit_depth_plates_propagate():
     for s in steps:
         assert s.image.dtype == np.float32
         assert psnr(np.clip(np.rint(s.image), 0, 255).astype(np.uint8)[inner], stylise(frames[s.index])[inner]) > 30
+
+
+def test_residual_gain_adds_the_key_s_slope_times_the_input_change_to_the_synthesis():
+    from rerender import guides as G
+
+    frames = clip(2, 40, 48)
+    frames[1] = np.clip(frames[0].astype(int) + [12, 0, -8], 0, 255).astype(np.uint8)  # a static grade change
+    key = KeyFrame(0, stylise(frames[0]), frames[0])
+    src = MemorySource(frames, velocity=(0.0, 0.0))
+    plain = next(propagate_pass(key, [1], src, fast_config(residual_gain=0.0), threads=1))
+    moved = next(propagate_pass(key, [1], src, fast_config(residual_gain=1.0), threads=1))
+    # the synthesis is the same (same NNF); only the candidate gains slope x residual at each source
+    assert np.array_equal(plain.state.nnf, moved.state.nnf) and np.array_equal(plain.error, moved.error)
+    x, y = plain.state.nnf[..., 0], plain.state.nnf[..., 1]
+    residual = frames[1].astype(np.float32) - frames[0][y, x].astype(np.float32)
+    expect = plain.image + key.slopes[y, x] * G.cv2.GaussianBlur(residual, (0, 0), G.RESIDUAL_BLUR,
+                                                                 borderType=G.cv2.BORDER_REFLECT)
+    unclipped = (expect > 0.5) & (expect < 254.5)
+    assert unclipped.mean() > 0.9
+    assert np.abs(moved.image.astype(np.float32) - expect)[unclipped].max() <= 0.5 + 1e-3
+    assert np.abs(moved.image.astype(int) - plain.image.astype(int)).max() > 0  # it did change something
+    # the option names itself in the synthesis fingerprint only when on (off: the fingerprint of before)
+    assert "residual_gain" not in PropagationConfig(residual_gain=0.0).synthesis_fingerprint()
+    assert PropagationConfig(residual_gain=0.5).synthesis_fingerprint()["residual_gain"] == 0.5
+    with pytest.raises(ValueError, match="residual_gain"):
+        PropagationConfig(residual_gain=1.5)

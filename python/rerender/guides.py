@@ -7,6 +7,9 @@ synthesis which key-frame patch belongs where:
 - positional: the key frame's coordinate map advected along the consecutive flows to frame i
   (keeps patches near where they came from; occluded pixels take the nearest valid value);
 - temporal: the previously synthesised frame warped to frame i (source: the key's style itself).
+After the synthesis, :func:`transfer_residual` may add to a candidate what its patches cannot know: how
+frame i's input differs from the key's input at the patches' sources, mapped into style by the
+key's local linear relation between input and style (:func:`local_slopes`).
 All guides are uint8 so that their squared differences live on the same scale as the style's and the
 reference weights carry over.
 """
@@ -100,3 +103,54 @@ def temporal_guide(prev_output: np.ndarray, flow_to_prev: np.ndarray) -> np.ndar
     from .warping import warp
 
     return warp(prev_output, flow_to_prev, mode="bilinear")
+
+
+# local_slopes: box window radius (px) and regulariser (grey levels squared). The regulariser keeps
+# slopes near 0 where the key's input is nearly flat (noise there says nothing about the style's
+# response); both measured on bench_quality (docs/method.md, "Candidates").
+SLOPE_RADIUS = 4
+SLOPE_EPS = 400.0
+# sigma (px) of the blur of the input residual before it is transferred: the filters a style comes
+# from rarely pass the input's pixel noise on, and the unblurred residual cost PSNR on vtest
+RESIDUAL_BLUR = 1.0
+
+
+def local_slopes(frame: np.ndarray, style: np.ndarray, radius: int = SLOPE_RADIUS,
+                 eps: float = SLOPE_EPS) -> np.ndarray:
+    """Per-pixel, per-channel slope of ``style`` against ``frame`` (float32 H x W x C): the least-squares
+    fit ``style ~ a frame + b`` in every (2 radius + 1)^2 window, regularised by ``eps`` and averaged over
+    the windows that cover a pixel (the guided filter's coefficients). 1 where the style follows its
+    input one to one, 0 where it ignores it (flat colours), negative where it inverts it."""
+    _check_frame(frame, "frame")
+    _check_frame(style, "style")
+    if frame.shape != style.shape:
+        raise ValueError(f"style: shape {style.shape} does not match the frame's {frame.shape}")
+    if radius < 1 or not eps > 0:
+        raise ValueError(f"local_slopes: radius must be >= 1 and eps > 0, got {radius} and {eps}")
+    k = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x):
+        return cv2.blur(x, k, borderType=cv2.BORDER_REFLECT)
+
+    i, t = frame.astype(np.float32), style.astype(np.float32)
+    mi, mt = box(i), box(t)
+    a = (box(i * t) - mi * mt) / (box(i * i) - mi * mi + np.float32(eps))
+    return box(a)
+
+
+def transfer_residual(image: np.ndarray, nnf: np.ndarray, frame: np.ndarray, key_frame: np.ndarray,
+                      slopes: np.ndarray, gain: float) -> np.ndarray:
+    """``image`` (synthesised from the key's patches at ``nnf``) plus ``gain`` times the key's local
+    slope at each source pixel times the input's residual ``frame(x) - key_frame(nnf(x))``: the change
+    of input the copied patch does not explain, carried into the style as the key's own input-to-style
+    relation predicts. The residual is blurred (``RESIDUAL_BLUR``) first. Same dtype as ``image`` (uint8
+    rounded and clipped; float32 as computed)."""
+    h, w = image.shape[:2]
+    x = np.clip(nnf[..., 0], 0, key_frame.shape[1] - 1)
+    y = np.clip(nnf[..., 1], 0, key_frame.shape[0] - 1)
+    residual = frame.astype(np.float32) - key_frame[y, x].astype(np.float32)
+    residual = cv2.GaussianBlur(residual, (0, 0), RESIDUAL_BLUR, borderType=cv2.BORDER_REFLECT)
+    out = image.astype(np.float32) + np.float32(gain) * slopes[y, x] * residual
+    if image.dtype == np.uint8:
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out.reshape(h, w, -1) if out.ndim == 3 else out, dtype=np.float32)
