@@ -51,6 +51,8 @@ __all__ = [
     "get_flow_backend",
     "available_flow_backends",
     "check_flow_pair",
+    "flow_at_working_size",
+    "JOB_FLOW_WORKING_SIDE",
 ]
 
 
@@ -195,6 +197,33 @@ def get_flow_backend(name: str | FlowBackend = "dis") -> FlowBackend:
     return factory()
 
 
+# Long side (pixels) at which the propagation job computes flows of larger frames (None: every
+# size at full resolution). Measured in docs/method.md ("Large frames"): the flow's cost grows with
+# the pixel count while the motion the guides need does not get finer; frames up to this size are
+# untouched (the bench_quality and 512-px results stay byte-identical).
+JOB_FLOW_WORKING_SIDE: int | None = 640
+
+
+def flow_at_working_size(backend: FlowBackend, a: np.ndarray, b: np.ndarray, long_side: int | None) -> np.ndarray:
+    """``backend(a, b)`` computed on copies of the frames shrunk (area average) to ``long_side``
+    pixels on their long side, then upsampled bilinearly to the frames' size with the vectors
+    scaled by the size ratio of each axis; frames within ``long_side`` (or None) go to the backend
+    as they are."""
+    h, w = a.shape[:2]
+    if long_side is None or max(h, w) <= long_side:
+        return backend(a, b)
+    if long_side < 8:
+        raise ValueError(f"flow working side: must be >= 8 pixels or None, got {long_side}")
+    check_flow_pair(a, b)
+    scale = long_side / max(h, w)
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))  # (width, height) as cv2 takes it
+    small = backend(*(cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (a, b)))
+    flow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    flow[:, :, 0] *= w / size[0]
+    flow[:, :, 1] *= h / size[1]
+    return np.ascontiguousarray(flow, dtype=np.float32)
+
+
 # Decoded flows (and occlusion masks) kept in memory by a FlowCache: each is read by the two passes
 # of its segment and several times by the blend, and decoding a 16-bit PNG costs more than the read.
 MEMORY_BYTES = 512 << 20
@@ -215,15 +244,18 @@ class FlowCache:
     recomputed. :meth:`drop` removes flows a finished job no longer needs.
 
     ``frames``: optional callback ``index -> uint8 RGB frame`` used when a flow must be computed
-    and the frames were not passed to :meth:`get`.
+    and the frames were not passed to :meth:`get`. ``working_side``: flows of frames larger than
+    this are computed at this long side (:func:`flow_at_working_size`; None: full size).
 
     The last ``memory_bytes`` of flows read or computed stay in memory (read-only arrays, the same
     values as the files'): the passes and the blend of a segment read each flow several times.
     """
 
     def __init__(self, directory: str | os.PathLike, backend: str | FlowBackend = "dis",
-                 frames: Callable[[int], np.ndarray] | None = None, memory_bytes: int | None = None):
+                 frames: Callable[[int], np.ndarray] | None = None, memory_bytes: int | None = None,
+                 working_side: int | None = None):
         self.backend = get_flow_backend(backend)
+        self.working_side = working_side
         self.directory = Path(directory) / self.backend.name
         self.frames = frames
         self._memory = Recent(MEMORY_BYTES if memory_bytes is None else memory_bytes)
@@ -298,7 +330,7 @@ class FlowCache:
         return self._compute(i, j, frame_i, frame_j)
 
     def _compute(self, i: int, j: int, frame_i: np.ndarray, frame_j: np.ndarray) -> np.ndarray:
-        flow = self.backend(frame_i, frame_j)
+        flow = flow_at_working_size(self.backend, frame_i, frame_j, self.working_side)
         if flow.shape != (*frame_i.shape[:2], 2):
             raise ValueError(f"flow backend {self.backend.name!r} returned shape {flow.shape}, "
                              f"expected {(*frame_i.shape[:2], 2)}")
