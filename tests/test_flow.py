@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from _clips import moving_pattern, texture
-from rerender.flow import (JOB_FLOW_WORKING_SIDE, DISFlow, FlowCache, available_flow_backends,
+from rerender.flow import (DISFlow, FlowCache, available_flow_backends,
                            flow_at_working_size, get_flow_backend, register_flow_backend)
 
 BACKENDS = ["dis", "deepflow"]
@@ -54,15 +54,26 @@ def test_working_size_flow_is_scaled_back_to_the_frame():
 
 
 def test_working_size_leaves_frames_within_it_alone():
-    # the job's flows of frames up to its working side (bench_quality's 256 px, 512 x 512) are the
-    # backend's own, byte for byte
-    a, b = moving_pattern(2, 512, 512, velocity=(2.0, 1.0), seed=5)
+    # frames up to the working side (or without one) get the backend's own flow, byte for byte
+    a, b = moving_pattern(2, 120, 160, velocity=(2.0, 1.0), seed=5)
     direct = DISFlow()(a, b)
-    assert JOB_FLOW_WORKING_SIDE is None or JOB_FLOW_WORKING_SIDE >= 512
-    assert np.array_equal(flow_at_working_size(DISFlow(), a, b, JOB_FLOW_WORKING_SIDE), direct)
+    assert np.array_equal(flow_at_working_size(DISFlow(), a, b, 160), direct)
     assert np.array_equal(flow_at_working_size(DISFlow(), a, b, None), direct)
     with pytest.raises(ValueError, match="working side"):
         flow_at_working_size(DISFlow(), a, b, 4)
+
+
+def test_flow_cache_computes_large_frames_at_its_working_side(tmp_path):
+    # the propagation job's cache (working_side set) stores the working-size flow, scaled back
+    v = (5.0, -3.0)
+    a, b = moving_pattern(2, 203, 321, velocity=v, seed=4)
+    cache = FlowCache(tmp_path, "dis", working_side=160)
+    got = cache.get(0, 1, a, b)
+    want = flow_at_working_size(DISFlow(), a, b, 160)
+    assert got.shape == (203, 321, 2)
+    assert np.abs(got - want).max() <= 1 / 64  # the 1/32-px storage step, rounded
+    assert not np.allclose(got, DISFlow()(a, b), atol=1 / 64)  # not the full-size flow
+    assert np.array_equal(FlowCache(tmp_path, "dis").get(0, 1), got)  # read back as stored
 
 
 def _smooth_field_pair():

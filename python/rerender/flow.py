@@ -52,7 +52,6 @@ __all__ = [
     "available_flow_backends",
     "check_flow_pair",
     "flow_at_working_size",
-    "JOB_FLOW_WORKING_SIDE",
 ]
 
 
@@ -197,18 +196,16 @@ def get_flow_backend(name: str | FlowBackend = "dis") -> FlowBackend:
     return factory()
 
 
-# Long side (pixels) at which the propagation job computes flows of larger frames (None: every
-# size at full resolution). Measured in docs/method.md ("Large frames"): the flow's cost grows with
-# the pixel count while the motion the guides need does not get finer; frames up to this size are
-# untouched (the bench_quality and 512-px results stay byte-identical).
-JOB_FLOW_WORKING_SIDE: int | None = 640
-
-
 def flow_at_working_size(backend: FlowBackend, a: np.ndarray, b: np.ndarray, long_side: int | None) -> np.ndarray:
     """``backend(a, b)`` computed on copies of the frames shrunk (area average) to ``long_side``
     pixels on their long side, then upsampled bilinearly to the frames' size with the vectors
     scaled by the size ratio of each axis; frames within ``long_side`` (or None) go to the backend
-    as they are."""
+    as they are.
+
+    A cheaper flow for large frames (DIS's cost grows with the pixel count), not the propagation
+    job's default: on real footage it cost more temporal stability than the job may lose
+    (docs/method.md, "Large frames": bigbuckbunny at 1451 x 1080 with DIS at 960 px, warp error
+    +8%; at 968 x 720 with 640 px, +6%)."""
     h, w = a.shape[:2]
     if long_side is None or max(h, w) <= long_side:
         return backend(a, b)
