@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -35,6 +36,35 @@ def test_images_are_stored_losslessly_in_every_layout(tmp_path):
         assert back[name].dtype == a.dtype and back[name].shape == np.shape(a) and np.array_equal(back[name], a), name
     with np.load(tmp_path / "a.npz") as z:  # images really went in as PNG
         assert "rgb.c3.png" in z.files and "grey.g.png" in z.files
+
+
+def _png_row_filters(data: bytes) -> set[int]:
+    """The filter type byte of every row of an 8-bit RGB PNG (non-interlaced)."""
+    import struct
+    import zlib
+
+    pos, idat, width = 8, b"", 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width = struct.unpack(">I", body[:4])[0]
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    row = 1 + 3 * width
+    return {raw[i] for i in range(0, len(raw), row)}
+
+
+@pytest.mark.skipif(not hasattr(cv2, "IMWRITE_PNG_FILTER"), reason="OpenCV < 4.11 picks its own filters")
+def test_work_directory_pngs_filter_every_row_by_the_row_above():
+    # libpng's per-row filter choice is most of a fast PNG's encoding time; "up" (type 2) keeps
+    # the size (docs/method.md, "Large frames"). Lossless either way.
+    img = np.ascontiguousarray(np.repeat(moving_pattern(1, 40, 64, seed=3)[0], 2, axis=1))
+    for data in (media.encode_png(img), packing.encode_image(img).tobytes()):
+        assert _png_row_filters(data) == {2}
+        assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1], img)
 
 
 def test_float_candidates_of_high_bit_depth_plates_are_stored_exactly(tmp_path):

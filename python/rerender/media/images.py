@@ -262,8 +262,10 @@ def _write_exr(path: Path, img: np.ndarray) -> None:
 
 def encode_png(img: np.ndarray, compression: int = 1) -> bytes:
     """PNG bytes of a uint8 RGB or grey image (fast compression: the work directory's files)."""
+    from ..packing import png_params
+
     arr = img[:, :, ::-1] if img.ndim == 3 and img.shape[2] == 3 else img
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr), png_params(compression))
     if not ok:
         raise MediaError(f"PNG encoding failed for an image of shape {img.shape}")
     return buf.tobytes()
