@@ -116,6 +116,37 @@ def test_forward_pass_reproduces_the_known_stylisation(warm):
         assert s.state.nnf.dtype == np.int32 and s.state.nnf.shape == (48, 64, 2)
 
 
+def test_large_frames_search_with_their_own_scan_count():
+    c = PropagationConfig()
+    # the bench_quality and 512 x 512 sizes keep patchmatch_iters; 1080p frames get one scan
+    for h, w in ((256, 344), (512, 512)):
+        assert c.synthesis_params(h * w).patchmatch_iters == c.patchmatch_iters == 2
+    assert c.synthesis_params(1080 * 1451, seed=3).patchmatch_iters == 1
+    assert PropagationConfig(large_frame_patchmatch_iters=None).synthesis_params(1080 * 1920).patchmatch_iters == 2
+    assert c.synthesis_params(1080 * 1920, patchmatch_iters=4).patchmatch_iters == 4  # (explicit changes win)
+    assert PropagationConfig(large_frame_patchmatch_iters=3).synthesis_params(1080 * 1920).patchmatch_iters == 2
+    for change in ({"large_frame_pixels": 10 ** 6}, {"large_frame_patchmatch_iters": 2}):
+        assert dataclasses.replace(c, **change).synthesis_fingerprint() != c.synthesis_fingerprint()
+    for bad in ({"large_frame_pixels": 0}, {"large_frame_patchmatch_iters": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PropagationConfig(**bad)
+    # a pass's steps choose by their frames' size
+    frames = clip(4, 48, 64)
+    key = KeyFrame(0, stylise(frames[0]), frames[0])
+
+    def images(**options):
+        cfg = fast_config(**options)
+        return [s.image for s in propagate_pass(key, [1, 2, 3], MemorySource(frames), cfg, threads=1)]
+
+    one_scan = images(patchmatch_iters=1, large_frame_patchmatch_iters=None)
+    two_scans = images(patchmatch_iters=2, large_frame_patchmatch_iters=None)
+    assert not all(np.array_equal(a, b) for a, b in zip(one_scan, two_scans))
+    large = images(patchmatch_iters=2, large_frame_pixels=48 * 64)
+    small = images(patchmatch_iters=2, large_frame_pixels=48 * 64 + 1)
+    assert all(np.array_equal(a, b) for a, b in zip(large, one_scan))
+    assert all(np.array_equal(a, b) for a, b in zip(small, two_scans))
+
+
 def test_resumed_pass_is_identical_to_an_uninterrupted_one():
     frames = clip(5, 40, 48)
     key = KeyFrame(4, stylise(frames[4]), frames[4])

@@ -54,6 +54,14 @@ class PropagationConfig:
     # within a few pixels, so far candidates rarely win (bench_quality, all five clips: PSNR within
     # 0.04 dB and warp error within 1% of the whole key, synthesis 16-21% less CPU)
     search_radius: int = 16
+    # frames of at least large_frame_pixels pixels run at most large_frame_patchmatch_iters scans per
+    # search (None: patchmatch_iters at every size). Whole job on real footage (bigbuckbunny): one
+    # scan held PSNR within 0.08 dB and warp error within 1% at 968 x 720 (the smallest size measured
+    # to hold: the threshold) and 1451 x 1080, for a fifth to a quarter less CPU; at 512 x 512 one
+    # pass of the demo clip lost 0.33 dB (docs/method.md, "Large frames"). bench_quality's sizes
+    # (256 lines) and 512 x 512 stay below it, byte for byte.
+    large_frame_pixels: int = 690_000
+    large_frame_patchmatch_iters: int | None = 1
     pyramid_levels: int | None = None
     # how each frame's nearest-neighbour field starts: advected from the previous frame along the
     # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
@@ -96,6 +104,11 @@ class PropagationConfig:
         for name in ("search_vote_iters", "patchmatch_iters"):
             if not 1 <= getattr(self, name) <= MAX_NATIVE_ITERS:
                 raise ValueError(f"{name}: must be from 1 to {MAX_NATIVE_ITERS}, got {getattr(self, name)}")
+        if self.large_frame_patchmatch_iters is not None and not 1 <= self.large_frame_patchmatch_iters <= MAX_NATIVE_ITERS:
+            raise ValueError(f"large_frame_patchmatch_iters: must be from 1 to {MAX_NATIVE_ITERS} or null, "
+                             f"got {self.large_frame_patchmatch_iters}")
+        if self.large_frame_pixels < 1:
+            raise ValueError(f"large_frame_pixels: must be >= 1, got {self.large_frame_pixels}")
         if self.pyramid_levels is not None and not 1 <= self.pyramid_levels <= MAX_PYRAMID_LEVELS:
             raise ValueError(f"pyramid_levels: must be from 1 to {MAX_PYRAMID_LEVELS} or null, got {self.pyramid_levels}")
         if not 0 <= self.seed < 2 ** 64:
@@ -117,7 +130,7 @@ class PropagationConfig:
         """The options that change synthesised candidates (blending options excluded)."""
         keys = ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "style_weight",
                 "patch_size", "uniformity", "search_vote_iters", "patchmatch_iters", "stop_threshold", "search_radius",
-                "pyramid_levels", "warm_start", "seed", "matte_weight", "matte_grow")
+                "large_frame_pixels", "large_frame_patchmatch_iters", "pyramid_levels", "warm_start", "seed", "matte_weight", "matte_grow")
         return {k: getattr(self, k) for k in keys}
 
     def blend_fingerprint(self) -> dict:
@@ -125,13 +138,23 @@ class PropagationConfig:
         keys = ("blend", "blend_smoothing", "blend_detail", "poisson", "poisson_lambda")
         return {k: getattr(self, k) for k in keys}
 
-    def synthesis_params(self, **changes):
-        """The options of a pass's syntheses (:class:`rerender.synthesis.SynthesisParams`): the
-        fields of that name here, changed by ``changes`` (each step's ``seed``, ``threads``)."""
+    def synthesis_params(self, pixels: int = 0, **changes):
+        """The options of a pass's syntheses (:class:`rerender.synthesis.SynthesisParams`) for frames
+        of ``pixels`` pixels: the fields of that name here (``patchmatch_iters`` as
+        :meth:`patchmatch_iters_for` says), changed by ``changes`` (each step's ``seed``, ``threads``)."""
         from .synthesis import SynthesisParams
 
         names = SynthesisParams().as_dict().keys() - {"seed", "threads"}  # (this seed seeds the steps')
-        return SynthesisParams(**{k: getattr(self, k) for k in names}, **changes)
+        fields = {k: getattr(self, k) for k in names}
+        fields["patchmatch_iters"] = self.patchmatch_iters_for(pixels)
+        return SynthesisParams(**{**fields, **changes})
+
+    def patchmatch_iters_for(self, pixels: int) -> int:
+        """PatchMatch scans per search for frames of ``pixels`` pixels (the large-frame count never
+        raises ``patchmatch_iters``)."""
+        if pixels >= self.large_frame_pixels and self.large_frame_patchmatch_iters is not None:
+            return min(self.patchmatch_iters, self.large_frame_patchmatch_iters)
+        return self.patchmatch_iters
 
     def blend_options(self):
         """The blending options as :class:`rerender.temporal_blend.BlendOptions`."""
@@ -288,7 +311,7 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     else:
         init = None
     t1 = time.thread_time()
-    params = cfg.synthesis_params(seed=cfg.seed * 1_000_003 + index, threads=threads)
+    params = cfg.synthesis_params(frame.shape[0] * frame.shape[1], seed=cfg.seed * 1_000_003 + index, threads=threads)
     res = synthesize(key.style, guides, params, init_nnf=init, target_mask=region)
     image = res.image
     if region is not None:  # outside its region the candidate holds the plate: blends and the
