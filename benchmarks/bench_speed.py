@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="*", type=int, default=[0, 4, 3], help="bench_quality case numbers")
     ap.add_argument("--size", type=int, default=256, help="short side of the clips (bench_quality: 256)")
-    ap.add_argument("--frames", type=int, default=21, help="frames per clip (keys every 10)")
+    ap.add_argument("--frames", type=int, help="frames per clip (keys every 10; default 21, the demo 31)")
     ap.add_argument("--demo", type=demo_size, metavar="SIZE|WxH", help="instead of the real clips: "
                     "bench_propagate's generated clip, SIZE x SIZE or W x H (31 frames unless --frames says otherwise)")
     ap.add_argument("--warp", action="store_true", help="also print each output's warp error")
@@ -222,9 +222,9 @@ def main(argv=None) -> int:
             croot = root / f"case{n}"
             if args.demo:
                 name = "demo"
-                inp, keys, truth, key_set = prepare_demo(args.demo, args.frames if args.frames != 21 else 31, croot)
+                inp, keys, truth, key_set = prepare_demo(args.demo, args.frames or 31, croot)
             else:
-                case = BQ.dataclasses.replace(BQ.CASES[n], frames=args.frames, short=args.size,
+                case = BQ.dataclasses.replace(BQ.CASES[n], frames=args.frames or 21, short=args.size,
                                               max_long=round(BQ.CASES[n].max_long * args.size / 256))
                 name = case.name
                 inp, keys, truth, key_set = prepare_case(case, croot, cache)
