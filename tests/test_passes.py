@@ -117,15 +117,16 @@ def test_forward_pass_reproduces_the_known_stylisation(warm):
 
 
 def test_large_frames_search_with_their_own_scan_count():
-    c = PropagationConfig()
-    # the bench_quality and 512 x 512 sizes keep patchmatch_iters; 1080p frames get one scan
+    # off by default (docs/method.md, "Large frames"): every size keeps patchmatch_iters
+    assert PropagationConfig().synthesis_params(1080 * 1920).patchmatch_iters == 2
+    c = PropagationConfig(large_frame_patchmatch_iters=1)
+    # with it: the bench_quality and 512 x 512 sizes keep patchmatch_iters; 720 lines and up get one scan
     for h, w in ((256, 344), (512, 512)):
         assert c.synthesis_params(h * w).patchmatch_iters == c.patchmatch_iters == 2
-    assert c.synthesis_params(1080 * 1451, seed=3).patchmatch_iters == 1
-    assert PropagationConfig(large_frame_patchmatch_iters=None).synthesis_params(1080 * 1920).patchmatch_iters == 2
+    assert c.synthesis_params(720 * 968, seed=3).patchmatch_iters == 1
     assert c.synthesis_params(1080 * 1920, patchmatch_iters=4).patchmatch_iters == 4  # (explicit changes win)
     assert PropagationConfig(large_frame_patchmatch_iters=3).synthesis_params(1080 * 1920).patchmatch_iters == 2
-    for change in ({"large_frame_pixels": 10 ** 6}, {"large_frame_patchmatch_iters": 2}):
+    for change in ({"large_frame_pixels": 10 ** 6}, {"large_frame_patchmatch_iters": None}):
         assert dataclasses.replace(c, **change).synthesis_fingerprint() != c.synthesis_fingerprint()
     for bad in ({"large_frame_pixels": 0}, {"large_frame_patchmatch_iters": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
@@ -141,8 +142,8 @@ def test_large_frames_search_with_their_own_scan_count():
     one_scan = images(patchmatch_iters=1, large_frame_patchmatch_iters=None)
     two_scans = images(patchmatch_iters=2, large_frame_patchmatch_iters=None)
     assert not all(np.array_equal(a, b) for a, b in zip(one_scan, two_scans))
-    large = images(patchmatch_iters=2, large_frame_pixels=48 * 64)
-    small = images(patchmatch_iters=2, large_frame_pixels=48 * 64 + 1)
+    large = images(patchmatch_iters=2, large_frame_pixels=48 * 64, large_frame_patchmatch_iters=1)
+    small = images(patchmatch_iters=2, large_frame_pixels=48 * 64 + 1, large_frame_patchmatch_iters=1)
     assert all(np.array_equal(a, b) for a, b in zip(large, one_scan))
     assert all(np.array_equal(a, b) for a, b in zip(small, two_scans))
 

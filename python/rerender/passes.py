@@ -55,13 +55,12 @@ class PropagationConfig:
     # 0.04 dB and warp error within 1% of the whole key, synthesis 16-21% less CPU)
     search_radius: int = 16
     # frames of at least large_frame_pixels pixels run at most large_frame_patchmatch_iters scans per
-    # search (None: patchmatch_iters at every size). Whole job on real footage (bigbuckbunny): one
-    # scan held PSNR within 0.08 dB and warp error within 1% at 968 x 720 (the smallest size measured
-    # to hold: the threshold) and 1451 x 1080, for a fifth to a quarter less CPU; at 512 x 512 one
-    # pass of the demo clip lost 0.33 dB (docs/method.md, "Large frames"). bench_quality's sizes
-    # (256 lines) and 512 x 512 stay below it, byte for byte.
+    # search (None: patchmatch_iters at every size). Off by default: one scan held the whole job's
+    # PSNR within 0.08 dB and its warp error within 1% on real footage at 968 x 720 and 1451 x 1080
+    # for a fifth less CPU, but cost 0.39 dB on the demo clip at 1920 x 1080 (docs/method.md,
+    # "Large frames"): a speed option for large plates, not a default.
     large_frame_pixels: int = 690_000
-    large_frame_patchmatch_iters: int | None = 1
+    large_frame_patchmatch_iters: int | None = None
     pyramid_levels: int | None = None
     # how each frame's nearest-neighbour field starts: advected from the previous frame along the
     # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
