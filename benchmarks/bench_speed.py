@@ -10,7 +10,10 @@ the first reference's.
 
 The clips are those of ``bench_quality.py`` (real footage fetched by ``tests/_footage.py``, keys
 every 10 frames stylised by a deterministic filter). ``--size`` scales the short side (256 as in
-bench_quality; 512 or 1080 for the per-frame targets).
+bench_quality; 512 or 1080 for the per-frame targets). ``--demo 512`` / ``--demo 1920x1080`` runs
+bench_propagate's generated clip instead and prints issue 23's per-frame targets beside the figures
+(512 x 512: <= 0.4 s wall per non-key frame; 1080p: >= 1 frame/s); ``--warp`` adds each output's
+warp error (``rerender metrics``: flow-aligned consecutive frames, occlusions excluded).
 
 References: ``--reference NAME=DIR`` runs another build of rerender: DIR holds the ``rerender``
 package with its compiled ``_native`` (a wheel unpacked; see ``--build COMMIT``), put first on
@@ -65,6 +68,7 @@ REPO = Path(__file__).resolve().parents[1]
 REF_CACHE = BQ.DEFAULT_CACHE / "ref"
 TARGET_RATIO = 0.5       # issue 23: whole-job CPU <= 0.5x the first landing's (0157ef6)
 TARGET_DEMO_WALL = 0.4   # issue 23: wall seconds per non-key frame at 512 x 512
+TARGET_1080P_RATE = 1.0  # issue 23: frames per second of wall time at 1080p (keys every 10 frames)
 
 
 def verdict(met: bool) -> str:
@@ -129,12 +133,35 @@ def prepare_case(case: BQ.Case, root: Path, cache: Path) -> tuple[Path, Path, li
     return inp, kdir, truth, keys
 
 
-def prepare_demo(size: int, frames: int, root: Path) -> tuple[Path, Path, list[np.ndarray], set[int]]:
-    """The bench_propagate clip (the demo's camera move with a parallax layer, SIZE x SIZE), keys
+def demo_size(spec: str) -> tuple[int, int]:
+    """(height, width) of ``--demo``: ``SIZE`` (square) or ``WxH``."""
+    w, _, h = spec.lower().partition("x")
+    try:
+        hw = (int(h or w), int(w))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--demo: expected SIZE or WxH, got {spec!r}") from None
+    if min(hw) < 32:
+        raise argparse.ArgumentTypeError(f"--demo: {spec!r} is too small (32 pixels at least)")
+    return hw
+
+
+def targets(h: int, w: int, frames: int, non_key: int, wall: float) -> str:
+    """Issue 23's per-frame targets beside this run's figures (where the size has one)."""
+    if (h, w) == (512, 512):
+        per_frame = wall / non_key
+        return f"  [target <= {TARGET_DEMO_WALL} s wall per non-key frame: {per_frame:.3f}, {verdict(per_frame <= TARGET_DEMO_WALL)}]"
+    if max(h, w) >= 1920:
+        rate = frames / wall
+        return f"  [target >= {TARGET_1080P_RATE:g} frame/s: {rate:.2f} frames/s, {verdict(rate >= TARGET_1080P_RATE)}]"
+    return ""
+
+
+def prepare_demo(size: tuple[int, int], frames: int, root: Path) -> tuple[Path, Path, list[np.ndarray], set[int]]:
+    """The bench_propagate clip (the demo's camera move with a parallax layer, size = (h, w)), keys
     every 10 frames stylised by the demo's filter; the truth is the filter on every frame."""
     from rerender.demo import demo_clip, stylise
 
-    clip = demo_clip(frames, (size, size))
+    clip = demo_clip(frames, size)
     truth = [stylise(f) for f in clip]
     keys = set(range(0, frames, BQ.KEY_EVERY))
     for i, f in enumerate(clip):
@@ -203,6 +230,13 @@ def psnr(out: Path, truth: list[np.ndarray], keys: set[int]) -> float:
     return float(10 * np.log10(255.0 ** 2 / mse))
 
 
+def warp_error(inp: Path, out: Path) -> float:
+    """Mean warp error of the output's consecutive frames along the input's flow."""
+    from rerender.metrics import temporal_consistency
+
+    return temporal_consistency(inp, out).mean
+
+
 def same_frames(a: Path, b: Path, n: int) -> bool:
     return all((a / f"{i:04d}.png").read_bytes() == (b / f"{i:04d}.png").read_bytes() for i in range(n))
 
@@ -230,9 +264,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="*", type=int, default=[0, 4, 3], help="bench_quality case numbers")
     ap.add_argument("--size", type=int, default=256, help="short side of the clips (bench_quality: 256)")
-    ap.add_argument("--frames", type=int, default=21, help="frames per clip (keys every 10)")
-    ap.add_argument("--demo", type=int, metavar="SIZE", help="instead of the real clips: bench_propagate's "
-                    "generated SIZE x SIZE clip (31 frames unless --frames says otherwise)")
+    ap.add_argument("--frames", type=int, help="frames per clip (keys every 10; default 21, the demo 31)")
+    ap.add_argument("--demo", type=demo_size, metavar="SIZE|WxH", help="instead of the real clips: "
+                    "bench_propagate's generated clip, SIZE x SIZE or W x H (31 frames unless --frames says otherwise)")
+    ap.add_argument("--warp", action="store_true", help="also print each output's warp error")
     ap.add_argument("--repeat", type=int, default=3, help="runs per implementation and case (median)")
     ap.add_argument("--reference", action="append", default=[], metavar="NAME=DIR",
                     help="another build: DIR holds its rerender package (put first on PYTHONPATH)")
@@ -263,9 +298,9 @@ def main(argv=None) -> int:
             croot = root / f"case{n}"
             if args.demo:
                 name = "demo"
-                inp, keys, truth, key_set = prepare_demo(args.demo, args.frames if args.frames != 21 else 31, croot)
+                inp, keys, truth, key_set = prepare_demo(args.demo, args.frames or 31, croot)
             else:
-                case = BQ.dataclasses.replace(BQ.CASES[n], frames=args.frames, short=args.size,
+                case = BQ.dataclasses.replace(BQ.CASES[n], frames=args.frames or 21, short=args.size,
                                               max_long=round(BQ.CASES[n].max_long * args.size / 256))
                 name = case.name
                 inp, keys, truth, key_set = prepare_case(case, croot, cache)
@@ -289,13 +324,11 @@ def main(argv=None) -> int:
                 twins = [r for r, _, _ in impls if r != name
                          and same_frames(croot / f"out_{name}", croot / f"out_{r}", len(truth))]
                 same = f"  same bytes as {', '.join(twins)}" if twins else ""
-                demo = ""
-                if args.demo and name == "this":
-                    demo = (f"  [wall per non-key frame target <= {TARGET_DEMO_WALL} s: "
-                            f"{verdict(wall / non_key <= TARGET_DEMO_WALL)}]")
+                warp = f"  warp x1000 {1000 * warp_error(inp, croot / f'out_{name}'):6.3f}" if args.warp else ""
+                beside = targets(h, w, len(truth), non_key, wall) if name == "this" else ""
                 line = (f"  {name:<10} CPU {cpu:6.2f} s ({cpu / non_key:.3f} s per non-key frame)  "
                         f"wall {wall:6.2f} s ({wall / non_key:.3f})  outside the stages {rest:5.2f} s  "
-                        f"PSNR {psnr(croot / f'out_{name}', truth, key_set):6.2f} dB  {ratios}{same}{demo}")
+                        f"PSNR {psnr(croot / f'out_{name}', truth, key_set):6.2f} dB{warp}  {ratios}{same}{beside}")
                 print(line, flush=True)
                 rows.append((n, name, cpu))
             if ebsynth:
