@@ -124,7 +124,7 @@ def prepare_case(case: BQ.Case, root: Path, cache: Path) -> tuple[Path, Path, li
     frames = BQ.load_case(case, cache)
     filt = BQ.FILTERS[case.filter]
     truth = [filt(f) for f in frames]
-    keys = set(range(0, len(frames), BQ.KEY_EVERY))
+    keys = set(range(0, len(frames), case.key_every))
     inp, kdir = root / "input", root / "keys"
     for i, f in enumerate(frames):
         media.write_image(inp / f"{i:04d}.png", f)
