@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Literal, Protocol
 
+import cv2
 import numpy as np
 
 from . import guides as G
@@ -58,6 +59,10 @@ class PropagationConfig:
     # how each frame's nearest-neighbour field starts: advected from the previous frame along the
     # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
     warm_start: Literal["advect", "reuse", "none"] = "advect"
+    # with "advect": pixels whose colour, edge and positional guides (5x5 patch) did not change since
+    # the previous frame and that did not move keep the previous frame's match without a first search
+    # (see changed_pixels(); docs/method.md "Static pixels skip the first search")
+    static_skip: bool = True
     seed: int = 0
     # with a matte: weight of the matte as a guide (patches from inside the key's matte fill the inside
     # of the frame's) and how far beyond the matte texture is synthesised (pixels; covers the feather)
@@ -117,7 +122,7 @@ class PropagationConfig:
         """The options that change synthesised candidates (blending options excluded)."""
         keys = ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "style_weight",
                 "patch_size", "uniformity", "search_vote_iters", "patchmatch_iters", "stop_threshold", "search_radius",
-                "pyramid_levels", "warm_start", "seed", "matte_weight", "matte_grow")
+                "pyramid_levels", "warm_start", "static_skip", "seed", "matte_weight", "matte_grow")
         return {k: getattr(self, k) for k in keys}
 
     def blend_fingerprint(self) -> dict:
@@ -237,6 +242,35 @@ def _advect_nnf(nnf: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rint(moved).astype(np.int32))
 
 
+# Largest change of a guide value (data units, 0-255) that still counts as unchanged: above video
+# noise in a static background, below what a moving edge makes.
+STATIC_TOLERANCE = {"colour": 6, "edge": 6, "positional": 1}
+
+
+def changed_pixels(frame: np.ndarray, prev_frame: np.ndarray, positions: np.ndarray, prev_positions: np.ndarray,
+                   flow_to_prev: np.ndarray, occluded: np.ndarray, radius: int) -> np.ndarray:
+    """uint8 H x W: 1 where a patch (``radius``) of this frame's colour, edge or positional guide
+    differs from the previous frame's beyond :data:`STATIC_TOLERANCE`, or holds a pixel that moved
+    (flow >= 0.5 px: the advected match comes from another pixel) or is occluded; 0 where the
+    previous frame's match, carried over unchanged, answers the same search.
+
+    Read from what a resumed pass has too (frames, flows, positional maps), so that a resumed pass
+    gives the same bytes. The temporal guide (the previous output carried along the flow) is left
+    out: its previous value is the output before, which a resumed pass no longer has.
+    """
+    def differs(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
+        d = np.abs(a.astype(np.float32) - b.astype(np.float32))
+        return (d.max(axis=2) if d.ndim == 3 else d) > tol
+
+    tol = STATIC_TOLERANCE
+    bad = (np.abs(flow_to_prev) >= 0.5).any(axis=2) | (occluded > 0)
+    bad |= differs(frame, prev_frame, tol["colour"])
+    bad |= differs(G.edge_guide(frame), G.edge_guide(prev_frame), tol["edge"])
+    bad |= differs(G.positional_guide(positions), G.positional_guide(prev_positions), tol["positional"])
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    return cv2.dilate(bad.astype(np.uint8), kernel)
+
+
 def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, temporal: np.ndarray | None,
                  cfg: PropagationConfig, matte: np.ndarray | None = None) -> list:
     """The (source, target, weight) guide list for synthesising ``frame`` from ``key``.
@@ -281,15 +315,19 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
         from .matte import synthesis_region
 
         region = synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2)
+    active = None
     if cfg.warm_start == "advect":
         init = _advect_nnf(state.nnf, to_prev)
+        if cfg.static_skip:
+            active = changed_pixels(frame, source.frame(prev), positions, state.positions, to_prev, occluded,
+                                    cfg.patch_size // 2)
     elif cfg.warm_start == "reuse":
         init = state.nnf
     else:
         init = None
     t1 = time.thread_time()
     params = cfg.synthesis_params(seed=cfg.seed * 1_000_003 + index, threads=threads)
-    res = synthesize(key.style, guides, params, init_nnf=init, target_mask=region)
+    res = synthesize(key.style, guides, params, init_nnf=init, target_mask=region, init_active=active)
     image = res.image
     if region is not None:  # outside its region the candidate holds the plate: blends and the
         # temporal guide then never see the synthesis's zeros there
