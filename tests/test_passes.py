@@ -10,7 +10,8 @@ from rerender import config
 from rerender.job import JobConfig
 from rerender.matte import synthesis_region
 from rerender.segments import plan_segments
-from rerender.passes import KeyFrame, PassState, PropagationConfig, build_guides, changed_pixels, propagate_pass
+from rerender.passes import (KeyFrame, PassState, PropagationConfig, build_guides, changed_pixels, propagate_pass,
+                             static_guides)
 
 
 class MemorySource:
@@ -178,12 +179,12 @@ def test_static_pixels_skip_the_first_search_and_still_match():
         assert psnr(a.image[inner], truth[inner]) > 30
     # most of the frame is background: only the square's neighbourhood is searched
     occluded = np.zeros((src.h, src.w), np.uint8)
-    mask = changed_pixels(src.frames[2], src.frames[1], skip[1].state.positions, skip[0].state.positions,
-                          src.flow(2, 1), occluded, cfg.patch_size // 2)
+    mask = changed_pixels(static_guides(src.frames[2]), static_guides(src.frames[1]), src.flow(2, 1), occluded,
+                          cfg.patch_size // 2)
     assert 0.05 < mask.mean() < 0.4
     assert mask[16:28, 14:26].all() and not mask[45:, :].any()
     # a pass resumed from its stored state gives the same bytes (the set is read from frames,
-    # flows and positional maps, which a resumed pass has)
+    # and flows, which a resumed pass has)
     st = skip[1].state
     stored = PassState(st.index, st.output, st.nnf.astype(np.int16).astype(np.int32),
                        st.positions.astype(np.float16).astype(np.float32))

@@ -10,6 +10,7 @@ later key of every segment and blends them (:mod:`rerender.temporal_blend`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -216,6 +217,9 @@ class PassState:
     output: np.ndarray
     nnf: np.ndarray
     positions: np.ndarray
+    # (memory only) the step's static_guides(), for the next step's changed_pixels(); None: the next
+    # step recomputes them from the frame and the positions (the same values)
+    guides: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def at_key(cls, key: KeyFrame) -> "PassState":
@@ -242,33 +246,37 @@ def _advect_nnf(nnf: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rint(moved).astype(np.int32))
 
 
-# Largest change of a guide value (data units, 0-255) that still counts as unchanged: above video
-# noise in a static background, below what a moving edge makes.
-STATIC_TOLERANCE = {"colour": 6, "edge": 6, "positional": 1}
+# Largest change of a colour / edge guide value (data units, 0-255) that still counts as unchanged.
+# Changes at the level of video noise matter: on vtest (static camera), 6 cost 0.12 dB and 3 cost
+# 0.08 dB against searching every pixel; 1 is within 0.01 dB (docs/method.md).
+STATIC_TOLERANCE = {"colour": 1, "edge": 1}
 
 
-def changed_pixels(frame: np.ndarray, prev_frame: np.ndarray, positions: np.ndarray, prev_positions: np.ndarray,
-                   flow_to_prev: np.ndarray, occluded: np.ndarray, radius: int) -> np.ndarray:
-    """uint8 H x W: 1 where a patch (``radius``) of this frame's colour, edge or positional guide
-    differs from the previous frame's beyond :data:`STATIC_TOLERANCE`, or holds a pixel that moved
-    (flow >= 0.5 px: the advected match comes from another pixel) or is occluded; 0 where the
-    previous frame's match, carried over unchanged, answers the same search.
+def static_guides(frame: np.ndarray) -> tuple:
+    """The target guides :func:`changed_pixels` compares: colour and edge (uint8 or float images;
+    a step keeps them for the next step, a resumed pass recomputes them from the frame)."""
+    return frame, G.edge_guide(frame)
 
-    Read from what a resumed pass has too (frames, flows, positional maps), so that a resumed pass
-    gives the same bytes. The temporal guide (the previous output carried along the flow) is left
-    out: its previous value is the output before, which a resumed pass no longer has.
+
+def changed_pixels(now: tuple, before: tuple, flow_to_prev: np.ndarray, occluded: np.ndarray,
+                   radius: int) -> np.ndarray:
+    """uint8 H x W: 1 where a patch (``radius``) of this frame's colour or edge guide (``now``, from
+    :func:`static_guides`) differs from the previous frame's (``before``) beyond
+    :data:`STATIC_TOLERANCE`, or holds a pixel that moved (flow >= 0.5 px: the advected match comes
+    from another pixel, and the positional guide moved) or is occluded; 0 where the previous frame's
+    match, carried over unchanged, answers the same search.
+
+    Read from what a resumed pass has too (frames and flows), so that a resumed pass gives the same
+    bytes. The temporal guide (the previous output carried along the flow) is left out: its previous
+    value is the output before, which a resumed pass no longer has.
     """
-    def differs(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
-        d = np.abs(a.astype(np.float32) - b.astype(np.float32))
-        return (d.max(axis=2) if d.ndim == 3 else d) > tol
-
-    tol = STATIC_TOLERANCE
-    bad = (np.abs(flow_to_prev) >= 0.5).any(axis=2) | (occluded > 0)
-    bad |= differs(frame, prev_frame, tol["colour"])
-    bad |= differs(G.edge_guide(frame), G.edge_guide(prev_frame), tol["edge"])
-    bad |= differs(G.positional_guide(positions), G.positional_guide(prev_positions), tol["positional"])
+    fx, fy = cv2.split(flow_to_prev)
+    bad = (np.abs(fx) >= 0.5) | (np.abs(fy) >= 0.5) | (occluded > 0)
+    for a, b, tol in zip(now, before, STATIC_TOLERANCE.values()):
+        d = cv2.split(cv2.absdiff(a, b))
+        bad |= functools.reduce(cv2.max, d) > tol
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    return cv2.dilate(bad.astype(np.uint8), kernel)
+    return cv2.dilate(bad.view(np.uint8), kernel)
 
 
 def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, temporal: np.ndarray | None,
@@ -315,12 +323,13 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
         from .matte import synthesis_region
 
         region = synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2)
-    active = None
+    active = now = None
     if cfg.warm_start == "advect":
         init = _advect_nnf(state.nnf, to_prev)
         if cfg.static_skip:
-            active = changed_pixels(frame, source.frame(prev), positions, state.positions, to_prev, occluded,
-                                    cfg.patch_size // 2)
+            now = static_guides(frame)
+            before = state.guides or static_guides(source.frame(prev))
+            active = changed_pixels(now, before, to_prev, occluded, cfg.patch_size // 2)
     elif cfg.warm_start == "reuse":
         init = state.nnf
     else:
@@ -332,7 +341,7 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     if region is not None:  # outside its region the candidate holds the plate: blends and the
         # temporal guide then never see the synthesis's zeros there
         image = np.where(region[:, :, None] > 0, image, frame.astype(image.dtype))
-    new_state = PassState(index, image, np.ascontiguousarray(res.nnf, dtype=np.int32), positions)
+    new_state = PassState(index, image, np.ascontiguousarray(res.nnf, dtype=np.int32), positions, guides=now)
     t2 = time.thread_time()
     return Step(index, image, res.error, new_state, {"guides": t1 - t0, "synthesis": t2 - t1})
 
