@@ -19,7 +19,8 @@ the plain E. Where this differs from the public EbSynth, and why:
   * within a PatchMatch call, pixels whose match and neighbours' matches did not change during the
     last forward + backward scan are not scanned again (35% less time, same result); with
     ``init_nnf``, already after the first scan (a warm field is mostly right: a static background
-    then skips the second scan);
+    then skips the second scan); ``init_active`` can leave pixels out of the first scan too (the
+    propagation does so where nothing changed since the previous frame);
   * threads scan fixed bands of rows that see each other's matches and the occupancy as they were
     after the previous scan: the result depends on the seed only, not on threads or scheduling.
 
