@@ -195,6 +195,21 @@ def test_static_pixels_skip_the_first_search_and_still_match():
     assert np.array_equal(skip[-1].state.nnf[45:], skip[0].state.nnf[45:])
 
 
+def test_a_changed_matte_counts_as_a_change():
+    src = StillSource()
+    f = src.frames[0]
+    still = np.zeros(f.shape[:2] + (2,), np.float32)
+    none = np.zeros(f.shape[:2], np.uint8)
+    m0 = np.zeros(f.shape[:2], np.uint8)
+    m1 = m0.copy()
+    m1[30:34, 40:44] = 255  # the matte grew on a static frame: its guide changed there
+    mask = changed_pixels(static_guides(f, m1), static_guides(f, m0), still, none, 2)
+    expect = np.zeros_like(m0)
+    expect[28:36, 38:46] = 1
+    assert np.array_equal(mask, expect)
+    assert not changed_pixels(static_guides(f, m0), static_guides(f, m0), still, none, 2).any()
+
+
 def test_step_must_be_next_to_the_previous_frame():
     frames = clip(4, 32, 32)
     key = KeyFrame(0, stylise(frames[0]), frames[0])

@@ -60,8 +60,8 @@ class PropagationConfig:
     # how each frame's nearest-neighbour field starts: advected from the previous frame along the
     # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
     warm_start: Literal["advect", "reuse", "none"] = "advect"
-    # with "advect": pixels whose colour, edge and positional guides (5x5 patch) did not change since
-    # the previous frame and that did not move keep the previous frame's match without a first search
+    # with "advect": pixels whose colour, edge (and matte) guides (5x5 patch) did not change since the
+    # previous frame and that did not move keep the previous frame's match without a first search
     # (see changed_pixels(); docs/method.md "Static pixels skip the first search")
     static_skip: bool = True
     seed: int = 0
@@ -218,7 +218,7 @@ class PassState:
     nnf: np.ndarray
     positions: np.ndarray
     # (memory only) the step's static_guides(), for the next step's changed_pixels(); None: the next
-    # step recomputes them from the frame and the positions (the same values)
+    # step recomputes them from the frame (the same values)
     guides: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -246,21 +246,21 @@ def _advect_nnf(nnf: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rint(moved).astype(np.int32))
 
 
-# Largest change of a colour / edge guide value (data units, 0-255) that still counts as unchanged.
-# Changes at the level of video noise matter: on vtest (static camera), 6 cost 0.12 dB and 3 cost
-# 0.08 dB against searching every pixel; 1 is within 0.01 dB (docs/method.md).
-STATIC_TOLERANCE = {"colour": 1, "edge": 1}
+# Largest change of a colour / edge / matte guide value (data units, 0-255) that still counts as
+# unchanged. Changes at the level of video noise matter: on vtest (static camera), 6 cost 0.12 dB
+# and 3 cost 0.08 dB against searching every pixel; 1 is within 0.02 dB (docs/method.md).
+STATIC_TOLERANCE = {"colour": 1, "edge": 1, "matte": 1}
 
 
-def static_guides(frame: np.ndarray) -> tuple:
-    """The target guides :func:`changed_pixels` compares: colour and edge (uint8 or float images;
-    a step keeps them for the next step, a resumed pass recomputes them from the frame)."""
-    return frame, G.edge_guide(frame)
+def static_guides(frame: np.ndarray, matte: np.ndarray | None = None) -> tuple:
+    """The target guides :func:`changed_pixels` compares: colour, edge and the matte if any (uint8
+    or float images; a step keeps them for the next step, a resumed pass recomputes them)."""
+    return (frame, G.edge_guide(frame)) + ((matte,) if matte is not None else ())
 
 
 def changed_pixels(now: tuple, before: tuple, flow_to_prev: np.ndarray, occluded: np.ndarray,
                    radius: int) -> np.ndarray:
-    """uint8 H x W: 1 where a patch (``radius``) of this frame's colour or edge guide (``now``, from
+    """uint8 H x W: 1 where a patch (``radius``) of this frame's colour, edge or matte (``now``, from
     :func:`static_guides`) differs from the previous frame's (``before``) beyond
     :data:`STATIC_TOLERANCE`, or holds a pixel that moved (flow >= 0.5 px: the advected match comes
     from another pixel, and the positional guide moved) or is occluded; 0 where the previous frame's
@@ -327,8 +327,8 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     if cfg.warm_start == "advect":
         init = _advect_nnf(state.nnf, to_prev)
         if cfg.static_skip:
-            now = static_guides(frame)
-            before = state.guides or static_guides(source.frame(prev))
+            now = static_guides(frame, matte)
+            before = state.guides or static_guides(source.frame(prev), source.matte(prev) if matte is not None else None)
             active = changed_pixels(now, before, to_prev, occluded, cfg.patch_size // 2)
     elif cfg.warm_start == "reuse":
         init = state.nnf
