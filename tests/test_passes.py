@@ -10,7 +10,8 @@ from rerender import config
 from rerender.job import JobConfig
 from rerender.matte import synthesis_region
 from rerender.segments import plan_segments
-from rerender.passes import KeyFrame, PassState, PropagationConfig, build_guides, propagate_pass
+from rerender.passes import (KeyFrame, PassState, PropagationConfig, build_guides, changed_pixels, propagate_pass,
+                             static_guides)
 
 
 class MemorySource:
@@ -130,6 +131,84 @@ def test_resumed_pass_is_identical_to_an_uninterrupted_one():
     rest = list(propagate_pass(key, [1, 0], src, cfg, state=stored, threads=1))
     for a, b in zip(full[2:], rest):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.error, b.error)
+
+
+class StillSource:
+    """A static textured background with a square moving across it (+2 px in x per frame), and its
+    true flow: zero on the background, the square's velocity on it."""
+
+    def __init__(self, n=6, h=56, w=72):
+        rng = np.random.default_rng(1)
+        import cv2
+
+        def tex(hh, ww):
+            t = cv2.GaussianBlur(rng.random((hh, ww, 3)).astype(np.float32), (0, 0), 1.5)
+            return ((t - t.min()) / (t.max() - t.min()) * 255).astype(np.uint8)
+
+        self.bg, self.sq, self.h, self.w = tex(h, w), tex(12, 12), h, w
+        self.frames = [self._frame(i) for i in range(n)]
+
+    def _box(self, i):
+        return 16, 10 + 2 * i  # top, left
+
+    def _frame(self, i):
+        f = self.bg.copy()
+        y, x = self._box(i)
+        f[y:y + 12, x:x + 12] = self.sq
+        return f
+
+    def frame(self, i):
+        return self.frames[i]
+
+    def flow(self, a, b):
+        out = np.zeros((self.h, self.w, 2), np.float32)
+        y, x = self._box(a)
+        out[y:y + 12, x:x + 12, 0] = 2.0 * (b - a)
+        return out
+
+
+def test_static_pixels_skip_the_first_search_and_still_match():
+    src = StillSource()
+    key = KeyFrame(0, stylise(src.frames[0]), src.frames[0])
+    cfg = fast_config()
+    skip = list(propagate_pass(key, [1, 2, 3, 4, 5], src, cfg, threads=1))
+    full = list(propagate_pass(key, [1, 2, 3, 4, 5], src, dataclasses.replace(cfg, static_skip=False), threads=1))
+    inner = (slice(4, -4), slice(4, -4))
+    for a, b in zip(skip, full):
+        truth = stylise(src.frames[a.index])
+        assert psnr(a.image[inner], truth[inner]) >= psnr(b.image[inner], truth[inner]) - 0.5
+        assert psnr(a.image[inner], truth[inner]) > 30
+    # most of the frame is background: only the square's neighbourhood is searched
+    occluded = np.zeros((src.h, src.w), np.uint8)
+    mask = changed_pixels(static_guides(src.frames[2]), static_guides(src.frames[1]), src.flow(2, 1), occluded,
+                          cfg.patch_size // 2)
+    assert 0.05 < mask.mean() < 0.4
+    assert mask[16:28, 14:26].all() and not mask[45:, :].any()
+    # a pass resumed from its stored state gives the same bytes (the set is read from frames,
+    # and flows, which a resumed pass has)
+    st = skip[1].state
+    stored = PassState(st.index, st.output, st.nnf.astype(np.int16).astype(np.int32),
+                       st.positions.astype(np.float16).astype(np.float32))
+    rest = list(propagate_pass(key, [3, 4, 5], src, cfg, state=stored, threads=1))
+    for a, b in zip(skip[2:], rest):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.error, b.error)
+    # the static background keeps the key's match, pixel for pixel
+    assert np.array_equal(skip[-1].state.nnf[45:], skip[0].state.nnf[45:])
+
+
+def test_a_changed_matte_counts_as_a_change():
+    src = StillSource()
+    f = src.frames[0]
+    still = np.zeros(f.shape[:2] + (2,), np.float32)
+    none = np.zeros(f.shape[:2], np.uint8)
+    m0 = np.zeros(f.shape[:2], np.uint8)
+    m1 = m0.copy()
+    m1[30:34, 40:44] = 255  # the matte grew on a static frame: its guide changed there
+    mask = changed_pixels(static_guides(f, m1), static_guides(f, m0), still, none, 2)
+    expect = np.zeros_like(m0)
+    expect[28:36, 38:46] = 1
+    assert np.array_equal(mask, expect)
+    assert not changed_pixels(static_guides(f, m0), static_guides(f, m0), still, none, 2).any()
 
 
 def test_step_must_be_next_to_the_previous_frame():

@@ -42,12 +42,15 @@ def _outputs() -> list[np.ndarray]:
     guides = [(src, tgt, 6.0), (pos, np.roll(pos, (2, -3), axis=(0, 1)), 2.0)]
     cold = rerender.synthesize(style, guides, search_vote_iters=4, patchmatch_iters=3, threads=2, backend="cpu")
     warm = rerender.synthesize(style, guides, init_nnf=cold.nnf, threads=2, backend="cpu")
+    some = np.zeros((n, n), np.uint8)
+    some[: n // 2] = 1  # the warm start's guesses below are taken as answers (initial active set)
+    part = rerender.synthesize(style, guides, init_nnf=cold.nnf, init_active=some, threads=2, backend="cpu")
     f = rerender.synthesize(style.astype(np.float32), guides, search_vote_iters=3, patchmatch_iters=2, seed=3,
                             backend="cpu")
     rng = np.random.default_rng(5)
     flow = (rng.standard_normal((n, n, 2)) * 5).astype(np.float32)
     wmap = rng.random((n, n)).astype(np.float32)
-    return [cold.image, cold.nnf, cold.error, warm.image, warm.nnf, warm.error, f.image, f.nnf, f.error,
+    return [cold.image, cold.nnf, cold.error, warm.image, warm.nnf, warm.error, part.image, part.nnf, f.image, f.nnf, f.error,
             rerender.histogram_blend(style, src, wmap, backend="cpu"),
             rerender.histogram_blend(style.astype(np.float32), src.astype(np.float32), 0.3, tgt.astype(np.float32),
                                      backend="cpu"),

@@ -254,6 +254,55 @@ def test_warm_result_does_not_depend_on_threads():
     assert interior(within).mean() >= 0.95  # the field 2 px off was corrected
 
 
+def _warm_case(n: int = 176):
+    """A displaced texture and a warm start: exact (rounded) in the bottom half, 2 px off in the top."""
+    src = texture(n, n, seed=7)
+    mx, my = sinus_field(n, amp=4.0)
+    tgt = remap(src, mx, my)
+    guides = [(src, tgt, 6.0), (coords(n, n), np.dstack([mx, my]), 2.0)]
+    init = np.dstack([np.clip(np.rint(mx), R, n - 1 - R), np.clip(np.rint(my), R, n - 1 - R)]).astype(np.int32)
+    init[: n // 2] = np.clip(init[: n // 2] + np.int32([2, -1]), R, n - 1 - R)
+    return stylise(src), guides, init
+
+
+def test_init_active_all_ones_changes_nothing():
+    style, guides, init = _warm_case()
+    opts = dict(init_nnf=init, seed=3, threads=2, patchmatch_iters=2, search_radius=16)
+    plain = synthesize(style, guides, **opts)
+    for ones in (np.ones(init.shape[:2], np.uint8), np.full(init.shape[:2], 7, np.uint8),
+                 np.ones(init.shape[:2], bool)):
+        same = synthesize(style, guides, init_active=ones, **opts)
+        assert np.array_equal(same.nnf, plain.nnf)
+        assert np.array_equal(same.image, plain.image) and np.array_equal(same.error, plain.error)
+
+
+def test_init_active_leaves_settled_pixels_unsearched():
+    style, guides, init = _warm_case()
+    n = init.shape[0]
+    active = np.zeros((n, n), np.uint8)
+    active[: n // 2] = 1  # the top half is searched, the bottom half keeps its (2 px off) guess
+    runs = [synthesize(style, guides, init_nnf=init, init_active=active, seed=3, threads=t, patchmatch_iters=2,
+                       search_radius=16) for t in (1, 2, 3)]
+    for r in runs[1:]:  # still the same bytes for any thread count
+        assert np.array_equal(r.nnf, runs[0].nnf) and np.array_equal(r.image, runs[0].image)
+    nnf = runs[0].nnf
+    # far from the searched half (more than the patch radius, which a vote change can reach), the
+    # guesses stay; the searched half is corrected
+    assert np.array_equal(nnf[n // 2 + 4 * R:], init[n // 2 + 4 * R:])
+    assert (nnf[: n // 2 - 4 * R] != init[: n // 2 - 4 * R]).any(-1).mean() > 0.9
+    # nothing active: the warm start is the answer, voted
+    none = synthesize(style, guides, init_nnf=init, init_active=np.zeros((n, n), np.uint8), seed=3)
+    assert np.array_equal(none.nnf, init)
+    # a pixel without a guess is searched whatever the mask says
+    holes = init.copy()
+    holes[120:130, 60:70] = -1
+    filled = synthesize(style, guides, init_nnf=holes, init_active=np.zeros((n, n), np.uint8), seed=3)
+    assert (np.abs(filled.nnf[120:130, 60:70] - init[120:130, 60:70]) <= 1).all(-1).mean() > 0.9
+    around = np.ones((n, n), bool)
+    around[120 - 4 * R:130 + 4 * R, 60 - 4 * R:70 + 4 * R] = False
+    assert np.array_equal(filled.nnf[around], init[around])
+
+
 def test_concurrent_calls_are_independent(displaced):
     # the GIL is released and calls share no state: concurrent runs equal a sequential one
     from concurrent.futures import ThreadPoolExecutor
@@ -358,6 +407,11 @@ def _args():
         (dict(init_nnf=np.full((32, 32, 2), 32, np.int32)), "init_nnf"),
         (dict(init_nnf=np.full((32, 32, 2), -2, np.int32)), "init_nnf"),
         (dict(init_nnf=[[0, 0]]), "init_nnf"),
+        (dict(init_active=np.ones((32, 32), np.uint8)), "init_active: needs init_nnf"),
+        (dict(init_nnf=np.full((32, 32, 2), 10, np.int32), init_active=np.ones((32, 31), np.uint8)), "init_active"),
+        (dict(init_nnf=np.full((32, 32, 2), 10, np.int32), init_active=np.ones((32, 32, 1), np.uint8)), "init_active"),
+        (dict(init_nnf=np.full((32, 32, 2), 10, np.int32), init_active=np.ones((32, 32), np.float32)), "init_active"),
+        (dict(init_nnf=np.full((32, 32, 2), 10, np.int32), init_active=[[1]]), "init_active"),
         (dict(target_mask=np.zeros((32, 30), np.uint8)), "target_mask"),
         (dict(target_mask=np.zeros((32, 32), np.float32)), "target_mask"),
         (dict(target_mask=np.zeros((32, 32, 2), np.uint8)), "target_mask"),

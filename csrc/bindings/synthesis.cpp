@@ -11,9 +11,9 @@ namespace rerender::bindings {
 namespace {
 
 py::object synthesize_binding(const py::object& style_obj, const py::object& guides_obj, const py::object& params,
-                              const py::object& init_nnf, const py::object& target_mask) {
+                              const py::object& init_nnf, const py::object& target_mask, const py::object& init_active) {
   HostLoader loader("synthesize");
-  const auto args = parse_synthesis_args(loader, style_obj, guides_obj, params, init_nnf, target_mask);
+  const auto args = parse_synthesis_args(loader, style_obj, guides_obj, params, init_nnf, target_mask, init_active);
   std::vector<syn::Guide> guides;
   for (size_t i = 0; i < args.sources.size(); ++i)
     guides.push_back({plane_of(args.sources[i], args.sources[i].data()),
@@ -23,7 +23,7 @@ py::object synthesize_binding(const py::object& style_obj, const py::object& gui
   syn::Result res;
   without_gil("synthesize", [&] {
     res = syn::synthesize(plane_of(args.style, args.style.data()), guides, args.ht, args.wt, args.nnf_ptr(), mask,
-                          args.params);
+                          args.params, args.active_ptr());
   });
   return result_arrays(loader.budget, res, args.image_shape, args.style.dtype);
 }
@@ -67,9 +67,9 @@ void bind_params(py::module_& m) {
 const RegisterBindings reg([](py::module_& m) {
   bind_params(m);
   m.def("synthesize", &synthesize_binding, py::arg("style"), py::arg("guides"), py::arg("params") = py::none(),
-        py::arg("init_nnf") = py::none(), py::arg("target_mask") = py::none(),
+        py::arg("init_nnf") = py::none(), py::arg("target_mask") = py::none(), py::arg("init_active") = py::none(),
         "Guided patch-based synthesis (CPU) with the options of `params` (a SynthesisParams; None = the "
-        "defaults). Returns (image, nnf int32 H x W x 2 (x, y), error float32 H x W).");
+        "defaults); init_active (uint8/bool H x W, with init_nnf): zero = the warm start's guess needs no search. Returns (image, nnf int32 H x W x 2 (x, y), error float32 H x W).");
 });
 
 }  // namespace

@@ -81,11 +81,14 @@ struct SynthesisArgs {
   bool has_mask = false;
   py::array_t<int32_t, py::array::c_style> init_nnf;  // host memory; empty without a warm start
   bool has_init_nnf = false;
+  py::array_t<uint8_t, py::array::c_style> init_active;  // host memory; empty when not given
+  bool has_init_active = false;
   syn::Params params;
   int ht = 0, wt = 0;
   std::vector<py::ssize_t> image_shape;  // H_t x W_t (x C): the style's rank and channels
 
   const int32_t* nnf_ptr() const { return has_init_nnf ? init_nnf.data() : nullptr; }
+  const uint8_t* active_ptr() const { return has_init_active ? init_active.data() : nullptr; }
 };
 
 // ---- SynthesisParams: the options of one synthesis call, named once ---------------------------
@@ -171,7 +174,8 @@ inline syn::Params checked_params(const py::object& params) {
 // The synthesis arguments as the Python API documents them (see python/rerender/synthesis.py).
 template <typename Loader>
 auto parse_synthesis_args(Loader& load, const py::object& style_obj, const py::object& guides_obj,
-                          const py::object& params, const py::object& init_nnf, const py::object& target_mask) {
+                          const py::object& params, const py::object& init_nnf, const py::object& target_mask,
+                          const py::object& init_active = py::none()) {
   using Arg = decltype(load.load(style_obj, ""));
   SynthesisArgs<Arg> r;
   r.params = checked_params(params);
@@ -258,6 +262,22 @@ auto parse_synthesis_args(Loader& load, const py::object& style_obj, const py::o
         fail("init_nnf: entry (", x, ", ", y, ") at pixel (", i % wt, ", ", i / wt,
              ") lies outside the style image (width ", style.w, ", height ", style.h, "); use (-1, -1) for no guess");
     }
+  }
+
+  // (host numpy only: the CUDA entry does not take it)
+  if (!init_active.is_none()) {
+    if (!r.has_init_nnf) fail("init_active: needs init_nnf (it marks pixels whose warm-start guess needs no search)");
+    if (!py::isinstance<py::array>(init_active))
+      fail("init_active: expected a numpy uint8 or bool array, got ",
+           std::string(py::str(init_active.get_type().attr("__name__"))));
+    auto a = py::reinterpret_borrow<py::array>(init_active);
+    if (!a.dtype().is(py::dtype::of<uint8_t>()) && !a.dtype().is(py::dtype::of<bool>()))
+      fail("init_active: unsupported dtype ", std::string(py::str(a.dtype())), " (expected uint8 or bool)");
+    if (a.ndim() != 2 || a.shape(0) != ht || a.shape(1) != wt)
+      fail("init_active: expected shape (", ht, ", ", wt, ") (target H x W), got ", describe_shape(a));
+    r.init_active = py::reinterpret_borrow<py::array_t<uint8_t, py::array::c_style>>(
+        contiguous(a.dtype().is(py::dtype::of<bool>()) ? py::array(a.attr("view")("uint8")) : a, "init_active", load.budget));
+    r.has_init_active = true;
   }
   return r;
 }

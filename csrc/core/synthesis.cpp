@@ -11,7 +11,8 @@ namespace rerender::synthesis {
 #define RR_VARIANT_ENTRY(ns)                                                                        \
   namespace ns {                                                                                    \
   Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,          \
-                    const int32_t* init_nnf, const uint8_t* target_mask, const Params& params);      \
+                    const int32_t* init_nnf, const uint8_t* target_mask, const Params& params,     \
+                    const uint8_t* init_active);                                                    \
   }
 RR_VARIANT_ENTRY(baseline)
 #if defined(RERENDER_SIMD_X86)
@@ -41,16 +42,16 @@ uint64_t working_bytes(int hs, int ws, int ht, int wt, int cs, int feature_chann
 }
 
 Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, int wt, const int32_t* init_nnf,
-                  const uint8_t* target_mask, const Params& params) {
+                  const uint8_t* target_mask, const Params& params, const uint8_t* init_active) {
   switch (simd::active()) {
 #if defined(RERENDER_SIMD_X86)
-    case simd::Path::Avx512: return avx512::synthesize(style, guides, ht, wt, init_nnf, target_mask, params);
-    case simd::Path::Avx2: return avx2::synthesize(style, guides, ht, wt, init_nnf, target_mask, params);
+    case simd::Path::Avx512: return avx512::synthesize(style, guides, ht, wt, init_nnf, target_mask, params, init_active);
+    case simd::Path::Avx2: return avx2::synthesize(style, guides, ht, wt, init_nnf, target_mask, params, init_active);
 #endif
 #if defined(RERENDER_SIMD_NEON)
-    case simd::Path::Neon: return neon::synthesize(style, guides, ht, wt, init_nnf, target_mask, params);
+    case simd::Path::Neon: return neon::synthesize(style, guides, ht, wt, init_nnf, target_mask, params, init_active);
 #endif
-    default: return baseline::synthesize(style, guides, ht, wt, init_nnf, target_mask, params);
+    default: return baseline::synthesize(style, guides, ht, wt, init_nnf, target_mask, params, init_active);
   }
 }
 

@@ -84,7 +84,12 @@ uint64_t working_bytes(int hs, int ws, int ht, int wt, int style_channels, int f
 
 // init_nnf: optional H_t x W_t x 2 (x, y) warm start at full resolution; (-1, -1) entries mean
 // "no guess" (random). target_mask: optional H_t x W_t, nonzero = synthesise.
+// init_active: optional H_t x W_t, with init_nnf only: zero marks a pixel whose warm-start guess
+// is already its answer (e.g. unchanged since the frame the field came from), left out of the
+// searches until a vote changes its neighbourhood; it is still voted. Read only when the warm
+// start is the finest level's start (one level, the default); pixels without a guess stay active.
 Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,
-                  const int32_t* init_nnf, const uint8_t* target_mask, const Params& params);
+                  const int32_t* init_nnf, const uint8_t* target_mask, const Params& params,
+                  const uint8_t* init_active = nullptr);
 
 }  // namespace rerender::synthesis

@@ -20,15 +20,24 @@ using namespace detail;
 // instead of 80). The target's style slots stay up to date throughout, for when the style returns.
 class CpuSteps {
  public:
-  CpuSteps(std::vector<LevelData>& pyr, const Layout& lay, const Params& prm, const int32_t* init_nnf, int ht, int wt)
-      : pyr_(pyr), lay_(lay), prm_(prm), init_nnf_(init_nnf), ht_(ht), wt_(wt) {}
+  CpuSteps(std::vector<LevelData>& pyr, const Layout& lay, const Params& prm, const int32_t* init_nnf,
+           const uint8_t* init_active, int ht, int wt)
+      : pyr_(pyr), lay_(lay), prm_(prm), init_nnf_(init_nnf), init_active_(init_active), ht_(ht), wt_(wt) {}
 
   void begin_level(int level) {
     init_state(st_, pyr_[level], lay_);
     st_.warm_start = init_nnf_ != nullptr;
     std::vector<Feat>().swap(pyr_[level].tgt);  // now copied into the state's padded target
   }
-  void init_coarsest(int level) { random_nnf(st_, prm_.seed, init_nnf_, wt_, ht_, 1 << level); }
+  void init_coarsest(int level) {
+    random_nnf(st_, prm_.seed, init_nnf_, wt_, ht_, 1 << level);
+    // The caller's initial active set applies where the warm start is read at full resolution.
+    if (init_nnf_ && init_active_ && level == 0) {
+      const size_t n = static_cast<size_t>(ht_) * wt_;
+      for (size_t i = 0; i < n; ++i)
+        if (!init_active_[i] && !(init_nnf_[2 * i] == -1 && init_nnf_[2 * i + 1] == -1)) st_.active[i] = 0;
+    }
+  }
   void upsample() { upsample_nnf(st_, prev_); }
   void style_term(bool on) { compare_guides_only(st_, !on); }
   void search(uint64_t seed) { patchmatch(st_, prm_, seed, prm_.threads); }
@@ -50,6 +59,7 @@ class CpuSteps {
   const Layout& lay_;
   const Params& prm_;
   const int32_t* init_nnf_;
+  const uint8_t* init_active_;
   int ht_, wt_;
   State prev_, st_;
 };
@@ -57,7 +67,8 @@ class CpuSteps {
 }  // namespace
 
 Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, int wt,
-                  const int32_t* init_nnf, const uint8_t* target_mask, const Params& prm) {
+                  const int32_t* init_nnf, const uint8_t* target_mask, const Params& prm,
+                  const uint8_t* init_active) {
   Layout lay;
   lay.cs = style.c;
   for (const Guide& g : guides) lay.cg += g.source.c;
@@ -84,7 +95,7 @@ Result synthesize(const Plane& style, const std::vector<Guide>& guides, int ht, 
 
   const int levels = resolved_levels(prm, init_nnf != nullptr, style.h, style.w, ht, wt);
   std::vector<LevelData> pyr = build_pyramid(style, guides, ht, wt, target_mask, lay, levels);
-  CpuSteps steps(pyr, lay, prm, init_nnf, ht, wt);
+  CpuSteps steps(pyr, lay, prm, init_nnf, init_active, ht, wt);
   run_schedule(steps, levels, init_nnf != nullptr, prm.search_vote_iters, prm.seed);
 
   State& fin = steps.finest();

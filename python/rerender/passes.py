@@ -12,11 +12,13 @@ later key of every segment and blends them (:mod:`rerender.temporal_blend`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from dataclasses import dataclass
 from typing import Iterator, Literal, Protocol
 
+import cv2
 import numpy as np
 
 from . import guides as G
@@ -65,6 +67,10 @@ class PropagationConfig:
     # how each frame's nearest-neighbour field starts: advected from the previous frame along the
     # flow, the previous field as is, or a fresh random field (the public EbSynth's behaviour)
     warm_start: Literal["advect", "reuse", "none"] = "advect"
+    # with "advect": pixels whose colour, edge (and matte) guides (5x5 patch) did not change since the
+    # previous frame and that did not move keep the previous frame's match without a first search
+    # (see changed_pixels(); docs/method.md "Static pixels skip the first search")
+    static_skip: bool = True
     seed: int = 0
     # with a matte: weight of the matte as a guide (patches from inside the key's matte fill the inside
     # of the frame's) and how far beyond the matte texture is synthesised (pixels; covers the feather)
@@ -126,7 +132,7 @@ class PropagationConfig:
         """The options that change synthesised candidates (blending options excluded)."""
         keys = ("colour_weight", "edge_weight", "positional_weight", "temporal_weight", "style_weight",
                 "patch_size", "uniformity", "search_vote_iters", "patchmatch_iters", "stop_threshold", "search_radius",
-                "pyramid_levels", "warm_start", "seed", "matte_weight", "matte_grow")
+                "pyramid_levels", "warm_start", "static_skip", "seed", "matte_weight", "matte_grow")
         out = {k: getattr(self, k) for k in keys}
         if self.residual_gain:  # (absent when off: such a job synthesises what one made before it did)
             out["residual_gain"] = self.residual_gain
@@ -231,6 +237,9 @@ class PassState:
     output: np.ndarray
     nnf: np.ndarray
     positions: np.ndarray
+    # (memory only) the step's static_guides(), for the next step's changed_pixels(); None: the next
+    # step recomputes them from the frame (the same values)
+    guides: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def at_key(cls, key: KeyFrame) -> "PassState":
@@ -255,6 +264,39 @@ def _advect_nnf(nnf: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
 
     moved = warp(np.ascontiguousarray(nnf, dtype=np.float32), flow_to_prev, mode="nearest")
     return np.ascontiguousarray(np.rint(moved).astype(np.int32))
+
+
+# Largest change of a colour / edge / matte guide value (data units, 0-255) that still counts as
+# unchanged. Changes at the level of video noise matter: on vtest (static camera), 6 cost 0.12 dB
+# and 3 cost 0.08 dB against searching every pixel; 1 is within 0.02 dB (docs/method.md).
+STATIC_TOLERANCE = {"colour": 1, "edge": 1, "matte": 1}
+
+
+def static_guides(frame: np.ndarray, matte: np.ndarray | None = None) -> tuple:
+    """The target guides :func:`changed_pixels` compares: colour, edge and the matte if any (uint8
+    or float images; a step keeps them for the next step, a resumed pass recomputes them)."""
+    return (frame, G.edge_guide(frame)) + ((matte,) if matte is not None else ())
+
+
+def changed_pixels(now: tuple, before: tuple, flow_to_prev: np.ndarray, occluded: np.ndarray,
+                   radius: int) -> np.ndarray:
+    """uint8 H x W: 1 where a patch (``radius``) of this frame's colour, edge or matte (``now``, from
+    :func:`static_guides`) differs from the previous frame's (``before``) beyond
+    :data:`STATIC_TOLERANCE`, or holds a pixel that moved (flow >= 0.5 px: the advected match comes
+    from another pixel, and the positional guide moved) or is occluded; 0 where the previous frame's
+    match, carried over unchanged, answers the same search.
+
+    Read from what a resumed pass has too (frames and flows), so that a resumed pass gives the same
+    bytes. The temporal guide (the previous output carried along the flow) is left out: its previous
+    value is the output before, which a resumed pass no longer has.
+    """
+    fx, fy = cv2.split(flow_to_prev)
+    bad = (np.abs(fx) >= 0.5) | (np.abs(fy) >= 0.5) | (occluded > 0)
+    for a, b, tol in zip(now, before, STATIC_TOLERANCE.values()):
+        d = cv2.split(cv2.absdiff(a, b))
+        bad |= functools.reduce(cv2.max, d) > tol
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    return cv2.dilate(bad.view(np.uint8), kernel)
 
 
 def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, temporal: np.ndarray | None,
@@ -301,22 +343,27 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
         from .matte import synthesis_region
 
         region = synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2)
+    active = now = None
     if cfg.warm_start == "advect":
         init = _advect_nnf(state.nnf, to_prev)
+        if cfg.static_skip:
+            now = static_guides(frame, matte)
+            before = state.guides or static_guides(source.frame(prev), source.matte(prev) if matte is not None else None)
+            active = changed_pixels(now, before, to_prev, occluded, cfg.patch_size // 2)
     elif cfg.warm_start == "reuse":
         init = state.nnf
     else:
         init = None
     t1 = time.thread_time()
     params = cfg.synthesis_params(seed=cfg.seed * 1_000_003 + index, threads=threads)
-    res = synthesize(key.style, guides, params, init_nnf=init, target_mask=region)
+    res = synthesize(key.style, guides, params, init_nnf=init, target_mask=region, init_active=active)
     image = res.image
     if cfg.residual_gain > 0:
         image = G.transfer_residual(image, res.nnf, frame, key.frame, key.slopes, cfg.residual_gain)
     if region is not None:  # outside its region the candidate holds the plate: blends and the
         # temporal guide then never see the synthesis's zeros there
         image = np.where(region[:, :, None] > 0, image, frame.astype(image.dtype))
-    new_state = PassState(index, image, np.ascontiguousarray(res.nnf, dtype=np.int32), positions)
+    new_state = PassState(index, image, np.ascontiguousarray(res.nnf, dtype=np.int32), positions, guides=now)
     t2 = time.thread_time()
     return Step(index, image, res.error, new_state, {"guides": t1 - t0, "synthesis": t2 - t1})
 

@@ -19,7 +19,8 @@ the plain E. Where this differs from the public EbSynth, and why:
   * within a PatchMatch call, pixels whose match and neighbours' matches did not change during the
     last forward + backward scan are not scanned again (35% less time, same result); with
     ``init_nnf``, already after the first scan (a warm field is mostly right: a static background
-    then skips the second scan);
+    then skips the second scan); ``init_active`` can leave pixels out of the first scan too (the
+    propagation does so where nothing changed since the previous frame);
   * threads scan fixed bands of rows that see each other's matches and the occupancy as they were
     after the previous scan: the result depends on the seed only, not on threads or scheduling.
 
@@ -96,6 +97,7 @@ def synthesize(
     *,
     init_nnf: np.ndarray | None = None,
     target_mask: np.ndarray | None = None,
+    init_active: np.ndarray | None = None,
     backend: str = "auto",
     **options: Any,
 ) -> Synthesis:
@@ -115,6 +117,13 @@ def synthesize(
             the coarsest level instead. Entries (-1, -1) mean "no guess" (random there).
         target_mask: uint8 H_t x W_t; only pixels with mask > 0 are searched and synthesised.
             Outside it the image is 0, the NNF (-1, -1) and the error 0 (composite with the mask).
+        init_active: optional uint8 or bool H_t x W_t, with ``init_nnf`` only: 0 marks a pixel
+            whose warm-start guess is already its answer (say, nothing changed there since the
+            frame the field came from): it is left out of the searches until a vote changes its
+            neighbourhood, and still voted. Read when the warm start starts the finest level (the
+            default single level); pixels without a guess stay active. All ones (or None) gives
+            the same result as without it. The CPU backend reads it; the CUDA backend checks
+            nothing and ignores it (it searches every pixel: same quality, no saving).
         backend: ``"auto"`` (CUDA when a device is usable or an input is a GPU array, else the
             CPU), ``"cpu"`` or ``"cuda"``; see :mod:`rerender.backend`. On CUDA, style, guide
             images and ``target_mask`` may be GPU arrays (torch CUDA tensors, CuPy: read in
@@ -142,7 +151,8 @@ def synthesize(
         guides = _guides_as_cuda_interface(guides)
     else:
         native = _native.synthesize
-    image, nnf, error = native(style, guides, params, init_nnf, target_mask)
+    extra = (init_active,) if which != "cuda" else ()  # (the CUDA search ignores it, see above)
+    image, nnf, error = native(style, guides, params, init_nnf, target_mask, *extra)
     if which == "cuda":  # device results of device inputs: as torch tensors for torch inputs
         image, nnf, error = _to_torch_if_needed((image, nnf, error), arrays)
     return Synthesis(image=image, nnf=nnf, error=error)

@@ -52,6 +52,9 @@ namespace {
 // Where the core reads an argument: the device array itself, or the validated numpy array.
 const void* data_of(const DeviceArg& a) { return a.on_device ? a.ptr : a.meta.data(); }
 
+// No init_active (the CPU entry's initial active set of a warm start): the jump-flood search
+// visits every pixel in parallel, so skipping some would save little; rerender.synthesize leaves
+// the argument out on this backend (same results, every pixel searched).
 py::object cuda_synthesize(const py::object& style_obj, const py::object& guides_obj, const py::object& params,
                            const py::object& init_nnf, const py::object& target_mask) {
   DeviceLoader loader("cuda_synthesize");
