@@ -77,6 +77,7 @@ def synthesize(
     params: SynthesisParams | None = None,
     init_nnf: _Nnf | None = None,
     target_mask: _Mask | None = None,
+    init_active: _Mask | None = None,
 ) -> tuple[_Image, _Nnf, _FloatMap]: ...
 @overload
 def warp(image: _Image, flow: _FloatMap, mode: str = "bilinear", return_valid: Literal[False] = False,
