@@ -57,6 +57,15 @@ def write_fast_config(folder) -> Path:
     return path
 
 
+def run_propagate_cli(folder, inp, keys, out, *extra) -> int:
+    """``rerender propagate INP --keys KEYS -o OUT`` with the fast option file (in ``folder``), quiet;
+    returns the exit code."""
+    from rerender.cli import main
+
+    return main(["propagate", str(inp), "--keys", str(keys), "-o", str(out), "--progress", "quiet",
+                 "--config", str(write_fast_config(folder)), *extra])
+
+
 def fast_config(**changes):
     """Reference guides and patch size, fewer iterations: keeps the tests at a few seconds."""
     from rerender.passes import PropagationConfig

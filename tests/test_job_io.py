@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from _stylised_clip import clip, write_clip_and_keys, write_fast_config
+from _stylised_clip import clip, run_propagate_cli, write_clip_and_keys, write_fast_config
 from rerender import media
-from rerender.cli import main
 from rerender.files import content_digest
 from rerender.packing import load_packed, quantise_map, save_packed
 
@@ -27,9 +26,7 @@ def shot(tmp_path):
 
 
 def propagate(shot, out, capsys, *extra):
-    tmp, inp, keys = shot
-    code = main(["propagate", str(inp), "--keys", str(keys), "-o", str(out), "--progress", "quiet",
-                 "--config", str(write_fast_config(tmp)), *extra])
+    code = run_propagate_cli(*shot, out, *extra)
     err = capsys.readouterr().err
     assert code == 0 and "Traceback" not in err, err
     return err

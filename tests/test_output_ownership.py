@@ -8,8 +8,7 @@ import hashlib
 import pytest
 
 from _clips import write_test_video
-from _stylised_clip import clip, write_clip_and_keys, write_fast_config
-from rerender.cli import main
+from _stylised_clip import clip, run_propagate_cli, write_clip_and_keys
 
 
 @pytest.fixture
@@ -19,9 +18,7 @@ def shot(tmp_path):
 
 
 def propagate(shot, out, capsys, *extra):
-    tmp, inp, keys = shot
-    code = main(["propagate", str(inp), "--keys", str(keys), "-o", str(out), "--progress", "quiet",
-                 "--config", str(write_fast_config(tmp)), *extra])
+    code = run_propagate_cli(*shot, out, *extra)
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return code, err
