@@ -9,7 +9,7 @@ import rerender.flow
 import rerender.temporal_blend
 import rerender.segments
 import rerender.workdir
-from _stylised_clip import N, clip, fast_config, write_clip_and_keys
+from _stylised_clip import clip, fast_config, write_clip_and_keys
 from rerender.pipeline import propagate
 from rerender.recent import Recent
 
