@@ -112,10 +112,10 @@ class WorkDir:
             if name not in MANAGED:
                 raise ValueError(f"clear: {name!r} is not a managed sub-folder ({', '.join(MANAGED)})")
             shutil.rmtree(self.root / name, ignore_errors=True)
-            if name == "frames" and self._frames is not None:
-                self._frames.drop_where(lambda key: False)
+        if "frames" in names:
+            self._frames = None  # the decoded frames kept in memory are gone with their files
         if {"frames", "flow"} & set(names):
-            self._flow_cache = None  # it keeps flows and frames in memory: they are gone
+            self._flow_cache = None  # it keeps flows and grey frames in memory: they are gone
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
