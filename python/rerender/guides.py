@@ -145,7 +145,6 @@ def transfer_residual(image: np.ndarray, nnf: np.ndarray, frame: np.ndarray, key
     of input the copied patch does not explain, carried into the style as the key's own input-to-style
     relation predicts. The residual is blurred (``RESIDUAL_BLUR``) first. Same dtype as ``image`` (uint8
     rounded and clipped; float32 as computed)."""
-    h, w = image.shape[:2]
     x = np.clip(nnf[..., 0], 0, key_frame.shape[1] - 1)
     y = np.clip(nnf[..., 1], 0, key_frame.shape[0] - 1)
     residual = frame.astype(np.float32) - key_frame[y, x].astype(np.float32)
@@ -153,4 +152,4 @@ def transfer_residual(image: np.ndarray, nnf: np.ndarray, frame: np.ndarray, key
     out = image.astype(np.float32) + np.float32(gain) * slopes[y, x] * residual
     if image.dtype == np.uint8:
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(out.reshape(h, w, -1) if out.ndim == 3 else out, dtype=np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32)

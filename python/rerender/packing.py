@@ -25,7 +25,6 @@ import zlib
 import cv2
 import numpy as np
 
-PNG_LEVEL = 1          # zlib level of flows: the work directory's files are written once and read once or twice
 FLOW_STEP_LOG2 = 5     # flows in steps of 2**-5 = 1/32 px
 FLOW_ZLIB_LEVEL = 1
 _OFFSET = 32768        # signed 16-bit values stored as offset binary
@@ -35,8 +34,10 @@ MAP_SUFFIX = ".bf16.png"
 RAW_MAP_SUFFIX = ".bf16"  # a float map as raw bfloat16 (uint16) values: no encoding at all
 
 
-def _png(arr: np.ndarray, params=(cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL)) -> np.ndarray:
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr), list(params))
+def _png(arr: np.ndarray) -> np.ndarray:
+    """PNG bytes with OpenCV's default settings (level 1, run-length strategy): on candidates half
+    the CPU of level 1 with the default strategy, and smaller."""
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr))
     if not ok:
         raise ValueError(f"PNG encoding failed for an array of shape {arr.shape} ({arr.dtype})")
     return buf.reshape(-1)
@@ -58,9 +59,7 @@ def encode_image(img: np.ndarray) -> np.ndarray:
     if img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3, 4))):
         raise ValueError(f"encode_image: expected uint8 H x W (x 1/3/4), got {img.dtype} {img.shape}")
     swap = img.ndim == 3 and img.shape[2] in (3, 4)
-    # OpenCV's default PNG settings (level 1, run-length strategy): on candidates half the CPU of
-    # level 1 with the default strategy, and smaller
-    return _png(img[:, :, [2, 1, 0, 3][:img.shape[2]]] if swap else img, ())
+    return _png(img[:, :, [2, 1, 0, 3][:img.shape[2]]] if swap else img)
 
 
 def decode_image(buf: np.ndarray, channels: int) -> np.ndarray:
@@ -93,7 +92,7 @@ def encode_map(values: np.ndarray) -> np.ndarray:
     """float32 H x W -> bfloat16 in a 16-bit PNG (bytes, uint8 1-D)."""
     if values.ndim != 2:
         raise ValueError(f"encode_map: expected a 2-D float map, got shape {values.shape}")
-    return _png(to_bfloat16(values), ())  # (as for images: OpenCV's default, the cheapest)
+    return _png(to_bfloat16(values))
 
 
 def decode_map(buf: np.ndarray) -> np.ndarray:

@@ -300,17 +300,18 @@ def changed_pixels(now: tuple, before: tuple, flow_to_prev: np.ndarray, occluded
 
 
 def build_guides(key: KeyFrame, frame: np.ndarray, positions: np.ndarray, temporal: np.ndarray | None,
-                 cfg: PropagationConfig, matte: np.ndarray | None = None) -> list:
+                 cfg: PropagationConfig, matte: np.ndarray | None = None, edge: np.ndarray | None = None) -> list:
     """The (source, target, weight) guide list for synthesising ``frame`` from ``key``.
 
     Guides whose weight is 0 are left out; ``temporal`` None leaves out the temporal guide; with
-    ``matte`` (the frame's) and the key's matte, the mattes are a guide too.
+    ``matte`` (the frame's) and the key's matte, the mattes are a guide too. ``edge``: the frame's
+    edge guide when the caller has it already.
     """
     out = []
     if cfg.colour_weight > 0:
         out.append((key.frame, frame, cfg.colour_weight))
     if cfg.edge_weight > 0:
-        out.append((key.edge, G.edge_guide(frame), cfg.edge_weight))
+        out.append((key.edge, G.edge_guide(frame) if edge is None else edge, cfg.edge_weight))
     if cfg.positional_weight > 0:
         out.append((key.positional, G.positional_guide(positions), cfg.positional_weight))
     if cfg.temporal_weight > 0 and temporal is not None:
@@ -337,17 +338,18 @@ def step(key: KeyFrame, state: PassState, index: int, source: FrameSource, cfg: 
     positions = G.advect_positions(state.positions, to_prev, occluded).astype(np.float16).astype(np.float32)
     temporal = G.temporal_guide(state.output, to_prev)
     matte = source.matte(index) if hasattr(source, "matte") else None
-    guides = build_guides(key, frame, positions, temporal, cfg, matte=matte)
+    # the guides the static skip compares (their edge guide is the synthesis's too: built once)
+    now = static_guides(frame, matte) if cfg.warm_start == "advect" and cfg.static_skip else None
+    guides = build_guides(key, frame, positions, temporal, cfg, matte=matte, edge=None if now is None else now[1])
     region = None
     if matte is not None:
         from .matte import synthesis_region
 
         region = synthesis_region(matte, cfg.matte_grow + cfg.patch_size // 2)
-    active = now = None
+    active = None
     if cfg.warm_start == "advect":
         init = _advect_nnf(state.nnf, to_prev)
-        if cfg.static_skip:
-            now = static_guides(frame, matte)
+        if now is not None:
             before = state.guides or static_guides(source.frame(prev), source.matte(prev) if matte is not None else None)
             active = changed_pixels(now, before, to_prev, occluded, cfg.patch_size // 2)
     elif cfg.warm_start == "reuse":
